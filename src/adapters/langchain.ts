@@ -1,0 +1,140 @@
+/**
+ * ExecLayer for LangChain.js (`@langchain/core`): wraps structured tools so every call is authorized,
+ * after schema validation and before the tool's function runs, with exactly the decision the gateway
+ * would give.
+ *
+ * @example
+ * ```ts
+ * import { tool } from '@langchain/core/tools';
+ * import { createExecLayer } from 'execlayer';
+ * import { withExecLayer } from 'execlayer/adapters/langchain';
+ *
+ * const layer = await createExecLayer({ policy: './policy.yaml' });
+ * const tools = withExecLayer(layer, [readFile, writeFile], { agent: 'support-bot', prefix: 'files.' });
+ * const model = chatModel.bindTools(tools);   // or createAgent({ model, tools })
+ * ```
+ *
+ * A refused call does not run the tool. Invoked with a tool call (as agents and `ToolNode` do), the
+ * tool returns a `ToolMessage` with `status: 'error'` whose content is the refusal reason, so the
+ * model reads why and the loop continues. Invoked directly with plain arguments, it throws
+ * {@link ToolCallRefusedError}.
+ */
+import { ToolMessage } from '@langchain/core/messages';
+import type { StructuredToolInterface } from '@langchain/core/tools';
+import type { Decision } from '../types.js';
+import {
+  type AdapterLayer,
+  type AdapterOptions,
+  authorizeCall,
+  recordOutcome,
+  ToolCallRefusedError,
+  toAction,
+} from './shared.js';
+
+export { ToolCallRefusedError } from './shared.js';
+export type { AdapterLayer, AdapterOptions } from './shared.js';
+
+/** Options for {@link withExecLayer} and {@link protectTool}. */
+export type LangChainAdapterOptions = AdapterOptions;
+
+/** Thrown at wrap time for a tool whose calls would not pass through ExecLayer. */
+export class LangChainAdapterError extends Error {
+  readonly code = 'unprotectable_tool' as const;
+  readonly tool: string;
+  constructor(tool: string, message: string) {
+    super(message);
+    this.name = 'LangChainAdapterError';
+    this.tool = tool;
+  }
+}
+
+type ToolCallConfig = { toolCall?: { id?: string } } | undefined;
+type InnerCall = (arg: unknown, runManager: unknown, config: ToolCallConfig) => unknown;
+
+/**
+ * Returns a tool that behaves exactly like `tool` (same name, description, schema, callbacks) except
+ * that each call is authorized as `{ agent, tool: prefix + name, args }`, where `args` is the
+ * validated input the tool's function would receive.
+ */
+export function protectTool<T extends StructuredToolInterface>(layer: AdapterLayer, tool: T, opts: LangChainAdapterOptions): T {
+  const inner = (tool as unknown as { _call?: InnerCall })._call;
+  if (typeof inner !== 'function') {
+    // INVARIANT: fail closed — only tools whose execution we can intercept are accepted.
+    throw new LangChainAdapterError(
+      tool.name,
+      `tool \`${tool.name}\` is not a langchain \`StructuredTool\`, so execlayer cannot authorize its calls; build it with \`tool()\` from \`@langchain/core/tools\` or a \`StructuredTool\` subclass`,
+    );
+  }
+  // Inherit everything from the original; override only the step that runs the tool's function.
+  const wrapped = Object.create(tool) as T & { _call: InnerCall };
+  wrapped._call = async function (this: unknown, arg: unknown, runManager: unknown, config: ToolCallConfig) {
+    const verdict = await authorizeCall(layer, toAction(opts, tool.name, arg), opts, 'sdk');
+    if (!verdict.allowed) {
+      const toolCallId = config?.toolCall?.id;
+      if (toolCallId) {
+        return new ToolMessage({
+          status: 'error',
+          content: verdict.message,
+          tool_call_id: toolCallId,
+          name: tool.name,
+        });
+      }
+      throw new ToolCallRefusedError(verdict.message, verdict.decision);
+    }
+    const started = performance.now();
+    let result: unknown;
+    try {
+      result = await inner.call(this, arg, runManager, config);
+    } catch (error) {
+      await recordOutcome(layer, verdict.decision, {
+        ok: false,
+        error: error instanceof Error ? error.message : String(error),
+        durationMs: performance.now() - started,
+      });
+      throw error;
+    }
+    if (isAsyncGenerator(result)) return trackGenerator(layer, verdict.decision, result, started);
+    await recordOutcome(layer, verdict.decision, { ok: true, result, durationMs: performance.now() - started });
+    return result;
+  };
+  return wrapped;
+}
+
+/** Protects each tool in `tools` (see {@link protectTool}). */
+export function withExecLayer<T extends StructuredToolInterface>(
+  layer: AdapterLayer,
+  tools: readonly T[],
+  opts: LangChainAdapterOptions,
+): T[] {
+  return tools.map((tool) => protectTool(layer, tool, opts));
+}
+
+function isAsyncGenerator(value: unknown): value is AsyncGenerator<unknown, unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as AsyncGenerator).next === 'function' &&
+    typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
+  );
+}
+
+// A streaming tool's work happens while LangChain drains the generator; record the outcome when it ends.
+async function* trackGenerator(
+  layer: AdapterLayer,
+  decision: Decision,
+  gen: AsyncGenerator<unknown, unknown>,
+  started: number,
+): AsyncGenerator<unknown, unknown> {
+  try {
+    const result = yield* gen;
+    await recordOutcome(layer, decision, { ok: true, result, durationMs: performance.now() - started });
+    return result;
+  } catch (error) {
+    await recordOutcome(layer, decision, {
+      ok: false,
+      error: error instanceof Error ? error.message : String(error),
+      durationMs: performance.now() - started,
+    });
+    throw error;
+  }
+}

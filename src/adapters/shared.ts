@@ -1,0 +1,169 @@
+/**
+ * What every framework adapter shares: turn one tool call into an Action, ask the runtime, and phrase
+ * the answer for the model. Adapters add no decision logic of their own — every verdict comes from
+ * `layer.authorize`, every outcome goes to `layer.outcome`, exactly as at the gateway.
+ */
+import type { ExecLayer } from '../runtime/exec-layer.js';
+import type { Action, Decision, EnforcementPoint, Json } from '../types.js';
+
+/** The part of an ExecLayer the adapters call. Any ExecLayer satisfies it. */
+export type AdapterLayer = Pick<ExecLayer, 'authorize' | 'outcome' | 'waitForApproval'>;
+
+/** Options common to the framework adapters. */
+export interface AdapterOptions {
+  /**
+   * The agent id the policy knows. Set by the application from its own configuration or the
+   * authenticated channel — never from anything the model wrote.
+   */
+  agent: string;
+  /** Session id, for per-session limits and the audit trail. */
+  session?: string;
+  /** Prepended to each framework tool name to form the policy tool name (`files.` + `read_file`). */
+  prefix?: string;
+  /** The human the agent acts for, recorded with each decision. */
+  onBehalfOf?: string;
+  /**
+   * For `ask` decisions: how long to wait for a reviewer before telling the model the call is pending.
+   * 0 (the default) reports the pending approval at once; the model can retry after it is granted.
+   */
+  approvalTimeoutMs?: number;
+  /** Called with every decision (after any approval wait), e.g. for metrics. Exceptions are ignored. */
+  onDecision?: (decision: Decision, action: Action) => void;
+}
+
+/** The result of asking the runtime about one tool call. */
+export type CallVerdict =
+  | { allowed: true; decision: Decision; action: Action }
+  | { allowed: false; decision: Decision; action: Action; message: string };
+
+/**
+ * A refused tool call, thrown where a framework expects an exception (AI SDK `execute`, a direct
+ * LangChain tool invoke). The message is what the model reads; `decision` is the full verdict.
+ */
+export class ToolCallRefusedError extends Error {
+  /** `denied` for a deny; `approval_required` for an ask still waiting for a reviewer. */
+  readonly code: 'denied' | 'approval_required';
+  readonly decision: Decision;
+  constructor(message: string, decision: Decision) {
+    super(message);
+    this.name = 'ToolCallRefusedError';
+    this.code = decision.effect === 'ask' ? 'approval_required' : 'denied';
+    this.decision = decision;
+  }
+}
+
+/** The error for a refused verdict. */
+export function refusalError(verdict: CallVerdict & { allowed: false }): ToolCallRefusedError {
+  return new ToolCallRefusedError(verdict.message, verdict.decision);
+}
+
+/**
+ * Builds the Action for one call. Non-object inputs (a string-input tool) are authorized as
+ * `{ input: <value> }`, so a policy can still constrain them.
+ */
+export function toAction(opts: AdapterOptions, name: string, input: unknown): Action {
+  const args =
+    typeof input === 'object' && input !== null && !Array.isArray(input)
+      ? (input as { [key: string]: Json })
+      : { input: (input === undefined ? null : input) as Json };
+  const action: Action = { agent: opts.agent, tool: `${opts.prefix ?? ''}${name}`, args };
+  if (opts.session !== undefined) action.session = opts.session;
+  if (opts.onBehalfOf !== undefined) action.onBehalfOf = opts.onBehalfOf;
+  return action;
+}
+
+/**
+ * Authorizes one call. Never throws: a failure anywhere becomes a refusal with a reason.
+ */
+export async function authorizeCall(
+  layer: AdapterLayer,
+  action: Action,
+  opts: AdapterOptions,
+  point: EnforcementPoint = 'sdk',
+  signal?: AbortSignal,
+): Promise<CallVerdict> {
+  let decision: Decision;
+  try {
+    decision = await layer.authorize(action, { point });
+    if (decision.effect === 'ask' && decision.approvalId && (opts.approvalTimeoutMs ?? 0) > 0) {
+      const status = await layer.waitForApproval(decision.approvalId, {
+        timeoutMs: opts.approvalTimeoutMs ?? 0,
+        ...(signal ? { signal } : {}),
+      });
+      // A grant is bound to this exact call; authorizing again consumes it and records the use.
+      if (status === 'granted') decision = await layer.authorize(action, { point });
+    }
+  } catch (error) {
+    // INVARIANT: fail closed — authorize is specified never to reject; if it does, the call is refused.
+    decision = internalDenial(error);
+  }
+  try {
+    opts.onDecision?.(decision, action);
+  } catch {
+    // An observer must not change the verdict.
+  }
+  if (decision.effect === 'allow') return { allowed: true, decision, action };
+  return { allowed: false, decision, action, message: refusalMessage(action.tool, decision) };
+}
+
+/**
+ * Runs an allowed call and records its outcome (which also releases its concurrency slot). The tool's
+ * own error is rethrown unchanged so the framework handles it as it would without ExecLayer.
+ */
+export async function runAllowed<R>(layer: AdapterLayer, decision: Decision, fn: () => Promise<R> | R): Promise<R> {
+  const started = performance.now();
+  let result: R;
+  try {
+    result = await fn();
+  } catch (error) {
+    await recordOutcome(layer, decision, {
+      ok: false,
+      error: error instanceof Error ? error.message : String(error),
+      durationMs: performance.now() - started,
+    });
+    throw error;
+  }
+  await recordOutcome(layer, decision, { ok: true, result, durationMs: performance.now() - started });
+  return result;
+}
+
+/** Records an outcome; a recording failure must not turn a finished call into a retry by the model. */
+export async function recordOutcome(
+  layer: AdapterLayer,
+  decision: Decision,
+  o: { ok: boolean; error?: string; result?: unknown; durationMs: number },
+): Promise<void> {
+  try {
+    await layer.outcome(decision, o);
+  } catch (error) {
+    process.emitWarning(
+      `execlayer: could not record the outcome of decision ${decision.id}: ${error instanceof Error ? error.message : String(error)}`,
+      { code: 'EXECLAYER_OUTCOME_NOT_RECORDED' },
+    );
+  }
+}
+
+/**
+ * The text a model sees when a call is refused: what was refused, why (the policy's reason, written to
+ * be acted on), and the ids an operator needs to look it up.
+ */
+export function refusalMessage(tool: string, decision: Decision): string {
+  const rule = decision.rule ? `, rule \`${decision.rule}\`` : '';
+  if (decision.effect === 'ask') {
+    const pending = decision.approvalId ? ` approval request ${decision.approvalId} is pending;` : '';
+    return `approval required for \`${tool}\`: ${decision.reason};${pending} retry once a reviewer has approved it (decision ${decision.id}${rule})`;
+  }
+  return `denied by execlayer policy: \`${tool}\`: ${decision.reason} (code ${decision.code}${rule}, decision ${decision.id})`;
+}
+
+function internalDenial(error: unknown): Decision {
+  return {
+    id: `local-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`,
+    effect: 'deny',
+    rule: null,
+    reason: `the authorization check failed (${error instanceof Error ? error.message : String(error)}), so the call was refused`,
+    policy: '',
+    mode: 'enforce',
+    code: 'internal_error',
+  };
+}
