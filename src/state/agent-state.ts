@@ -1,0 +1,284 @@
+/**
+ * The stop switch: suspending one agent, or every agent at once with the global stop `*`. Every backend
+ * (memory, SQLite, Redis) implements `AgentStateStore` and passes the contract in `contract.ts`.
+ * Each decision asks the store directly (no cache), so a suspend that has returned stops the very next
+ * decision in every process sharing the store.
+ */
+
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Redis } from 'ioredis';
+import { failFastRedis, waitReady } from '../limits/redis.js';
+import type { AgentStateEvent, Recorder } from '../types.js';
+import { openSqlite } from './sqlite-db.js';
+
+/** The agent id that stands for every agent: the emergency stop. */
+export const ALL_AGENTS = '*';
+
+/** Answer of `isSuspended`. */
+export interface SuspensionStatus {
+  suspended: boolean;
+  reason?: string;
+  by?: string;
+  /** Which entry applies: the agent itself or `*`. */
+  agent?: string;
+  /** When the suspension was set (ms since epoch). */
+  at?: number;
+}
+
+/** One active suspension. */
+export interface Suspension {
+  agent: string;
+  by: string;
+  reason?: string;
+  at: number;
+}
+
+/** Suspension flags shared by every enforcement point. */
+export interface AgentStateStore {
+  /** True also when the global stop `*` is set. On any store error: suspended (fail closed). Never rejects. */
+  isSuspended(agent: string): Promise<SuspensionStatus>;
+  /** Suspends `agent` (or everyone with `*`). Resolves once every process sharing the store will see it. */
+  suspend(agent: string, by: string, reason?: string): Promise<void>;
+  /** Lifts a suspension. Resolves `true` when one was lifted, `false` when there was none. */
+  resume(agent: string, by: string): Promise<boolean>;
+  list(): Promise<Suspension[]>;
+  close(): Promise<void>;
+}
+
+/** Options every state backend accepts. */
+export interface AgentStateStoreOptions {
+  /** Records `AgentStateEvent`s after each successful suspend and each resume that lifted something. */
+  recorder?: Recorder;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/** Error a state store raises at its edges (suspend/resume/list). */
+export class AgentStateError extends Error {
+  readonly code: 'store_error' | 'invalid_agent' | 'record_failed';
+  constructor(code: AgentStateError['code'], message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'AgentStateError';
+    this.code = code;
+  }
+}
+
+function checkAgent(agent: string): void {
+  if (typeof agent !== 'string' || agent === '' || agent.length > 256) {
+    throw new AgentStateError(
+      'invalid_agent',
+      'agent id must be a non-empty string of at most 256 characters',
+    );
+  }
+}
+
+function failClosed(err: unknown): SuspensionStatus {
+  const msg = err instanceof Error ? err.message.toLowerCase() : String(err);
+  // INVARIANT: fail closed — when the stop switch cannot be read, the agent is treated as stopped.
+  return {
+    suspended: true,
+    by: 'execlayer',
+    reason: `agent state store unavailable (${msg}); treating as suspended to fail closed`,
+  };
+}
+
+function pick(agent: string, own: Suspension | undefined, all: Suspension | undefined): SuspensionStatus {
+  const s = own ?? all;
+  if (s === undefined) return { suspended: false };
+  const out: SuspensionStatus = { suspended: true, by: s.by, agent: s.agent, at: s.at };
+  const base = s.agent === ALL_AGENTS ? 'all agents are stopped' : `agent \`${agent}\` is suspended`;
+  out.reason = `${base} by \`${s.by}\`${s.reason ? `: ${s.reason}` : ''}`;
+  return out;
+}
+
+abstract class BaseStateStore implements AgentStateStore {
+  readonly #recorder: Recorder | undefined;
+  protected readonly now: () => number;
+
+  constructor(options: AgentStateStoreOptions) {
+    this.#recorder = options.recorder;
+    this.now = options.now ?? Date.now;
+  }
+
+  protected abstract read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]>;
+  protected abstract write(s: Suspension): Promise<void>;
+  protected abstract remove(agent: string): Promise<boolean>;
+  abstract list(): Promise<Suspension[]>;
+  abstract close(): Promise<void>;
+
+  async isSuspended(agent: string): Promise<SuspensionStatus> {
+    try {
+      const [own, all] = await this.read(agent);
+      return pick(agent, own, all);
+    } catch (err) {
+      return failClosed(err);
+    }
+  }
+
+  async suspend(agent: string, by: string, reason?: string): Promise<void> {
+    checkAgent(agent);
+    const s: Suspension = { agent, by, at: this.now() };
+    if (reason !== undefined && reason !== '') s.reason = reason;
+    await this.#edge(() => this.write(s));
+    const ev: AgentStateEvent = { type: 'agent', status: 'suspended', agent, by };
+    if (s.reason !== undefined) ev.reason = s.reason;
+    await this.#record(ev);
+  }
+
+  async resume(agent: string, by: string): Promise<boolean> {
+    checkAgent(agent);
+    const lifted = await this.#edge(() => this.remove(agent));
+    if (lifted) await this.#record({ type: 'agent', status: 'resumed', agent, by });
+    return lifted;
+  }
+
+  async #edge<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const msg = err instanceof Error ? err.message.toLowerCase() : String(err);
+      throw new AgentStateError('store_error', `agent state store unavailable: ${msg}`, err);
+    }
+  }
+
+  async #record(ev: AgentStateEvent): Promise<void> {
+    if (this.#recorder === undefined) return;
+    try {
+      await this.#recorder.record(ev);
+    } catch (err) {
+      throw new AgentStateError('record_failed', `${ev.status} \`${ev.agent}\` but could not record it`, err);
+    }
+  }
+}
+
+/** State kept in process memory (one process only). */
+export class MemoryAgentStateStore extends BaseStateStore {
+  readonly #m = new Map<string, Suspension>();
+
+  constructor(options: AgentStateStoreOptions = {}) {
+    super(options);
+  }
+
+  protected async read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]> {
+    return [this.#m.get(agent), this.#m.get(ALL_AGENTS)];
+  }
+  protected async write(s: Suspension): Promise<void> {
+    this.#m.set(s.agent, s);
+  }
+  protected async remove(agent: string): Promise<boolean> {
+    return this.#m.delete(agent);
+  }
+  async list(): Promise<Suspension[]> {
+    return [...this.#m.values()].sort((a, b) => a.agent.localeCompare(b.agent));
+  }
+  async close(): Promise<void> {}
+}
+
+interface Row {
+  agent: string;
+  by: string;
+  reason: string | null;
+  at: number;
+}
+
+function fromRow(r: Row | undefined): Suspension | undefined {
+  if (r === undefined) return undefined;
+  const s: Suspension = { agent: r.agent, by: r.by, at: r.at };
+  if (r.reason !== null) s.reason = r.reason;
+  return s;
+}
+
+/** State in a SQLite file; processes sharing the file see a suspend on their next decision. */
+export class SqliteAgentStateStore extends BaseStateStore {
+  readonly #db: BetterSqlite3.Database;
+  readonly #get: BetterSqlite3.Statement;
+  readonly #put: BetterSqlite3.Statement;
+  readonly #del: BetterSqlite3.Statement;
+  readonly #all: BetterSqlite3.Statement;
+
+  /** Opens (creating) the file; throws at start-up when it cannot. */
+  constructor(path: string, options: AgentStateStoreOptions & { busyTimeoutMs?: number } = {}) {
+    super(options);
+    this.#db = openSqlite(
+      path,
+      options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs },
+    );
+    this.#db.exec(
+      'CREATE TABLE IF NOT EXISTS agent_state (agent TEXT PRIMARY KEY, by TEXT NOT NULL, reason TEXT, at INTEGER NOT NULL)',
+    );
+    this.#get = this.#db.prepare('SELECT agent, by, reason, at FROM agent_state WHERE agent IN (?, ?)');
+    this.#put = this.#db.prepare(
+      'INSERT INTO agent_state (agent, by, reason, at) VALUES (?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET by = excluded.by, reason = excluded.reason, at = excluded.at',
+    );
+    this.#del = this.#db.prepare('DELETE FROM agent_state WHERE agent = ?');
+    this.#all = this.#db.prepare('SELECT agent, by, reason, at FROM agent_state ORDER BY agent');
+  }
+
+  protected async read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]> {
+    const rows = this.#get.all(agent, ALL_AGENTS) as Row[];
+    return [fromRow(rows.find((r) => r.agent === agent)), fromRow(rows.find((r) => r.agent === ALL_AGENTS))];
+  }
+  protected async write(s: Suspension): Promise<void> {
+    this.#put.run(s.agent, s.by, s.reason ?? null, s.at);
+  }
+  protected async remove(agent: string): Promise<boolean> {
+    return this.#del.run(agent).changes > 0;
+  }
+  async list(): Promise<Suspension[]> {
+    return (this.#all.all() as Row[]).map((r) => fromRow(r) as Suspension);
+  }
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+}
+
+/** State in one Redis hash; every decision is one HMGET round trip. */
+export class RedisAgentStateStore extends BaseStateStore {
+  readonly #r: Redis;
+  readonly #key: string;
+
+  private constructor(r: Redis, prefix: string, options: AgentStateStoreOptions) {
+    super(options);
+    this.#r = r;
+    this.#key = `${prefix}suspended`;
+  }
+
+  /** Connects (waiting at most a second) and returns the store; a down Redis reads as suspended. */
+  static async open(
+    url: string,
+    options: AgentStateStoreOptions & { prefix?: string; commandTimeoutMs?: number } = {},
+  ): Promise<RedisAgentStateStore> {
+    const r = failFastRedis(url, options.commandTimeoutMs);
+    await waitReady(r, 1000);
+    return new RedisAgentStateStore(r, options.prefix ?? 'execlayer:', options);
+  }
+
+  protected async read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]> {
+    const [own, all] = await this.#r.hmget(this.#key, agent, ALL_AGENTS);
+    return [parse(own ?? null), parse(all ?? null)];
+  }
+  protected async write(s: Suspension): Promise<void> {
+    await this.#r.hset(this.#key, s.agent, JSON.stringify(s));
+  }
+  protected async remove(agent: string): Promise<boolean> {
+    return (await this.#r.hdel(this.#key, agent)) > 0;
+  }
+  async list(): Promise<Suspension[]> {
+    const all = await this.#r.hgetall(this.#key);
+    return Object.values(all)
+      .map((v) => parse(v) as Suspension)
+      .sort((a, b) => a.agent.localeCompare(b.agent));
+  }
+  async close(): Promise<void> {
+    this.#r.disconnect();
+  }
+}
+
+function parse(v: string | null): Suspension | undefined {
+  if (v === null) return undefined;
+  const o = JSON.parse(v) as Suspension;
+  if (typeof o.agent !== 'string' || typeof o.by !== 'string' || typeof o.at !== 'number') {
+    throw new Error('malformed suspension entry');
+  }
+  return o;
+}

@@ -1,0 +1,163 @@
+/**
+ * Cross-process behaviour with real parts: separate Node processes sharing one Redis (and one SQLite
+ * file) for limits and the stop switch. The file re-runs itself as the child when EXECLAYER_CHILD is set.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { openLimitStore } from '../src/limits/open.js';
+import { openAgentStateStore } from '../src/state/open.js';
+import { REDIS_URL, redisAvailable, uniqueName } from '../src/testing/services.js';
+import type { LimitSpec } from '../src/types.js';
+
+const SPEC: LimitSpec = { id: 'hammer', kind: 'calls', max: 500, windowMs: 3_600_000, scope: ['agent'] };
+const SELF = fileURLToPath(import.meta.url);
+
+type Msg = {
+  ok?: number;
+  denied?: number;
+  errors?: number;
+  ready?: true;
+  verdict?: boolean;
+  before?: number;
+};
+
+async function child(): Promise<void> {
+  const mode = process.env.EXECLAYER_CHILD;
+  const url = process.env.EXECLAYER_URL as string;
+  const prefix = process.env.EXECLAYER_PREFIX as string;
+  if (mode === 'hammer') {
+    const store = await openLimitStore(url, { prefix });
+    process.send?.({ ready: true });
+    await new Promise((r) => process.once('message', r));
+    const counts = { ok: 0, denied: 0, errors: 0 };
+    const now = Date.now();
+    let next = 0;
+    const worker = async () => {
+      while (next < 1000) {
+        next++;
+        const r = await store.consume([SPEC], { agent: 'shared-bot', tool: 't', args: {} }, [], now);
+        if (r.ok) counts.ok++;
+        else if (r.code === 'limit_exceeded') counts.denied++;
+        else counts.errors++;
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    await store.close();
+    process.send?.(counts);
+  } else if (mode === 'decider') {
+    // Decides in a tight loop; when told that suspend() has returned, the next decision must be denied.
+    const store = await openAgentStateStore(url, { prefix });
+    let told = false;
+    let before = 0;
+    process.on('message', () => {
+      told = true;
+    });
+    process.send?.({ ready: true });
+    for (;;) {
+      const startedAfterTold = told;
+      const st = await store.isSuspended('bot');
+      if (startedAfterTold) {
+        process.send?.({ verdict: st.suspended, before });
+        break;
+      }
+      if (!st.suspended) before++;
+      // Yield so the IPC message can arrive between decisions.
+      await new Promise((r) => setImmediate(r));
+    }
+    await store.close();
+  }
+  process.disconnect?.();
+}
+
+function spawn(mode: string, url: string, prefix: string): ChildProcess {
+  return fork(SELF, [], {
+    env: { ...process.env, EXECLAYER_CHILD: mode, EXECLAYER_URL: url, EXECLAYER_PREFIX: prefix },
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+function next(c: ChildProcess): Promise<Msg> {
+  return new Promise((resolve, reject) => {
+    c.once('message', (m) => resolve(m as Msg));
+    c.once('exit', (code) => reject(new Error(`child exited with ${String(code)} before answering`)));
+  });
+}
+
+async function dropKeys(prefix: string): Promise<void> {
+  const r = new Redis(REDIS_URL);
+  const keys = await r.keys(`${prefix}*`);
+  if (keys.length > 0) await r.del(...keys);
+  r.disconnect();
+}
+
+if (process.env.EXECLAYER_CHILD) {
+  await child();
+} else {
+  const { describe, it } = await import('node:test');
+
+  const hammer = async (url: string, prefix: string) => {
+    const kids = [spawn('hammer', url, prefix), spawn('hammer', url, prefix)];
+    await Promise.all(kids.map(next)); // both connected
+    const results = kids.map(next);
+    for (const k of kids) k.send('go');
+    const [a, b] = (await Promise.all(results)) as [Msg, Msg];
+    assert.equal(a.errors, 0);
+    assert.equal(b.errors, 0);
+    assert.equal((a.ok ?? 0) + (b.ok ?? 0), 500, `exactly 500 of 2000 calls succeed (got ${a.ok} + ${b.ok})`);
+    assert.equal((a.denied ?? 0) + (b.denied ?? 0), 1500);
+    assert.ok((a.ok ?? 0) > 0 && (b.ok ?? 0) > 0, 'both processes competed for the same limit');
+  };
+
+  const stopSwitch = async (url: string, prefix: string) => {
+    const state = await openAgentStateStore(url, { prefix });
+    try {
+      const kid = spawn('decider', url, prefix);
+      await next(kid);
+      await new Promise((r) => setTimeout(r, 300)); // let the burst run
+      await state.suspend('bot', 'oncall', 'test');
+      const verdict = next(kid);
+      kid.send('suspended');
+      const v = await verdict;
+      assert.ok((v.before ?? 0) > 10, 'the other process was deciding (and allowed) before the suspend');
+      assert.equal(v.verdict, true, 'the first decision after suspend() resolved is denied');
+    } finally {
+      await state.close();
+    }
+  };
+
+  describe('limits across processes', () => {
+    it('redis: two processes hammering one limit of 500 get exactly 500 in total', async (t) => {
+      if (!(await redisAvailable(t))) return;
+      const prefix = `${uniqueName('test_hammer')}:`;
+      t.after(() => dropKeys(prefix));
+      await hammer(REDIS_URL, prefix);
+    });
+
+    it('sqlite: two processes sharing one file get exactly 500 in total', async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'execlayer-proc-'));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      await hammer(`sqlite:${join(dir, 'l.db')}`, '');
+    });
+  });
+
+  describe('stop switch across processes', () => {
+    it('redis: a decision in another process right after suspend() resolves is denied', async (t) => {
+      if (!(await redisAvailable(t))) return;
+      const prefix = `${uniqueName('test_stop')}:`;
+      t.after(() => dropKeys(prefix));
+      await stopSwitch(REDIS_URL, prefix);
+    });
+
+    it('sqlite: a decision in another process right after suspend() resolves is denied', async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'execlayer-proc-'));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      await stopSwitch(`sqlite:${join(dir, 's.db')}`, '');
+    });
+  });
+}
