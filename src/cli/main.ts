@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+/** The `execlayer` command: dispatches to one module per command, loaded only when used. */
+import { EXIT } from './util.js';
+
+type Run = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = {
+  validate: { summary: 'check a policy file and report problems as file:line:column', load: async () => (await import('./validate.js')).validateCommand },
+  test: { summary: 'run policy test cases (action → expected effect)', load: async () => (await import('./test.js')).testCommand },
+  check: { summary: 'decide one action and explain the decision', load: async () => (await import('./check.js')).checkCommand },
+};
+
+const HELP = `usage: execlayer <command> [options]
+
+ExecLayer decides, before each action an AI agent takes, whether this agent may take this action with
+these arguments now — default deny, capabilities by policy, every decision recorded.
+
+commands:
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .join('\n')}
+
+Run \`execlayer <command> --help\` for a command's options.
+
+exit codes: 0 ok/allow, 1 denied/failed/invalid, 2 usage error, 3 error, 4 ask/not found
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(HELP);
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (name === '--version' || name === '-v') {
+    const { createRequire } = await import('node:module');
+    process.stdout.write(`${(createRequire(import.meta.url)('../../package.json') as { version: string }).version}\n`);
+    return EXIT.ok;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`error: unknown command \`${name}\`\n\n${HELP}`);
+    return EXIT.usage;
+  }
+  return (await cmd.load())(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = EXIT.error;
+  },
+);

@@ -1,0 +1,339 @@
+/**
+ * compile → decide. `compile()` indexes a checked policy by agent and tool and returns an immutable
+ * engine whose `decide()` never throws: every failure is a deny with a reason.
+ */
+import { randomUUID } from 'node:crypto';
+import { canonicalisers } from '../facts/index.js';
+import type { CelInputs } from '../policy/cel.js';
+import type { CheckedAgent, CheckedPolicy, CheckedRule, CompiledConditions } from '../policy/check.js';
+import { readArg } from '../policy/conditions.js';
+import { compileGlob, type Glob, globCovers, globMatch } from '../policy/glob.js';
+import type { Action, Decision, DecisionCode, Effect, Json, LimitSpec, Mode } from '../types.js';
+import { checkAction } from './action.js';
+
+/** The compiled, immutable decision function and what enforcement points need beside it. */
+export interface Engine {
+  /** Content hash of the policy (sha256 of its canonical JSON). */
+  readonly hash: string;
+  readonly policy: CheckedPolicy;
+  /** Decides one action. Never throws. `now` (ms since epoch) is for CEL's `now` and tests. */
+  decide(action: Action, now?: number): Decision;
+  /** True when some allow/ask rule could let this agent call this tool (list filtering). */
+  visible(agent: string, tool: string): boolean;
+  /** Arguments as the audit trail may store them: fields the policy redacts are replaced. */
+  redact(tool: string, args: { [k: string]: Json }): { [k: string]: Json };
+}
+
+/** Most values one condition reads from an array argument. */
+const MAX_VALUES = 256;
+const REDACTED = '[redacted]';
+
+interface RuleEntry {
+  rule: CheckedRule;
+  glob: Glob;
+}
+
+interface AgentIndex {
+  agent: CheckedAgent;
+  /** Deny and ask rules are matched on the lower-cased tool name: case tricks cannot dodge them. */
+  deny: Bucket;
+  ask: Bucket;
+  /** Allow rules match the exact tool name only. */
+  allow: Bucket;
+  info: Record<string, Json>;
+}
+
+interface Bucket {
+  exact: Map<string, CheckedRule[]>;
+  globs: RuleEntry[];
+}
+
+type Outcome = { kind: 'match' } | { kind: 'nomatch'; why: string } | { kind: 'error'; error: string };
+
+/** Per-decision scratch: facts are derived once per (canonicaliser, argument) and shared by all rules. */
+interface Ctx {
+  action: Action;
+  now: number;
+  facts: Record<string, Json> | undefined;
+  cache: Map<string, { ok: true; value: unknown } | { ok: false; error: string }> | undefined;
+  agentInfo: Record<string, Json>;
+}
+
+export function compile(policy: CheckedPolicy): Engine {
+  const index = new Map<string, AgentIndex>();
+  for (const agent of policy.agents.values()) {
+    const idx: AgentIndex = {
+      agent,
+      deny: { exact: new Map(), globs: [] },
+      ask: { exact: new Map(), globs: [] },
+      allow: { exact: new Map(), globs: [] },
+      info: {
+        id: agent.id,
+        roles: agent.roles,
+        ...(agent.spec.owner ? { owner: agent.spec.owner } : {}),
+        ...(agent.spec.purpose ? { purpose: agent.spec.purpose } : {}),
+        ...(agent.spec.risk ? { risk: agent.spec.risk } : {}),
+      },
+    };
+    for (const rule of agent.rules) {
+      const bucket = idx[rule.effect];
+      for (const raw of rule.patterns) {
+        const pattern = rule.effect === 'allow' ? raw : raw.toLowerCase();
+        if (pattern.includes('*')) bucket.globs.push({ rule, glob: compileGlob(pattern) });
+        else {
+          const list = bucket.exact.get(pattern);
+          if (list) {
+            if (!list.includes(rule)) list.push(rule);
+          } else bucket.exact.set(pattern, [rule]);
+        }
+      }
+    }
+    index.set(agent.id, idx);
+  }
+
+  const finish = (
+    action: Action,
+    mode: Mode,
+    effect: Effect,
+    code: DecisionCode,
+    rule: CheckedRule | null,
+    reason: string,
+    ctx: Ctx | undefined,
+    agent: AgentIndex | undefined,
+  ): Decision => {
+    void action;
+    const d: Decision = {
+      id: randomUUID(),
+      effect: mode === 'shadow' ? 'allow' : effect,
+      rule: rule?.id ?? null,
+      reason: mode === 'shadow' && effect !== 'allow' ? `shadow mode: would ${effect === 'ask' ? 'ask' : 'deny'} — ${reason}` : reason,
+      policy: policy.hash,
+      mode,
+      code,
+    };
+    if (mode === 'shadow') d.wouldBe = effect;
+    if (agent) d.roles = agent.agent.roles;
+    if (ctx?.facts) d.facts = ctx.facts;
+    if (effect === 'allow' && agent) {
+      const limits: LimitSpec[] = [...(rule?.limits ?? []), ...agent.agent.limits];
+      if (limits.length > 0) d.limits = limits;
+    }
+    if (effect === 'ask' && rule?.approval) d.approval = rule.approval;
+    return d;
+  };
+
+  const decide = (action: Action, now = Date.now()): Decision => {
+    try {
+      return decideInner(action, now);
+    } catch (e) {
+      // INVARIANT: fail closed — decide() never throws; an unexpected error is a deny.
+      return {
+        id: randomUUID(),
+        effect: 'deny',
+        rule: null,
+        reason: `internal error while deciding: ${e instanceof Error ? e.message : String(e)}`,
+        policy: policy.hash,
+        mode: 'enforce',
+        code: 'internal_error',
+      };
+    }
+  };
+
+  const decideInner = (action: Action, now: number): Decision => {
+    const invalid = checkAction(action);
+    if (invalid !== undefined) return finish(action, 'enforce', 'deny', 'invalid_action', null, invalid, undefined, undefined);
+    const idx = index.get(action.agent);
+    if (!idx) {
+      return finish(
+        action,
+        'enforce',
+        'deny',
+        'unknown_agent',
+        null,
+        `agent \`${action.agent}\` is not in the policy: an unknown agent can do nothing`,
+        undefined,
+        undefined,
+      );
+    }
+    const tool = action.tool;
+    const lower = tool.toLowerCase();
+    const ctx: Ctx = { action, now, facts: undefined, cache: undefined, agentInfo: idx.info };
+    const modeOf = (r: CheckedRule | null) => r?.mode ?? idx.agent.mode;
+
+    // Deny beats ask beats allow. An error in a deny or ask rule counts as a match (fail closed).
+    for (const effect of ['deny', 'ask'] as const) {
+      for (const rule of candidates(idx[effect], lower)) {
+        const o = evalRule(rule, ctx);
+        if (o.kind === 'nomatch') continue;
+        if (o.kind === 'error') {
+          return finish(
+            action,
+            modeOf(rule),
+            'deny',
+            'evaluation_error',
+            rule,
+            `denied: could not evaluate ${effect} rule \`${rule.id}\` (${o.error}), so it is treated as matching`,
+            ctx,
+            idx,
+          );
+        }
+        if (effect === 'deny') {
+          const reason =
+            rule.reason ??
+            `rule \`${rule.id}\` denies \`${tool}\` for agent \`${action.agent}\`${rule.when ? ` when ${rule.when.summary}` : ''}${rule.unless ? ` unless ${rule.unless.summary}` : ''}`;
+          return finish(action, modeOf(rule), 'deny', 'denied_by_rule', rule, withAlternatives(reason, idx, tool), ctx, idx);
+        }
+        const reason =
+          rule.reason ??
+          `\`${tool}\` needs human approval under rule \`${rule.id}\`${rule.unless ? ` (no approval needed when ${rule.unless.summary})` : ''}: an approver must grant this exact call`;
+        return finish(action, modeOf(rule), 'ask', 'asked', rule, reason, ctx, idx);
+      }
+    }
+
+    const misses: string[] = [];
+    for (const rule of candidates(idx.allow, tool)) {
+      const o = evalRule(rule, ctx);
+      if (o.kind === 'match') {
+        return finish(action, modeOf(rule), 'allow', 'allowed', rule, `allowed by rule \`${rule.id}\``, ctx, idx);
+      }
+      misses.push(
+        o.kind === 'error'
+          ? `rule \`${rule.id}\` could not be evaluated: ${o.error}`
+          : `rule \`${rule.id}\` allows it only when ${rule.when?.summary ?? 'its conditions hold'}${rule.unless ? ` and not when ${rule.unless.summary}` : ''} — ${o.why}`,
+      );
+    }
+    const reason =
+      misses.length > 0
+        ? `no rule allows this call of \`${tool}\`: ${misses.slice(0, 3).join('; ')}`
+        : withAlternatives(`agent \`${action.agent}\` has no capability for \`${tool}\` (default deny)`, idx, tool);
+    return finish(action, modeOf(null), 'deny', 'no_matching_rule', null, reason, ctx, idx);
+  };
+
+  const evalRule = (rule: CheckedRule, ctx: Ctx): Outcome => {
+    if (rule.when) {
+      const o = evalBlock(rule.when, ctx);
+      if (o.kind !== 'match') return o;
+    }
+    if (rule.unless) {
+      const o = evalBlock(rule.unless, ctx);
+      if (o.kind === 'error') return o;
+      if (o.kind === 'match') return { kind: 'nomatch', why: `the exception applies (${rule.unless.summary})` };
+    }
+    return MATCH;
+  };
+
+  const evalBlock = (block: CompiledConditions, ctx: Ctx): Outcome => {
+    const args = ctx.action.args;
+    for (const a of block.args) {
+      const v = a.test(readArg(args, a.name));
+      if (!v.ok) return { kind: 'nomatch', why: v.why };
+    }
+    let ruleFacts: Record<string, Json> | undefined;
+    for (const c of block.canon) {
+      const canon = canonicalisers[c.name];
+      let names = c.args;
+      if (!names) {
+        const present = canon.defaultArgs.filter((n) => Object.hasOwn(args, n));
+        names = c.name === 'email' ? present : present.slice(0, 1);
+        if (names.length === 0) {
+          return { kind: 'nomatch', why: `argument \`${canon.defaultArgs.join('` or `')}\` is missing` };
+        }
+      }
+      for (const name of names) {
+        const raw = readArg(args, name);
+        if (raw === undefined) return { kind: 'nomatch', why: `argument \`${name}\` is missing` };
+        const values = Array.isArray(raw) ? raw : [raw];
+        if (values.length > MAX_VALUES) return { kind: 'error', error: `argument \`${name}\` has more than ${MAX_VALUES} values` };
+        for (let i = 0; i < values.length; i++) {
+          const key = `${c.name}\u0000${name}\u0000${i}`;
+          ctx.cache ??= new Map();
+          let f = ctx.cache.get(key);
+          if (!f) {
+            f = canon.facts(values[i] as Json) as { ok: true; value: unknown } | { ok: false; error: string };
+            ctx.cache.set(key, f);
+            if (f.ok) {
+              ctx.facts ??= {};
+              const j = canon.toJson(f.value);
+              const fk = `${c.name}.${name}`;
+              const prev = ctx.facts[fk];
+              ctx.facts[fk] = prev === undefined ? j : Array.isArray(prev) && i > 0 ? [...prev, j] : i > 0 ? [prev, j] : j;
+            }
+          }
+          if (!f.ok) return { kind: 'error', error: `${c.name} argument \`${name}\`: ${f.error}` };
+          ruleFacts ??= {};
+          ruleFacts[c.name] ??= canon.toJson(f.value);
+          const m = canon.match(c.condition, f.value);
+          if (!m.ok) return { kind: 'nomatch', why: m.why };
+        }
+      }
+    }
+    if (block.cel) {
+      const a = ctx.action;
+      const inputs: CelInputs = {
+        args: a.args,
+        facts: ruleFacts ?? {},
+        agent: ctx.agentInfo,
+        context: a.context ?? {},
+        tool: a.tool,
+        session: a.session ?? '',
+        principal: a.onBehalfOf ?? '',
+        now: BigInt(Math.floor(ctx.now)),
+      };
+      const r = block.cel.program(inputs);
+      if (!r.ok) return { kind: 'error', error: `cel: ${r.error}` };
+      if (!r.value) return { kind: 'nomatch', why: 'its CEL condition is false for these arguments' };
+    }
+    return MATCH;
+  };
+
+  const visible = (agent: string, tool: string): boolean => {
+    const idx = index.get(agent);
+    if (!idx || checkAction({ agent, tool, args: {} }) !== undefined) return false;
+    if (idx.agent.mode === 'shadow') return true;
+    const lower = tool.toLowerCase();
+    const blocked = candidates(idx.deny, lower).some((r) => !r.when && !r.unless && (r.mode ?? idx.agent.mode) === 'enforce');
+    if (blocked) return false;
+    return candidates(idx.allow, tool).length > 0 || candidates(idx.ask, lower).length > 0;
+  };
+
+  const redact = (tool: string, args: { [k: string]: Json }): { [k: string]: Json } => {
+    const perTool = policy.redact.byTool.get(tool);
+    if (policy.redact.all.size === 0 && !perTool) return args;
+    const out: { [k: string]: Json } = {};
+    for (const k of Object.keys(args)) {
+      out[k] = policy.redact.all.has(k) || perTool?.has(k) ? REDACTED : (args[k] as Json);
+    }
+    return out;
+  };
+
+  return Object.freeze({ hash: policy.hash, policy, decide, visible, redact });
+}
+
+const MATCH: Outcome = { kind: 'match' };
+const NONE: readonly CheckedRule[] = [];
+
+function candidates(bucket: Bucket, tool: string): readonly CheckedRule[] {
+  const exact = bucket.exact.get(tool) ?? NONE;
+  if (bucket.globs.length === 0) return exact;
+  const out = exact.slice();
+  for (const e of bucket.globs) if (globMatch(e.glob, tool) && !out.includes(e.rule)) out.push(e.rule);
+  return out;
+}
+
+/** Appends what this agent may do instead, so the agent can act on the refusal. */
+function withAlternatives(reason: string, idx: AgentIndex, tool: string): string {
+  const allowed: string[] = [];
+  const seen = new Set<string>();
+  for (const [name, rules] of idx.allow.exact) {
+    if (name === tool || seen.has(name)) continue;
+    seen.add(name);
+    const conds = rules.map((r) => r.when?.summary).filter(Boolean);
+    allowed.push(conds.length ? `\`${name}\` (when ${conds[0]})` : `\`${name}\``);
+    if (allowed.length >= 5) break;
+  }
+  for (const g of idx.allow.globs) {
+    if (allowed.length >= 5) break;
+    if (!globCovers(g.glob, compileGlob(tool))) allowed.push(`\`${g.glob.source}\``);
+  }
+  return allowed.length > 0 ? `${reason}; this agent may call ${allowed.join(', ')}` : reason;
+}

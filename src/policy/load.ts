@@ -1,0 +1,152 @@
+/**
+ * load → check: reads a policy file or object, validates it against the JSON Schema and the semantic
+ * checks, and returns either a checked policy ready to compile or every problem with its place.
+ */
+import { readFile } from 'node:fs/promises';
+import { Ajv, type ErrorObject } from 'ajv';
+import { type CheckedPolicy, checkPolicy } from './check.js';
+import { closest, type Problem } from './problems.js';
+import { MAX_POLICY_BYTES, type PolicySource, parsePolicyText } from './source.js';
+import { policySchema } from './schema.js';
+import type { PolicyDocument } from './types.js';
+
+export type LoadResult = { ok: true; policy: CheckedPolicy; warnings: Problem[] } | { ok: false; problems: Problem[] };
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validate = ajv.compile(policySchema);
+
+/** Loads and checks policy text; `file` names it in problems. */
+export function loadPolicyText(text: string, file = '<policy>'): LoadResult {
+  const parsed = parsePolicyText(text, file);
+  if (!parsed.ok) return { ok: false, problems: parsed.problems };
+  return loadSource(parsed.source);
+}
+
+/** Loads and checks a policy file (YAML or JSON). Never throws. */
+export async function loadPolicyFile(path: string): Promise<LoadResult> {
+  let text: string;
+  try {
+    const buf = await readFile(path);
+    if (buf.length > MAX_POLICY_BYTES) {
+      return { ok: false, problems: [problemAt(path, 'too_large', `policy is larger than ${MAX_POLICY_BYTES} bytes`)] };
+    }
+    text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const message =
+      code === 'ENOENT'
+        ? `policy file \`${path}\` does not exist`
+        : e instanceof TypeError
+          ? 'policy is not valid utf-8'
+          : `cannot read policy file \`${path}\`: ${(e as Error).message}`;
+    return { ok: false, problems: [problemAt(path, code === 'ENOENT' ? 'not_found' : 'unreadable', message)] };
+  }
+  return loadPolicyText(text, path);
+}
+
+/** Checks a policy given as an object (e.g. built in code). Positions then point at `<object>:1:1`. */
+export function loadPolicyObject(doc: unknown, name = '<object>'): LoadResult {
+  let text: string;
+  try {
+    text = JSON.stringify(doc, null, 1);
+  } catch (e) {
+    return { ok: false, problems: [problemAt(name, 'not_json', `policy object is not plain JSON: ${(e as Error).message}`)] };
+  }
+  if (typeof text !== 'string') return { ok: false, problems: [problemAt(name, 'not_json', 'policy object is not plain JSON')] };
+  return loadPolicyText(text, name);
+}
+
+function loadSource(source: PolicySource): LoadResult {
+  if (!validate(source.data)) {
+    return { ok: false, problems: schemaProblems(validate.errors ?? [], source) };
+  }
+  const checked = checkPolicy(source.data as PolicyDocument, source);
+  const errors = checked.problems.filter((p) => p.severity === 'error');
+  if (errors.length > 0) return { ok: false, problems: checked.problems };
+  return { ok: true, policy: checked.policy, warnings: checked.problems };
+}
+
+function problemAt(file: string, code: string, message: string): Problem {
+  return { severity: 'error', code, message, file, line: 1, column: 1, path: '' };
+}
+
+/** Turns Ajv errors into positioned problems, keeping the most specific one per place. */
+function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] {
+  const deeper = (e: ErrorObject) =>
+    errors.some((f) => f !== e && f.instancePath.startsWith(`${e.instancePath}/`) && f.keyword !== 'oneOf');
+  const kept = errors.filter((e) => {
+    if (deeper(e)) return false;
+    if (e.keyword === 'oneOf' || e.keyword === 'if') {
+      return !errors.some((f) => f !== e && f.instancePath === e.instancePath && f.keyword !== 'oneOf');
+    }
+    return true;
+  });
+  const seen = new Set<string>();
+  const out: Problem[] = [];
+  for (const e of kept) {
+    const path = e.instancePath
+      .split('/')
+      .slice(1)
+      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const segs = path.map((s, i) => (isIndexIn(source.data, path.slice(0, i)) ? Number(s) : s));
+    let message: string;
+    let hint: string | undefined;
+    let at = source.locate(segs);
+    let code = 'schema';
+    const where = e.instancePath || '/';
+    switch (e.keyword) {
+      case 'additionalProperties': {
+        const key = (e.params as { additionalProperty: string }).additionalProperty;
+        const allowed = allowedKeys(e.parentSchema);
+        code = 'unknown_key';
+        message = `unknown key \`${key}\` in \`${where}\``;
+        const guess = closest(key, allowed);
+        hint = guess ? `did you mean \`${guess}\`?` : allowed.length ? `allowed keys: ${allowed.join(', ')}` : undefined;
+        at = source.locate([...segs, key], true);
+        break;
+      }
+      case 'required':
+        code = 'missing_key';
+        message = `missing required key \`${(e.params as { missingProperty: string }).missingProperty}\` in \`${where}\``;
+        break;
+      case 'type':
+        code = 'wrong_type';
+        message = `\`${where}\` must be ${article((e.params as { type: string }).type)}`;
+        break;
+      case 'enum':
+        code = 'wrong_value';
+        message = `\`${where}\` must be one of: ${((e.params as { allowedValues: unknown[] }).allowedValues ?? []).join(', ')}`;
+        break;
+      case 'const':
+        code = 'wrong_value';
+        message = `\`${where}\` must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}`;
+        break;
+      default:
+        message = `\`${where}\` ${e.message ?? 'is invalid'}`;
+    }
+    const key = `${at.line}:${at.column}:${message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ severity: 'error', code, message, file: source.file, ...at, path: where, ...(hint ? { hint } : {}) });
+  }
+  return out;
+}
+
+function isIndexIn(data: unknown, path: string[]): boolean {
+  let node: unknown = data;
+  for (const s of path) {
+    if (node === null || typeof node !== 'object') return false;
+    node = Array.isArray(node) ? node[Number(s)] : (node as Record<string, unknown>)[s];
+  }
+  return Array.isArray(node);
+}
+
+function allowedKeys(schema: unknown): string[] {
+  const props = (schema as { properties?: Record<string, unknown> } | undefined)?.properties;
+  return props ? Object.keys(props) : [];
+}
+
+function article(type: string): string {
+  const t = type.replace(/,/g, ' or ');
+  return /^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`;
+}

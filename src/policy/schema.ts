@@ -1,0 +1,190 @@
+/**
+ * JSON Schema (draft-07) of the policy file. The loader validates with it; `schema/policy.schema.json`
+ * is this object written out for editors (a test keeps the two identical).
+ */
+
+const mode = { enum: ['enforce', 'shadow'], description: '`enforce` applies decisions; `shadow` records them and lets actions run.' };
+const strings = { type: 'array', items: { type: 'string', minLength: 1 } } as const;
+const toolPatterns = {
+  description: 'Tool name or glob (`crm.*`); a list means any of them.',
+  oneOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 }],
+};
+const argSelector = {
+  arg: { type: 'string', minLength: 1, description: 'Argument to read (dotted path for nested fields).' },
+  args: { ...strings, minItems: 1, description: 'Arguments to read; every value must satisfy the condition.' },
+};
+
+function canon(description: string, fields: Record<string, unknown>) {
+  return { type: 'object', description, additionalProperties: false, properties: { ...argSelector, ...fields } };
+}
+
+const conditions = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'All given conditions must hold.',
+  properties: {
+    path: canon('File path facts (absolute, normalised, segment-aware).', {
+      under: { ...strings, description: 'Every path must be inside one of these directories.' },
+      not_under: { ...strings, description: 'No path may be inside these directories.' },
+    }),
+    url: canon('URL facts (WHATWG parse, normalised host).', {
+      hosts: { ...strings, description: 'Exact hosts, `*.example.com` label-aware wildcards, or IP literals.' },
+      schemes: strings,
+      ports: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } },
+      allow_userinfo: { type: 'boolean' },
+    }),
+    sql: canon('SQL facts from the PostgreSQL parser.', {
+      statements: { ...strings, description: 'Allowed statement kinds: select, insert, update, delete, …' },
+      tables: { ...strings, description: 'Every table read or written must be one of these.' },
+      reads: strings,
+      writes: strings,
+      max_statements: { type: 'integer', minimum: 1 },
+    }),
+    shell: canon('Shell command facts from a bash parser.', {
+      programs: { ...strings, description: 'Every program run must be one of these.' },
+      allow_pipes: { type: 'boolean' },
+      allow_redirects: { type: 'boolean' },
+      allow_substitution: { type: 'boolean' },
+      allow_chaining: { type: 'boolean' },
+      allow_background: { type: 'boolean' },
+    }),
+    email: canon('Email recipient facts.', {
+      to_domains: { ...strings, description: 'Every recipient must be at one of these domains (`*.x` for subdomains).' },
+      to: strings,
+      max_recipients: { type: 'integer', minimum: 1 },
+    }),
+    args: {
+      type: 'object',
+      description: 'Typed constraints on individual arguments (no coercion: "5" is not a number).',
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          type: { enum: ['string', 'number', 'integer', 'boolean', 'object', 'array', 'null'] },
+          min: { type: 'number' },
+          max: { type: 'number' },
+          equals: { type: ['string', 'number', 'boolean', 'null'] },
+          in: { type: 'array', items: { type: ['string', 'number', 'boolean'] }, minItems: 1 },
+          max_length: { type: 'integer', minimum: 0 },
+          glob: { type: 'string', description: 'String glob with `*` (no regular expressions).' },
+          present: { type: 'boolean' },
+        },
+      },
+    },
+    cel: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 4096,
+      description: 'CEL over args, facts, agent, session, principal, context and now (ms since epoch).',
+    },
+  },
+};
+
+const limit = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'One of calls, sum (with max), concurrent or steps.',
+  properties: {
+    id: { type: 'string', minLength: 1 },
+    calls: { type: 'integer', minimum: 1, description: 'Calls per window.' },
+    sum: { type: 'string', minLength: 1, description: 'Dotted path of a number to add up, e.g. `args.amount`.' },
+    max: { type: 'number', minimum: 0 },
+    concurrent: { type: 'integer', minimum: 1 },
+    steps: { type: 'integer', minimum: 1, description: 'Allowed actions per session.' },
+    per: { type: 'string', description: 'Window: second, minute, hour, day, week, or `15m`, `2h`, `7d`.' },
+    scope: {
+      oneOf: [
+        { enum: ['agent', 'role', 'tool', 'session', 'principal', 'global'] },
+        { type: 'array', items: { enum: ['agent', 'role', 'tool', 'session', 'principal', 'global'] }, minItems: 1 },
+      ],
+    },
+  },
+};
+const limits = { oneOf: [limit, { type: 'array', items: limit, minItems: 1 }] };
+
+const rule = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'A capability: exactly one of allow, deny or ask.',
+  properties: {
+    id: { type: 'string', minLength: 1, maxLength: 128 },
+    allow: toolPatterns,
+    deny: toolPatterns,
+    ask: toolPatterns,
+    when: conditions,
+    unless: conditions,
+    limit: limits,
+    approval: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        ttl: { type: 'string', description: 'How long the request and the grant stay valid (default 15m).' },
+        uses: { type: 'integer', minimum: 1, description: 'How many calls one grant covers (default 1).' },
+        approvers: strings,
+      },
+    },
+    mode,
+    reason: { type: 'string', maxLength: 1000 },
+    description: { type: 'string' },
+  },
+};
+
+export const policySchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://execlayer.dev/schema/policy.schema.json',
+  title: 'ExecLayer policy',
+  type: 'object',
+  additionalProperties: false,
+  required: ['version', 'agents'],
+  properties: {
+    $schema: { type: 'string' },
+    version: { const: 1 },
+    mode,
+    description: { type: 'string' },
+    agents: {
+      type: 'object',
+      description: 'Agents by id. An agent not named here can do nothing.',
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          owner: { type: 'string' },
+          purpose: { type: 'string' },
+          risk: { enum: ['low', 'medium', 'high'] },
+          documented: strings,
+          roles: strings,
+          mode,
+          rules: { type: 'array', items: rule },
+          limits,
+        },
+      },
+    },
+    roles: { type: 'object', additionalProperties: { type: 'array', items: rule } },
+    tools: {
+      type: 'object',
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          description: { type: 'string' },
+          args: {
+            type: 'object',
+            additionalProperties: {
+              type: 'object',
+              properties: {
+                type: {
+                  oneOf: [
+                    { enum: ['string', 'number', 'integer', 'boolean', 'object', 'array', 'null'] },
+                    { type: 'array', items: { enum: ['string', 'number', 'integer', 'boolean', 'object', 'array', 'null'] } },
+                  ],
+                },
+              },
+            },
+          },
+          redact: strings,
+        },
+      },
+    },
+    redact: strings,
+  },
+} as const;

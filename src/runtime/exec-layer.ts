@@ -1,0 +1,388 @@
+/**
+ * The runtime every enforcement point calls: decide (engine) → stop switch → limits → approvals →
+ * record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
+ */
+import { type FSWatcher, watch } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { digest } from '../canonical-json.js';
+import { compile, type Engine } from '../engine/compile.js';
+import { initFacts } from '../facts/index.js';
+import { type LoadResult, loadPolicyFile, loadPolicyObject } from '../policy/load.js';
+import { formatProblem } from '../policy/problems.js';
+import type { Action, Decision, EnforcementPoint, Json, Recorder } from '../types.js';
+import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
+import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
+
+export interface ExecLayerOptions {
+  /** Path to a YAML/JSON policy file, or a policy document object. */
+  policy: string | Record<string, unknown>;
+  /** Reload the policy file when it changes (validated whole, swapped atomically; failures keep the old one). */
+  watch?: boolean;
+  /** Where decisions and outcomes are recorded. Without one, decisions are not recorded. */
+  recorder?: Recorder;
+  /** Limit counters; without one, a decision that carries limits is denied (fail closed). */
+  limits?: LimitPort;
+  /** Pending approvals and grants; without one, `ask` stays `ask` with no request created. */
+  approvals?: ApprovalPort;
+  /** Suspension flags (the stop switch). */
+  state?: StatePort;
+  /** Called on policy reloads (ok or rejected) and on background recording failures. */
+  onEvent?: (event: RuntimeEvent) => void;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+export type RuntimeEvent =
+  | { type: 'policy_loaded'; hash: string; source: string }
+  | { type: 'policy_rejected'; source: string; problems: string[] }
+  | { type: 'record_failed'; error: string };
+
+/** Result of waiting for a pending approval. */
+export type ApprovalWait = 'granted' | 'denied' | 'expired' | 'timeout';
+
+export interface ExecLayer {
+  /** Decides, applies the stop switch, limits and approvals, and records the decision (durably before
+   *  resolving when the action may run). Never rejects. */
+  authorize(action: Action, opts?: { point?: EnforcementPoint }): Promise<Decision>;
+  /** List filtering: true iff some allow/ask rule could let this agent call this tool. */
+  visible(agent: string, tool: string): boolean;
+  /** Records the outcome of an allowed action and releases what its limits hold. */
+  outcome(decision: Decision, o: { ok: boolean; error?: string; result?: unknown; durationMs: number }): Promise<void>;
+  /** Wraps fn so it runs only when allowed: deny → DeniedError; ask → ApprovalRequiredError. */
+  guard<A extends { [k: string]: Json }, R>(
+    fn: (args: A) => Promise<R>,
+    meta: { agent: string; tool: string; session?: string; onBehalfOf?: string },
+  ): (args: A) => Promise<R>;
+  /** Waits until a pending approval is decided or the timeout passes; then call `authorize` again. */
+  waitForApproval(
+    approvalId: string,
+    o: { timeoutMs: number; pollMs?: number; onProgress?: (elapsedMs: number) => void; signal?: AbortSignal },
+  ): Promise<ApprovalWait>;
+  /** The compiled engine in force (swapped atomically on reload). */
+  readonly engine: Engine;
+  readonly policyHash: string;
+  readonly recorder: Recorder;
+  /** Resolves when every decision recorded so far is durable. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const NO_RECORDER: Recorder = { record: async () => {} };
+
+/** Creates the runtime. Throws PolicyError when the first policy is invalid (a broken policy never starts). */
+export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer> {
+  await initFacts();
+  const source = typeof opts.policy === 'string' ? opts.policy : '<object>';
+  const loaded = await load(opts.policy);
+  if (!loaded.ok) throw new PolicyError(loaded.problems.map(formatProblem));
+  return new Runtime(opts, compile(loaded.policy), source);
+}
+
+async function load(policy: string | Record<string, unknown>): Promise<LoadResult> {
+  return typeof policy === 'string' ? loadPolicyFile(policy) : loadPolicyObject(policy);
+}
+
+class Runtime implements ExecLayer {
+  #engine: Engine;
+  readonly recorder: Recorder;
+  readonly #opts: ExecLayerOptions;
+  /** Allowed decisions whose outcome is not in yet: what to name in the outcome and what to release. */
+  readonly #inflight = new Map<string, { agent: string; tool: string; ticket?: LimitTicketPort }>();
+  readonly #pending = new Set<Promise<void>>();
+  readonly #now: () => number;
+  #watcher: FSWatcher | undefined;
+  #reloadTimer: NodeJS.Timeout | undefined;
+
+  constructor(opts: ExecLayerOptions, engine: Engine, source: string) {
+    this.#opts = opts;
+    this.#engine = engine;
+    this.recorder = opts.recorder ?? NO_RECORDER;
+    this.#now = opts.now ?? Date.now;
+    this.#background(this.recorder.record({ type: 'policy', status: 'loaded', policy: engine.hash, source }));
+    if (opts.watch && typeof opts.policy === 'string') this.#watch(opts.policy);
+  }
+
+  get engine(): Engine {
+    return this.#engine;
+  }
+
+  get policyHash(): string {
+    return this.#engine.hash;
+  }
+
+  visible(agent: string, tool: string): boolean {
+    return this.#engine.visible(agent, tool);
+  }
+
+  async authorize(action: Action, opts: { point?: EnforcementPoint } = {}): Promise<Decision> {
+    const started = performance.now();
+    const engine = this.#engine;
+    let d: Decision;
+    try {
+      d = engine.decide(action, this.#now());
+      d = await this.#applyState(action, d);
+      d = await this.#applyLimits(action, d);
+      d = await this.#applyApprovals(action, d, engine);
+    } catch (e) {
+      // INVARIANT: fail closed — any error on the way is a deny with a reason.
+      d = denyFrom(engine.hash, 'internal_error', `internal error: ${message(e)}`);
+    }
+    const event = {
+      type: 'decision' as const,
+      decision: d,
+      action: auditAction(action, engine),
+      point: opts.point ?? 'sdk',
+      latencyUs: Math.round((performance.now() - started) * 1000),
+    };
+    if (d.effect !== 'allow') {
+      this.#background(this.recorder.record(event));
+      return d;
+    }
+    try {
+      // INVARIANT: an allowed action is durably recorded before it runs.
+      await this.recorder.record(event);
+      const entry = this.#inflight.get(d.id);
+      if (entry) {
+        entry.agent = event.action.agent;
+        entry.tool = event.action.tool;
+      } else this.#inflight.set(d.id, { agent: event.action.agent, tool: event.action.tool });
+      return d;
+    } catch (e) {
+      await this.#release(d.id, true);
+      this.#inflight.delete(d.id);
+      const denied = denyFrom(engine.hash, 'store_error', `denied: the audit trail could not record this decision (${message(e)})`);
+      this.#background(this.recorder.record({ ...event, decision: denied }));
+      return denied;
+    }
+  }
+
+  async outcome(decision: Decision, o: { ok: boolean; error?: string; result?: unknown; durationMs: number }): Promise<void> {
+    const entry = this.#inflight.get(decision.id);
+    await this.#release(decision.id, false);
+    this.#inflight.delete(decision.id);
+    await this.recorder.record({
+      type: 'outcome',
+      decisionId: decision.id,
+      agent: entry?.agent ?? '',
+      tool: entry?.tool ?? '',
+      ok: o.ok,
+      ...(o.error !== undefined ? { error: o.error.slice(0, 2000) } : {}),
+      ...(o.result !== undefined ? { resultDigest: digest(o.result ?? null) } : {}),
+      durationMs: o.durationMs,
+    });
+  }
+
+  guard<A extends { [k: string]: Json }, R>(
+    fn: (args: A) => Promise<R>,
+    meta: { agent: string; tool: string; session?: string; onBehalfOf?: string },
+  ): (args: A) => Promise<R> {
+    return async (args: A) => {
+      const d = await this.authorize({ ...meta, args }, { point: 'sdk' });
+      if (d.effect === 'deny') throw new DeniedError(d);
+      if (d.effect === 'ask') throw new ApprovalRequiredError(d);
+      const t0 = performance.now();
+      let result: R;
+      try {
+        result = await fn(args);
+      } catch (e) {
+        await this.outcome(d, { ok: false, error: message(e), durationMs: performance.now() - t0 });
+        throw e;
+      }
+      await this.outcome(d, { ok: true, result, durationMs: performance.now() - t0 });
+      return result;
+    };
+  }
+
+  async waitForApproval(
+    approvalId: string,
+    o: { timeoutMs: number; pollMs?: number; onProgress?: (elapsedMs: number) => void; signal?: AbortSignal },
+  ): Promise<ApprovalWait> {
+    const store = this.#opts.approvals;
+    if (!store) return 'denied';
+    const start = this.#now();
+    const poll = o.pollMs ?? 250;
+    for (;;) {
+      let status: string | undefined;
+      try {
+        status = (await store.get(approvalId))?.status;
+      } catch {
+        return 'denied';
+      }
+      if (status === 'granted') return 'granted';
+      if (status === 'denied' || status === undefined) return 'denied';
+      if (status === 'expired' || status === 'used') return 'expired';
+      const elapsed = this.#now() - start;
+      if (elapsed >= o.timeoutMs || o.signal?.aborted) return 'timeout';
+      o.onProgress?.(elapsed);
+      await new Promise((r) => setTimeout(r, Math.min(poll, o.timeoutMs - elapsed)));
+    }
+  }
+
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  async close(): Promise<void> {
+    this.#watcher?.close();
+    if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
+    await this.flush();
+  }
+
+  async #applyState(action: Action, d: Decision): Promise<Decision> {
+    const state = this.#opts.state;
+    if (!state) return d;
+    let s: { suspended: boolean; reason?: string; by?: string };
+    try {
+      s = await state.isSuspended(action.agent);
+    } catch (e) {
+      // INVARIANT: fail closed — a stop switch we cannot read counts as pressed.
+      return denyFrom(d.policy, 'store_error', `denied: cannot read the suspension state (${message(e)})`);
+    }
+    if (!s.suspended) return d;
+    const why = `agent \`${action.agent}\` is suspended${s.by ? ` by ${s.by}` : ''}${s.reason ? `: ${s.reason}` : ''}; every action is denied until it is resumed`;
+    return denyFrom(d.policy, 'suspended', why);
+  }
+
+  async #applyLimits(action: Action, d: Decision): Promise<Decision> {
+    const allowedForReal = d.effect === 'allow' && (d.wouldBe === undefined || d.wouldBe === 'allow');
+    if (!allowedForReal || !d.limits || d.limits.length === 0) return d;
+    const store = this.#opts.limits;
+    if (!store) {
+      return { ...d, effect: 'deny', code: 'store_error', reason: 'denied: the policy sets limits but no limit store is configured' };
+    }
+    const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
+    if (r.ok) {
+      this.#inflight.set(d.id, { agent: action.agent, tool: action.tool, ticket: r.ticket });
+      return d;
+    }
+    const code = r.code === 'limit_exceeded' ? 'limit_exceeded' : r.code === 'store_error' ? 'store_error' : 'evaluation_error';
+    if (d.mode === 'shadow') return { ...d, wouldBe: 'deny', reason: `shadow mode: would deny — ${r.reason}` };
+    return {
+      ...d,
+      effect: 'deny',
+      code,
+      reason: r.reason,
+      ...(r.retryAfterMs >= 0 ? { retryAfterMs: r.retryAfterMs } : {}),
+    };
+  }
+
+  async #applyApprovals(action: Action, d: Decision, engine: Engine): Promise<Decision> {
+    if (d.effect !== 'ask') return d;
+    const store = this.#opts.approvals;
+    if (!store) return d;
+    const argsDigest = digest(action.args);
+    const binding = {
+      agent: action.agent,
+      tool: action.tool,
+      argsDigest,
+      policy: d.policy,
+      ...(action.session !== undefined ? { session: action.session } : {}),
+    };
+    const now = this.#now();
+    const grant = await store.consumeGrant(binding, now);
+    if (grant) {
+      return {
+        ...d,
+        effect: 'allow',
+        code: 'approval_granted',
+        approvalId: grant.id,
+        reason: `allowed: approval \`${grant.id}\` granted by ${grant.approver ?? 'an approver'} for exactly this call`,
+      };
+    }
+    const approval = d.approval ?? { ttlMs: 15 * 60_000, uses: 1, approvers: [] };
+    const req = await store.request(
+      {
+        ...binding,
+        ...(action.onBehalfOf !== undefined ? { onBehalfOf: action.onBehalfOf } : {}),
+        rule: d.rule ?? '',
+        reason: d.reason,
+        args: engine.redact(action.tool, action.args),
+        ttlMs: approval.ttlMs,
+        uses: approval.uses,
+      },
+      now,
+    );
+    return {
+      ...d,
+      approvalId: req.id,
+      reason: `${d.reason}. Approval pending (id ${req.id}): ask an approver to run \`execlayer approvals approve ${req.id}\`, then retry the same call`,
+    };
+  }
+
+  async #release(decisionId: string, refund: boolean): Promise<void> {
+    const entry = this.#inflight.get(decisionId);
+    if (!entry?.ticket || !this.#opts.limits) return;
+    const ticket = entry.ticket;
+    delete entry.ticket;
+    await this.#opts.limits.release(ticket, { refund });
+  }
+
+  #background(p: Promise<void>): void {
+    const tracked = p.then(
+      () => undefined,
+      (e: unknown) => this.#opts.onEvent?.({ type: 'record_failed', error: message(e) }),
+    );
+    this.#pending.add(tracked);
+    void tracked.finally(() => this.#pending.delete(tracked));
+  }
+
+  #watch(path: string): void {
+    const reload = async () => {
+      const r = await loadPolicyFile(path);
+      if (!r.ok) {
+        const problems = r.problems.map(formatProblem);
+        // The old policy stays in force: a broken new policy never replaces a working one.
+        this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems });
+        this.#background(this.recorder.record({ type: 'policy', status: 'rejected', source: path, problems }));
+        return;
+      }
+      if (r.policy.hash === this.#engine.hash) return;
+      this.#engine = compile(r.policy);
+      this.#opts.onEvent?.({ type: 'policy_loaded', hash: r.policy.hash, source: path });
+      this.#background(this.recorder.record({ type: 'policy', status: 'loaded', policy: r.policy.hash, source: path }));
+    };
+    this.#watcher = watch(path, () => {
+      if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
+      this.#reloadTimer = setTimeout(() => void reload(), 50);
+    });
+    this.#watcher.on('error', (e) => this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems: [message(e)] }));
+  }
+}
+
+function denyFrom(policy: string, code: Decision['code'], reason: string): Decision {
+  return { id: crypto.randomUUID(), effect: 'deny', rule: null, reason, policy, mode: 'enforce', code };
+}
+
+function auditAction(action: Action, engine: Engine) {
+  const valid = action !== null && typeof action === 'object';
+  const args = valid && action.args && typeof action.args === 'object' ? action.args : {};
+  return {
+    agent: valid ? String(action.agent) : '',
+    tool: valid ? String(action.tool) : '',
+    ...(valid && typeof action.session === 'string' ? { session: action.session } : {}),
+    ...(valid && typeof action.onBehalfOf === 'string' ? { onBehalfOf: action.onBehalfOf } : {}),
+    ...(valid && Array.isArray(action.delegation) ? { delegation: action.delegation } : {}),
+    args: safeRedact(engine, action, args),
+    argsDigest: safeDigest(args),
+  };
+}
+
+function safeRedact(engine: Engine, action: Action, args: { [k: string]: Json }): Json {
+  try {
+    return engine.redact(String(action.tool), args);
+  } catch {
+    return '[unrecordable]';
+  }
+}
+
+function safeDigest(args: unknown): string {
+  try {
+    return digest(args);
+  } catch {
+    return '';
+  }
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
