@@ -1,0 +1,229 @@
+/**
+ * OpenID AuthZEN Authorization API 1.0 request parsing and the mapping onto ExecLayer actions.
+ *
+ * Mapping (documented in docs/http-api.md):
+ * - `subject.id` is the agent id the policy knows (policy `agents:`). `subject.type` must be `agent` or
+ *   `user`; a `user` subject also sets `onBehalfOf` to the same id, so the audit trail and
+ *   `principal`-scoped limits name the human.
+ * - `action.name` is the tool.
+ * - `args` are built from the resource: first any members of `resource` other than `type`, `id` and
+ *   `properties` (the draft-00 shape), then `resource.properties`, which win on conflict.
+ * - `context` is the request `context` plus three reserved members the mapper sets:
+ *   `subject` ({type, id, properties?}), `resource` ({type, id?}) and `action` ({name, properties?}).
+ */
+import { parseAction } from '../../engine/action.js';
+import type { Action, Json } from '../../types.js';
+import { type Problem, pointerJoin, problem } from './problem.js';
+
+/** Longest accepted subject/resource type or id, and action name. */
+export const MAX_NAME_LENGTH = 256;
+
+/** AuthZEN batch semantics (`options.evaluations_semantic`). */
+export type EvaluationsSemantic = 'execute_all' | 'deny_on_first_deny' | 'permit_on_first_permit';
+
+const SEMANTICS: ReadonlySet<string> = new Set([
+  'execute_all',
+  'deny_on_first_deny',
+  'permit_on_first_permit',
+]);
+const RESERVED_CONTEXT = ['subject', 'resource', 'action'] as const;
+const SUBJECT_TYPES: ReadonlySet<string> = new Set(['agent', 'user']);
+
+type JsonObject = { [key: string]: Json };
+
+/** One evaluation after defaults were applied and the shape checked, ready to become an Action. */
+export interface Evaluation {
+  action: Action;
+  /** The subject id the caller asks about (checked against the caller's identity). */
+  subjectId: string;
+  /** JSON pointer of the subject used (top-level default or the item's own). */
+  subjectPointer: string;
+}
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; problem: Problem };
+
+/** A parsed `POST /access/v1/evaluations` body. `single` is true when no `evaluations` array was sent. */
+export interface EvaluationsRequest {
+  single: boolean;
+  semantic: EvaluationsSemantic;
+  evaluations: Evaluation[];
+}
+
+function isObject(v: unknown): v is JsonObject {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function bad(detail: string, pointer: string): { ok: false; problem: Problem } {
+  return { ok: false, problem: problem(400, 'invalid_request', detail, pointer) };
+}
+
+function checkName(v: unknown, what: string, pointer: string): { ok: false; problem: Problem } | undefined {
+  if (v === undefined) return bad(`${what} is required`, pointer);
+  if (typeof v !== 'string') return bad(`${what} must be a string`, pointer);
+  if (v.length === 0) return bad(`${what} must not be empty`, pointer);
+  if (v.length > MAX_NAME_LENGTH) return bad(`${what} is longer than ${MAX_NAME_LENGTH} characters`, pointer);
+  return undefined;
+}
+
+/** Parses a single `POST /access/v1/evaluation` body. */
+export function parseEvaluationRequest(body: JsonObject): ParseResult<Evaluation> {
+  return buildEvaluation(
+    body.subject,
+    '/subject',
+    body.action,
+    '/action',
+    body.resource,
+    '/resource',
+    body.context,
+    '/context',
+  );
+}
+
+/** Parses a `POST /access/v1/evaluations` body; rejects batches larger than `maxBatch`. */
+export function parseEvaluationsRequest(body: JsonObject, maxBatch: number): ParseResult<EvaluationsRequest> {
+  let semantic: EvaluationsSemantic = 'execute_all';
+  if (body.options !== undefined) {
+    if (!isObject(body.options)) return bad('options must be an object', '/options');
+    const s = body.options.evaluations_semantic;
+    if (s !== undefined) {
+      if (typeof s !== 'string' || !SEMANTICS.has(s)) {
+        return bad(
+          `evaluations_semantic \`${String(typeof s === 'string' ? s : JSON.stringify(s))}\` is not supported: use execute_all, deny_on_first_deny or permit_on_first_permit`,
+          '/options/evaluations_semantic',
+        );
+      }
+      semantic = s as EvaluationsSemantic;
+    }
+  }
+  const items = body.evaluations;
+  if (items === undefined) {
+    const one = parseEvaluationRequest(body);
+    if (!one.ok) return one;
+    return { ok: true, value: { single: true, semantic, evaluations: [one.value] } };
+  }
+  if (!Array.isArray(items)) return bad('evaluations must be an array', '/evaluations');
+  if (items.length > maxBatch) {
+    return {
+      ok: false,
+      problem: problem(
+        400,
+        'batch_too_large',
+        `evaluations has ${items.length} items; the limit is ${maxBatch}`,
+        '/evaluations',
+      ),
+    };
+  }
+  for (const key of ['subject', 'action', 'resource', 'context'] as const) {
+    if (body[key] !== undefined && !isObject(body[key])) return bad(`${key} must be an object`, `/${key}`);
+  }
+  const evaluations: Evaluation[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    const base = `/evaluations/${i}`;
+    if (!isObject(item)) return bad('each evaluation must be an object', base);
+    // Item values replace the top-level defaults whole (AuthZEN 1.0, "Default values").
+    const pick = (key: 'subject' | 'action' | 'resource' | 'context'): [Json | undefined, string] =>
+      item[key] !== undefined ? [item[key], `${base}/${key}`] : [body[key], `/${key}`];
+    const [s, sp] = pick('subject');
+    const [a, ap] = pick('action');
+    const [r, rp] = pick('resource');
+    const [c, cp] = pick('context');
+    const ev = buildEvaluation(s, sp, a, ap, r, rp, c, cp);
+    if (!ev.ok) return ev;
+    evaluations.push(ev.value);
+  }
+  return { ok: true, value: { single: false, semantic, evaluations } };
+}
+
+function buildEvaluation(
+  subject: Json | undefined,
+  sp: string,
+  action: Json | undefined,
+  ap: string,
+  resource: Json | undefined,
+  rp: string,
+  context: Json | undefined,
+  cp: string,
+): ParseResult<Evaluation> {
+  if (subject === undefined) return bad('subject is required', sp);
+  if (!isObject(subject)) return bad('subject must be an object', sp);
+  const st = checkName(subject.type, 'subject type', `${sp}/type`);
+  if (st) return st;
+  if (!SUBJECT_TYPES.has(subject.type as string)) {
+    return bad(
+      `subject type \`${subject.type as string}\` is not supported: use \`agent\` or \`user\``,
+      `${sp}/type`,
+    );
+  }
+  const si = checkName(subject.id, 'subject id', `${sp}/id`);
+  if (si) return si;
+  if (subject.properties !== undefined && !isObject(subject.properties)) {
+    return bad('subject properties must be an object', `${sp}/properties`);
+  }
+
+  if (action === undefined) return bad('action is required', ap);
+  if (!isObject(action)) return bad('action must be an object', ap);
+  const an = checkName(action.name, 'action name', `${ap}/name`);
+  if (an) return an;
+  if (action.properties !== undefined && !isObject(action.properties)) {
+    return bad('action properties must be an object', `${ap}/properties`);
+  }
+
+  if (resource === undefined) return bad('resource is required', rp);
+  if (!isObject(resource)) return bad('resource must be an object', rp);
+  const rt = checkName(resource.type, 'resource type', `${rp}/type`);
+  if (rt) return rt;
+  if (resource.id !== undefined) {
+    const ri = checkName(resource.id, 'resource id', `${rp}/id`);
+    if (ri) return ri;
+  }
+  if (resource.properties !== undefined && !isObject(resource.properties)) {
+    return bad('resource properties must be an object', `${rp}/properties`);
+  }
+
+  if (context !== undefined && !isObject(context)) return bad('context must be an object', cp);
+  if (context !== undefined) {
+    for (const k of RESERVED_CONTEXT) {
+      if (context[k] !== undefined) {
+        return bad(
+          `context member \`${k}\` is reserved: the mapper sets it from the request`,
+          pointerJoin(cp, k),
+        );
+      }
+    }
+  }
+
+  const args: JsonObject = {};
+  for (const k in resource) {
+    if (k !== 'type' && k !== 'id' && k !== 'properties') args[k] = resource[k] as Json;
+  }
+  if (resource.properties !== undefined) Object.assign(args, resource.properties);
+
+  const subjectId = subject.id as string;
+  const ctxSubject: JsonObject = { type: subject.type as string, id: subjectId };
+  if (subject.properties !== undefined) ctxSubject.properties = subject.properties;
+  const ctxResource: JsonObject = { type: resource.type as string };
+  if (resource.id !== undefined) ctxResource.id = resource.id;
+  const ctxAction: JsonObject = { name: action.name as string };
+  if (action.properties !== undefined) ctxAction.properties = action.properties;
+  const ctx: JsonObject = context === undefined ? {} : { ...context };
+  ctx.subject = ctxSubject;
+  ctx.resource = ctxResource;
+  ctx.action = ctxAction;
+
+  const out: Action = { agent: subjectId, tool: action.name as string, args, context: ctx };
+  if (subject.type === 'user') out.onBehalfOf = subjectId;
+  // The engine's own validation (tool name alphabet, sizes, depth) applies at the edge, so bad input is a
+  // 400 that names the field rather than a recorded invalid_action deny.
+  const checked = parseAction(out);
+  if (!checked.ok) return bad(checked.error, pointerFor(checked.error, sp, ap, rp, cp));
+  return { ok: true, value: { action: checked.action, subjectId, subjectPointer: sp } };
+}
+
+function pointerFor(error: string, sp: string, ap: string, rp: string, cp: string): string {
+  if (error.startsWith('tool name') || error.startsWith('action.tool')) return `${ap}/name`;
+  if (error.startsWith('action.agent') || error.startsWith('action.onBehalfOf')) return `${sp}/id`;
+  if (error.startsWith('args')) return rp;
+  if (error.startsWith('context')) return cp;
+  return '';
+}

@@ -1,0 +1,441 @@
+/**
+ * The decision API over node:http: AuthZEN 1.0 (`/access/v1/evaluation`, `/access/v1/evaluations`,
+ * `/.well-known/authzen-configuration`) and the native endpoints (`/v1/decide`, `/v1/decide/batch`).
+ * Hand-written routing, one body parse per request, responses written with JSON.stringify.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { parseAction } from '../../engine/action.js';
+import type { ExecLayer } from '../../runtime/exec-layer.js';
+import type { Action, Decision, EnforcementPoint, Json } from '../../types.js';
+import { type Evaluation, parseEvaluationRequest, parseEvaluationsRequest } from './authzen.js';
+import { isJsonContentType, readJsonBody } from './body.js';
+import { type Problem, pointerJoin, problem, problemBody } from './problem.js';
+
+/** What an authenticator says about a request. `roles` may carry `pdp-client` (see `DecisionApiOptions`). */
+export type AuthResult =
+  | { ok: true; agent: string; principal?: string; roles?: readonly string[] }
+  | { ok: false; status: 401; reason: string };
+
+/** Authenticates one request from its headers (bearer API key, JWT, ...). */
+export type Authenticate = (req: IncomingMessage) => Promise<AuthResult>;
+
+/** The parts of ExecLayer the decision API uses. */
+export type DecisionLayer = Pick<ExecLayer, 'authorize' | 'recorder' | 'policyHash'>;
+
+export interface DecisionApiOptions {
+  authenticate: Authenticate;
+  /** Largest accepted request body in bytes; default 1 MiB (1,048,576). Larger bodies get 413. */
+  maxBodyBytes?: number;
+  /** Most evaluations (or native actions) in one batch; default 1000. Larger batches get 400. */
+  maxBatch?: number;
+  /**
+   * Callers that may ask about any subject (a PEP such as an application backend). Any other caller may
+   * only ask about itself (`subject.id` / `agent` equal to its authenticated agent id). A caller whose
+   * authentication result carries the role `pdp-client` is treated the same as one listed here.
+   */
+  pdpClients?: readonly string[];
+  /** Public base URL published in the AuthZEN metadata; default `http://<Host header>`. */
+  publicUrl?: string;
+  /**
+   * AuthZEN responses carry `context` (reason, code, decision id) only when the client sends
+   * `Prefer: reasons` ('on-request', the default, keeps interop responses exactly `{decision}`), or always.
+   * `ask` decisions and per-item errors always carry context.
+   */
+  authzenReasons?: 'on-request' | 'always';
+}
+
+/** Default cap on request bodies: 1 MiB. */
+export const DEFAULT_MAX_BODY_BYTES = 1_048_576;
+/** Default cap on evaluations per batch. */
+export const DEFAULT_MAX_BATCH = 1000;
+
+type RouteKind = 'evaluation' | 'evaluations' | 'config' | 'decide' | 'decide_batch';
+const ROUTES: ReadonlyMap<string, { kind: RouteKind; method: 'GET' | 'POST' }> = new Map([
+  ['/access/v1/evaluation', { kind: 'evaluation', method: 'POST' }],
+  ['/access/v1/evaluations', { kind: 'evaluations', method: 'POST' }],
+  ['/.well-known/authzen-configuration', { kind: 'config', method: 'GET' }],
+  ['/v1/decide', { kind: 'decide', method: 'POST' }],
+  ['/v1/decide/batch', { kind: 'decide_batch', method: 'POST' }],
+] as const);
+
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+const HOST = /^[A-Za-z0-9.\-:[\]]{1,255}$/;
+const NATIVE_KEYS: ReadonlySet<string> = new Set([
+  'agent',
+  'tool',
+  'args',
+  'session',
+  'onBehalfOf',
+  'delegation',
+  'context',
+]);
+
+interface Caller {
+  agent: string;
+  pdpClient: boolean;
+}
+
+type JsonObject = { [key: string]: Json };
+
+/**
+ * Creates the request handler `serve` mounts. It resolves true when it handled the request (one of the
+ * paths above, any method) and false for any other path, leaving the response untouched.
+ */
+export function createDecisionApiHandler(
+  layer: DecisionLayer,
+  opts: DecisionApiOptions,
+): (req: IncomingMessage, res: ServerResponse) => Promise<boolean> {
+  const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+  const pdpClients = new Set(opts.pdpClients ?? []);
+  const alwaysReasons = opts.authzenReasons === 'always';
+  const authenticate = opts.authenticate;
+
+  async function decide(action: Action, point: EnforcementPoint): Promise<Decision> {
+    try {
+      return await layer.authorize(action, { point });
+    } catch (err) {
+      // INVARIANT: fail closed — authorize promises never to reject; if it does, the answer is deny.
+      return failedDecision(layer.policyHash, err);
+    }
+  }
+
+  async function recordAuthFailure(
+    point: EnforcementPoint,
+    reason: string,
+    req: IncomingMessage,
+  ): Promise<void> {
+    try {
+      const ev = { type: 'auth' as const, status: 'rejected' as const, point, reason };
+      const remote = req.socket.remoteAddress;
+      await layer.recorder.record(remote === undefined ? ev : { ...ev, remote });
+    } catch {
+      // The request is refused either way; a recorder failure must not turn a 401/403 into something else.
+    }
+  }
+
+  async function forbid(
+    res: ServerResponse,
+    req: IncomingMessage,
+    rid: string,
+    point: EnforcementPoint,
+    caller: Caller,
+    subjectId: string,
+    pointer: string,
+  ): Promise<true> {
+    const reason = `caller \`${caller.agent}\` may not ask about subject \`${subjectId}\``;
+    await recordAuthFailure(point, reason, req);
+    writeProblem(res, problem(403, 'forbidden_subject', reason, pointer), rid);
+    return true;
+  }
+
+  return async function handleDecisionApi(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const route = ROUTES.get(q === -1 ? url : url.slice(0, q));
+    if (route === undefined) return false;
+    const rid = requestIdOf(req);
+    try {
+      if (req.method !== route.method) {
+        writeProblem(res, problem(405, 'method_not_allowed', `use ${route.method} for this endpoint`), rid, {
+          allow: route.method,
+        });
+        return true;
+      }
+      if (route.kind === 'config') {
+        writeJson(res, 200, configBody(opts.publicUrl, req.headers.host), rid);
+        return true;
+      }
+      const point: EnforcementPoint =
+        route.kind === 'evaluation' || route.kind === 'evaluations' ? 'authzen' : 'http';
+
+      let who: AuthResult;
+      try {
+        who = await authenticate(req);
+      } catch {
+        // INVARIANT: fail closed — an authenticator that throws authenticates nobody.
+        who = { ok: false, status: 401, reason: 'authentication failed' };
+      }
+      if (!who.ok) {
+        await recordAuthFailure(point, who.reason, req);
+        writeProblem(res, problem(401, 'unauthenticated', who.reason), rid, { 'www-authenticate': 'Bearer' });
+        return true;
+      }
+      const caller: Caller = {
+        agent: who.agent,
+        pdpClient: pdpClients.has(who.agent) || (who.roles?.includes('pdp-client') ?? false),
+      };
+
+      if (!isJsonContentType(req.headers['content-type'])) {
+        writeProblem(
+          res,
+          problem(415, 'unsupported_media_type', 'send the request body as `application/json` (UTF-8)'),
+          rid,
+          { accept: 'application/json' },
+        );
+        return true;
+      }
+      const body = await readJsonBody(req, maxBody);
+      if (!body.ok) {
+        writeProblem(res, body.problem, rid, body.closeConnection ? { connection: 'close' } : undefined);
+        return true;
+      }
+      const json = body.value as JsonObject;
+
+      switch (route.kind) {
+        case 'evaluation': {
+          const parsed = parseEvaluationRequest(json);
+          if (!parsed.ok) return reject(res, parsed.problem, rid);
+          const ev = parsed.value;
+          if (!mayAsk(caller, ev.subjectId)) {
+            return forbid(res, req, rid, point, caller, ev.subjectId, `${ev.subjectPointer}/id`);
+          }
+          const reasons = alwaysReasons || prefersReasons(req);
+          const d = await decide(ev.action, point);
+          writeJson(res, 200, authzenResult(d, reasons), rid, reasons ? PREF_APPLIED : undefined);
+          return true;
+        }
+        case 'evaluations': {
+          const parsed = parseEvaluationsRequest(json, maxBatch);
+          if (!parsed.ok) return reject(res, parsed.problem, rid);
+          const { evaluations, semantic, single } = parsed.value;
+          for (const ev of evaluations) {
+            if (!mayAsk(caller, ev.subjectId)) {
+              return forbid(res, req, rid, point, caller, ev.subjectId, `${ev.subjectPointer}/id`);
+            }
+          }
+          const reasons = alwaysReasons || prefersReasons(req);
+          const decisions = await runBatch(evaluations, semantic, (a) => decide(a, point));
+          const out = single
+            ? authzenResult(decisions[0] as Decision, reasons)
+            : `{"evaluations":[${decisions.map((d) => authzenResult(d, reasons)).join(',')}]}`;
+          writeJson(res, 200, out, rid, reasons ? PREF_APPLIED : undefined);
+          return true;
+        }
+        case 'decide': {
+          const parsed = parseNativeAction(json, '', caller.agent);
+          if (!parsed.ok) return reject(res, parsed.problem, rid);
+          if (!mayAsk(caller, parsed.value.agent)) {
+            return forbid(res, req, rid, point, caller, parsed.value.agent, '/agent');
+          }
+          const d = await decide(parsed.value, point);
+          writeJson(res, 200, JSON.stringify(d), rid);
+          return true;
+        }
+        case 'decide_batch': {
+          const keys = Object.keys(json);
+          const extra = keys.find((k) => k !== 'actions');
+          if (extra !== undefined) {
+            return reject(
+              res,
+              problem(400, 'invalid_request', `unknown member \`${extra}\``, pointerJoin('', extra)),
+              rid,
+            );
+          }
+          const list = json.actions;
+          if (!Array.isArray(list)) {
+            return reject(res, problem(400, 'invalid_request', 'actions must be an array', '/actions'), rid);
+          }
+          if (list.length > maxBatch) {
+            const p = problem(
+              400,
+              'batch_too_large',
+              `actions has ${list.length} items; the limit is ${maxBatch}`,
+              '/actions',
+            );
+            return reject(res, p, rid);
+          }
+          const actions: Action[] = [];
+          for (let i = 0; i < list.length; i++) {
+            const parsed = parseNativeAction(list[i], `/actions/${i}`, caller.agent);
+            if (!parsed.ok) return reject(res, parsed.problem, rid);
+            if (!mayAsk(caller, parsed.value.agent)) {
+              return forbid(res, req, rid, point, caller, parsed.value.agent, `/actions/${i}/agent`);
+            }
+            actions.push(parsed.value);
+          }
+          const decisions = await Promise.all(actions.map((a) => decide(a, point)));
+          writeJson(res, 200, `{"decisions":${JSON.stringify(decisions)}}`, rid);
+          return true;
+        }
+      }
+    } catch {
+      // INVARIANT: fail closed — an unexpected error answers 500 with no decision, never an allow.
+      if (!res.headersSent) {
+        writeProblem(res, problem(500, 'internal_error', 'the request could not be processed'), rid);
+      } else {
+        res.destroy();
+      }
+      return true;
+    }
+  };
+}
+
+/**
+ * A standalone server with only the decision API; any other path gets a 404 problem. Used by tests and the
+ * benchmark; `execlayer serve` mounts the handler next to its other routes instead.
+ */
+export function createDecisionApiServer(layer: DecisionLayer, opts: DecisionApiOptions): Server {
+  const handle = createDecisionApiHandler(layer, opts);
+  return createServer((req, res) => {
+    void handle(req, res).then((handled) => {
+      if (!handled) writeProblem(res, problem(404, 'not_found', 'no such endpoint'), requestIdOf(req));
+    });
+  });
+}
+
+const PREF_APPLIED = { 'preference-applied': 'reasons' } as const;
+
+function reject(res: ServerResponse, p: Problem, rid: string): true {
+  writeProblem(res, p, rid);
+  return true;
+}
+
+function mayAsk(caller: Caller, subjectId: string): boolean {
+  return caller.pdpClient || caller.agent === subjectId;
+}
+
+async function runBatch(
+  evaluations: readonly Evaluation[],
+  semantic: 'execute_all' | 'deny_on_first_deny' | 'permit_on_first_permit',
+  decide: (a: Action) => Promise<Decision>,
+): Promise<Decision[]> {
+  if (semantic === 'execute_all') return Promise.all(evaluations.map((e) => decide(e.action)));
+  // Short-circuiting batches run in order, and nothing after the deciding item is evaluated or recorded.
+  const out: Decision[] = [];
+  for (const e of evaluations) {
+    const d = await decide(e.action);
+    out.push(d);
+    const allowed = d.effect === 'allow';
+    if (semantic === 'deny_on_first_deny' ? !allowed : allowed) break;
+  }
+  return out;
+}
+
+/** One AuthZEN result object as JSON text. `ask` maps to `false` with a reason saying approval is required. */
+function authzenResult(d: Decision, reasons: boolean): string {
+  // In shadow mode effect is `allow` and the action proceeds, so the AuthZEN answer is true.
+  const allowed = d.effect === 'allow';
+  if (d.effect === 'ask') {
+    const ctx: JsonObject = {
+      reason: `approval required: ${d.reason}`,
+      code: 'approval_required',
+      decision_id: d.id,
+    };
+    if (d.approvalId !== undefined) ctx.approval_id = d.approvalId;
+    return `{"decision":false,"context":${JSON.stringify(ctx)}}`;
+  }
+  if (!reasons) return allowed ? '{"decision":true}' : '{"decision":false}';
+  return `{"decision":${allowed},"context":${JSON.stringify({ reason: d.reason, code: d.code, decision_id: d.id })}}`;
+}
+
+function prefersReasons(req: IncomingMessage): boolean {
+  const raw = req.headers.prefer;
+  if (raw === undefined) return false;
+  const h = Array.isArray(raw) ? raw.join(',') : raw;
+  for (const part of h.split(',')) {
+    if (part.split(';')[0]?.split('=')[0]?.trim().toLowerCase() === 'reasons') return true;
+  }
+  return false;
+}
+
+function parseNativeAction(
+  raw: Json | undefined,
+  base: string,
+  callerAgent: string,
+): { ok: true; value: Action } | { ok: false; problem: Problem } {
+  const badReq = (detail: string, pointer: string) => ({
+    ok: false as const,
+    problem: problem(400, 'invalid_request', detail, pointer),
+  });
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    return badReq('an action must be a JSON object', base);
+  for (const k in raw) {
+    if (!NATIVE_KEYS.has(k))
+      return badReq(
+        `unknown member \`${k}\`: an action has agent, tool, args, session, onBehalfOf, delegation, context`,
+        pointerJoin(base, k),
+      );
+  }
+  if (raw.agent !== undefined && typeof raw.agent !== 'string')
+    return badReq('agent must be a string', `${base}/agent`);
+  if (raw.tool === undefined) return badReq('tool is required', `${base}/tool`);
+  if (typeof raw.tool !== 'string') return badReq('tool must be a string', `${base}/tool`);
+  if (
+    raw.args !== undefined &&
+    (raw.args === null || typeof raw.args !== 'object' || Array.isArray(raw.args))
+  ) {
+    return badReq('args must be an object', `${base}/args`);
+  }
+  const candidate = { ...raw, agent: raw.agent ?? callerAgent, args: raw.args ?? {} };
+  const checked = parseAction(candidate);
+  if (!checked.ok) return badReq(checked.error, base);
+  return { ok: true, value: checked.action };
+}
+
+function failedDecision(policy: string, err: unknown): Decision {
+  const why = err instanceof Error ? err.message : String(err);
+  return {
+    id: randomUUID(),
+    effect: 'deny',
+    rule: null,
+    reason: `the decision could not be made (${why}); denied`,
+    policy,
+    mode: 'enforce',
+    code: 'internal_error',
+  };
+}
+
+function configBody(publicUrl: string | undefined, host: string | undefined): string {
+  const base = (publicUrl ?? `http://${host !== undefined && HOST.test(host) ? host : 'localhost'}`).replace(
+    /\/+$/,
+    '',
+  );
+  return JSON.stringify({
+    policy_decision_point: base,
+    access_evaluation_endpoint: `${base}/access/v1/evaluation`,
+    access_evaluations_endpoint: `${base}/access/v1/evaluations`,
+  });
+}
+
+function requestIdOf(req: IncomingMessage): string {
+  const h = req.headers['x-request-id'];
+  return typeof h === 'string' && REQUEST_ID.test(h) ? h : randomUUID();
+}
+
+function writeJson(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  rid: string,
+  extra?: Readonly<Record<string, string>>,
+): void {
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': rid,
+  };
+  if (extra !== undefined) Object.assign(headers, extra);
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+/** Writes `p` as an `application/problem+json` response with the request id echoed. */
+export function writeProblem(
+  res: ServerResponse,
+  p: Problem,
+  requestId: string,
+  extra?: Readonly<Record<string, string>>,
+): void {
+  const body = problemBody(p);
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/problem+json',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    'cache-control': 'no-store',
+  };
+  if (extra !== undefined) Object.assign(headers, extra);
+  res.writeHead(p.status, headers);
+  res.end(body);
+}
