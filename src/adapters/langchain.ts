@@ -48,6 +48,12 @@ export class LangChainAdapterError extends Error {
   }
 }
 
+/**
+ * A LangChain tool: a `StructuredTool` (what `tool()` builds, `DynamicStructuredTool`) or a string-input
+ * `Tool`/`DynamicTool`. Checked at wrap time.
+ */
+export type LangChainTool = Pick<StructuredToolInterface, 'name' | 'description'>;
+
 type ToolCallConfig = { toolCall?: { id?: string } } | undefined;
 type InnerCall = (arg: unknown, runManager: unknown, config: ToolCallConfig) => unknown;
 
@@ -56,7 +62,7 @@ type InnerCall = (arg: unknown, runManager: unknown, config: ToolCallConfig) => 
  * that each call is authorized as `{ agent, tool: prefix + name, args }`, where `args` is the
  * validated input the tool's function would receive.
  */
-export function protectTool<T extends StructuredToolInterface>(layer: AdapterLayer, tool: T, opts: LangChainAdapterOptions): T {
+export function protectTool<T extends LangChainTool>(layer: AdapterLayer, tool: T, opts: LangChainAdapterOptions): T {
   const inner = (tool as unknown as { _call?: InnerCall })._call;
   if (typeof inner !== 'function') {
     // INVARIANT: fail closed — only tools whose execution we can intercept are accepted.
@@ -101,7 +107,7 @@ export function protectTool<T extends StructuredToolInterface>(layer: AdapterLay
 }
 
 /** Protects each tool in `tools` (see {@link protectTool}). */
-export function withExecLayer<T extends StructuredToolInterface>(
+export function withExecLayer<T extends LangChainTool>(
   layer: AdapterLayer,
   tools: readonly T[],
   opts: LangChainAdapterOptions,
