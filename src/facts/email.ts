@@ -1,0 +1,254 @@
+/**
+ * The `email` constraint: recipient addresses parsed strictly (a subset of RFC 5322) and matched by
+ * address or domain.
+ *
+ *   when: { email: { to_domains: [acme.com, '*.acme.com'], max_recipients: 5 } }
+ *
+ * One raw value may hold several comma-separated addresses (`"Doe, J" <j@x.com>, b@y.com`). Anything
+ * a mail library might read differently is refused: comments, groups, quoted local parts holding
+ * `@`, IP-literal domains, control characters (header injection), more than one `@`.
+ */
+import { domainToASCII } from 'node:url';
+import type { Json } from '../types.js';
+import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
+import { compileHostPattern, type HostPattern, hostMatches, showHostPattern } from './host-pattern.js';
+import type { Canonicaliser, CompileResult, FactResult, MatchResult } from './types.js';
+
+/** Longest address accepted (RFC 5321 path limit less the angle brackets). */
+export const ADDRESS_MAX = 254;
+/** Longest raw value accepted. */
+export const EMAIL_VALUE_MAX = 64 * 1024;
+
+/** Facts about one recipient argument. */
+export interface EmailFacts {
+  /** `local@domain`, domain lowercased ASCII; local part as sent. In order, duplicates removed. */
+  recipients: string[];
+  /** Distinct recipient domains. */
+  domains: string[];
+}
+
+/** A compiled `email` condition. */
+export interface EmailCondition {
+  toDomains?: HostPattern[];
+  /** Allowed addresses, normalised with the local part lowercased for comparison. */
+  to?: string[];
+  maxRecipients?: number;
+}
+
+type R<T> = { ok: true; value: T } | { ok: false; error: string };
+
+const ATEXT = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+$/;
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Normalises a domain: IDNA to ASCII, lowercase, no IP literals, LDH labels. */
+export function normaliseDomain(raw: string): R<string> {
+  if (raw.startsWith('[')) return { ok: false, error: `ip-literal domain ${quote(raw)} is not accepted` };
+  if (raw === '' || raw.endsWith('.') || raw.startsWith('.') || raw.includes('..')) {
+    return { ok: false, error: `domain ${quote(raw)} is not a valid domain name` };
+  }
+  if (/[^\p{L}\p{N}\p{M}.-]/u.test(raw))
+    return { ok: false, error: `domain ${quote(raw)} contains invalid characters` };
+  const ascii = domainToASCII(raw);
+  if (ascii === '' || ascii.length > 253)
+    return { ok: false, error: `domain ${quote(raw)} is not a valid domain name` };
+  const labels = ascii.split('.');
+  if (!labels.every((l) => LABEL.test(l)))
+    return { ok: false, error: `domain ${quote(raw)} is not a valid domain name` };
+  if (/^[0-9]+$/.test(labels[labels.length - 1] ?? '')) {
+    return { ok: false, error: `domain ${quote(raw)} looks like an ip address` };
+  }
+  return { ok: true, value: ascii };
+}
+
+/** Parses one addr-spec `local@domain`. */
+export function parseAddrSpec(raw: string): R<{ local: string; domain: string }> {
+  if (raw.length > ADDRESS_MAX)
+    return { ok: false, error: `address ${quote(raw)} is longer than ${ADDRESS_MAX} characters` };
+  const at = raw.lastIndexOf('@');
+  if (at < 0) return { ok: false, error: `address ${quote(raw)} has no \`@\`` };
+  const local = raw.slice(0, at);
+  const domainRaw = raw.slice(at + 1);
+  if (local.startsWith('"')) {
+    // INVARIANT: fail closed — a quoted local part may only hide nothing: no `@`, quotes or escapes inside.
+    if (!/^"[\u0020-\u007e]*"$/.test(local) || /[@"\\]/.test(local.slice(1, -1))) {
+      return {
+        ok: false,
+        error: `address ${quote(raw)} has a quoted local part with \`@\`, quotes or escapes`,
+      };
+    }
+  } else {
+    if (local.includes('@')) return { ok: false, error: `address ${quote(raw)} has more than one \`@\`` };
+    const atoms = local.split('.');
+    if (local === '' || !atoms.every((a) => ATEXT.test(a))) {
+      return { ok: false, error: `address ${quote(raw)} has an invalid local part` };
+    }
+  }
+  if (local.length > 64)
+    return { ok: false, error: `address ${quote(raw)} has a local part longer than 64 characters` };
+  if (domainRaw === '') return { ok: false, error: `address ${quote(raw)} has no domain` };
+  const d = normaliseDomain(domainRaw);
+  if (!d.ok) return { ok: false, error: `address ${quote(raw)}: ${d.error}` };
+  return { ok: true, value: { local, domain: d.value } };
+}
+
+/** Splits at commas outside quoted strings and angle brackets. */
+function splitList(raw: string): R<string[]> {
+  const parts: string[] = [];
+  let start = 0;
+  let inQuote = false;
+  let inAngle = false;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (inQuote) {
+      if (c === '\\') i++;
+      else if (c === '"') inQuote = false;
+      continue;
+    }
+    if (c === '"') inQuote = true;
+    else if (c === '<') {
+      if (inAngle) return { ok: false, error: `recipients ${quote(raw)} have nested \`<\`` };
+      inAngle = true;
+    } else if (c === '>') {
+      if (!inAngle) return { ok: false, error: `recipients ${quote(raw)} have an unmatched \`>\`` };
+      inAngle = false;
+    } else if (c === '(' || c === ')') {
+      return {
+        ok: false,
+        error: `recipients ${quote(raw)} contain a comment \`(...)\`; comments are not accepted`,
+      };
+    } else if ((c === ':' || c === ';') && !inAngle) {
+      return {
+        ok: false,
+        error: `recipients ${quote(raw)} contain a group (\`:\` or \`;\`); list addresses directly`,
+      };
+    } else if (c === ',' && !inAngle) {
+      parts.push(raw.slice(start, i));
+      start = i + 1;
+    }
+  }
+  if (inQuote || inAngle)
+    return { ok: false, error: `recipients ${quote(raw)} have an unterminated quote or \`<\`` };
+  parts.push(raw.slice(start));
+  return { ok: true, value: parts };
+}
+
+/** Parses one mailbox: `addr-spec` or `display name <addr-spec>`. */
+function parseMailbox(item: string): R<{ local: string; domain: string }> {
+  const s = item.trim();
+  if (s === '') return { ok: false, error: 'empty recipient in the list' };
+  // Find `<` outside a quoted display name: `"<a@acme.com>" <x@evil.com>` addresses evil.com.
+  let lt = -1;
+  let inQuote = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (inQuote) {
+      if (c === '\\') i++;
+      else if (c === '"') inQuote = false;
+    } else if (c === '"') inQuote = true;
+    else if (c === '<') {
+      lt = i;
+      break;
+    }
+  }
+  if (lt < 0) return parseAddrSpec(s);
+  if (!s.endsWith('>') || s.indexOf('>', lt) !== s.length - 1) {
+    return { ok: false, error: `recipient ${quote(s)} has text after \`>\`` };
+  }
+  const display = s.slice(0, lt).trim();
+  if (display !== '' && !/^"(?:[^"\\]|\\.)*"$/.test(display) && !/^[\p{L}\p{N}\p{M} .'_-]+$/u.test(display)) {
+    // An unquoted display name holding `@`, `<` or other specials is how spoofed headers are built.
+    return { ok: false, error: `recipient ${quote(s)} has a display name that must be quoted` };
+  }
+  return parseAddrSpec(s.slice(lt + 1, -1));
+}
+
+/** Parses a comma-separated recipient list. Never throws. */
+export function parseRecipients(raw: string): FactResult<EmailFacts> {
+  if (raw.length > EMAIL_VALUE_MAX)
+    return { ok: false, error: `recipients are longer than ${EMAIL_VALUE_MAX} characters` };
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: CR/LF and other control characters are refused (header injection)
+  if (/[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/.test(raw)) {
+    return { ok: false, error: `recipients ${quote(raw)} contain a control character` };
+  }
+  if (raw.trim() === '') return { ok: false, error: 'recipients are empty' };
+  const parts = splitList(raw);
+  if (!parts.ok) return parts;
+  const recipients: string[] = [];
+  const seen = new Set<string>();
+  const domains: string[] = [];
+  for (const p of parts.value) {
+    const m = parseMailbox(p);
+    if (!m.ok) return m;
+    const addr = `${m.value.local}@${m.value.domain}`;
+    const key = addr.toLowerCase();
+    if (!seen.has(key)) {
+      seen.add(key);
+      recipients.push(addr);
+    }
+    if (!domains.includes(m.value.domain)) domains.push(m.value.domain);
+  }
+  return { ok: true, value: { recipients, domains } };
+}
+
+function compile(condition: unknown): CompileResult<EmailCondition> {
+  const r = new ConditionReader(condition, 'email', ['to_domains', 'to', 'max_recipients']);
+  const toDomains = r.strings('to_domains', (e) => compileHostPattern(e, normaliseDomain));
+  const to = r.strings('to', (e) => {
+    const a = parseAddrSpec(e);
+    return a.ok ? { ok: true, value: `${a.value.local}@${a.value.domain}`.toLowerCase() } : a;
+  });
+  const maxRecipients = r.int('max_recipients', 1, 10_000);
+  if (r.errors.length > 0) return { ok: false, errors: r.errors };
+  const value: EmailCondition = {};
+  if (toDomains !== undefined) value.toDomains = toDomains;
+  if (to !== undefined) value.to = to;
+  if (maxRecipients !== undefined) value.maxRecipients = maxRecipients;
+  return { ok: true, value };
+}
+
+function facts(raw: Json): FactResult<EmailFacts> {
+  if (typeof raw !== 'string')
+    return { ok: false, error: `recipients must be a string, got ${describeType(raw)}` };
+  return parseRecipients(raw);
+}
+
+function domainOf(addr: string): string {
+  return addr.slice(addr.lastIndexOf('@') + 1);
+}
+
+function match(c: EmailCondition, f: EmailFacts): MatchResult {
+  if (c.maxRecipients !== undefined && f.recipients.length > c.maxRecipients) {
+    return { ok: false, why: `${f.recipients.length} recipients exceed the maximum of ${c.maxRecipients}` };
+  }
+  if (c.toDomains !== undefined) {
+    const patterns = c.toDomains;
+    const bad = f.recipients.filter((a) => !patterns.some((p) => hostMatches(p, domainOf(a))));
+    if (bad.length > 0) {
+      return {
+        ok: false,
+        why: `recipient ${listForWhy(bad.map(quote))} is outside the allowed domains: ${listForWhy(patterns.map(showHostPattern))}`,
+      };
+    }
+  }
+  if (c.to !== undefined) {
+    const allowed = c.to;
+    const bad = f.recipients.filter((a) => !allowed.includes(a.toLowerCase()));
+    if (bad.length > 0) {
+      return {
+        ok: false,
+        why: `recipient ${listForWhy(bad.map(quote))} is not an allowed address: ${listForWhy(allowed)}`,
+      };
+    }
+  }
+  return { ok: true };
+}
+
+/** The `email` canonicaliser. */
+export const emailCanonicaliser: Canonicaliser<EmailCondition, EmailFacts> = {
+  name: 'email',
+  defaultArgs: ['to', 'cc', 'bcc'],
+  compile,
+  facts,
+  match,
+  toJson: (f) => ({ recipients: [...f.recipients], domains: [...f.domains] }),
+};

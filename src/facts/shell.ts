@@ -1,0 +1,553 @@
+/**
+ * The `shell` constraint, using tree-sitter-bash (through web-tree-sitter) to parse a command line
+ * the way bash reads it.
+ *
+ *   when: { shell: { programs: [ls, cat, grep], allow_pipes: true } }
+ *
+ * Every command anywhere in the tree counts, including those inside substitutions, subshells, loops
+ * and function bodies. Where tree-sitter and bash could disagree the input is refused instead of
+ * guessed at: parse errors, line continuations, carriage returns and control characters, `coproc`,
+ * and any `$(` or backtick in text the parser treated as literal (e.g. some here-documents).
+ */
+import { createRequire } from 'node:module';
+import { Language, Parser, type TreeCursor } from 'web-tree-sitter';
+import type { Json } from '../types.js';
+import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
+import type { Canonicaliser, CompileResult, FactResult, MatchResult } from './types.js';
+
+/** Longest command line accepted. */
+export const SHELL_MAX = 64 * 1024;
+/** Deepest syntax tree accepted. */
+const MAX_DEPTH = 400;
+
+/** One simple command: its program word and its argument words (unquoted with bash rules when literal). */
+export interface ShellCommand {
+  program: string;
+  args: string[];
+}
+
+/** Facts about one shell argument. */
+export interface ShellFacts {
+  commands: ShellCommand[];
+  /** Distinct programs, in order of appearance. */
+  programs: string[];
+  pipes: boolean;
+  /** Redirections as written (`>out`, `2>>err`, `<<EOF`, `<<<`), here-documents included. */
+  redirects: string[];
+  /** Command substitution (`$(...)`, backticks) or process substitution (`<(...)`, `>(...)`). */
+  substitution: boolean;
+  /** More than one statement in sequence (`;`, `&&`, `||`, newline) or control flow (if/while/for/case). */
+  chaining: boolean;
+  /** A command is run in the background with `&`. */
+  background: boolean;
+  /** Some program word is not a literal (expansion, glob, brace or `$'...'` escape): it is unknown until run. */
+  dynamicProgram: boolean;
+  /** Some argument is not a literal; its `args` entry is the source text. */
+  dynamicArgs: boolean;
+  /** Variables assigned (`FOO=1 cmd`, `export PATH=...`, `x=1`), in order of appearance. */
+  assignments: string[];
+}
+
+/** A compiled `shell` condition. */
+export interface ShellCondition {
+  programs?: string[];
+  allowPipes: boolean;
+  allowRedirects: boolean;
+  allowSubstitution: boolean;
+  allowChaining: boolean;
+  allowBackground: boolean;
+  allowAssignments: boolean;
+}
+
+let parser: Parser | null = null;
+let loading: Promise<void> | null = null;
+
+/** Loads the bash grammar once. Idempotent; a failed load can be retried. */
+export function initShell(): Promise<void> {
+  if (parser !== null) return Promise.resolve();
+  loading ??= (async () => {
+    await Parser.init();
+    const wasm = createRequire(import.meta.url).resolve('tree-sitter-bash/tree-sitter-bash.wasm');
+    const lang = await Language.load(wasm);
+    const p = new Parser();
+    p.setLanguage(lang);
+    parser = p;
+  })().catch((e: unknown) => {
+    loading = null;
+    throw e;
+  });
+  return loading;
+}
+
+/** True once the bash grammar is loaded. */
+export function shellReady(): boolean {
+  return parser !== null;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A plain copy of the syntax tree, built in one cursor pass (wasm node objects are costly to touch).
+
+interface TNode {
+  type: string;
+  named: boolean;
+  missing: boolean;
+  field: string | null;
+  start: number;
+  end: number;
+  children: TNode[];
+}
+
+class TooDeep extends Error {}
+
+function copyTree(c: TreeCursor, depth: number): TNode {
+  if (depth > MAX_DEPTH) throw new TooDeep();
+  const n: TNode = {
+    type: c.nodeType,
+    named: c.nodeIsNamed,
+    missing: c.nodeIsMissing,
+    field: c.currentFieldName,
+    start: c.startIndex,
+    end: c.endIndex,
+    children: [],
+  };
+  if (c.gotoFirstChild()) {
+    do n.children.push(copyTree(c, depth + 1));
+    while (c.gotoNextSibling());
+    c.gotoParent();
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Words
+
+interface Word {
+  value: string;
+  dynamic: boolean;
+}
+
+/** Unquotes an unquoted word with bash rules; globs, braces, `$`, backticks and a leading `~` make it dynamic. */
+function plainWord(text: string, alone: boolean): Word {
+  if (alone && (text === '[' || text === ']')) return { value: text, dynamic: false };
+  let value = '';
+  let dynamic = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    if (c === '\\') {
+      i++;
+      value += text[i] ?? '';
+      continue;
+    }
+    if ('$`*?[]{}'.includes(c) || (i === 0 && c === '~')) dynamic = true;
+    value += c;
+  }
+  return { value, dynamic };
+}
+
+/** Unquotes the inside of a double-quoted string without expansions. */
+function doubleQuoted(text: string): string {
+  return text.replace(/\\([$`"\\\n])/g, '$1');
+}
+
+class Analysis {
+  readonly commands: ShellCommand[] = [];
+  readonly programs: string[] = [];
+  readonly redirects: string[] = [];
+  readonly assignments: string[] = [];
+  pipes = false;
+  substitution = false;
+  chaining = false;
+  background = false;
+  dynamicProgram = false;
+  dynamicArgs = false;
+  statements = 0;
+
+  constructor(private readonly src: string) {}
+
+  text(n: TNode): string {
+    return this.src.slice(n.start, n.end);
+  }
+
+  word(n: TNode, alone: boolean): Word {
+    const t = this.text(n);
+    switch (n.type) {
+      case 'word':
+        return plainWord(t, alone);
+      case 'number':
+        return { value: t, dynamic: false };
+      case 'raw_string':
+        return { value: t.slice(1, -1), dynamic: false };
+      case 'ansi_c_string': {
+        const inner = t.slice(2, -1);
+        return { value: inner, dynamic: inner.includes('\\') };
+      }
+      case 'string': {
+        const literal =
+          !t.startsWith('$') && n.children.every((c) => !c.named || c.type === 'string_content');
+        return literal
+          ? { value: doubleQuoted(t.slice(1, -1)), dynamic: false }
+          : { value: t, dynamic: true };
+      }
+      case 'concatenation':
+      case 'command_name': {
+        if (n.children.some((c) => !c.named)) return { value: t, dynamic: true };
+        let value = '';
+        let dynamic = false;
+        const only = n.children.length === 1;
+        for (const c of n.children) {
+          const w = this.word(c, alone && only);
+          value += w.value;
+          dynamic ||= w.dynamic;
+        }
+        return dynamic ? { value: t, dynamic } : { value, dynamic };
+      }
+      default:
+        return { value: t, dynamic: true };
+    }
+  }
+
+  addCommand(program: Word, args: TNode[]): void {
+    const a: string[] = [];
+    for (const x of args) {
+      const w = this.word(x, true);
+      if (w.dynamic) this.dynamicArgs = true;
+      a.push(w.value);
+    }
+    if (program.dynamic) this.dynamicProgram = true;
+    this.commands.push({ program: program.value, args: a });
+    if (!this.programs.includes(program.value)) this.programs.push(program.value);
+  }
+
+  /**
+   * INVARIANT: fail closed — text the parser kept as literal must not hold `$(` or a backtick, or bash
+   * would run a command the facts do not name.
+   */
+  checkLiteral(n: TNode): string | null {
+    let pos = n.start;
+    const gaps: string[] = [];
+    for (const c of n.children) {
+      if (c.start > pos) gaps.push(this.src.slice(pos, c.start));
+      pos = Math.max(pos, c.end);
+    }
+    if (n.end > pos) gaps.push(this.src.slice(pos, n.end));
+    for (const g of gaps) {
+      for (let i = 0; i < g.length; i++) {
+        const ch = g[i];
+        if (ch === '\\') i++;
+        else if (ch === '`' || (ch === '$' && g[i + 1] === '(')) return g;
+      }
+    }
+    return null;
+  }
+
+  visit(n: TNode): string | null {
+    if (n.type === 'ERROR' || n.missing) {
+      return `shell ${quote(this.src)} does not parse near ${quote(this.src.slice(n.start, n.start + 20))}`;
+    }
+    if (n.named && !LITERAL_TYPES.has(n.type)) {
+      const hidden = this.checkLiteral(n);
+      if (hidden !== null) {
+        return `shell ${quote(this.src)} has \`$(\` or a backtick the parser did not read as a substitution: ${quote(hidden.trim())}`;
+      }
+    }
+    if (STATEMENT_CONTAINERS.has(n.type)) {
+      const count = n.children.filter((c) => STATEMENT_TYPES.has(c.type)).length;
+      if (n.type === 'program') this.statements = count;
+      if (count > 1) this.chaining = true;
+    }
+    switch (n.type) {
+      case 'command': {
+        const name = n.children.find((c) => c.field === 'name');
+        if (name !== undefined) {
+          const program = this.word(name, true);
+          if (program.value === 'coproc')
+            return `shell ${quote(this.src)} uses \`coproc\`, which is not supported`;
+          this.addCommand(
+            program,
+            n.children.filter((c) => c.field === 'argument'),
+          );
+        }
+        break;
+      }
+      case 'declaration_command':
+      case 'unset_command': {
+        const kw = n.children[0];
+        const program =
+          kw !== undefined && !kw.named ? kw.type : n.type === 'unset_command' ? 'unset' : 'declare';
+        this.addCommand(
+          { value: program, dynamic: false },
+          n.children.filter((c) => c.named && c.type !== 'variable_assignment'),
+        );
+        break;
+      }
+      case 'test_command': {
+        const open = n.children[0];
+        this.addCommand({ value: open !== undefined && !open.named ? open.type : '[[', dynamic: false }, []);
+        break;
+      }
+      case 'variable_assignment': {
+        const name = n.children.find((c) => c.field === 'name') ?? n.children[0];
+        this.assignments.push(name !== undefined ? this.text(name) : this.text(n));
+        break;
+      }
+      case 'pipeline':
+      case '|':
+      case '|&':
+        this.pipes = true;
+        break;
+      case 'list':
+      case '&&':
+      case '||':
+      case ';':
+      case ';;':
+      case ';&':
+      case ';;&':
+      case 'if_statement':
+      case 'while_statement':
+      case 'for_statement':
+      case 'c_style_for_statement':
+      case 'case_statement':
+        this.chaining = true;
+        break;
+      case '&':
+        this.background = true;
+        break;
+      case 'command_substitution':
+      case 'process_substitution':
+        this.substitution = true;
+        break;
+      case 'file_redirect':
+      case 'herestring_redirect':
+        this.redirects.push(this.text(n).replace(/\s+/g, ' '));
+        break;
+      case 'heredoc_redirect': {
+        const start = n.children.find((c) => c.type === 'heredoc_start');
+        const op = n.children.find((c) => !c.named);
+        this.redirects.push(`${op?.type ?? '<<'}${start !== undefined ? this.text(start) : ''}`);
+        if (start !== undefined && /['"\\]/.test(this.text(start))) {
+          // A quoted delimiter makes the body literal: nothing inside it runs, so it is not walked.
+          for (const c of n.children)
+            if (c.type !== 'heredoc_body') {
+              const e = this.visit(c);
+              if (e !== null) return e;
+            }
+          return null;
+        }
+        break;
+      }
+      case 'comment':
+        return null;
+    }
+    for (const c of n.children) {
+      const e = this.visit(c);
+      if (e !== null) return e;
+    }
+    return null;
+  }
+}
+
+/** Nodes whose text bash does not expand (or that are anonymous tokens such as `$(`). */
+const LITERAL_TYPES = new Set(['raw_string', 'ansi_c_string', 'comment', 'heredoc_start', 'heredoc_end']);
+
+const STATEMENT_CONTAINERS = new Set([
+  'program',
+  'compound_statement',
+  'subshell',
+  'do_group',
+  'command_substitution',
+  'process_substitution',
+  'else_clause',
+  'elif_clause',
+  'case_item',
+]);
+
+const STATEMENT_TYPES = new Set([
+  'command',
+  'redirected_statement',
+  'pipeline',
+  'list',
+  'subshell',
+  'compound_statement',
+  'if_statement',
+  'while_statement',
+  'for_statement',
+  'c_style_for_statement',
+  'case_statement',
+  'function_definition',
+  'declaration_command',
+  'unset_command',
+  'test_command',
+  'negated_command',
+  'variable_assignment',
+  'variable_assignments',
+]);
+
+/** Parses a command line with tree-sitter-bash and extracts facts. Never throws. */
+export function parseShell(raw: string): FactResult<ShellFacts> {
+  // INVARIANT: fail closed — before the grammar is loaded every value is an error, never an allow.
+  if (parser === null) return { ok: false, error: 'shell parser not initialised' };
+  if (raw.length > SHELL_MAX)
+    return { ok: false, error: `shell command is longer than ${SHELL_MAX} characters` };
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters (CR included) are refused
+  if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(raw)) {
+    return { ok: false, error: `shell ${quote(raw)} contains a NUL, carriage return or control character` };
+  }
+  if (/\\\n/.test(raw)) {
+    return {
+      ok: false,
+      error: `shell ${quote(raw)} contains a line continuation (backslash-newline); send one line`,
+    };
+  }
+  if (raw.trim() === '') return { ok: false, error: 'shell command is empty' };
+  let root: TNode;
+  const tree = parser.parse(raw);
+  if (tree === null) return { ok: false, error: `shell ${quote(raw)} could not be parsed` };
+  try {
+    if (tree.rootNode.hasError) {
+      // Found again during the walk for a precise position; this is the backstop.
+      const a = new Analysis(raw);
+      const e = a.visit(copyTree(tree.walk(), 0));
+      return { ok: false, error: e ?? `shell ${quote(raw)} does not parse` };
+    }
+    root = copyTree(tree.walk(), 0);
+  } catch (e) {
+    if (e instanceof TooDeep || e instanceof RangeError)
+      return { ok: false, error: 'shell command is nested too deeply' };
+    return { ok: false, error: `shell ${quote(raw)} could not be analysed` };
+  } finally {
+    tree.delete();
+  }
+  const a = new Analysis(raw);
+  let err: string | null;
+  try {
+    err = a.visit(root);
+  } catch {
+    return { ok: false, error: 'shell command is nested too deeply' };
+  }
+  if (err !== null) return { ok: false, error: err };
+  if (a.statements === 0) return { ok: false, error: `shell ${quote(raw)} holds no command` };
+  return {
+    ok: true,
+    value: {
+      commands: a.commands,
+      programs: a.programs,
+      pipes: a.pipes,
+      redirects: a.redirects,
+      substitution: a.substitution,
+      chaining: a.chaining,
+      background: a.background,
+      dynamicProgram: a.dynamicProgram,
+      dynamicArgs: a.dynamicArgs,
+      assignments: a.assignments,
+    },
+  };
+}
+
+function hasControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 0x20) return true;
+  return false;
+}
+
+function compile(condition: unknown): CompileResult<ShellCondition> {
+  const r = new ConditionReader(condition, 'shell', [
+    'programs',
+    'allow_pipes',
+    'allow_redirects',
+    'allow_substitution',
+    'allow_chaining',
+    'allow_background',
+    'allow_assignments',
+  ]);
+  const programs = r.strings('programs', (p) =>
+    p === '' || /\s/.test(p) || hasControl(p)
+      ? { ok: false, error: `${quote(p)} is not a program name` }
+      : { ok: true, value: p },
+  );
+  const value: ShellCondition = {
+    allowPipes: r.bool('allow_pipes') ?? false,
+    allowRedirects: r.bool('allow_redirects') ?? false,
+    allowSubstitution: r.bool('allow_substitution') ?? false,
+    allowChaining: r.bool('allow_chaining') ?? false,
+    allowBackground: r.bool('allow_background') ?? false,
+    allowAssignments: r.bool('allow_assignments') ?? false,
+  };
+  if (r.errors.length > 0) return { ok: false, errors: r.errors };
+  if (programs !== undefined) value.programs = programs;
+  return { ok: true, value };
+}
+
+function facts(raw: Json): FactResult<ShellFacts> {
+  if (typeof raw !== 'string')
+    return { ok: false, error: `a shell command must be a string, got ${describeType(raw)}` };
+  return parseShell(raw);
+}
+
+function match(c: ShellCondition, f: ShellFacts): MatchResult {
+  if (f.substitution && !c.allowSubstitution) {
+    return {
+      ok: false,
+      why: 'shell command uses command or process substitution (`$(...)`, backticks, `<(...)`), which is not allowed',
+    };
+  }
+  if (f.chaining && !c.allowChaining) {
+    return {
+      ok: false,
+      why: 'shell command runs several statements (`;`, `&&`, `||`, newline or control flow); send one command',
+    };
+  }
+  if (f.pipes && !c.allowPipes)
+    return { ok: false, why: 'shell command uses a pipe (`|`), which is not allowed' };
+  if (f.background && !c.allowBackground) {
+    return { ok: false, why: 'shell command runs something in the background (`&`), which is not allowed' };
+  }
+  if (f.redirects.length > 0 && !c.allowRedirects) {
+    return {
+      ok: false,
+      why: `shell command redirects input or output (${listForWhy(f.redirects.map(quote))}), which is not allowed`,
+    };
+  }
+  if (f.assignments.length > 0 && !c.allowAssignments) {
+    return {
+      ok: false,
+      why: `shell command assigns variables (${listForWhy(f.assignments.map(quote))}), which is not allowed`,
+    };
+  }
+  if (c.programs !== undefined) {
+    if (f.dynamicProgram) {
+      return {
+        ok: false,
+        why: 'shell command names its program with an expansion, glob or escape; name the program literally',
+      };
+    }
+    const allowed = c.programs;
+    const bad = f.programs.filter((p) => !allowed.includes(p));
+    if (bad.length > 0) {
+      return {
+        ok: false,
+        why: `shell program ${listForWhy(bad.map(quote))} not allowed; allowed: ${listForWhy(allowed)}`,
+      };
+    }
+  }
+  return { ok: true };
+}
+
+/** The `shell` canonicaliser. */
+export const shellCanonicaliser: Canonicaliser<ShellCondition, ShellFacts> = {
+  name: 'shell',
+  defaultArgs: ['command', 'cmd', 'script', 'shell'],
+  compile,
+  facts,
+  match,
+  toJson: (f) => ({
+    commands: f.commands.map((c) => ({ program: c.program, args: [...c.args] })),
+    programs: [...f.programs],
+    pipes: f.pipes,
+    redirects: [...f.redirects],
+    substitution: f.substitution,
+    chaining: f.chaining,
+    background: f.background,
+    dynamicProgram: f.dynamicProgram,
+    dynamicArgs: f.dynamicArgs,
+    assignments: [...f.assignments],
+  }),
+};

@@ -1,0 +1,38 @@
+/**
+ * The contract between the policy engine and the canonicalisers that turn raw tool arguments into
+ * facts for typed argument constraints (`path`, `url`, `sql`, `shell`, `email`).
+ */
+import type { Json } from '../types.js';
+
+/** Result of parsing one raw argument value. `error` is lowercase with the user's input in backticks. */
+export type FactResult<F> = { ok: true; value: F } | { ok: false; error: string };
+
+/** A problem in a policy condition, keyed by the field it concerns (e.g. `under[1]`). */
+export interface ConditionError {
+  field: string;
+  message: string;
+}
+
+/** Result of compiling a condition at policy load time. */
+export type CompileResult<C> = { ok: true; value: C } | { ok: false; errors: ConditionError[] };
+
+/** Result of matching facts against a condition. */
+export type MatchResult = { ok: true } | { ok: false; why: string };
+
+/** Names of the typed constraints a policy can use under `when:` / `unless:`. */
+export type CanonicaliserName = 'path' | 'url' | 'sql' | 'shell' | 'email';
+
+/** One canonicaliser: compile a condition once, parse argument values into facts, match them. */
+export interface Canonicaliser<C, F> {
+  name: CanonicaliserName;
+  /** Argument names read when a condition names none (first present wins; `email` reads all of to/cc/bcc). */
+  defaultArgs: readonly string[];
+  /** Validates and normalises a condition from the policy at load time; problems are messages keyed by field. */
+  compile(condition: unknown): CompileResult<C>;
+  /** Parses ONE raw argument value. Never throws: any failure is { ok:false } (caller denies). */
+  facts(raw: Json): FactResult<F>;
+  /** Does the value satisfy the condition? `why` says, for an agent, what was refused and what is allowed. */
+  match(condition: C, facts: F): MatchResult;
+  /** Facts as JSON for the audit trail. */
+  toJson(facts: F): Json;
+}

@@ -1,0 +1,183 @@
+/**
+ * The `url` constraint, using the WHATWG URL parser (the one `fetch`/undici use).
+ *
+ *   when: { url: { hosts: [api.acme.com, '*.cdn.acme.com'], schemes: [https] } }
+ *
+ * Facts carry the lowercased ASCII (IDNA) host without a trailing dot, the effective port, IPv4 in
+ * dotted-decimal whatever notation was sent, IPv6 in compressed bracketed form, and whether
+ * credentials were embedded. Raw input with whitespace, control characters or backslashes is refused:
+ * WHATWG silently repairs those, other HTTP clients do not, and the difference is exploitable.
+ */
+import type { Json } from '../types.js';
+import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
+import { compileHostPattern, type HostPattern, hostMatches, showHostPattern } from './host-pattern.js';
+import type { Canonicaliser, CompileResult, FactResult, MatchResult } from './types.js';
+
+/** Longest URL accepted. */
+export const URL_MAX = 8192;
+
+/** Ports filled in when a URL names none, per WHATWG special scheme. */
+const DEFAULT_PORTS: Record<string, number> = { http: 80, https: 443, ws: 80, wss: 443, ftp: 21 };
+
+/** Schemes allowed when a condition does not list any. */
+export const DEFAULT_SCHEMES: readonly string[] = ['https', 'http'];
+
+/** Facts about one URL argument. */
+export interface UrlFacts {
+  /** Lowercase scheme without the colon. */
+  scheme: string;
+  /** Lowercase ASCII host, no trailing dot; IPv6 in brackets; empty for host-less URLs (`file:`, `data:`). */
+  host: string;
+  /** Explicit or default port; null when the scheme has none. */
+  port: number | null;
+  /** Percent-encoded path as the parser serialises it. */
+  path: string;
+  hostKind: 'dns' | 'ipv4' | 'ipv6' | 'none';
+  /** The URL embedded a user name or password. */
+  userinfo: boolean;
+  /** The normalised URL with any credentials removed (for the audit trail). */
+  href: string;
+}
+
+/** A compiled `url` condition. */
+export interface UrlCondition {
+  hosts?: HostPattern[];
+  schemes: string[];
+  /** Allowed ports; when absent, only the scheme's default port is allowed. */
+  ports?: number[];
+  allowUserinfo: boolean;
+}
+
+function hasUnsafeChars(s: string): boolean {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: whitespace and control characters are refused
+  return /[\u0000-\u0020\u007f-\u00a0\\\u1680\u2000-\u200f\u2028\u2029\u202f\u205f\u3000\ufeff]/.test(s);
+}
+
+function classify(host: string): UrlFacts['hostKind'] {
+  if (host === '') return 'none';
+  if (host.startsWith('[')) return 'ipv6';
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return 'ipv4';
+  return 'dns';
+}
+
+/** Parses one URL with the WHATWG parser and normalises it. Never throws. */
+export function parseUrl(raw: string): FactResult<UrlFacts> {
+  if (raw.length === 0) return { ok: false, error: 'url is empty' };
+  if (raw.length > URL_MAX) return { ok: false, error: `url is longer than ${URL_MAX} characters` };
+  if (hasUnsafeChars(raw)) {
+    return { ok: false, error: `url ${quote(raw)} contains whitespace, a control character or a backslash` };
+  }
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return { ok: false, error: `url ${quote(raw)} does not parse (an absolute url is required)` };
+  }
+  const scheme = u.protocol.slice(0, -1);
+  let host = u.hostname;
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  if (host.startsWith('.') || host.endsWith('.') || host.includes('..')) {
+    return { ok: false, error: `url ${quote(raw)} has an empty label in its host` };
+  }
+  const hostKind = classify(host);
+  const port = u.port !== '' ? Number(u.port) : (DEFAULT_PORTS[scheme] ?? null);
+  const userinfo = u.username !== '' || u.password !== '';
+  u.username = '';
+  u.password = '';
+  return { ok: true, value: { scheme, host, port, path: u.pathname, hostKind, userinfo, href: u.href } };
+}
+
+/** Normalises a host written in a policy exactly as a URL's host would be. */
+export function normaliseHost(entry: string): { ok: true; value: string } | { ok: false; error: string } {
+  let h = entry;
+  // A bare IPv6 literal is accepted in a policy for readability; URLs always bracket it.
+  if (h.includes(':') && !h.startsWith('[') && /^[0-9a-fA-F:.]+$/.test(h)) h = `[${h}]`;
+  if (
+    h === '' ||
+    hasUnsafeChars(h) ||
+    /[/?#@]/.test(h) ||
+    (h.includes(':') && !/^\[[0-9a-fA-F:.]+\]$/.test(h))
+  ) {
+    return { ok: false, error: `${quote(entry)} is not a host name or ip address` };
+  }
+  const r = parseUrl(`http://${h}/`);
+  if (!r.ok || r.value.host === '') return { ok: false, error: `${quote(entry)} is not a valid host` };
+  return { ok: true, value: r.value.host };
+}
+
+function compile(condition: unknown): CompileResult<UrlCondition> {
+  const r = new ConditionReader(condition, 'url', ['hosts', 'schemes', 'ports', 'allow_userinfo']);
+  const hosts = r.strings('hosts', (e) => compileHostPattern(e, normaliseHost));
+  const schemes = r.strings('schemes', (e) => {
+    const s = e.toLowerCase().replace(/:$/, '');
+    return /^[a-z][a-z0-9+.-]*$/.test(s)
+      ? { ok: true, value: s }
+      : { ok: false, error: `${quote(e)} is not a scheme` };
+  });
+  const ports = r.ints('ports', 1, 65535);
+  const allowUserinfo = r.bool('allow_userinfo') ?? false;
+  if (r.errors.length > 0) return { ok: false, errors: r.errors };
+  const value: UrlCondition = { schemes: schemes ?? [...DEFAULT_SCHEMES], allowUserinfo };
+  if (hosts !== undefined) value.hosts = hosts;
+  if (ports !== undefined) value.ports = ports;
+  return { ok: true, value };
+}
+
+function facts(raw: Json): FactResult<UrlFacts> {
+  if (typeof raw !== 'string')
+    return { ok: false, error: `a url must be a string, got ${describeType(raw)}` };
+  return parseUrl(raw);
+}
+
+function match(c: UrlCondition, f: UrlFacts): MatchResult {
+  if (!c.schemes.includes(f.scheme)) {
+    return {
+      ok: false,
+      why: `url scheme ${quote(f.scheme)} is not allowed; allowed: ${listForWhy(c.schemes)}`,
+    };
+  }
+  if (f.userinfo && !c.allowUserinfo) {
+    return {
+      ok: false,
+      why: 'url embeds a user name or password (`user@host`); send it without credentials',
+    };
+  }
+  if (c.hosts !== undefined && !c.hosts.some((p) => hostMatches(p, f.host))) {
+    return {
+      ok: false,
+      why: `url host ${quote(f.host)} is not allowed; allowed: ${listForWhy(c.hosts.map(showHostPattern))}`,
+    };
+  }
+  if (c.ports !== undefined) {
+    if (f.port === null || !c.ports.includes(f.port)) {
+      return {
+        ok: false,
+        why: `url port ${quote(String(f.port))} is not allowed; allowed: ${listForWhy(c.ports.map(String))}`,
+      };
+    }
+  } else if (f.port !== (DEFAULT_PORTS[f.scheme] ?? null)) {
+    return {
+      ok: false,
+      why: `url port ${quote(String(f.port))} is not the default port for ${f.scheme}; only the default port is allowed`,
+    };
+  }
+  return { ok: true };
+}
+
+/** The `url` canonicaliser. */
+export const urlCanonicaliser: Canonicaliser<UrlCondition, UrlFacts> = {
+  name: 'url',
+  defaultArgs: ['url', 'uri', 'href', 'endpoint'],
+  compile,
+  facts,
+  match,
+  toJson: (f) => ({
+    scheme: f.scheme,
+    host: f.host,
+    port: f.port,
+    path: f.path,
+    hostKind: f.hostKind,
+    userinfo: f.userinfo,
+    href: f.href,
+  }),
+};
