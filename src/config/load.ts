@@ -1,0 +1,339 @@
+/**
+ * Loads the gateway configuration (`execlayer.yaml`): YAML with source positions, validated against the
+ * published JSON Schema, `${VAR}` interpolation for secrets in upstream env, headers, args and URLs, and
+ * relative paths resolved against the file's directory. Every problem carries file:line:column.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { CONFIG_SCHEMA } from './schema.js';
+
+/** An upstream MCP server started by the gateway over stdio. */
+export interface StdioUpstreamConfig {
+  kind: 'stdio';
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  cwd?: string;
+  expose: 'prefixed' | 'bare';
+}
+
+/** An upstream MCP server reached over Streamable HTTP. */
+export interface HttpUpstreamConfig {
+  kind: 'http';
+  url: string;
+  headers: Record<string, string>;
+  expose: 'prefixed' | 'bare';
+}
+
+export type UpstreamConfig = StdioUpstreamConfig | HttpUpstreamConfig;
+
+/** One accepted API key: only its sha256 is stored. */
+export interface ApiKeyConfig {
+  sha256: string;
+  agent: string;
+  principal?: string;
+}
+
+export interface JwtConfig {
+  jwks: string;
+  issuer: string;
+  audience: string;
+  agentClaim: string;
+  principalClaim?: string;
+  algorithms?: string[];
+}
+
+export interface AuthConfig {
+  apiKeys: ApiKeyConfig[];
+  jwt?: JwtConfig;
+}
+
+export interface LimitsConfig {
+  callTimeoutMs: number;
+  maxArgBytes: number;
+  maxResultBytes: number;
+  maxMessageBytes: number;
+}
+
+export interface HttpConfig {
+  host: string;
+  port: number;
+  /** Host header values accepted (DNS-rebinding defence); empty = loopback names on the bound port. */
+  allowedHosts: string[];
+  /** Origin header values accepted when an Origin is sent; empty = none. */
+  allowedOrigins: string[];
+  maxSessions: number;
+  sessionIdleMs: number;
+}
+
+export interface ApprovalsConfig {
+  wait: 'block' | 'return';
+  maxWaitMs: number;
+}
+
+/** The validated gateway configuration with defaults applied and paths absolute. */
+export interface GatewayConfig {
+  /** Absolute path of the file it came from, or `<inline>`. */
+  file: string;
+  /** Absolute path of the policy file. */
+  policy: string;
+  /** `sqlite:<absolute path>` or `memory:`. */
+  store: string;
+  agent?: string;
+  upstreams: Record<string, UpstreamConfig>;
+  auth: AuthConfig;
+  limits: LimitsConfig;
+  http: HttpConfig;
+  approvals: ApprovalsConfig;
+  pins: Record<string, string>;
+}
+
+/** One thing wrong with a configuration file, with its place. */
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  column: number;
+  /** JSON pointer of the offending value. */
+  path: string;
+  message: string;
+}
+
+/** Raised at the edge (CLI) when a configuration cannot be used. `code` is stable. */
+export class ConfigError extends Error {
+  readonly code: 'config_invalid' | 'config_unreadable';
+  readonly problems: ConfigProblem[];
+  constructor(code: 'config_invalid' | 'config_unreadable', problems: ConfigProblem[], options?: { cause?: unknown }) {
+    super(problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.message}`).join('\n'), options);
+    this.name = 'ConfigError';
+    this.code = code;
+    this.problems = problems;
+  }
+}
+
+export const DEFAULT_LIMITS: LimitsConfig = {
+  callTimeoutMs: 60_000,
+  maxArgBytes: 1024 * 1024,
+  maxResultBytes: 8 * 1024 * 1024,
+  maxMessageBytes: 16 * 1024 * 1024,
+};
+
+const MAX_CONFIG_BYTES = 1024 * 1024;
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+let validator: ReturnType<Ajv2020['compile']> | undefined;
+function validate(data: unknown): ErrorObject[] {
+  if (!validator) {
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    validator = ajv.compile(CONFIG_SCHEMA);
+  }
+  return validator(data) ? [] : [...(validator.errors ?? [])];
+}
+
+/** Reads and validates a configuration file. Throws ConfigError with positions. */
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : 'cannot read file';
+    throw new ConfigError(
+      'config_unreadable',
+      [{ file, line: 1, column: 1, path: '', message: `${reason}: \`${path}\`` }],
+      { cause: err },
+    );
+  }
+  return parseConfig(text, file, env);
+}
+
+/** Validates configuration text. `file` names it in problems and anchors relative paths. */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const lc = new LineCounter();
+  const problems: ConfigProblem[] = [];
+  const at = (offset: number | undefined, path: string, message: string) => {
+    const p = lc.linePos(offset ?? 0);
+    problems.push({ file, line: p.line, column: p.col, path, message });
+  };
+  if (Buffer.byteLength(text, 'utf8') > MAX_CONFIG_BYTES) {
+    at(0, '', `configuration is larger than ${MAX_CONFIG_BYTES} bytes`);
+    throw new ConfigError('config_invalid', problems);
+  }
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  for (const e of doc.errors) at(e.pos[0], '', (e.message.split('\n')[0] ?? 'syntax error').toLowerCase());
+  if (problems.length > 0) throw new ConfigError('config_invalid', problems);
+
+  const walk = (node: unknown, path: string): void => {
+    if (isAlias(node)) return at((node as Node).range?.[0], path, 'yaml aliases are not allowed');
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        const k = pair.key;
+        const key = isScalar(k) ? String(k.value) : '';
+        if (FORBIDDEN_KEYS.has(key)) at((k as Node).range?.[0], path, `key \`${key}\` is not allowed`);
+        walk(pair.value, `${path}/${key}`);
+      }
+    } else if (isSeq(node)) node.items.forEach((n, i) => walk(n, `${path}/${i}`));
+  };
+  walk(doc.contents, '');
+  if (problems.length > 0) throw new ConfigError('config_invalid', problems);
+
+  const data = (doc.toJS({ maxAliasCount: 0 }) ?? {}) as unknown;
+  const locate = (pointer: string, key = false): number | undefined => {
+    const segs = pointer
+      .split('/')
+      .slice(1)
+      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+    let node: unknown = doc.contents;
+    let last: unknown = node;
+    for (const seg of segs) {
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === seg);
+        if (!pair) break;
+        last = key ? pair.key : pair.value;
+        node = pair.value;
+      } else if (isSeq(node)) {
+        const item = node.items[Number(seg)];
+        if (item === undefined) break;
+        last = item;
+        node = item;
+      } else break;
+    }
+    return (last as Node | null)?.range?.[0];
+  };
+
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    at(0, '', 'configuration must be a mapping');
+    throw new ConfigError('config_invalid', problems);
+  }
+  for (const e of validate(data)) {
+    // oneOf reports every branch; keep the message of the branch that fits best (the first).
+    if (e.keyword === 'oneOf' || e.keyword === 'if') continue;
+    const path = e.instancePath;
+    if (e.keyword === 'additionalProperties') {
+      const extra = String((e.params as { additionalProperty: string }).additionalProperty);
+      at(locate(`${path}/${extra}`, true), `${path}/${extra}`, `unknown key \`${extra}\``);
+    } else if (e.keyword === 'required') {
+      at(locate(path), path, `missing \`${(e.params as { missingProperty: string }).missingProperty}\``);
+    } else if (e.keyword === 'propertyNames') {
+      const name = String((e.params as { propertyName: string }).propertyName);
+      at(locate(`${path}/${name}`, true), `${path}/${name}`, `invalid name \`${name}\``);
+    } else {
+      at(locate(path), path, `\`${path || '/'}\` ${e.message ?? 'is invalid'}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError('config_invalid', dedupe(problems));
+
+  const raw = data as Record<string, unknown> & {
+    policy: string;
+    store?: string;
+    agent?: string;
+    upstreams?: Record<string, Record<string, unknown>>;
+    auth?: { apiKeys?: ApiKeyConfig[]; jwt?: Partial<JwtConfig> & { jwks: string; issuer: string; audience: string } };
+    limits?: Partial<LimitsConfig>;
+    http?: Partial<HttpConfig>;
+    approvals?: Partial<ApprovalsConfig>;
+    pins?: Record<string, string>;
+  };
+  const base = file.startsWith('<') ? process.cwd() : dirname(file);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+
+  const interpolate = (value: string, pointer: string): string =>
+    value.replace(/\$\$|\$\{([^}]*)\}/g, (m, name: string | undefined) => {
+      if (m === '$$') return '$';
+      if (!name || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        at(locate(pointer), pointer, `invalid variable reference \`${m}\``);
+        return '';
+      }
+      const v = env[name];
+      if (v === undefined) {
+        at(locate(pointer), pointer, `environment variable \`${name}\` is not set`);
+        return '';
+      }
+      return v;
+    });
+  const interpolateMap = (m: Record<string, string> | undefined, pointer: string) =>
+    Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k, interpolate(v, `${pointer}/${k}`)]));
+
+  const upstreams: Record<string, UpstreamConfig> = {};
+  for (const [name, u] of Object.entries(raw.upstreams ?? {})) {
+    const p = `/upstreams/${name}`;
+    const expose = (u.expose as 'prefixed' | 'bare' | undefined) ?? 'prefixed';
+    if (typeof u.command === 'string') {
+      const cfg: StdioUpstreamConfig = {
+        kind: 'stdio',
+        command: interpolate(u.command, `${p}/command`),
+        args: ((u.args as string[] | undefined) ?? []).map((a, i) => interpolate(a, `${p}/args/${i}`)),
+        env: interpolateMap(u.env as Record<string, string> | undefined, `${p}/env`),
+        expose,
+      };
+      if (typeof u.cwd === 'string') cfg.cwd = abs(interpolate(u.cwd, `${p}/cwd`));
+      upstreams[name] = cfg;
+    } else {
+      upstreams[name] = {
+        kind: 'http',
+        url: interpolate(String(u.url), `${p}/url`),
+        headers: interpolateMap(u.headers as Record<string, string> | undefined, `${p}/headers`),
+        expose,
+      };
+    }
+  }
+  const bare = Object.entries(upstreams).filter(([, u]) => u.expose === 'bare');
+  if (bare.length > 1) {
+    at(locate(`/upstreams/${bare[1]?.[0]}/expose`), `/upstreams/${bare[1]?.[0]}/expose`, 'only one upstream may use `expose: bare`');
+  }
+
+  const jwtRaw = raw.auth?.jwt;
+  const auth: AuthConfig = {
+    apiKeys: (raw.auth?.apiKeys ?? []).map((k) => ({ ...k, sha256: k.sha256.toLowerCase() })),
+  };
+  if (jwtRaw) {
+    const jwt: JwtConfig = {
+      jwks: /^https?:\/\//.test(jwtRaw.jwks) ? jwtRaw.jwks : abs(jwtRaw.jwks),
+      issuer: jwtRaw.issuer,
+      audience: jwtRaw.audience,
+      agentClaim: jwtRaw.agentClaim ?? 'sub',
+    };
+    if (jwtRaw.principalClaim) jwt.principalClaim = jwtRaw.principalClaim;
+    if (jwtRaw.algorithms) jwt.algorithms = jwtRaw.algorithms;
+    auth.jwt = jwt;
+  }
+  const seen = new Set<string>();
+  auth.apiKeys.forEach((k, i) => {
+    if (seen.has(k.sha256)) at(locate(`/auth/apiKeys/${i}/sha256`), `/auth/apiKeys/${i}/sha256`, 'duplicate api key hash');
+    seen.add(k.sha256);
+  });
+
+  const store = raw.store ?? 'sqlite:./execlayer.db';
+  const cfg: GatewayConfig = {
+    file,
+    policy: abs(raw.policy),
+    store: store.startsWith('sqlite:') ? `sqlite:${abs(store.slice('sqlite:'.length))}` : store,
+    upstreams,
+    auth,
+    limits: { ...DEFAULT_LIMITS, ...raw.limits },
+    http: {
+      host: raw.http?.host ?? '127.0.0.1',
+      port: raw.http?.port ?? 8787,
+      allowedHosts: raw.http?.allowedHosts ?? [],
+      allowedOrigins: raw.http?.allowedOrigins ?? [],
+      maxSessions: raw.http?.maxSessions ?? 256,
+      sessionIdleMs: raw.http?.sessionIdleMs ?? 30 * 60_000,
+    },
+    approvals: { wait: raw.approvals?.wait ?? 'return', maxWaitMs: raw.approvals?.maxWaitMs ?? 120_000 },
+    pins: raw.pins ?? {},
+  };
+  if (raw.agent !== undefined) cfg.agent = raw.agent;
+  if (problems.length > 0) throw new ConfigError('config_invalid', dedupe(problems));
+  return cfg;
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.line}:${p.column}:${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}

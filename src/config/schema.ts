@@ -1,0 +1,133 @@
+/**
+ * JSON Schema (draft 2020-12) of the gateway configuration file (`execlayer.yaml`). The published copy
+ * lives at `schema/execlayer-config.schema.json`; a unit test keeps the two identical.
+ */
+
+const stringMap = {
+  type: 'object',
+  additionalProperties: { type: 'string', maxLength: 65536 },
+  propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,127}$' },
+} as const;
+
+/** The configuration schema as a plain object (ajv compiles it once). */
+export const CONFIG_SCHEMA = {
+  $schema: 'https://json-schema.org/draft/2020-12/schema',
+  $id: 'https://execlayer.dev/schema/execlayer-config.schema.json',
+  title: 'ExecLayer gateway configuration',
+  type: 'object',
+  additionalProperties: false,
+  required: ['policy'],
+  properties: {
+    $schema: { type: 'string' },
+    policy: { type: 'string', minLength: 1, description: 'Policy file, relative to this file.' },
+    store: {
+      type: 'string',
+      pattern: '^(sqlite:.+|memory:)$',
+      default: 'sqlite:./execlayer.db',
+      description: 'All embedded state: `sqlite:<file>` (relative to this file) or `memory:`.',
+    },
+    agent: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$',
+      description: 'Agent id of the stdio front door (`execlayer mcp`); `--agent` overrides it.',
+    },
+    upstreams: {
+      type: 'object',
+      default: {},
+      propertyNames: { pattern: '^[a-z][a-z0-9_-]{0,63}$' },
+      additionalProperties: {
+        oneOf: [
+          {
+            type: 'object',
+            additionalProperties: false,
+            required: ['command'],
+            properties: {
+              command: { type: 'string', minLength: 1 },
+              args: { type: 'array', items: { type: 'string' }, default: [] },
+              env: stringMap,
+              cwd: { type: 'string', minLength: 1 },
+              expose: { enum: ['prefixed', 'bare'], default: 'prefixed' },
+            },
+          },
+          {
+            type: 'object',
+            additionalProperties: false,
+            required: ['url'],
+            properties: {
+              url: { type: 'string', pattern: '^https?://' },
+              headers: stringMap,
+              expose: { enum: ['prefixed', 'bare'], default: 'prefixed' },
+            },
+          },
+        ],
+      },
+    },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        apiKeys: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['sha256', 'agent'],
+            properties: {
+              sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
+              agent: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$' },
+              principal: { type: 'string', maxLength: 256 },
+            },
+          },
+        },
+        jwt: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['jwks', 'issuer', 'audience'],
+          properties: {
+            jwks: { type: 'string', minLength: 1, description: 'JWKS URL (https://…) or file path.' },
+            issuer: { type: 'string', minLength: 1 },
+            audience: { type: 'string', minLength: 1 },
+            agentClaim: { type: 'string', minLength: 1, default: 'sub' },
+            principalClaim: { type: 'string', minLength: 1 },
+            algorithms: { type: 'array', items: { type: 'string' } },
+          },
+        },
+      },
+    },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        callTimeoutMs: { type: 'integer', minimum: 1, maximum: 86400000 },
+        maxArgBytes: { type: 'integer', minimum: 2, maximum: 268435456 },
+        maxResultBytes: { type: 'integer', minimum: 2, maximum: 268435456 },
+        maxMessageBytes: { type: 'integer', minimum: 256, maximum: 268435456 },
+      },
+    },
+    http: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        host: { type: 'string', minLength: 1 },
+        port: { type: 'integer', minimum: 0, maximum: 65535 },
+        allowedHosts: { type: 'array', items: { type: 'string' } },
+        allowedOrigins: { type: 'array', items: { type: 'string' } },
+        maxSessions: { type: 'integer', minimum: 1, maximum: 100000 },
+        sessionIdleMs: { type: 'integer', minimum: 1000 },
+      },
+    },
+    approvals: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        wait: { enum: ['block', 'return'] },
+        maxWaitMs: { type: 'integer', minimum: 0, maximum: 86400000 },
+      },
+    },
+    pins: {
+      type: 'object',
+      description: 'Expected sha256 of tool definitions, by exposed policy name (`files.read_file`).',
+      additionalProperties: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+    },
+  },
+} as const;

@@ -1,0 +1,80 @@
+/**
+ * The MCP gateway: the one MCP server an agent connects to. It holds the upstream connections and their
+ * credentials, so a tool is reachable only through the decision function. Front doors: stdio
+ * (`serveStdio`), Streamable HTTP (`./http.ts`), or any SDK transport (`connect`, used by tests).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Readable, Writable } from 'node:stream';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { GatewayConfig } from '../../config/load.js';
+import { openToolPinStore, type ToolPinStore } from './pins.js';
+import { type GatewayContext, type GatewayLayer, GatewaySession, type SessionIdentity } from './session.js';
+import { ScreenedTransport } from './screen.js';
+import { StdioFrontTransport } from './stdio.js';
+
+export interface GatewayOptions {
+  /** Tool pin store; default: the one named by `config.store`. */
+  pins?: ToolPinStore;
+  /** Diagnostics sink (upstream stderr, restarts); default: stderr. */
+  log?: (line: string) => void;
+}
+
+/** A running gateway: sessions share the layer, the config and the pin store. */
+export class McpGateway {
+  readonly sessions = new Set<GatewaySession>();
+  private readonly ctx: GatewayContext;
+  private readonly ownsPins: boolean;
+
+  constructor(layer: GatewayLayer, config: GatewayConfig, opts: GatewayOptions = {}) {
+    this.ownsPins = !opts.pins;
+    this.ctx = {
+      layer,
+      config,
+      pins: opts.pins ?? openToolPinStore(config.store),
+      log: opts.log ?? ((line) => process.stderr.write(`execlayer: ${line}\n`)),
+    };
+  }
+
+  get config(): GatewayConfig {
+    return this.ctx.config;
+  }
+
+  get layer(): GatewayLayer {
+    return this.ctx.layer;
+  }
+
+  get log(): (line: string) => void {
+    return this.ctx.log;
+  }
+
+  /** A new session for an authenticated identity (not yet connected). */
+  createSession(identity: SessionIdentity, id: string = randomUUID()): GatewaySession {
+    const s = new GatewaySession(this.ctx, identity, id);
+    this.sessions.add(s);
+    s.server.onclose = () => {
+      this.sessions.delete(s);
+      void s.close();
+    };
+    return s;
+  }
+
+  /** Serves one session on any SDK transport, behind the message screen. */
+  async connect(transport: Transport, identity: SessionIdentity): Promise<GatewaySession> {
+    const session = this.createSession(identity);
+    await session.server.connect(new ScreenedTransport(transport, { requireInitialize: true }));
+    return session;
+  }
+
+  /** Serves one session over newline-delimited JSON-RPC on a stream pair (stdin/stdout). */
+  async serveStdio(input: Readable, output: Writable, agent: string): Promise<GatewaySession> {
+    const t = new StdioFrontTransport(input, output, this.ctx.config.limits.maxMessageBytes);
+    return this.connect(t, { agent, transport: 'stdio' });
+  }
+
+  /** Closes every session and its upstreams. */
+  async close(): Promise<void> {
+    await Promise.all([...this.sessions].map((s) => s.close()));
+    this.sessions.clear();
+    if (this.ownsPins) await this.ctx.pins.close();
+  }
+}

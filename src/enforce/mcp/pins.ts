@@ -1,0 +1,213 @@
+/**
+ * Tool pinning: the sha256 of each upstream tool's canonical definition is recorded on first sight; a
+ * later definition with another hash is held back (hidden, calls denied) until an operator approves it.
+ * One small interface, two backends (memory, SQLite); `pins.contract.ts` is the suite both pass.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+
+/** What the store knows about one tool (by its policy name, e.g. `files.read_file`). */
+export interface ToolPin {
+  tool: string;
+  /** Approved definition hash. */
+  hash: string;
+  /** A different hash seen since and not yet approved. */
+  pendingHash?: string;
+  /** ISO time of first sight. */
+  pinnedAt: string;
+  approvedBy?: string;
+  updatedAt: string;
+}
+
+/** Result of comparing a seen definition with the pin. */
+export interface PinCheck {
+  /** `pinned`: first sight, now pinned; `match`: same as the pin; `changed`: differs, held back. */
+  status: 'pinned' | 'match' | 'changed';
+  /** For `changed`: true the first time this particular new hash is seen (record it once). */
+  firstSeen: boolean;
+  pin: ToolPin;
+}
+
+/** Storage for tool pins. Every method is atomic per tool. */
+export interface ToolPinStore {
+  check(tool: string, hash: string): Promise<PinCheck>;
+  get(tool: string): Promise<ToolPin | undefined>;
+  list(): Promise<ToolPin[]>;
+  /** Makes the pending hash (or `hash` when given) the approved one. Undefined when nothing to approve. */
+  approve(tool: string, by: string, hash?: string): Promise<ToolPin | undefined>;
+  close(): Promise<void>;
+}
+
+/** The part of a tool definition that is pinned. */
+export interface PinnedDefinition {
+  name: string;
+  description?: string | undefined;
+  inputSchema?: unknown;
+}
+
+/** JSON with object keys sorted at every level (the hashing form). */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+}
+
+/** sha256 (hex) of the canonical `{name, description, inputSchema}` of a tool. */
+export function hashToolDefinition(def: PinnedDefinition): string {
+  const body = canonicalJson({
+    name: def.name,
+    description: def.description ?? null,
+    inputSchema: def.inputSchema ?? null,
+  });
+  return createHash('sha256').update(body).digest('hex');
+}
+
+/** Pins held in memory (tests, `store: memory:`). */
+export class MemoryToolPinStore implements ToolPinStore {
+  private readonly pins = new Map<string, ToolPin>();
+
+  async check(tool: string, hash: string): Promise<PinCheck> {
+    const now = new Date().toISOString();
+    const pin = this.pins.get(tool);
+    if (!pin) {
+      const created: ToolPin = { tool, hash, pinnedAt: now, updatedAt: now };
+      this.pins.set(tool, created);
+      return { status: 'pinned', firstSeen: true, pin: { ...created } };
+    }
+    if (pin.hash === hash) return { status: 'match', firstSeen: false, pin: { ...pin } };
+    const firstSeen = pin.pendingHash !== hash;
+    if (firstSeen) {
+      pin.pendingHash = hash;
+      pin.updatedAt = now;
+    }
+    return { status: 'changed', firstSeen, pin: { ...pin } };
+  }
+
+  async get(tool: string): Promise<ToolPin | undefined> {
+    const p = this.pins.get(tool);
+    return p ? { ...p } : undefined;
+  }
+
+  async list(): Promise<ToolPin[]> {
+    return [...this.pins.values()].map((p) => ({ ...p })).sort((a, b) => a.tool.localeCompare(b.tool));
+  }
+
+  async approve(tool: string, by: string, hash?: string): Promise<ToolPin | undefined> {
+    const pin = this.pins.get(tool);
+    const target = hash ?? pin?.pendingHash;
+    if (!pin || !target) return undefined;
+    pin.hash = target;
+    delete pin.pendingHash;
+    pin.approvedBy = by;
+    pin.updatedAt = new Date().toISOString();
+    return { ...pin };
+  }
+
+  async close(): Promise<void> {}
+}
+
+interface PinRow {
+  tool: string;
+  hash: string;
+  pending_hash: string | null;
+  pinned_at: string;
+  approved_by: string | null;
+  updated_at: string;
+}
+
+function fromRow(r: PinRow): ToolPin {
+  const pin: ToolPin = { tool: r.tool, hash: r.hash, pinnedAt: r.pinned_at, updatedAt: r.updated_at };
+  if (r.pending_hash) pin.pendingHash = r.pending_hash;
+  if (r.approved_by) pin.approvedBy = r.approved_by;
+  return pin;
+}
+
+/** Pins in a table of the embedded SQLite store file (shared with the rest of the state). */
+export class SqliteToolPinStore implements ToolPinStore {
+  private readonly db: Database.Database;
+  private readonly sel: Database.Statement<[string], PinRow>;
+  private readonly ins: Database.Statement<[string, string, string, string]>;
+  private readonly setPending: Database.Statement<[string, string, string]>;
+  private readonly setHash: Database.Statement<[string, string, string, string]>;
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(`CREATE TABLE IF NOT EXISTS execlayer_tool_pins (
+      tool TEXT PRIMARY KEY,
+      hash TEXT NOT NULL,
+      pending_hash TEXT,
+      pinned_at TEXT NOT NULL,
+      approved_by TEXT,
+      updated_at TEXT NOT NULL
+    )`);
+    this.sel = this.db.prepare('SELECT * FROM execlayer_tool_pins WHERE tool = ?');
+    this.ins = this.db.prepare(
+      'INSERT INTO execlayer_tool_pins (tool, hash, pinned_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(tool) DO NOTHING',
+    );
+    this.setPending = this.db.prepare(
+      'UPDATE execlayer_tool_pins SET pending_hash = ?, updated_at = ? WHERE tool = ?',
+    );
+    this.setHash = this.db.prepare(
+      'UPDATE execlayer_tool_pins SET hash = ?, pending_hash = NULL, approved_by = ?, updated_at = ? WHERE tool = ?',
+    );
+  }
+
+  async check(tool: string, hash: string): Promise<PinCheck> {
+    const run = this.db.transaction((): PinCheck => {
+      const now = new Date().toISOString();
+      const row = this.sel.get(tool);
+      if (!row) {
+        this.ins.run(tool, hash, now, now);
+        return { status: 'pinned', firstSeen: true, pin: fromRow(this.sel.get(tool)!) };
+      }
+      if (row.hash === hash) return { status: 'match', firstSeen: false, pin: fromRow(row) };
+      const firstSeen = row.pending_hash !== hash;
+      if (firstSeen) this.setPending.run(hash, now, tool);
+      return { status: 'changed', firstSeen, pin: fromRow(this.sel.get(tool)!) };
+    });
+    return run.immediate();
+  }
+
+  async get(tool: string): Promise<ToolPin | undefined> {
+    const row = this.sel.get(tool);
+    return row ? fromRow(row) : undefined;
+  }
+
+  async list(): Promise<ToolPin[]> {
+    return this.db
+      .prepare<[], PinRow>('SELECT * FROM execlayer_tool_pins ORDER BY tool')
+      .all()
+      .map(fromRow);
+  }
+
+  async approve(tool: string, by: string, hash?: string): Promise<ToolPin | undefined> {
+    const run = this.db.transaction((): ToolPin | undefined => {
+      const row = this.sel.get(tool);
+      const target = hash ?? row?.pending_hash ?? undefined;
+      if (!row || !target) return undefined;
+      this.setHash.run(target, by, new Date().toISOString(), tool);
+      return fromRow(this.sel.get(tool)!);
+    });
+    return run.immediate();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+/** Opens the pin store that belongs to a `store:` URL (`sqlite:<file>` or `memory:`). */
+export function openToolPinStore(store: string): ToolPinStore {
+  if (store.startsWith('sqlite:')) return new SqliteToolPinStore(store.slice('sqlite:'.length));
+  if (store === 'memory:' || store.startsWith('memory:')) return new MemoryToolPinStore();
+  throw new Error(`unsupported store \`${store}\` for tool pins: use \`sqlite:<file>\` or \`memory:\``);
+}

@@ -1,0 +1,157 @@
+/**
+ * Screens every message an agent sends before the MCP protocol layer sees it: no batches, valid ids, no
+ * duplicate in-flight ids, nothing before `initialize`, no `__proto__` keys (the SDK's schema parse
+ * drops them silently, so the decided and the sent arguments could differ from what the agent meant).
+ * Wraps any SDK transport; bad messages get a JSON-RPC error and never reach a handler.
+ */
+import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
+import {
+  type JSONRPCMessage,
+  JSONRPCMessageSchema,
+  type MessageExtraInfo,
+  type RequestId,
+} from '@modelcontextprotocol/sdk/types.js';
+
+export const PARSE_ERROR = -32700;
+export const INVALID_REQUEST = -32600;
+export const INVALID_PARAMS = -32602;
+
+const MAX_DEPTH = 64;
+
+/** Why a message is refused, or undefined when it may pass. */
+export interface Refusal {
+  id: RequestId | null;
+  code: number;
+  message: string;
+}
+
+/** Finds a `__proto__` key or excessive nesting anywhere in a parsed JSON value. */
+export function findForbiddenKey(value: unknown, path = '', depth = 0): string | undefined {
+  if (depth > MAX_DEPTH) return `nesting deeper than ${MAX_DEPTH} levels at \`${path || '/'}\``;
+  if (value === null || typeof value !== 'object') return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const r = findForbiddenKey(value[i], `${path}/${i}`, depth + 1);
+      if (r) return r;
+    }
+    return undefined;
+  }
+  for (const key of Object.keys(value)) {
+    if (key === '__proto__') return `key \`__proto__\` is not allowed (at \`${path}/${key}\`)`;
+    const r = findForbiddenKey((value as Record<string, unknown>)[key], `${path}/${key}`, depth + 1);
+    if (r) return r;
+  }
+  return undefined;
+}
+
+function rawId(msg: unknown): RequestId | null {
+  if (msg && typeof msg === 'object' && !Array.isArray(msg)) {
+    const id = (msg as { id?: unknown }).id;
+    if (typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id))) return id;
+  }
+  return null;
+}
+
+/** A JSON-RPC error response for a refused message. */
+export function errorResponse(r: Refusal): JSONRPCMessage {
+  return { jsonrpc: '2.0', id: r.id, error: { code: r.code, message: r.message } } as unknown as JSONRPCMessage;
+}
+
+/** Transport wrapper that applies the screen. `requireInitialize` is off for HTTP (the SDK enforces it). */
+export class ScreenedTransport implements Transport {
+  onclose?: (() => void) | undefined;
+  onerror?: ((error: Error) => void) | undefined;
+  onmessage?: (<T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void) | undefined;
+  private readonly inFlight = new Set<RequestId>();
+  private initializeId: RequestId | undefined;
+  private initialized: boolean;
+
+  constructor(
+    readonly inner: Transport,
+    opts: { requireInitialize: boolean },
+  ) {
+    this.initialized = !opts.requireInitialize;
+  }
+
+  get sessionId(): string | undefined {
+    return this.inner.sessionId;
+  }
+
+  setProtocolVersion(version: string): void {
+    this.inner.setProtocolVersion?.(version);
+  }
+
+  async start(): Promise<void> {
+    this.inner.onmessage = (m, extra) => this.receive(m, extra);
+    this.inner.onclose = () => this.onclose?.();
+    this.inner.onerror = (e) => this.onerror?.(e);
+    await this.inner.start();
+  }
+
+  /** True while a request with this id awaits its response. */
+  isInFlight(id: RequestId): boolean {
+    return this.inFlight.has(id);
+  }
+
+  /** Checks one raw (already JSON-parsed) message; undefined when it may pass. */
+  check(raw: unknown): Refusal | undefined {
+    if (Array.isArray(raw)) {
+      return { id: null, code: INVALID_REQUEST, message: 'json-rpc batches are not supported: send one message at a time' };
+    }
+    const bad = findForbiddenKey(raw);
+    if (bad) return { id: rawId(raw), code: INVALID_REQUEST, message: `invalid message: ${bad}` };
+    const m = raw as { id?: unknown; method?: unknown };
+    if (m && typeof m === 'object' && typeof m.method === 'string' && 'id' in m) {
+      const id = rawId(raw);
+      if (id === null) {
+        return { id: null, code: INVALID_REQUEST, message: 'invalid request id: use a string or an integer' };
+      }
+      if (this.inFlight.has(id)) {
+        return { id: null, code: INVALID_REQUEST, message: `request id \`${String(id)}\` is already in use by a pending request` };
+      }
+      if (m.method === 'initialize') {
+        if (this.initialized || this.initializeId !== undefined) {
+          return { id, code: INVALID_REQUEST, message: 'the session is already initialized' };
+        }
+      } else if (!this.initialized && m.method !== 'ping') {
+        return { id, code: INVALID_REQUEST, message: `received \`${m.method}\` before \`initialize\`: initialize the session first` };
+      }
+    }
+    return undefined;
+  }
+
+  private receive(raw: unknown, extra?: MessageExtraInfo): void {
+    const refusal = this.check(raw);
+    if (refusal) {
+      void this.inner.send(errorResponse(refusal)).catch((e: unknown) => this.onerror?.(e as Error));
+      return;
+    }
+    const parsed = JSONRPCMessageSchema.safeParse(raw);
+    if (!parsed.success) {
+      const r = { id: rawId(raw), code: INVALID_REQUEST, message: 'invalid json-rpc message' };
+      void this.inner.send(errorResponse(r)).catch((e: unknown) => this.onerror?.(e as Error));
+      return;
+    }
+    const msg = parsed.data;
+    if ('method' in msg && 'id' in msg) {
+      this.inFlight.add(msg.id);
+      if (msg.method === 'initialize') this.initializeId = msg.id;
+    }
+    this.onmessage?.(msg, extra);
+  }
+
+  async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
+    if (!('method' in message) && 'id' in message && message.id !== undefined) {
+      this.inFlight.delete(message.id);
+      if (this.initializeId !== undefined && message.id === this.initializeId) {
+        this.initializeId = undefined;
+        if ('result' in message) this.initialized = true;
+      }
+    }
+    await this.inner.send(message, options);
+  }
+
+  async close(): Promise<void> {
+    await this.inner.close();
+  }
+}

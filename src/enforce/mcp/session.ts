@@ -1,0 +1,770 @@
+/**
+ * One agent's session with the gateway: an SDK `Server` facing the agent whose every handler asks the
+ * decision function before anything reaches an upstream, and one `UpstreamConnection` per configured
+ * upstream (per session, so server-to-client requests and notifications reach exactly this agent).
+ */
+import { performance } from 'node:perf_hooks';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import { UriTemplate } from '@modelcontextprotocol/sdk/shared/uriTemplate.js';
+import {
+  CallToolRequestSchema,
+  type CallToolResult,
+  CompleteRequestSchema,
+  ErrorCode,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  type Notification,
+  type Prompt,
+  ReadResourceRequestSchema,
+  type RequestId,
+  type Resource,
+  type ResourceTemplate,
+  type Result,
+  ResultSchema,
+  RootsListChangedNotificationSchema,
+  type ServerNotification,
+  type ServerRequest,
+  SetLevelRequestSchema,
+  SubscribeRequestSchema,
+  type Tool,
+  UnsubscribeRequestSchema,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { GatewayConfig } from '../../config/load.js';
+import type { ExecLayer } from '../../runtime/exec-layer.js';
+import type { Action, Decision, Json } from '../../types.js';
+import { hashToolDefinition, type ToolPinStore } from './pins.js';
+import { type RelayedMethod, UpstreamConnection, UpstreamError } from './upstream.js';
+
+/** What the gateway needs from the runtime. */
+export type GatewayLayer = Pick<ExecLayer, 'authorize' | 'visible' | 'outcome' | 'waitForApproval' | 'recorder'>;
+
+/** JSON-RPC error code for a policy refusal of a method that has no `isError` result form. */
+export const POLICY_DENIED = -32003;
+
+/** Upstream tool names the gateway exposes (the SDK's tool-name rule). Anything else is hidden. */
+const TOOL_NAME = /^[A-Za-z0-9._-]{1,128}$/;
+const PROMPT_NAME = /^[A-Za-z0-9._\-/]{1,128}$/;
+const META_KEY = 'execlayer.dev/decision';
+const MAX_LIST_PAGES = 100;
+
+/** Who the session belongs to: taken from the channel, never from a message. */
+export interface SessionIdentity {
+  agent: string;
+  principal?: string;
+  transport: 'stdio' | 'http' | 'memory';
+  remote?: string;
+}
+
+/** Shared by all sessions of one gateway. */
+export interface GatewayContext {
+  layer: GatewayLayer;
+  config: GatewayConfig;
+  pins: ToolPinStore;
+  log(line: string): void;
+}
+
+type PinState = 'ok' | 'changed' | 'invalid_name' | 'ambiguous' | 'pin_error';
+
+interface ToolEntry {
+  exposed: string;
+  policyName: string;
+  upstream: string;
+  tool: Tool;
+  hash: string;
+  state: PinState;
+}
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/** The gateway's MCP server for one agent connection. */
+export class GatewaySession {
+  readonly server: Server;
+  readonly upstreams = new Map<string, UpstreamConnection>();
+  private catalog: Promise<Map<string, ToolEntry>> | undefined;
+  private catalogGen = 0;
+  private readonly uriOwners = new Map<string, string>();
+  private readonly templates = new Map<string, UriTemplate[]>();
+  private readonly subscriptions = new Map<string, string>();
+  /** Agent requests in flight per upstream, so relayed server requests ride on the right HTTP stream. */
+  private readonly active = new Map<string, RequestId[]>();
+  private closed = false;
+
+  constructor(
+    private readonly ctx: GatewayContext,
+    readonly identity: SessionIdentity,
+    readonly id: string,
+  ) {
+    this.server = new Server(
+      { name: 'execlayer-gateway', version: '0.1.0' },
+      {
+        capabilities: {
+          tools: { listChanged: true },
+          resources: { subscribe: true, listChanged: true },
+          prompts: { listChanged: true },
+          completions: {},
+          logging: {},
+        },
+        instructions:
+          'ExecLayer gateway: tools are named <upstream>.<tool>. Every call is checked against policy; a refused call explains which rule refused it and what is allowed.',
+      },
+    );
+    this.server.oninitialized = () => {
+      // Warm the upstreams so the first call does not pay for process start-up.
+      void this.catalogReady().catch(() => {});
+    };
+    this.server.onclose = () => void this.close();
+    this.register();
+  }
+
+  private ensureUpstreams(): void {
+    if (this.upstreams.size > 0 || this.closed) return;
+    const caps = this.server.getClientCapabilities() ?? {};
+    const mirrored: Record<string, unknown> = {};
+    if (caps.sampling) mirrored.sampling = caps.sampling;
+    if (caps.elicitation) mirrored.elicitation = caps.elicitation;
+    if (caps.roots) mirrored.roots = caps.roots;
+    for (const [name, cfg] of Object.entries(this.ctx.config.upstreams)) {
+      const up = new UpstreamConnection(name, cfg, mirrored, this.ctx.config.limits.callTimeoutMs, {
+        relayRequest: (method, params, signal) => this.relay(name, method, params, signal),
+        notify: (n) => this.fromUpstream(name, n),
+        reconnected: () => {
+          this.invalidate(name);
+          void this.server.sendToolListChanged().catch(() => {});
+        },
+        log: (line) => this.ctx.log(line),
+      });
+      this.upstreams.set(name, up);
+    }
+  }
+
+  private upstream(name: string): UpstreamConnection {
+    this.ensureUpstreams();
+    const up = this.upstreams.get(name);
+    if (!up) throw new McpError(ErrorCode.InvalidParams, `unknown upstream \`${name}\``);
+    return up;
+  }
+
+  private invalidate(upstream: string): void {
+    this.catalog = undefined;
+    this.catalogGen += 1;
+    this.templates.delete(upstream);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Relays between the agent and the upstreams.
+
+  private relatedRequest(upstream: string): RequestId | undefined {
+    const list = this.active.get(upstream);
+    return list?.[list.length - 1];
+  }
+
+  private async relay(upstream: string, method: RelayedMethod, params: unknown, signal: AbortSignal): Promise<Result> {
+    const related = this.relatedRequest(upstream);
+    return this.server.request({ method, params } as ServerRequest, ResultSchema, {
+      signal,
+      timeout: this.ctx.config.limits.callTimeoutMs,
+      ...(related !== undefined ? { relatedRequestId: related } : {}),
+    });
+  }
+
+  private fromUpstream(upstream: string, n: Notification): void {
+    const related = this.relatedRequest(upstream);
+    const opts = related !== undefined ? { relatedRequestId: related } : undefined;
+    switch (n.method) {
+      case 'notifications/tools/list_changed':
+        this.invalidate(upstream);
+        void this.server.sendToolListChanged().catch(() => {});
+        return;
+      case 'notifications/resources/list_changed':
+        this.templates.delete(upstream);
+        void this.server.sendResourceListChanged().catch(() => {});
+        return;
+      case 'notifications/prompts/list_changed':
+        void this.server.sendPromptListChanged().catch(() => {});
+        return;
+      case 'notifications/resources/updated': {
+        const uri = (n.params as { uri?: unknown } | undefined)?.uri;
+        // Only updates for resources this agent subscribed to (through a decided subscribe).
+        if (typeof uri === 'string' && this.subscriptions.get(uri) === upstream) {
+          void this.server.notification(n as ServerNotification, opts).catch(() => {});
+        }
+        return;
+      }
+      case 'notifications/message':
+        void this.server.notification(n as ServerNotification, opts).catch(() => {});
+        return;
+      default:
+        return;
+    }
+  }
+
+  private track<T>(upstream: string, id: RequestId, run: () => Promise<T>): Promise<T> {
+    let list = this.active.get(upstream);
+    if (!list) {
+      list = [];
+      this.active.set(upstream, list);
+    }
+    list.push(id);
+    return run().finally(() => {
+      const l = this.active.get(upstream);
+      const i = l?.lastIndexOf(id) ?? -1;
+      if (l && i >= 0) l.splice(i, 1);
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The tool catalog: every upstream's tools, named, pin-checked.
+
+  private catalogReady(): Promise<Map<string, ToolEntry>> {
+    if (!this.catalog) {
+      const gen = this.catalogGen;
+      const p = this.buildCatalog();
+      this.catalog = p;
+      p.then(
+        () => {
+          if (this.catalogGen !== gen && this.catalog === p) this.catalog = undefined;
+        },
+        () => {
+          if (this.catalog === p) this.catalog = undefined;
+        },
+      );
+    }
+    return this.catalog;
+  }
+
+  private async buildCatalog(): Promise<Map<string, ToolEntry>> {
+    this.ensureUpstreams();
+    const lists = await Promise.all(
+      [...this.upstreams.values()].map(async (up) => {
+        try {
+          return { up, tools: await up.tools() };
+        } catch (err) {
+          this.ctx.log(`[${up.name}] tools unavailable: ${(err as Error).message}`);
+          return { up, tools: [] as Tool[] };
+        }
+      }),
+    );
+    const byName = new Map<string, ToolEntry>();
+    const ambiguous = new Set<string>();
+    for (const { up, tools } of lists) {
+      const expose = this.ctx.config.upstreams[up.name]?.expose ?? 'prefixed';
+      const seenHere = new Set<string>();
+      for (const tool of tools) {
+        const policyName = `${up.name}.${tool.name}`;
+        const exposed = expose === 'bare' ? tool.name : policyName;
+        const hash = hashToolDefinition(tool);
+        let state: PinState = 'ok';
+        if (!TOOL_NAME.test(tool.name)) state = 'invalid_name';
+        else if (seenHere.has(tool.name)) state = 'ambiguous';
+        else state = await this.pinState(policyName, hash);
+        seenHere.add(tool.name);
+        if (byName.has(exposed)) ambiguous.add(exposed);
+        else byName.set(exposed, { exposed, policyName, upstream: up.name, tool, hash, state });
+      }
+    }
+    // Collision rule: two tools that would be exposed under one name are both withheld.
+    for (const name of ambiguous) {
+      const e = byName.get(name);
+      if (e) e.state = 'ambiguous';
+      this.ctx.log(`tool name \`${name}\` is exposed by more than one upstream tool; it is hidden`);
+    }
+    return byName;
+  }
+
+  private async pinState(policyName: string, hash: string): Promise<PinState> {
+    const configured = this.ctx.config.pins[policyName];
+    try {
+      if (configured !== undefined) {
+        if (configured === hash) return 'ok';
+        await this.ctx.layer.recorder.record({
+          type: 'tool',
+          status: 'changed',
+          tool: policyName,
+          hash,
+          previousHash: configured,
+        });
+        return 'changed';
+      }
+      const r = await this.ctx.pins.check(policyName, hash);
+      if (r.status === 'pinned') {
+        await this.ctx.layer.recorder.record({ type: 'tool', status: 'pinned', tool: policyName, hash });
+        return 'ok';
+      }
+      if (r.status === 'match') return 'ok';
+      if (r.firstSeen) {
+        await this.ctx.layer.recorder.record({
+          type: 'tool',
+          status: 'changed',
+          tool: policyName,
+          hash,
+          previousHash: r.pin.hash,
+        });
+      }
+      return 'changed';
+    } catch (err) {
+      // INVARIANT: fail closed — a tool whose pin cannot be checked or recorded is withheld.
+      this.ctx.log(`pin check for \`${policyName}\` failed: ${(err as Error).message}`);
+      return 'pin_error';
+    }
+  }
+
+  /** Re-reads the pin of a held-back tool (an operator may have approved it meanwhile). */
+  private async refreshPin(e: ToolEntry): Promise<void> {
+    if (e.state !== 'changed' || this.ctx.config.pins[e.policyName] !== undefined) return;
+    try {
+      const pin = await this.ctx.pins.get(e.policyName);
+      if (pin?.hash === e.hash) e.state = 'ok';
+    } catch {
+      // stays held back
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Decisions.
+
+  private action(tool: string, args: { [k: string]: Json }, upstream?: string): Action {
+    const a: Action = { agent: this.identity.agent, tool, args, session: this.id };
+    if (this.identity.principal !== undefined) a.onBehalfOf = this.identity.principal;
+    const context: { [k: string]: Json } = { transport: this.identity.transport, point: 'mcp' };
+    if (upstream) context.upstream = upstream;
+    if (this.identity.remote) context.remote = this.identity.remote;
+    a.context = context;
+    return a;
+  }
+
+  /** Authorizes, and for `ask` either waits for the approval (then re-authorizes) or returns the ask. */
+  private async settle(action: Action, extra: Extra): Promise<Decision> {
+    const first = await this.ctx.layer.authorize(action, { point: 'mcp' });
+    const { wait, maxWaitMs } = this.ctx.config.approvals;
+    if (first.effect !== 'ask' || wait !== 'block' || !first.approvalId) return first;
+    const token = extra._meta?.progressToken;
+    const outcome = await this.ctx.layer.waitForApproval(first.approvalId, {
+      timeoutMs: maxWaitMs,
+      signal: extra.signal,
+      onProgress: (elapsed) => {
+        if (token === undefined) return;
+        void extra
+          .sendNotification({
+            method: 'notifications/progress',
+            params: {
+              progressToken: token,
+              progress: elapsed,
+              message: `waiting for approval ${first.approvalId} (${Math.round(elapsed / 1000)} s)`,
+            },
+          })
+          .catch(() => {});
+      },
+    });
+    if (outcome !== 'granted') {
+      return {
+        ...first,
+        reason: `${first.reason} (approval ${first.approvalId} ${outcome === 'timeout' ? `not decided within ${maxWaitMs} ms` : outcome})`,
+      };
+    }
+    // The grant is bound to exactly this call; authorize consumes it and records the new decision.
+    return this.ctx.layer.authorize(action, { point: 'mcp' });
+  }
+
+  private async finish(d: Decision, ok: boolean, started: number, error?: string, result?: unknown): Promise<void> {
+    try {
+      await this.ctx.layer.outcome(d, {
+        ok,
+        durationMs: performance.now() - started,
+        ...(error !== undefined ? { error } : {}),
+        ...(result !== undefined ? { result } : {}),
+      });
+    } catch (err) {
+      this.ctx.log(`outcome of decision ${d.id} not recorded: ${(err as Error).message}`);
+    }
+  }
+
+  /** Runs a decided non-tool method: allowed → run and record the outcome; otherwise a protocol error. */
+  private async decided<T extends Result>(
+    tool: string,
+    args: { [k: string]: Json },
+    upstream: string,
+    extra: Extra,
+    run: () => Promise<T>,
+  ): Promise<T> {
+    const d = await this.settle(this.action(tool, args, upstream), extra);
+    if (d.effect !== 'allow') {
+      throw new McpError(POLICY_DENIED, refusalText(d), decisionMeta(d));
+    }
+    const started = performance.now();
+    try {
+      const r = await this.track(upstream, extra.requestId, run);
+      await this.finish(d, true, started);
+      return r;
+    } catch (err) {
+      await this.finish(d, false, started, (err as Error).message);
+      throw toProtocolError(err);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Handlers.
+
+  private register(): void {
+    const s = this.server;
+    s.setRequestHandler(ListToolsRequestSchema, async () => {
+      const cat = await this.catalogReady();
+      const tools: Tool[] = [];
+      for (const e of cat.values()) {
+        await this.refreshPin(e);
+        // INVARIANT: hidden means uncallable — the same compiled policy decides list and call.
+        if (e.state === 'ok' && this.ctx.layer.visible(this.identity.agent, e.policyName)) {
+          tools.push({ ...e.tool, name: e.exposed });
+        }
+      }
+      return { tools };
+    });
+
+    s.setRequestHandler(CallToolRequestSchema, (req, extra) => this.callTool(req.params, extra));
+
+    s.setRequestHandler(ListResourcesRequestSchema, async (_req, extra) => {
+      const resources: Resource[] = [];
+      for (const up of this.withCapability()) {
+        const items = await this.listEach(up, 'resources/list', 'resources', extra).catch(swallowDenied);
+        for (const r of items as Resource[]) {
+          if (typeof r?.uri === 'string') this.uriOwners.set(r.uri, up.name);
+          resources.push(r);
+        }
+      }
+      return { resources };
+    });
+
+    s.setRequestHandler(ListResourceTemplatesRequestSchema, async (_req, extra) => {
+      const resourceTemplates: ResourceTemplate[] = [];
+      for (const up of this.withCapability()) {
+        const items = await this.listEach(up, 'resources/templates/list', 'resourceTemplates', extra).catch(
+          swallowDenied,
+        );
+        resourceTemplates.push(...(items as ResourceTemplate[]));
+      }
+      return { resourceTemplates };
+    });
+
+    s.setRequestHandler(ReadResourceRequestSchema, async (req, extra) => {
+      const uri = req.params.uri;
+      const up = await this.routeUri(uri);
+      const args = { uri };
+      return this.decided(`${up}.resources/read`, args, up, extra, () =>
+        this.upstream(up).request('resources/read', args, forwardOpts(extra)),
+      );
+    });
+
+    s.setRequestHandler(SubscribeRequestSchema, async (req, extra) => {
+      const uri = req.params.uri;
+      const up = await this.routeUri(uri);
+      const args = { uri };
+      const r = await this.decided(`${up}.resources/subscribe`, args, up, extra, () =>
+        this.upstream(up).request('resources/subscribe', args, forwardOpts(extra)),
+      );
+      this.subscriptions.set(uri, up);
+      return r;
+    });
+
+    s.setRequestHandler(UnsubscribeRequestSchema, async (req, extra) => {
+      // Undecided by design: it only narrows what this session receives, and only for its own subscriptions.
+      const up = this.subscriptions.get(req.params.uri);
+      if (!up) throw new McpError(ErrorCode.InvalidParams, `not subscribed to \`${req.params.uri}\``);
+      this.subscriptions.delete(req.params.uri);
+      return this.upstream(up).request('resources/unsubscribe', { uri: req.params.uri }, forwardOpts(extra));
+    });
+
+    s.setRequestHandler(ListPromptsRequestSchema, async (_req, extra) => {
+      const prompts: Prompt[] = [];
+      for (const up of this.withCapability()) {
+        const expose = this.ctx.config.upstreams[up.name]?.expose ?? 'prefixed';
+        const items = await this.listEach(up, 'prompts/list', 'prompts', extra).catch(swallowDenied);
+        for (const p of items as Prompt[]) {
+          if (typeof p?.name !== 'string' || !PROMPT_NAME.test(p.name)) continue;
+          prompts.push({ ...p, name: expose === 'bare' ? p.name : `${up.name}.${p.name}` });
+        }
+      }
+      return { prompts };
+    });
+
+    s.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
+      const { upstream, name } = this.routePrompt(req.params.name);
+      const args: { [k: string]: Json } = { name, arguments: (req.params.arguments ?? {}) as { [k: string]: Json } };
+      deepFreeze(args);
+      return this.decided(`${upstream}.prompts/get`, args, upstream, extra, () =>
+        this.upstream(upstream).request('prompts/get', args, forwardOpts(extra)),
+      );
+    });
+
+    s.setRequestHandler(CompleteRequestSchema, async (req, extra) => {
+      const p = req.params;
+      let upstream: string;
+      let ref: { [k: string]: Json };
+      if (p.ref.type === 'ref/prompt') {
+        const r = this.routePrompt(p.ref.name);
+        upstream = r.upstream;
+        ref = { type: 'ref/prompt', name: r.name };
+      } else {
+        upstream = await this.routeUri(p.ref.uri);
+        ref = { type: 'ref/resource', uri: p.ref.uri };
+      }
+      const args: { [k: string]: Json } = { ref, argument: p.argument as unknown as Json };
+      if (p.context) args.context = p.context as unknown as Json;
+      deepFreeze(args);
+      return this.decided(`${upstream}.completion/complete`, args, upstream, extra, () =>
+        this.upstream(upstream).request('completion/complete', args, forwardOpts(extra)),
+      );
+    });
+
+    s.setRequestHandler(SetLevelRequestSchema, async (req) => {
+      // Undecided by design: it only changes how much diagnostic output upstreams send to this agent.
+      this.ensureUpstreams();
+      await Promise.all(
+        [...this.upstreams.values()].map(async (up) => {
+          try {
+            await up.ready();
+            if (up.serverCapabilities?.logging) await up.request('logging/setLevel', { level: req.params.level });
+          } catch (err) {
+            this.ctx.log(`[${up.name}] logging/setLevel failed: ${(err as Error).message}`);
+          }
+        }),
+      );
+      return {};
+    });
+
+    s.setNotificationHandler(RootsListChangedNotificationSchema, async () => {
+      for (const up of this.upstreams.values()) {
+        void up.notification({ method: 'notifications/roots/list_changed' }).catch(() => {});
+      }
+    });
+  }
+
+  private withCapability(): UpstreamConnection[] {
+    this.ensureUpstreams();
+    return [...this.upstreams.values()];
+  }
+
+  /** Lists every page of one upstream's `method`, decided as `<upstream>.<method>`. */
+  private async listEach(up: UpstreamConnection, method: string, key: string, extra: Extra): Promise<unknown[]> {
+    try {
+      await up.ready();
+    } catch {
+      return [];
+    }
+    const cap = method.startsWith('prompts') ? 'prompts' : 'resources';
+    if (!up.serverCapabilities?.[cap]) return [];
+    return this.decided(`${up.name}.${method}`, {}, up.name, extra, async () => {
+      const out: unknown[] = [];
+      let cursor: string | undefined;
+      for (let i = 0; i < MAX_LIST_PAGES; i++) {
+        const r = (await up.request(method, cursor ? { cursor } : undefined, forwardOpts(extra))) as Record<
+          string,
+          unknown
+        >;
+        const items = r[key];
+        if (Array.isArray(items)) out.push(...items);
+        if (typeof r.nextCursor !== 'string' || r.nextCursor === '') break;
+        cursor = r.nextCursor;
+      }
+      return { items: out } as Result;
+    }).then((r) => (r as { items: unknown[] }).items);
+  }
+
+  private routePrompt(exposed: string): { upstream: string; name: string } {
+    this.ensureUpstreams();
+    for (const [name, cfg] of Object.entries(this.ctx.config.upstreams)) {
+      if (cfg.expose === 'bare') continue;
+      if (exposed.startsWith(`${name}.`)) return { upstream: name, name: exposed.slice(name.length + 1) };
+    }
+    const bare = Object.entries(this.ctx.config.upstreams).find(([, c]) => c.expose === 'bare');
+    if (bare) return { upstream: bare[0], name: exposed };
+    throw new McpError(ErrorCode.InvalidParams, `unknown prompt \`${exposed}\`: prompts are named <upstream>.<prompt>`);
+  }
+
+  /** Which upstream serves a resource URI: the one that listed it, or whose template matches it. */
+  private async routeUri(uri: string): Promise<string> {
+    const owner = this.uriOwners.get(uri);
+    if (owner) return owner;
+    this.ensureUpstreams();
+    const candidates: string[] = [];
+    const withResources: string[] = [];
+    for (const up of this.upstreams.values()) {
+      try {
+        await up.ready();
+      } catch {
+        continue;
+      }
+      if (!up.serverCapabilities?.resources) continue;
+      withResources.push(up.name);
+      let tpls = this.templates.get(up.name);
+      if (!tpls) {
+        tpls = [];
+        try {
+          const r = (await up.request('resources/templates/list', undefined)) as { resourceTemplates?: unknown };
+          for (const t of Array.isArray(r.resourceTemplates) ? r.resourceTemplates : []) {
+            const tpl = (t as { uriTemplate?: unknown }).uriTemplate;
+            if (typeof tpl === 'string') {
+              try {
+                tpls.push(new UriTemplate(tpl));
+              } catch {
+                // an unparsable template routes nothing
+              }
+            }
+          }
+        } catch {
+          // no templates
+        }
+        this.templates.set(up.name, tpls);
+      }
+      if (tpls.some((t) => t.match(uri) !== null)) candidates.push(up.name);
+    }
+    if (candidates.length === 1) return candidates[0]!;
+    if (candidates.length === 0 && withResources.length === 1) return withResources[0]!;
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      candidates.length > 1
+        ? `resource \`${uri}\` matches templates of several upstreams (${candidates.join(', ')}); list resources first`
+        : `no upstream serves resource \`${uri}\`: list resources first`,
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // tools/call
+
+  private async callTool(params: { name: string; arguments?: Record<string, unknown> | undefined; _meta?: unknown }, extra: Extra): Promise<CallToolResult> {
+    const limits = this.ctx.config.limits;
+    const name = params.name;
+    const args = (params.arguments ?? {}) as { [k: string]: Json };
+    const argBytes = Buffer.byteLength(JSON.stringify(args));
+    if (argBytes > limits.maxArgBytes) {
+      throw new McpError(
+        ErrorCode.InvalidParams,
+        `arguments of \`${name}\` are ${argBytes} bytes; the limit is ${limits.maxArgBytes}`,
+      );
+    }
+    // INVARIANT: one canonical parse — the frozen object decided below is the object forwarded.
+    deepFreeze(args);
+    const cat = await this.catalogReady();
+    const entry = cat.get(name);
+    const policyName = entry?.policyName ?? name;
+    const upstream = entry?.upstream;
+    const d = await this.settle(this.action(policyName, args, upstream), extra);
+    if (d.effect === 'deny') return refusal(d);
+    if (d.effect === 'ask') return refusal(d);
+
+    const started = performance.now();
+    if (!entry) {
+      await this.finish(d, false, started, 'unknown tool');
+      throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name}\``);
+    }
+    await this.refreshPin(entry);
+    if (entry.state !== 'ok') {
+      const why = pinReason(entry);
+      await this.finish(d, false, started, why);
+      return errorResult(why, d);
+    }
+    const token = extra._meta?.progressToken;
+    const opts: Parameters<UpstreamConnection['request']>[2] = { signal: extra.signal };
+    if (token !== undefined) {
+      opts.onprogress = (p) => {
+        void extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } }).catch(() => {});
+      };
+    }
+    let result: Result;
+    try {
+      result = await this.track(entry.upstream, extra.requestId, () =>
+        this.upstream(entry.upstream).request('tools/call', { name: entry.tool.name, arguments: args }, opts),
+      );
+    } catch (err) {
+      const msg = (err as Error).message;
+      await this.finish(d, false, started, msg);
+      if (err instanceof McpError && !(err instanceof UpstreamError)) {
+        // The upstream answered with a JSON-RPC error: pass it through as the direct call would see it.
+        throw err;
+      }
+      return errorResult(msg, d);
+    }
+    const resultBytes = Buffer.byteLength(JSON.stringify(result));
+    if (resultBytes > limits.maxResultBytes) {
+      const why = `result of \`${name}\` is ${resultBytes} bytes; the limit is ${limits.maxResultBytes}`;
+      await this.finish(d, false, started, why);
+      return errorResult(why, d);
+    }
+    await this.finish(d, !(result as CallToolResult).isError, started, undefined, result);
+    return result as CallToolResult;
+  }
+
+  /** Closes the agent side and every upstream of this session. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.upstreams.values()].map((u) => u.close()));
+    await this.server.close().catch(() => {});
+  }
+}
+
+function forwardOpts(extra: Extra): { signal: AbortSignal } {
+  return { signal: extra.signal };
+}
+
+function swallowDenied(err: unknown): unknown[] {
+  // A list an agent may not see contributes nothing; other failures are real errors.
+  if (err instanceof McpError && err.code === POLICY_DENIED) return [];
+  throw err;
+}
+
+function toProtocolError(err: unknown): McpError {
+  if (err instanceof McpError) return err;
+  return new McpError(ErrorCode.InternalError, (err as Error)?.message ?? 'upstream failed');
+}
+
+function decisionMeta(d: Decision): { [k: string]: Json } {
+  const m: { [k: string]: Json } = { decision: d.id, effect: d.effect, code: d.code, rule: d.rule, policy: d.policy };
+  if (d.approvalId) m.approvalId = d.approvalId;
+  if (d.retryAfterMs !== undefined) m.retryAfterMs = d.retryAfterMs;
+  return m;
+}
+
+/** Words the model can act on: what refused the call, why, and what to do next. */
+export function refusalText(d: Decision): string {
+  if (d.effect === 'ask') {
+    if (d.approvalId && !/approval pending/i.test(d.reason)) {
+      return `approval pending (id ${d.approvalId}): ask an approver to run \`execlayer approvals approve ${d.approvalId}\`, then retry. ${d.reason}`;
+    }
+    return d.approvalId ? d.reason : `approval required but no approval store is configured: ${d.reason}`;
+  }
+  const rule = d.rule ? `rule \`${d.rule}\`` : 'no rule allows it';
+  let text = `denied by policy (${rule}, code ${d.code}, decision ${d.id}): ${d.reason}`;
+  if (d.retryAfterMs !== undefined && d.retryAfterMs >= 0) text += ` Retry after ${d.retryAfterMs} ms.`;
+  return text;
+}
+
+function refusal(d: Decision): CallToolResult {
+  return { content: [{ type: 'text', text: refusalText(d) }], isError: true, _meta: { [META_KEY]: decisionMeta(d) } };
+}
+
+function errorResult(text: string, d: Decision): CallToolResult {
+  return { content: [{ type: 'text', text }], isError: true, _meta: { [META_KEY]: decisionMeta(d) } };
+}
+
+function pinReason(e: ToolEntry): string {
+  switch (e.state) {
+    case 'changed':
+      return `tool definition changed: \`${e.policyName}\` differs from its pinned definition and is held back; an operator can review and approve it with \`execlayer tools approve ${e.policyName}\``;
+    case 'invalid_name':
+      return `tool \`${e.policyName}\` has a name the gateway does not expose`;
+    case 'ambiguous':
+      return `tool name \`${e.exposed}\` is ambiguous (several upstream tools share it); it is withheld`;
+    default:
+      return `tool \`${e.policyName}\` could not be pin-checked; it is withheld`;
+  }
+}
+
+function deepFreeze(v: unknown): void {
+  if (v === null || typeof v !== 'object' || Object.isFrozen(v)) return;
+  Object.freeze(v);
+  for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
+}
