@@ -16,7 +16,11 @@ const policy = {
   agents: { 'support-bot': { owner: 'support@acme.com', purpose: 'answer tickets', roles: ['support'] } },
   roles: {
     support: [
-      { id: 'refunds', allow: 'payments.refund', when: { args: { amount: { type: 'number', min: 1, max: 100 } } } },
+      {
+        id: 'refunds',
+        allow: 'payments.refund',
+        when: { args: { amount: { type: 'number', min: 1, max: 100 } } },
+      },
       { id: 'no-writes', deny: 'files.write_file', reason: 'support agents never write files' },
       { id: 'read-kb', allow: 'files.read_file' },
     ],
@@ -37,11 +41,21 @@ function scriptedModel(calls: { tool: string; input: unknown }[]) {
       prompts.push(options.prompt);
       const next = calls[prompts.length - 1];
       if (!next) {
-        return { content: [{ type: 'text', text: 'done' }], finishReason: { unified: 'stop', raw: undefined }, usage, warnings: [] };
+        return {
+          content: [{ type: 'text', text: 'done' }],
+          finishReason: { unified: 'stop', raw: undefined },
+          usage,
+          warnings: [],
+        };
       }
       return {
         content: [
-          { type: 'tool-call', toolCallId: `call-${prompts.length}`, toolName: next.tool, input: JSON.stringify(next.input) },
+          {
+            type: 'tool-call',
+            toolCallId: `call-${prompts.length}`,
+            toolName: next.tool,
+            input: JSON.stringify(next.input),
+          },
         ],
         finishReason: { unified: 'tool-calls', raw: undefined },
         usage,
@@ -58,7 +72,8 @@ function toolResults(prompt: Prompt | undefined): Map<string, { type: string; va
   for (const message of prompt ?? []) {
     if (message.role !== 'tool') continue;
     for (const part of message.content) {
-      if (part.type === 'tool-result') out.set(part.toolCallId, part.output as { type: string; value: unknown });
+      if (part.type === 'tool-result')
+        out.set(part.toolCallId, part.output as { type: string; value: unknown });
     }
   }
   return out;
@@ -77,7 +92,10 @@ describe('ai-sdk adapter', () => {
   });
 
   function makeTools() {
-    const state = { refunds: [] as number[], written: join(dir, `out-${Math.random().toString(36).slice(2)}.txt`) };
+    const state = {
+      refunds: [] as number[],
+      written: join(dir, `out-${Math.random().toString(36).slice(2)}.txt`),
+    };
     const tools = {
       refund: tool({
         description: 'refund an order',
@@ -103,8 +121,16 @@ describe('ai-sdk adapter', () => {
     const { state, tools: raw } = makeTools();
     const decisions: Decision[] = [];
     const tools = {
-      ...withExecLayer(layer, { refund: raw.refund }, { agent: 'support-bot', prefix: 'payments.', onDecision: (d) => decisions.push(d) }),
-      ...withExecLayer(layer, { write_file: raw.write_file }, { agent: 'support-bot', prefix: 'files.', onDecision: (d) => decisions.push(d) }),
+      ...withExecLayer(
+        layer,
+        { refund: raw.refund },
+        { agent: 'support-bot', prefix: 'payments.', onDecision: (d) => decisions.push(d) },
+      ),
+      ...withExecLayer(
+        layer,
+        { write_file: raw.write_file },
+        { agent: 'support-bot', prefix: 'files.', onDecision: (d) => decisions.push(d) },
+      ),
     };
     const { model, prompts } = scriptedModel([
       { tool: 'write_file', input: { content: 'pwned' } },
@@ -158,7 +184,10 @@ describe('ai-sdk adapter', () => {
       layer,
       {
         read_file: tool({
-          inputSchema: jsonSchema<{ path: string }>({ type: 'object', properties: { path: { type: 'string' } } }),
+          inputSchema: jsonSchema<{ path: string }>({
+            type: 'object',
+            properties: { path: { type: 'string' } },
+          }),
           async *execute({ path }) {
             started++;
             yield { status: 'reading', path };
@@ -171,19 +200,29 @@ describe('ai-sdk adapter', () => {
     const { model, prompts } = scriptedModel([{ tool: 'read_file', input: { path: '/srv/kb/a.md' } }]);
     await generateText({ model, tools, prompt: 'read', stopWhen: stepCountIs(5) });
     assert.equal(started, 1);
-    assert.deepEqual(toolResults(prompts.at(-1)).get('call-1'), { type: 'json', value: { status: 'done', text: 'kb article' } });
+    assert.deepEqual(toolResults(prompts.at(-1)).get('call-1'), {
+      type: 'json',
+      value: { status: 'done', text: 'kb article' },
+    });
 
-    const denied = withExecLayer(layer, { read_file: tools.read_file }, { agent: 'stranger', prefix: 'files.' });
+    const denied = withExecLayer(
+      layer,
+      { read_file: tools.read_file },
+      { agent: 'stranger', prefix: 'files.' },
+    );
     const second = scriptedModel([{ tool: 'read_file', input: { path: '/srv/kb/a.md' } }]);
     await generateText({ model: second.model, tools: denied, prompt: 'read', stopWhen: stepCountIs(5) });
     assert.equal(started, 1, 'the generator must not start for a refused call');
   });
 
   it('refuses at set-up a tool it cannot stand in front of, unless passed through deliberately', () => {
-    const clientSide: ToolSet = { confirm: tool({ inputSchema: z.object({ ok: z.boolean() }) }) as ToolSet[string] };
+    const clientSide: ToolSet = {
+      confirm: tool({ inputSchema: z.object({ ok: z.boolean() }) }) as ToolSet[string],
+    };
     assert.throws(
       () => withExecLayer(layer, clientSide, { agent: 'support-bot' }),
-      (e: unknown) => e instanceof AiSdkAdapterError && e.code === 'unprotectable_tool' && e.tool === 'confirm',
+      (e: unknown) =>
+        e instanceof AiSdkAdapterError && e.code === 'unprotectable_tool' && e.tool === 'confirm',
     );
     const passed = withExecLayer(layer, clientSide, { agent: 'support-bot', passThrough: ['confirm'] });
     assert.equal(passed.confirm, clientSide.confirm);

@@ -28,8 +28,8 @@ import {
   toAction,
 } from './shared.js';
 
-export { ToolCallRefusedError } from './shared.js';
 export type { AdapterLayer, AdapterOptions } from './shared.js';
+export { ToolCallRefusedError } from './shared.js';
 
 /** Options for {@link withExecLayer}. */
 export interface AiSdkAdapterOptions extends AdapterOptions {
@@ -89,11 +89,22 @@ export function withExecLayer<TOOLS extends ToolSet>(
   return wrapped as TOOLS;
 }
 
-function protect(layer: AdapterLayer, opts: AiSdkAdapterOptions, name: string, execute: AnyExecute): AnyExecute {
+function protect(
+  layer: AdapterLayer,
+  opts: AiSdkAdapterOptions,
+  name: string,
+  execute: AnyExecute,
+): AnyExecute {
   if (Object.prototype.toString.call(execute) === '[object AsyncGeneratorFunction]') {
     // Streaming tools must hand the SDK an AsyncIterable synchronously, so authorize inside the generator.
     return async function* (input: unknown, options: ToolExecutionOptions) {
-      const verdict = await authorizeCall(layer, toAction(opts, name, input), opts, 'sdk', options.abortSignal);
+      const verdict = await authorizeCall(
+        layer,
+        toAction(opts, name, input),
+        opts,
+        'sdk',
+        options.abortSignal,
+      );
       if (!verdict.allowed) throw refusalError(verdict);
       const started = performance.now();
       let last: unknown;
@@ -110,7 +121,11 @@ function protect(layer: AdapterLayer, opts: AiSdkAdapterOptions, name: string, e
         });
         throw error;
       }
-      await recordOutcome(layer, verdict.decision, { ok: true, result: last, durationMs: performance.now() - started });
+      await recordOutcome(layer, verdict.decision, {
+        ok: true,
+        result: last,
+        durationMs: performance.now() - started,
+      });
     };
   }
   return async (input: unknown, options: ToolExecutionOptions) => {

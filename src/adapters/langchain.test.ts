@@ -15,7 +15,11 @@ const policy = {
   roles: {
     support: [
       { id: 'lookup', allow: 'crm.lookup_customer', when: { args: { id: { type: 'string', glob: 'c-*' } } } },
-      { id: 'no-deletes', deny: 'crm.delete_customer', reason: 'customer records are never deleted by agents' },
+      {
+        id: 'no-deletes',
+        deny: 'crm.delete_customer',
+        reason: 'customer records are never deleted by agents',
+      },
     ],
   },
 };
@@ -133,7 +137,8 @@ describe('langchain adapter', () => {
     assert.equal(wrapped.schema, remove.schema);
     await assert.rejects(
       wrapped.invoke({ id: 'c-1' }),
-      (e: unknown) => e instanceof ToolCallRefusedError && e.code === 'denied' && e.decision.rule === 'no-deletes',
+      (e: unknown) =>
+        e instanceof ToolCallRefusedError && e.code === 'denied' && e.decision.rule === 'no-deletes',
     );
     const allowed = protectTool(layer, lookup, { agent: 'support-bot', prefix: 'crm.' });
     assert.equal(await allowed.invoke({ id: 'c-9' }), 'customer c-9: Ada');
@@ -154,7 +159,10 @@ describe('langchain adapter', () => {
     // `{ input: 'c-1' }` has no `id`, so the lookup rule does not match: default deny.
     await assert.rejects(denied.invoke('c-1'), ToolCallRefusedError);
     const stranger = protectTool(layer, echo, { agent: 'stranger', prefix: 'crm.' });
-    await assert.rejects(stranger.invoke('c-1'), (e: unknown) => e instanceof ToolCallRefusedError && e.decision.code === 'unknown_agent');
+    await assert.rejects(
+      stranger.invoke('c-1'),
+      (e: unknown) => e instanceof ToolCallRefusedError && e.decision.code === 'unknown_agent',
+    );
     assert.equal(ran, 0);
   });
 });

@@ -31,8 +31,8 @@ import {
   toAction,
 } from './shared.js';
 
-export { ToolCallRefusedError } from './shared.js';
 export type { AdapterLayer, AdapterOptions } from './shared.js';
+export { ToolCallRefusedError } from './shared.js';
 
 /** Options for {@link withExecLayer} and {@link protectTool}. */
 export type LangChainAdapterOptions = AdapterOptions;
@@ -62,7 +62,11 @@ type InnerCall = (arg: unknown, runManager: unknown, config: ToolCallConfig) => 
  * that each call is authorized as `{ agent, tool: prefix + name, args }`, where `args` is the
  * validated input the tool's function would receive.
  */
-export function protectTool<T extends LangChainTool>(layer: AdapterLayer, tool: T, opts: LangChainAdapterOptions): T {
+export function protectTool<T extends LangChainTool>(
+  layer: AdapterLayer,
+  tool: T,
+  opts: LangChainAdapterOptions,
+): T {
   const inner = (tool as unknown as { _call?: InnerCall })._call;
   if (typeof inner !== 'function') {
     // INVARIANT: fail closed — only tools whose execution we can intercept are accepted.
@@ -100,7 +104,11 @@ export function protectTool<T extends LangChainTool>(layer: AdapterLayer, tool: 
       throw error;
     }
     if (isAsyncGenerator(result)) return trackGenerator(layer, verdict.decision, result, started);
-    await recordOutcome(layer, verdict.decision, { ok: true, result, durationMs: performance.now() - started });
+    await recordOutcome(layer, verdict.decision, {
+      ok: true,
+      result,
+      durationMs: performance.now() - started,
+    });
     return result;
   };
   return wrapped;

@@ -2,10 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolRequestSchema,
+  type CallToolResult,
+  ListToolsRequestSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { createExecLayer, type ExecLayer } from '../runtime/exec-layer.js';
 import type { AuditEvent } from '../types.js';
@@ -20,7 +24,11 @@ const policy = {
   roles: {
     support: [
       { id: 'lookup', allow: 'crm.lookup_customer', when: { args: { id: { type: 'string', glob: 'c-*' } } } },
-      { id: 'no-deletes', deny: 'crm.delete_customer', reason: 'customer records are never deleted by agents' },
+      {
+        id: 'no-deletes',
+        deny: 'crm.delete_customer',
+        reason: 'customer records are never deleted by agents',
+      },
     ],
     admin: [{ id: 'admin-all', allow: 'crm.*' }],
   },
@@ -93,7 +101,9 @@ describe('mcp-server adapter', () => {
     await layer.flush();
     const outcome = events.find((e) => e.type === 'outcome' && e.tool === 'crm.lookup_customer');
     assert.ok(outcome && outcome.type === 'outcome' && outcome.ok, 'the allowed call has a recorded outcome');
-    const points = events.filter((e) => e.type === 'decision').map((e) => (e.type === 'decision' ? e.point : ''));
+    const points = events
+      .filter((e) => e.type === 'decision')
+      .map((e) => (e.type === 'decision' ? e.point : ''));
     assert.ok(points.length >= 3 && points.every((p) => p === 'mcp'));
     await client.close();
   });
@@ -101,12 +111,18 @@ describe('mcp-server adapter', () => {
   it('takes identity only from the channel: arguments cannot claim another agent', async () => {
     const { ran, server } = makeServer();
     const client = await connect(server, auth('support-bot'));
-    const r = await client.callTool({ name: 'delete_customer', arguments: { id: 'c-1', agent: 'admin-bot' } });
+    const r = await client.callTool({
+      name: 'delete_customer',
+      arguments: { id: 'c-1', agent: 'admin-bot' },
+    });
     assert.equal(r.isError, true);
     assert.deepEqual(ran, []);
 
     const admin = await connect(makeServer().server, auth('admin-bot'));
-    assert.deepEqual((await admin.listTools()).tools.map((t) => t.name).sort(), ['delete_customer', 'lookup_customer']);
+    assert.deepEqual((await admin.listTools()).tools.map((t) => t.name).sort(), [
+      'delete_customer',
+      'lookup_customer',
+    ]);
     await client.close();
     await admin.close();
   });
@@ -142,7 +158,10 @@ describe('mcp-server adapter', () => {
       (e: unknown) => e instanceof McpServerAdapterError && e.code === 'already_protected',
     );
     const client = await connect(server, auth('support-bot'));
-    assert.deepEqual((await client.listTools()).tools.map((t) => t.name), ['lookup_customer']);
+    assert.deepEqual(
+      (await client.listTools()).tools.map((t) => t.name),
+      ['lookup_customer'],
+    );
     const denied = await client.callTool({ name: 'export_all', arguments: {} });
     assert.equal(denied.isError, true);
     assert.match(text(denied), /denied by execlayer policy/);

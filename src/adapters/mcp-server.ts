@@ -19,8 +19,9 @@
  * the refusal reason as its text, and the decision under `_meta['execlayer/decision']`.
  * Tools registered after `protectMcpServer` are protected too.
  */
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { ExecLayer } from '../runtime/exec-layer.js';
@@ -31,7 +32,10 @@ import { type AdapterOptions, authorizeCall, recordOutcome, toAction } from './s
 export type McpRequestExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 /** The part of an ExecLayer the MCP middleware calls. */
-export type McpAdapterLayer = Pick<ExecLayer, 'authorize' | 'outcome' | 'waitForApproval' | 'visible' | 'recorder'>;
+export type McpAdapterLayer = Pick<
+  ExecLayer,
+  'authorize' | 'outcome' | 'waitForApproval' | 'visible' | 'recorder'
+>;
 
 /** Options for {@link protectMcpServer}. */
 export interface McpServerAdapterOptions {
@@ -108,14 +112,21 @@ export function protectMcpServer<S extends McpServer | Server>(
   }
   low[PROTECTED] = true;
 
-  const callTool = (inner: RawHandler): RawHandler => (request, extra) => protectedCall(layer, opts, inner, request, extra);
-  const listTools = (inner: RawHandler): RawHandler => (request, extra) => filteredList(layer, opts, inner, request, extra);
+  const callTool =
+    (inner: RawHandler): RawHandler =>
+    (request, extra) =>
+      protectedCall(layer, opts, inner, request, extra);
+  const listTools =
+    (inner: RawHandler): RawHandler =>
+    (request, extra) =>
+      filteredList(layer, opts, inner, request, extra);
   // Look up on every request, so handlers set later (McpServer registers lazily) and the fallback
   // handler are covered too.
   const original = low._requestHandlers;
   const table = new (class extends Map<string, RawHandler> {
     override get(method: string): RawHandler | undefined {
-      const inner = super.get(method) ?? (method.startsWith('tools/') ? low.fallbackRequestHandler : undefined);
+      const inner =
+        super.get(method) ?? (method.startsWith('tools/') ? low.fallbackRequestHandler : undefined);
       if (!inner) return undefined;
       if (method === 'tools/call') return callTool(inner);
       if (method === 'tools/list') return listTools(inner);
@@ -134,11 +145,15 @@ async function protectedCall(
   extra: McpRequestExtra,
 ): Promise<unknown> {
   const name = request.params?.name;
-  if (typeof name !== 'string') return refusedResult('invalid tool call: `params.name` must be a string', null);
+  if (typeof name !== 'string')
+    return refusedResult('invalid tool call: `params.name` must be a string', null);
   const agent = resolveAgent(opts, extra);
   if (!agent) {
     await recordAuthFailure(layer, `tools/call \`${name}\` without an authenticated agent`);
-    return refusedResult(`unauthenticated: this connection has no agent identity, so \`${name}\` was refused`, null);
+    return refusedResult(
+      `unauthenticated: this connection has no agent identity, so \`${name}\` was refused`,
+      null,
+    );
   }
   const session = safeCall(() => (opts.session ? opts.session(extra) : extra.sessionId));
   const adapterOpts: AdapterOptions = { agent, prefix: opts.prefix ?? '' };
@@ -146,7 +161,13 @@ async function protectedCall(
   if (opts.approvalTimeoutMs !== undefined) adapterOpts.approvalTimeoutMs = opts.approvalTimeoutMs;
   if (opts.onDecision) adapterOpts.onDecision = opts.onDecision;
   const args = request.params?.arguments ?? {};
-  const verdict = await authorizeCall(layer, toAction(adapterOpts, name, args), adapterOpts, 'mcp', extra.signal);
+  const verdict = await authorizeCall(
+    layer,
+    toAction(adapterOpts, name, args),
+    adapterOpts,
+    'mcp',
+    extra.signal,
+  );
   if (!verdict.allowed) return refusedResult(verdict.message, verdict.decision);
 
   const started = performance.now();
@@ -161,7 +182,8 @@ async function protectedCall(
     });
     throw error;
   }
-  const isError = typeof result === 'object' && result !== null && (result as CallToolResult).isError === true;
+  const isError =
+    typeof result === 'object' && result !== null && (result as CallToolResult).isError === true;
   await recordOutcome(layer, verdict.decision, {
     ok: !isError,
     ...(isError ? { error: 'the tool returned isError' } : {}),

@@ -61,9 +61,17 @@ type AnyFunctionTool = FunctionTool<any, any, any>;
  * Returns a function tool whose `invoke` authorizes `{ agent, tool: prefix + name, args }` (the call's
  * JSON arguments) before delegating to the original. Everything else about the tool is unchanged.
  */
-export function protectTool<T extends AnyFunctionTool>(layer: AdapterLayer, tool: T, opts: OpenAIAgentsAdapterOptions): T {
+export function protectTool<T extends AnyFunctionTool>(
+  layer: AdapterLayer,
+  tool: T,
+  opts: OpenAIAgentsAdapterOptions,
+): T {
   const invoke = tool.invoke.bind(tool) as AnyFunctionTool['invoke'];
-  const protectedInvoke: AnyFunctionTool['invoke'] = async (runContext: RunContext<unknown>, input, details) => {
+  const protectedInvoke: AnyFunctionTool['invoke'] = async (
+    runContext: RunContext<unknown>,
+    input,
+    details,
+  ) => {
     const verdict = await authorizeCall(
       layer,
       toAction(opts, tool.name, parseInput(input)),

@@ -110,7 +110,11 @@ export async function authorizeCall(
  * Runs an allowed call and records its outcome (which also releases its concurrency slot). The tool's
  * own error is rethrown unchanged so the framework handles it as it would without ExecLayer.
  */
-export async function runAllowed<R>(layer: AdapterLayer, decision: Decision, fn: () => Promise<R> | R): Promise<R> {
+export async function runAllowed<R>(
+  layer: AdapterLayer,
+  decision: Decision,
+  fn: () => Promise<R> | R,
+): Promise<R> {
   const started = performance.now();
   let result: R;
   try {
