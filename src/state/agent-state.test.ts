@@ -33,7 +33,7 @@ function contract(factory: Factory): void {
     const st = await s.isSuspended('bot');
     assert.equal(st.suspended, true);
     assert.equal(st.by, 'alice');
-    assert.equal(st.reason, 'agent `bot` is suspended by `alice`: refund loop');
+    assert.equal(st.reason, 'refund loop');
     assert.equal((await s.isSuspended('other')).suspended, false);
     assert.deepEqual(await s.list(), [{ agent: 'bot', by: 'alice', reason: 'refund loop', at: 1000 }]);
     assert.equal(await s.resume('bot', 'bob'), true);
@@ -54,7 +54,7 @@ function contract(factory: Factory): void {
       assert.equal(st.suspended, true);
       assert.equal(st.agent, '*');
     }
-    assert.match((await s.isSuspended('bot')).reason ?? '', /all agents are stopped by `oncall`: incident/);
+    assert.match((await s.isSuspended('bot')).reason ?? '', /^all agents are stopped: incident$/);
     await s.suspend('bot', 'alice');
     await s.resume('*', 'oncall');
     assert.equal((await s.isSuspended('x')).suspended, false);

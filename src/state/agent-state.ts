@@ -35,7 +35,10 @@ export interface Suspension {
 
 /** Suspension flags shared by every enforcement point. */
 export interface AgentStateStore {
-  /** True also when the global stop `*` is set. On any store error: suspended (fail closed). Never rejects. */
+  /**
+   * True also when the global stop `*` is set. On any store error: suspended (fail closed). Never rejects.
+   * `reason` is the operator's reason as given (for the global stop: `all agents are stopped: …`).
+   */
   isSuspended(agent: string): Promise<SuspensionStatus>;
   /** Suspends `agent` (or everyone with `*`). Resolves once every process sharing the store will see it. */
   suspend(agent: string, by: string, reason?: string): Promise<void>;
@@ -86,8 +89,10 @@ function pick(agent: string, own: Suspension | undefined, all: Suspension | unde
   const s = own ?? all;
   if (s === undefined) return { suspended: false };
   const out: SuspensionStatus = { suspended: true, by: s.by, agent: s.agent, at: s.at };
-  const base = s.agent === ALL_AGENTS ? 'all agents are stopped' : `agent \`${agent}\` is suspended`;
-  out.reason = `${base} by \`${s.by}\`${s.reason ? `: ${s.reason}` : ''}`;
+  // `reason` is the operator's own words; the global stop says so, since the caller names the agent.
+  if (s.agent === ALL_AGENTS && agent !== ALL_AGENTS) {
+    out.reason = `all agents are stopped${s.reason ? `: ${s.reason}` : ''}`;
+  } else if (s.reason !== undefined) out.reason = s.reason;
   return out;
 }
 

@@ -1,0 +1,166 @@
+/**
+ * Approvals in PostgreSQL, for several stateless ExecLayer replicas. Each store operation is one
+ * transaction; transaction-scoped advisory locks on the binding, the approval and the approver serialise
+ * exactly the operations that must not interleave (two replicas consuming one grant, two creating one
+ * pending request, one approver racing the rate cap).
+ */
+import pg from 'pg';
+import {
+  type ApprovalBackend,
+  type ApprovalRow,
+  ApprovalStoreImpl,
+  type ApprovalTx,
+  COLUMNS,
+  fromRow,
+  toValues,
+} from './engine.js';
+import type { ApprovalFilter, ApprovalStore, ApprovalStoreOptions } from './types.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS approvals (
+  id TEXT PRIMARY KEY,
+  binding TEXT NOT NULL,
+  status TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  tool TEXT NOT NULL,
+  args_digest TEXT NOT NULL,
+  policy TEXT NOT NULL,
+  session TEXT,
+  on_behalf_of TEXT,
+  rule TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  args TEXT NOT NULL,
+  approvers TEXT NOT NULL,
+  ttl_ms BIGINT NOT NULL,
+  uses INTEGER NOT NULL,
+  used INTEGER NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  decided_at BIGINT,
+  approver TEXT,
+  note TEXT,
+  decision_id TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals_binding ON approvals (binding, status);
+CREATE INDEX IF NOT EXISTS approvals_approver ON approvals (approver, decided_at);
+CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, expires_at);
+CREATE INDEX IF NOT EXISTS approvals_created ON approvals (created_at);
+`;
+
+class PostgresBackend implements ApprovalBackend {
+  readonly #pool: pg.Pool;
+
+  constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  async transaction<T>(fn: (tx: ApprovalTx) => Promise<T>): Promise<T> {
+    const c = await this.#pool.connect();
+    const rows = async (sql: string, params: unknown[]) =>
+      (await c.query<ApprovalRow>(sql, params)).rows.map(fromRow);
+    const tx: ApprovalTx = {
+      lock: async (key) =>
+        void (await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key])),
+      get: async (id) => (await rows('SELECT * FROM approvals WHERE id = $1 FOR UPDATE', [id]))[0],
+      pendingFor: (b) =>
+        rows("SELECT * FROM approvals WHERE binding = $1 AND status = 'pending' FOR UPDATE", [b]),
+      grantsFor: (b, now) =>
+        rows(
+          "SELECT * FROM approvals WHERE binding = $1 AND status = 'granted' AND used < uses AND expires_at > $2 ORDER BY created_at FOR UPDATE",
+          [b, now],
+        ),
+      insert: async (a, binding) =>
+        void (await c.query(
+          `INSERT INTO approvals (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+          toValues(a, binding),
+        )),
+      update: async (a) =>
+        void (await c.query(
+          'UPDATE approvals SET status = $1, used = $2, expires_at = $3, decided_at = $4, approver = $5, note = $6 WHERE id = $7',
+          [a.status, a.used, a.expiresAt, a.decidedAt ?? null, a.approver ?? null, a.note ?? null, a.id],
+        )),
+      decisionsSince: async (approver, since) =>
+        Number(
+          (
+            await c.query<{ n: string }>(
+              'SELECT count(*) AS n FROM approvals WHERE approver = $1 AND decided_at > $2',
+              [approver, since],
+            )
+          ).rows[0]?.n ?? 0,
+        ),
+      due: (now) =>
+        rows(
+          "SELECT * FROM approvals WHERE status IN ('pending', 'granted') AND expires_at <= $1 ORDER BY id FOR UPDATE",
+          [now],
+        ),
+      list: (f: ApprovalFilter) =>
+        rows(
+          `SELECT * FROM approvals WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR agent = $2)
+           ORDER BY created_at DESC, id DESC LIMIT $3`,
+          [f.status ?? null, f.agent ?? null, f.limit ?? 100],
+        ),
+    };
+    let broken = false;
+    try {
+      await c.query('BEGIN');
+      const out = await fn(tx);
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      try {
+        await c.query('ROLLBACK');
+      } catch {
+        broken = true; // The connection is unusable; drop it from the pool.
+      }
+      throw err;
+    } finally {
+      c.release(broken);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#pool.end();
+  }
+}
+
+/** Options for the PostgreSQL approval store. */
+export interface PostgresApprovalStoreOptions extends ApprovalStoreOptions {
+  /** Max pooled connections. Default 10. */
+  poolSize?: number;
+  /** How long to wait for a connection before failing. Default 2000 ms. */
+  connectTimeoutMs?: number;
+}
+
+/** Connects, creates the schema if needed and returns the store. Rejects when the database is unreachable. */
+export async function postgresApprovalStore(
+  url: string,
+  options: PostgresApprovalStoreOptions = {},
+): Promise<ApprovalStore> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 2000,
+  });
+  // Idle-client errors (server restart) surface on the next query; without a listener they crash the process.
+  pool.on('error', () => {});
+  const backend = new PostgresBackend(pool);
+  try {
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      // Replicas starting together must not race on CREATE TABLE.
+      await c.query("SELECT pg_advisory_xact_lock(hashtextextended('execlayer:approvals:schema', 0))");
+      await c.query(SCHEMA);
+      await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      c.release();
+    }
+  } catch (err) {
+    await pool.end();
+    throw err;
+  }
+  return new ApprovalStoreImpl(backend, options);
+}
