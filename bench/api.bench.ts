@@ -1,0 +1,513 @@
+/**
+ * Decision API throughput and latency over loopback HTTP: ExecLayer (AuthZEN endpoints, decision
+ * recording on) against Cerbos (its native check API) and a bare node:http floor, in one run, with the
+ * same load generator (autocannon) and 32 connections. Servers run in their own processes so the load
+ * generator never shares their event loop. Both engines get the AuthZEN Todo policy (examples/authzen-todo)
+ * and must agree on every request in the set before anything is timed.
+ *
+ *   npm run bench:api                 # 10 s per run
+ *   BENCH_DURATION=5 npm run bench:api
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, '..');
+const POLICY = join(ROOT, 'examples/authzen-todo/policy.yaml');
+const CERBOS_BIN = join(ROOT, 'node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64');
+const API_KEY = 'bench-pep-key';
+const CONNECTIONS = 32;
+const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
+const BATCH = 10;
+
+// ---------------------------------------------------------------------------------------------------
+// The scenario: five users, their roles and e-mails (the same facts the ExecLayer policy holds).
+const USERS = [
+  {
+    pid: 'CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs',
+    email: 'rick@the-citadel.com',
+    roles: ['viewer', 'editor', 'admin', 'evil_genius'],
+  },
+  {
+    pid: 'CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs',
+    email: 'morty@the-citadel.com',
+    roles: ['viewer', 'editor'],
+  },
+  {
+    pid: 'CiRmZDI2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs',
+    email: 'summer@the-smiths.com',
+    roles: ['viewer', 'editor'],
+  },
+  {
+    pid: 'CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs',
+    email: 'beth@the-smiths.com',
+    roles: ['viewer'],
+  },
+  {
+    pid: 'CiRmZDQ2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs',
+    email: 'jerry@the-smiths.com',
+    roles: ['viewer'],
+  },
+];
+type User = (typeof USERS)[number];
+
+interface Check {
+  user: User;
+  action: string;
+  kind: 'todo' | 'user';
+  id: string;
+  ownerID?: string;
+}
+
+function checks(): Check[] {
+  const out: Check[] = [];
+  for (const user of USERS) {
+    out.push({ user, action: 'can_read_user', kind: 'user', id: 'beth@the-smiths.com' });
+    out.push({ user, action: 'can_read_todos', kind: 'todo', id: 'todo-1' });
+    out.push({ user, action: 'can_create_todo', kind: 'todo', id: 'todo-1' });
+    for (const [i, owner] of USERS.entries()) {
+      out.push({ user, action: 'can_update_todo', kind: 'todo', id: `t-${i}`, ownerID: owner.email });
+      out.push({ user, action: 'can_delete_todo', kind: 'todo', id: `t-${i}`, ownerID: owner.email });
+    }
+  }
+  return out;
+}
+
+function authzenBody(c: Check): string {
+  return JSON.stringify({
+    subject: { type: 'user', id: c.user.pid },
+    action: { name: c.action },
+    resource: { type: c.kind, id: c.id, ...(c.ownerID ? { properties: { ownerID: c.ownerID } } : {}) },
+  });
+}
+
+function cerbosResource(c: Check) {
+  return {
+    actions: [c.action],
+    resource: { kind: c.kind, id: c.id, attr: c.ownerID ? { ownerID: c.ownerID } : {} },
+  };
+}
+
+function cerbosBody(principal: User, items: Check[]): string {
+  return JSON.stringify({
+    requestId: 'bench',
+    principal: { id: principal.pid, roles: principal.roles, attr: { email: principal.email } },
+    resources: items.map(cerbosResource),
+  });
+}
+
+/** Batches: each user asks which of ten todos (varied owners) they may update. */
+function batches(): { user: User; items: Check[] }[] {
+  return USERS.map((user) => ({
+    user,
+    items: Array.from({ length: BATCH }, (_, i) => ({
+      user,
+      action: 'can_update_todo',
+      kind: 'todo' as const,
+      id: `t-${i}`,
+      ownerID: (USERS[i % USERS.length] as User).email,
+    })),
+  }));
+}
+
+function authzenBatchBody(b: { user: User; items: Check[] }): string {
+  return JSON.stringify({
+    subject: { type: 'user', id: b.user.pid },
+    action: { name: 'can_update_todo' },
+    evaluations: b.items.map((c) => ({
+      resource: { type: 'todo', id: c.id, properties: { ownerID: c.ownerID } },
+    })),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Child processes: the ExecLayer server and the bare floor.
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function childExecLayer(dbPath: string): Promise<void> {
+  const { createExecLayer } = await import('../src/runtime/exec-layer.js');
+  const { createDecisionApiServer } = await import('../src/enforce/http/index.js');
+  let recorder: import('../src/types.js').Recorder | undefined;
+  let recorderName = 'none';
+  let closeRecorder = async () => {};
+  let countRecords = async () => -1;
+  try {
+    const { openAuditLog } = await import('../src/audit/log.js');
+    const log = await openAuditLog(`sqlite:${dbPath}`);
+    recorder = log;
+    recorderName = 'sqlite audit log (WAL, synchronous=FULL)';
+    countRecords = async () => (await log.store.head()).size;
+    closeRecorder = () => log.close();
+  } catch (e) {
+    recorderName = `none (sqlite audit log unavailable: ${(e as Error).message})`;
+  }
+  const layer = await createExecLayer(recorder ? { policy: POLICY, recorder } : { policy: POLICY });
+  const digest = createHash('sha256').update(API_KEY).digest('hex');
+  const server = createDecisionApiServer(layer, {
+    pdpClients: ['todo-backend'],
+    authenticate: async (req) => {
+      const h = req.headers.authorization;
+      if (h === undefined || !h.startsWith('Bearer '))
+        return { ok: false, status: 401, reason: 'missing bearer token' };
+      return createHash('sha256').update(h.slice(7)).digest('hex') === digest
+        ? { ok: true, agent: 'todo-backend' }
+        : { ok: false, status: 401, reason: 'unknown api key' };
+    },
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(
+      `${JSON.stringify({ port: (server.address() as AddressInfo).port, recorder: recorderName })}\n`,
+    );
+  });
+  process.once('SIGTERM', () => {
+    server.closeAllConnections();
+    server.close();
+    void (async () => {
+      await layer.close();
+      const records = await countRecords();
+      await closeRecorder();
+      process.stdout.write(`${JSON.stringify({ records })}\n`);
+      process.exit(0);
+    })();
+  });
+}
+
+function childBare(): void {
+  const server = createServer((req, res) => {
+    void readBody(req).then((text) => {
+      JSON.parse(text);
+      const body = '{"decision":true}';
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+      res.end(body);
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
+  });
+  process.once('SIGTERM', () => process.exit(0));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Parent: start servers, check agreement, time.
+
+interface Child {
+  proc: ChildProcess;
+  first: Record<string, unknown>;
+  lines: Record<string, unknown>[];
+}
+
+function startChild(args: string[]): Promise<Child> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: ROOT,
+  });
+  const lines: Record<string, unknown>[] = [];
+  let buf = '';
+  return new Promise((resolvePromise, reject) => {
+    proc.once('exit', (code) => reject(new Error(`child ${args[0]} exited with ${code}`)));
+    proc.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl = buf.indexOf('\n');
+      while (nl !== -1) {
+        const line = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        if (lines.length === 1) resolvePromise({ proc, first: line, lines });
+        nl = buf.indexOf('\n');
+      }
+    });
+  });
+}
+
+async function stopChild(c: Child): Promise<Record<string, unknown> | undefined> {
+  c.proc.removeAllListeners('exit');
+  const exited = new Promise<void>((r) => c.proc.once('exit', () => r()));
+  c.proc.kill('SIGTERM');
+  await exited;
+  return c.lines[1];
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+const CERBOS_POLICIES: Record<string, string> = {
+  'todo.yaml': `apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  version: default
+  resource: todo
+  rules:
+    - actions: [can_read_todos]
+      effect: EFFECT_ALLOW
+      roles: [viewer]
+    - actions: [can_create_todo]
+      effect: EFFECT_ALLOW
+      roles: [editor]
+    - actions: [can_update_todo, can_delete_todo]
+      effect: EFFECT_ALLOW
+      roles: [editor]
+      condition:
+        match:
+          expr: has(request.resource.attr.ownerID) && request.resource.attr.ownerID == request.principal.attr.email
+    - actions: [can_delete_todo]
+      effect: EFFECT_ALLOW
+      roles: [admin]
+    - actions: [can_update_todo]
+      effect: EFFECT_ALLOW
+      roles: [evil_genius]
+`,
+  'user.yaml': `apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  version: default
+  resource: user
+  rules:
+    - actions: [can_read_user]
+      effect: EFFECT_ALLOW
+      roles: [viewer]
+`,
+};
+
+async function startCerbos(dir: string): Promise<{ proc: ChildProcess; url: string }> {
+  const policyDir = join(dir, 'policies');
+  rmSync(policyDir, { recursive: true, force: true });
+  await import('node:fs/promises').then((fs) => fs.mkdir(policyDir, { recursive: true }));
+  for (const [name, text] of Object.entries(CERBOS_POLICIES)) writeFileSync(join(policyDir, name), text);
+  const [http, grpc] = [await freePort(), await freePort()];
+  const config = join(dir, 'cerbos.yaml');
+  writeFileSync(
+    config,
+    `server:\n  httpListenAddr: "127.0.0.1:${http}"\n  grpcListenAddr: "127.0.0.1:${grpc}"\nstorage:\n  driver: disk\n  disk:\n    directory: ${policyDir}\n    watchForChanges: false\nengine:\n  defaultPolicyVersion: default\n`,
+  );
+  // Cerbos logs every request cancelled when the load generator disconnects; keep only the tail for errors.
+  const proc = spawn(CERBOS_BIN, ['server', `--config=${config}`, '--log-level=error'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let tail = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    tail = (tail + d.toString()).slice(-2000);
+  });
+  const url = `http://127.0.0.1:${http}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(`${url}/_cerbos/health`);
+      if (r.ok) return { proc, url };
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  proc.kill();
+  throw new Error(`cerbos did not become healthy within 10 s: ${tail}`);
+}
+
+const AUTH_HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` };
+
+async function execlayerDecides(url: string, c: Check): Promise<boolean> {
+  const r = await fetch(`${url}/access/v1/evaluation`, {
+    method: 'POST',
+    headers: AUTH_HEADERS,
+    body: authzenBody(c),
+  });
+  const body = (await r.json()) as { decision: boolean };
+  return body.decision;
+}
+
+async function cerbosDecides(url: string, c: Check): Promise<boolean> {
+  const r = await fetch(`${url}/api/check/resources`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: cerbosBody(c.user, [c]),
+  });
+  const body = (await r.json()) as { results: { actions: Record<string, string> }[] };
+  return body.results[0]?.actions[c.action] === 'EFFECT_ALLOW';
+}
+
+type Autocannon = (opts: {
+  url: string;
+  connections: number;
+  duration: number;
+  requests: { method: 'POST'; path: string; body: string; headers: Record<string, string> }[];
+}) => Promise<{
+  requests: { average: number };
+  latency: { p50: number; p99: number; average: number };
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+}>;
+
+interface RunResult {
+  name: string;
+  reqPerSec: number;
+  decisionsPerSec: number;
+  p50: number;
+  p99: number;
+  mean: number;
+  errors: number;
+  non2xx: number;
+}
+
+async function run(
+  name: string,
+  url: string,
+  path: string,
+  bodies: string[],
+  headers: Record<string, string>,
+  perRequest: number,
+): Promise<RunResult> {
+  // autocannon ships no type declarations; this is the part of its programmatic API used here.
+  const autocannon = ((await import('autocannon' as string)) as { default: Autocannon }).default;
+  const requests = bodies.map((body) => ({ method: 'POST' as const, path, body, headers }));
+  // Warm-up (JIT, connection set-up), then the measured run.
+  await autocannon({ url, connections: CONNECTIONS, duration: 2, requests });
+  const r = await autocannon({ url, connections: CONNECTIONS, duration: DURATION_S, requests });
+  return {
+    name,
+    reqPerSec: r.requests.average,
+    decisionsPerSec: r.requests.average * perRequest,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    mean: r.latency.average,
+    errors: r.errors + r.timeouts,
+    non2xx: r.non2xx,
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'execlayer-api-bench-'));
+  const children: Child[] = [];
+  let cerbos: { proc: ChildProcess; url: string } | undefined;
+  try {
+    const exec = await startChild(['--child-execlayer', join(dir, 'audit.db')]);
+    children.push(exec);
+    const bare = await startChild(['--child-bare']);
+    children.push(bare);
+    cerbos = await startCerbos(dir);
+    const execUrl = `http://127.0.0.1:${exec.first.port}`;
+    const bareUrl = `http://127.0.0.1:${bare.first.port}`;
+
+    // Agreement before timing: both engines answer every request in the set identically.
+    const set = checks();
+    let allows = 0;
+    for (const c of set) {
+      const [a, b] = [await execlayerDecides(execUrl, c), await cerbosDecides(cerbos.url, c)];
+      if (a !== b) throw new Error(`engines disagree on ${JSON.stringify(c)}: execlayer ${a}, cerbos ${b}`);
+      if (a) allows++;
+    }
+    for (const b of batches()) {
+      const r = await fetch(`${execUrl}/access/v1/evaluations`, {
+        method: 'POST',
+        headers: AUTH_HEADERS,
+        body: authzenBatchBody(b),
+      });
+      const ours = ((await r.json()) as { evaluations: { decision: boolean }[] }).evaluations.map(
+        (e) => e.decision,
+      );
+      const c = await fetch(`${cerbos.url}/api/check/resources`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: cerbosBody(b.user, b.items),
+      });
+      const theirs = ((await c.json()) as { results: { actions: Record<string, string> }[] }).results.map(
+        (x) => x.actions.can_update_todo === 'EFFECT_ALLOW',
+      );
+      if (JSON.stringify(ours) !== JSON.stringify(theirs))
+        throw new Error(`batch disagreement for ${b.user.email}`);
+    }
+    console.log(
+      `agreement: ${set.length} single checks (${allows} allow, ${set.length - allows} deny) and ${USERS.length} batches of ${BATCH} — identical`,
+    );
+    console.log(`execlayer recorder: ${exec.first.recorder}`);
+    console.log(
+      `load: autocannon, ${CONNECTIONS} connections, ${DURATION_S} s per run after a 2 s warm-up\n`,
+    );
+
+    const single = set.map(authzenBody);
+    const cerbosSingle = set.map((c) => cerbosBody(c.user, [c]));
+    const batchBodies = batches().map(authzenBatchBody);
+    const cerbosBatch = batches().map((b) => cerbosBody(b.user, b.items));
+    const cerbosHeaders = { 'content-type': 'application/json' };
+
+    const results: RunResult[] = [];
+    results.push(await run('bare node:http (floor)', bareUrl, '/', single, AUTH_HEADERS, 1));
+    results.push(
+      await run('cerbos, single', cerbos.url, '/api/check/resources', cerbosSingle, cerbosHeaders, 1),
+    );
+    results.push(
+      await run('execlayer authzen, single', execUrl, '/access/v1/evaluation', single, AUTH_HEADERS, 1),
+    );
+    results.push(
+      await run(
+        `cerbos, batch of ${BATCH}`,
+        cerbos.url,
+        '/api/check/resources',
+        cerbosBatch,
+        cerbosHeaders,
+        BATCH,
+      ),
+    );
+    results.push(
+      await run(
+        `execlayer authzen, batch of ${BATCH}`,
+        execUrl,
+        '/access/v1/evaluations',
+        batchBodies,
+        AUTH_HEADERS,
+        BATCH,
+      ),
+    );
+
+    const cerbosSingleRate = results[1]?.decisionsPerSec ?? Number.NaN;
+    const cerbosBatchRate = results[3]?.decisionsPerSec ?? Number.NaN;
+    const pad = (s: string, n: number) => s.padEnd(n);
+    const num = (x: number, d = 0) =>
+      x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+    console.log(
+      `${pad('server', 32)}${pad('req/s', 10)}${pad('decisions/s', 13)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('mean ms', 9)}${pad('vs cerbos', 10)}errors`,
+    );
+    for (const r of results) {
+      const ref = r.name.includes('batch') ? cerbosBatchRate : cerbosSingleRate;
+      console.log(
+        `${pad(r.name, 32)}${pad(num(r.reqPerSec), 10)}${pad(num(r.decisionsPerSec), 13)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(r.mean, 2), 9)}${pad(`${num(r.decisionsPerSec / ref, 2)}x`, 10)}${r.errors + r.non2xx}`,
+      );
+    }
+    const ours = results[2];
+    const oursBatch = results[4];
+    if (ours && oursBatch) {
+      console.log(
+        `\nexeclayer single vs cerbos single: ${num(ours.decisionsPerSec / cerbosSingleRate, 2)}x; ` +
+          `execlayer batch vs cerbos single: ${num(oursBatch.decisionsPerSec / cerbosSingleRate, 2)}x; ` +
+          `execlayer single vs bare floor: ${num(ours.reqPerSec / (results[0]?.reqPerSec ?? 1), 2)}x`,
+      );
+    }
+    const stats = await stopChild(exec);
+    children.splice(children.indexOf(exec), 1);
+    if (stats) console.log(`audit records written by the execlayer server: ${num(Number(stats.records))}`);
+  } finally {
+    for (const c of children) await stopChild(c).catch(() => undefined);
+    cerbos?.proc.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const mode = process.argv[2];
+if (mode === '--child-execlayer')
+  await childExecLayer(process.argv[3] ?? join(tmpdir(), 'execlayer-api-bench.db'));
+else if (mode === '--child-bare') childBare();
+else await main();
