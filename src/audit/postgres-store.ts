@@ -1,0 +1,362 @@
+/**
+ * PostgreSQL audit store (`pg`). For several ExecLayer replicas sharing one log: each append locks the
+ * single head row (`SELECT … FOR UPDATE`), so processes on any machine extend one gapless chain. A commit
+ * with the default `synchronous_commit = on` is durable when `append` resolves.
+ */
+import pg from 'pg';
+import type { Checkpoint } from './checkpoint.js';
+import { AuditError, messageOf } from './errors.js';
+import { GENESIS_HASH, type StoredRecord } from './record.js';
+import type { AuditStore, ChainHead, RecordQuery, SealedBatch, Sealer } from './store.js';
+
+/** Options for `openPostgresStore`. */
+export interface PostgresStoreOptions {
+  /** Connections in the pool (default 4). */
+  poolSize?: number;
+  /** Server-side statement timeout, so a stuck lock fails the append instead of hanging it (default 15 000). */
+  statementTimeoutMs?: number;
+  /** How long to wait for a connection (default 5 000 ms). */
+  connectTimeoutMs?: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS audit_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_head (
+  id int PRIMARY KEY CHECK (id = 1),
+  size bigint NOT NULL, hash bytea NOT NULL, time bigint NOT NULL, frontier bytea NOT NULL,
+  cp_size bigint NOT NULL, cp_time bigint NOT NULL, pruned_before bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_records (
+  seq bigint PRIMARY KEY,
+  v smallint NOT NULL,
+  time bigint NOT NULL,
+  hash bytea NOT NULL,
+  event text,
+  type text GENERATED ALWAYS AS ((event::jsonb) ->> 'type') STORED,
+  agent text GENERATED ALWAYS AS (coalesce((event::jsonb) -> 'action' ->> 'agent', (event::jsonb) ->> 'agent')) STORED,
+  tool text GENERATED ALWAYS AS (coalesce((event::jsonb) -> 'action' ->> 'tool', (event::jsonb) ->> 'tool')) STORED,
+  effect text GENERATED ALWAYS AS ((event::jsonb) -> 'decision' ->> 'effect') STORED,
+  rule text GENERATED ALWAYS AS ((event::jsonb) -> 'decision' ->> 'rule') STORED,
+  decision_id text GENERATED ALWAYS AS (coalesce((event::jsonb) -> 'decision' ->> 'id', (event::jsonb) ->> 'decisionId')) STORED
+);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+CREATE INDEX IF NOT EXISTS audit_records_agent ON audit_records (agent, seq) WHERE agent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_tool ON audit_records (tool, seq) WHERE tool IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_rule ON audit_records (rule, seq) WHERE rule IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_decision ON audit_records (decision_id) WHERE decision_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  size bigint PRIMARY KEY, root text NOT NULL, time bigint NOT NULL, key_id text NOT NULL, sig text NOT NULL
+);
+INSERT INTO audit_head VALUES (1, 0, '\\x${GENESIS_HASH.toString('hex')}', 0, '\\x', 0, 0, 0) ON CONFLICT (id) DO NOTHING;
+`;
+
+const CORRUPT_CODES = new Set(['XX001', 'XX002']);
+
+function pgError(e: unknown, location: string, action: string): AuditError {
+  if (e instanceof AuditError) return e;
+  const code = String((e as { code?: unknown }).code ?? '');
+  if (CORRUPT_CODES.has(code)) {
+    return new AuditError(
+      'audit_corrupt',
+      `audit store \`${location}\` reports corruption (${code}): ${messageOf(e)}`,
+      {
+        cause: e,
+        data: { location, pg: code },
+      },
+    );
+  }
+  return new AuditError(
+    'audit_unavailable',
+    `cannot ${action} audit store \`${location}\`: ${messageOf(e)}`,
+    {
+      cause: e,
+      data: { location, pg: code },
+    },
+  );
+}
+
+interface RecordRow {
+  seq: string;
+  v: number;
+  time: string;
+  hash: Buffer;
+  event: string | null;
+}
+
+function toStored(r: RecordRow): StoredRecord {
+  return { seq: Number(r.seq), v: r.v, time: Number(r.time), hash: r.hash, event: r.event };
+}
+
+interface HeadRow {
+  size: string;
+  hash: Buffer;
+  time: string;
+  frontier: Buffer;
+  cp_size: string;
+  cp_time: string;
+  pruned_before: string;
+}
+
+function toHead(r: HeadRow | undefined, location: string): ChainHead {
+  if (r === undefined) throw new AuditError('audit_corrupt', `audit store \`${location}\` has no head row`);
+  return {
+    size: Number(r.size),
+    hash: r.hash,
+    time: Number(r.time),
+    frontier: r.frontier,
+    checkpointSize: Number(r.cp_size),
+    checkpointTime: Number(r.cp_time),
+    prunedBefore: Number(r.pruned_before),
+  };
+}
+
+const HEAD_SQL =
+  'SELECT size, hash, time, frontier, cp_size, cp_time, pruned_before FROM audit_head WHERE id = 1';
+
+/** The PostgreSQL backend. Create it with `openPostgresStore`. */
+export class PostgresAuditStore implements AuditStore {
+  readonly kind = 'postgres';
+  private closed = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    readonly location: string,
+  ) {}
+
+  private async tx<T>(action: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (this.closed) throw new AuditError('audit_unavailable', `audit store \`${this.location}\` is closed`);
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw pgError(e, this.location, action);
+    }
+    try {
+      await client.query('BEGIN');
+      const out = await fn(client);
+      await client.query('COMMIT');
+      client.release();
+      return out;
+    } catch (e) {
+      // A connection that failed mid-transaction is discarded, not returned to the pool.
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release(e instanceof Error ? e : true);
+      throw pgError(e, this.location, action);
+    }
+  }
+
+  private async q<R extends pg.QueryResultRow>(
+    action: string,
+    sql: string,
+    params: unknown[] = [],
+  ): Promise<R[]> {
+    if (this.closed) throw new AuditError('audit_unavailable', `audit store \`${this.location}\` is closed`);
+    try {
+      return (await this.pool.query<R>(sql, params)).rows;
+    } catch (e) {
+      throw pgError(e, this.location, action);
+    }
+  }
+
+  append(seal: Sealer): Promise<SealedBatch> {
+    return this.tx('write', async (c) => {
+      const head = toHead((await c.query<HeadRow>(`${HEAD_SQL} FOR UPDATE`)).rows[0], this.location);
+      const batch = seal(head);
+      const rows = batch.rows;
+      if (rows.length > 0) {
+        const seqs = new Array<number>(rows.length);
+        const vs = new Array<number>(rows.length);
+        const times = new Array<number>(rows.length);
+        const hashes = new Array<string>(rows.length);
+        const events = new Array<string | null>(rows.length);
+        for (let i = 0; i < rows.length; i++) {
+          const r = rows[i]!;
+          seqs[i] = r.seq;
+          vs[i] = r.v;
+          times[i] = r.time;
+          hashes[i] = r.hash.toString('hex');
+          events[i] = r.event;
+        }
+        await c.query(
+          `INSERT INTO audit_records (seq, v, time, hash, event)
+           SELECT s, v, t, decode(h, 'hex'), e FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::text[]) AS u(s, v, t, h, e)`,
+          [seqs, vs, times, hashes, events],
+        );
+      }
+      const h = batch.head;
+      await c.query(
+        'UPDATE audit_head SET size = $1, hash = $2, time = $3, frontier = $4, cp_size = $5, cp_time = $6, pruned_before = $7 WHERE id = 1',
+        [h.size, h.hash, h.time, h.frontier, h.checkpointSize, h.checkpointTime, h.prunedBefore],
+      );
+      const cp = batch.checkpoint;
+      if (cp !== null) {
+        await c.query(
+          'INSERT INTO audit_checkpoints (size, root, time, key_id, sig) VALUES ($1, $2, $3, $4, $5)',
+          [cp.size, cp.root, cp.time, cp.keyId, cp.sig],
+        );
+      }
+      return batch;
+    });
+  }
+
+  async head(): Promise<ChainHead> {
+    return toHead((await this.q<HeadRow>('read', HEAD_SQL))[0], this.location);
+  }
+
+  async read(from: number, limit: number): Promise<StoredRecord[]> {
+    const rows = await this.q<RecordRow>(
+      'read',
+      'SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2',
+      [from, limit],
+    );
+    return rows.map(toStored);
+  }
+
+  async query(q: RecordQuery): Promise<StoredRecord[]> {
+    const where: string[] = ['event IS NOT NULL'];
+    const params: unknown[] = [];
+    const add = (cond: string, v: unknown) => {
+      params.push(v);
+      where.push(cond.replace('?', `$${params.length}`));
+    };
+    if (q.agent !== undefined) add('agent = ?', q.agent);
+    if (q.tool !== undefined) add('tool = ?', q.tool);
+    if (q.effect !== undefined) add('effect = ?', q.effect);
+    if (q.rule !== undefined) add('rule = ?', q.rule);
+    if (q.type !== undefined) add('type = ?', q.type);
+    if (q.decisionId !== undefined) add('decision_id = ?', q.decisionId);
+    if (q.since !== undefined) add('time >= ?', q.since);
+    if (q.until !== undefined) add('time < ?', q.until);
+    if (q.afterSeq !== undefined) add('seq > ?', q.afterSeq);
+    const order = q.order === 'desc' ? 'DESC' : 'ASC';
+    let sql = `SELECT seq, v, time, hash, event FROM audit_records WHERE ${where.join(' AND ')} ORDER BY seq ${order}`;
+    if (q.limit !== undefined) {
+      params.push(q.limit);
+      sql += ` LIMIT $${params.length}`;
+    }
+    return (await this.q<RecordRow>('query', sql, params)).map(toStored);
+  }
+
+  async checkpoints(): Promise<Checkpoint[]> {
+    const rows = await this.q<{ size: string; root: string; time: string; key_id: string; sig: string }>(
+      'read',
+      'SELECT size, root, time, key_id, sig FROM audit_checkpoints ORDER BY size',
+    );
+    return rows.map((r) => ({
+      size: Number(r.size),
+      root: r.root,
+      time: Number(r.time),
+      keyId: r.key_id,
+      sig: r.sig,
+    }));
+  }
+
+  async seqAtTime(time: number): Promise<number> {
+    const rows = await this.q<{ seq: string | null; size: string }>(
+      'read',
+      'SELECT (SELECT min(seq) FROM audit_records WHERE time >= $1) AS seq, (SELECT size FROM audit_head WHERE id = 1) AS size',
+      [time],
+    );
+    const r = rows[0];
+    return Number(r?.seq ?? r?.size ?? 0);
+  }
+
+  prune(before: number): Promise<number> {
+    return this.tx('prune', async (c) => {
+      const head = toHead((await c.query<HeadRow>(`${HEAD_SQL} FOR UPDATE`)).rows[0], this.location);
+      const cp = await c.query('SELECT 1 FROM audit_checkpoints WHERE size = $1', [before]);
+      if (cp.rowCount === 0) {
+        throw new AuditError(
+          'invalid_request',
+          `no checkpoint at size ${before}: records can only be pruned below a signed checkpoint`,
+        );
+      }
+      if (before <= head.prunedBefore) return 0;
+      const r = await c.query(
+        'UPDATE audit_records SET event = NULL WHERE seq >= $1 AND seq < $2 AND event IS NOT NULL',
+        [head.prunedBefore, before],
+      );
+      await c.query('UPDATE audit_head SET pruned_before = $1 WHERE id = 1', [before]);
+      return r.rowCount ?? 0;
+    });
+  }
+
+  bindPublicKey(pem: string): Promise<string> {
+    return this.tx('write', async (c) => {
+      await c.query(
+        "INSERT INTO audit_meta (key, value) VALUES ('public_key', $1) ON CONFLICT (key) DO NOTHING",
+        [pem],
+      );
+      const r = await c.query<{ value: string }>("SELECT value FROM audit_meta WHERE key = 'public_key'");
+      return r.rows[0]!.value;
+    });
+  }
+
+  async publicKey(): Promise<string | null> {
+    const r = await this.q<{ value: string }>(
+      'read',
+      "SELECT value FROM audit_meta WHERE key = 'public_key'",
+    );
+    return r[0]?.value ?? null;
+  }
+
+  /** Run raw SQL. For tests and repair tools only; never used by the log. */
+  async unsafeExec(sql: string, ...params: unknown[]): Promise<void> {
+    await this.q('exec', sql, params);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Connect to PostgreSQL at `url` and create the audit tables if needed (under an advisory lock, so replicas
+ * starting together do not race). Rejects with `audit_unavailable` when the server cannot be reached.
+ */
+export async function openPostgresStore(
+  url: string,
+  options: PostgresStoreOptions = {},
+): Promise<PostgresAuditStore> {
+  const location = redact(url);
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 4,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    statement_timeout: options.statementTimeoutMs ?? 15_000,
+    application_name: 'execlayer-audit',
+  });
+  // An idle connection killed by the server emits here; the pool drops it and the next query reconnects.
+  pool.on('error', () => undefined);
+  const store = new PostgresAuditStore(pool, location);
+  try {
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query("SELECT pg_advisory_xact_lock(hashtext('execlayer_audit_schema'))");
+      await c.query(SCHEMA);
+      await c.query('COMMIT');
+      c.release();
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      c.release(true);
+      throw e;
+    }
+  } catch (e) {
+    await pool.end().catch(() => undefined);
+    throw pgError(e, location, 'open');
+  }
+  return store;
+}
+
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}

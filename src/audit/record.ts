@@ -1,0 +1,206 @@
+/**
+ * The audit record format (version 1) and its hash chain. A record is the canonical JSON of one
+ * `AuditEvent` plus the fields the store assigns (`seq`, `time`); its hash covers the previous record's hash,
+ * so any change, removal, insertion or reordering breaks the chain from that point on.
+ *
+ *   hash(r) = SHA-256( u8 v || prevHash[32] || u64be seq || u64be time || canonicalJson(event) )
+ *
+ * The fixed-width prefix makes the encoding unambiguous; the genesis `prevHash` is 32 zero bytes.
+ */
+import type { AuditEvent, Effect, EnforcementPoint, Json, Mode } from '../types.js';
+import { sha256 } from './merkle.js';
+
+/** The record format version written today. */
+export const RECORD_VERSION = 1;
+
+/** `prevHash` of record 0. */
+export const GENESIS_HASH: Buffer = Buffer.alloc(32);
+
+/** What a store keeps per record. `event` is the canonical JSON text, or null once pruned. */
+export interface StoredRecord {
+  seq: number;
+  v: number;
+  time: number;
+  hash: Buffer;
+  event: string | null;
+}
+
+/** A record as the library hands it out. `event` is null for a pruned record (only its hash is kept). */
+export interface AuditRecord {
+  v: number;
+  seq: number;
+  /** Milliseconds since the epoch, assigned when the record was sealed; never decreases along the log. */
+  time: number;
+  type: AuditEvent['type'] | null;
+  /** Record hash, lowercase hex. */
+  hash: string;
+  event: AuditEvent | null;
+}
+
+const HEADER = 1 + 32 + 8 + 8;
+let scratch = Buffer.alloc(64 * 1024);
+
+/** The chain hash of one record (see the module comment for the exact bytes). */
+export function recordHash(
+  v: number,
+  prev: Uint8Array,
+  seq: number,
+  time: number,
+  eventJson: string,
+): Buffer {
+  // Worst case 3 UTF-8 bytes per UTF-16 unit; grow the scratch buffer instead of measuring the string.
+  const need = HEADER + eventJson.length * 3;
+  if (need > scratch.length) scratch = Buffer.alloc(Math.max(need, scratch.length * 2));
+  scratch.writeUInt8(v, 0);
+  scratch.set(prev, 1);
+  writeU64(scratch, 33, seq);
+  writeU64(scratch, 41, time);
+  const n = scratch.write(eventJson, HEADER, 'utf8');
+  return sha256(scratch.subarray(0, HEADER + n));
+}
+
+function writeU64(buf: Buffer, offset: number, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`${value} is not a u64 this log can hold`);
+  buf.writeUInt32BE(Math.floor(value / 0x1_0000_0000), offset);
+  buf.writeUInt32BE(value % 0x1_0000_0000, offset + 4);
+}
+
+/** Turn a stored row into the public shape. Throws `SyntaxError` if the stored JSON is damaged. */
+export function toAuditRecord(row: StoredRecord): AuditRecord {
+  const event = row.event === null ? null : (JSON.parse(row.event) as AuditEvent);
+  return {
+    v: row.v,
+    seq: row.seq,
+    time: row.time,
+    type: event?.type ?? null,
+    hash: row.hash.toString('hex'),
+    event,
+  };
+}
+
+/**
+ * One record flattened to the query columns (for CSV, tables and filters). Fields that do not apply to the
+ * event type are null.
+ */
+export interface FlatRecord {
+  v: number;
+  seq: number;
+  time: number;
+  type: string | null;
+  status: string | null;
+  decisionId: string | null;
+  agent: string | null;
+  session: string | null;
+  onBehalfOf: string | null;
+  delegation: string[] | null;
+  point: EnforcementPoint | null;
+  tool: string | null;
+  args: Json | null;
+  argsDigest: string | null;
+  facts: { [name: string]: Json } | null;
+  effect: Effect | null;
+  wouldBe: Effect | null;
+  rule: string | null;
+  code: string | null;
+  reason: string | null;
+  policy: string | null;
+  mode: Mode | null;
+  latencyUs: number | null;
+  hash: string;
+}
+
+/** Flatten a record to the query columns. */
+export function flatten(r: AuditRecord): FlatRecord {
+  const flat: FlatRecord = {
+    v: r.v,
+    seq: r.seq,
+    time: r.time,
+    type: r.type,
+    status: null,
+    decisionId: null,
+    agent: null,
+    session: null,
+    onBehalfOf: null,
+    delegation: null,
+    point: null,
+    tool: null,
+    args: null,
+    argsDigest: null,
+    facts: null,
+    effect: null,
+    wouldBe: null,
+    rule: null,
+    code: null,
+    reason: null,
+    policy: null,
+    mode: null,
+    latencyUs: null,
+    hash: r.hash,
+  };
+  const e = r.event;
+  if (e === null) return flat;
+  switch (e.type) {
+    case 'decision': {
+      const d = e.decision;
+      const a = e.action;
+      Object.assign(flat, {
+        decisionId: d.id,
+        agent: a.agent,
+        session: a.session ?? null,
+        onBehalfOf: a.onBehalfOf ?? null,
+        delegation: a.delegation ?? null,
+        point: e.point,
+        tool: a.tool,
+        args: a.args,
+        argsDigest: a.argsDigest,
+        facts: d.facts ?? null,
+        effect: d.effect,
+        wouldBe: d.wouldBe ?? null,
+        rule: d.rule,
+        code: d.code,
+        reason: d.reason,
+        policy: d.policy,
+        mode: d.mode,
+        latencyUs: e.latencyUs,
+      });
+      break;
+    }
+    case 'outcome':
+      Object.assign(flat, {
+        decisionId: e.decisionId,
+        agent: e.agent,
+        tool: e.tool,
+        status: e.ok ? 'ok' : 'error',
+        reason: e.error ?? null,
+      });
+      break;
+    case 'approval':
+      Object.assign(flat, {
+        decisionId: e.decisionId ?? null,
+        agent: e.agent,
+        tool: e.tool,
+        argsDigest: e.argsDigest,
+        status: e.status,
+        reason: e.note ?? null,
+      });
+      break;
+    case 'policy':
+      Object.assign(flat, {
+        status: e.status,
+        policy: e.policy ?? null,
+        reason: e.problems?.join('; ') ?? null,
+      });
+      break;
+    case 'agent':
+      Object.assign(flat, { agent: e.agent, status: e.status, reason: e.reason ?? null });
+      break;
+    case 'tool':
+      Object.assign(flat, { tool: e.tool, status: e.status });
+      break;
+    case 'auth':
+      Object.assign(flat, { point: e.point, status: e.status, reason: e.reason });
+      break;
+  }
+  return flat;
+}

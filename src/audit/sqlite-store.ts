@@ -1,0 +1,385 @@
+/**
+ * SQLite audit store (better-sqlite3, WAL). The embedded default.
+ *
+ * Durability: WAL with `synchronous=FULL`, so every commit fsyncs the WAL before `append` resolves. NORMAL
+ * would survive a process crash but not a power cut or kernel panic; evidence must survive both, and group
+ * commit (many records per transaction) makes the one fsync per batch cheap.
+ *
+ * Several processes may share one file: each append runs in `BEGIN IMMEDIATE` (SQLite's write lock, waited
+ * for up to `busyTimeoutMs`) and re-reads the head inside it, so writers interleave into one gapless chain.
+ */
+import { existsSync, statSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import type { Checkpoint } from './checkpoint.js';
+import { AuditError, messageOf } from './errors.js';
+import { GENESIS_HASH, type StoredRecord } from './record.js';
+import type { AuditStore, ChainHead, RecordQuery, SealedBatch, Sealer } from './store.js';
+
+/** `PRAGMA application_id` of an ExecLayer audit database ("EXLA"). */
+export const SQLITE_APPLICATION_ID = 0x45584c41;
+const SCHEMA_VERSION = 1;
+
+/** Options for `openSqliteStore`. */
+export interface SqliteStoreOptions {
+  /** Create the database when the file does not exist (default true). It is never re-created over a file. */
+  create?: boolean;
+  /** Run `PRAGMA quick_check` on open to find a damaged file before writing to it (default true). */
+  quickCheck?: boolean;
+  /** How long a writer waits for another process's write lock (default 10 000 ms). */
+  busyTimeoutMs?: number;
+}
+
+type Row = [number, number, number, Buffer, string | null];
+
+function toStored(r: Row): StoredRecord {
+  return { seq: r[0], v: r[1], time: r[2], hash: r[3], event: r[4] };
+}
+
+function sqliteError(e: unknown, path: string, action: string): AuditError {
+  if (e instanceof AuditError) return e;
+  const code = String((e as { code?: unknown }).code ?? '');
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
+    return new AuditError(
+      'audit_corrupt',
+      `audit database \`${path}\` is corrupt (${code}): it was left untouched; restore it from a backup or move it aside`,
+      { cause: e, data: { path, sqlite: code } },
+    );
+  }
+  return new AuditError('audit_unavailable', `cannot ${action} audit database \`${path}\`: ${messageOf(e)}`, {
+    cause: e,
+    data: { path, sqlite: code },
+  });
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS audit_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  size INTEGER NOT NULL, hash BLOB NOT NULL, time INTEGER NOT NULL, frontier BLOB NOT NULL,
+  cp_size INTEGER NOT NULL, cp_time INTEGER NOT NULL, pruned_before INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit_records (
+  seq INTEGER PRIMARY KEY,
+  v INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  hash BLOB NOT NULL,
+  event TEXT,
+  type TEXT GENERATED ALWAYS AS (json_extract(event, '$.type')) VIRTUAL,
+  agent TEXT GENERATED ALWAYS AS (coalesce(json_extract(event, '$.action.agent'), json_extract(event, '$.agent'))) VIRTUAL,
+  tool TEXT GENERATED ALWAYS AS (coalesce(json_extract(event, '$.action.tool'), json_extract(event, '$.tool'))) VIRTUAL,
+  effect TEXT GENERATED ALWAYS AS (json_extract(event, '$.decision.effect')) VIRTUAL,
+  rule TEXT GENERATED ALWAYS AS (json_extract(event, '$.decision.rule')) VIRTUAL,
+  decision_id TEXT GENERATED ALWAYS AS (coalesce(json_extract(event, '$.decision.id'), json_extract(event, '$.decisionId'))) VIRTUAL
+) STRICT;
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+CREATE INDEX IF NOT EXISTS audit_records_agent ON audit_records (agent, seq) WHERE agent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_tool ON audit_records (tool, seq) WHERE tool IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_rule ON audit_records (rule, seq) WHERE rule IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_decision ON audit_records (decision_id) WHERE decision_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  size INTEGER PRIMARY KEY, root TEXT NOT NULL, time INTEGER NOT NULL, key_id TEXT NOT NULL, sig TEXT NOT NULL
+) STRICT;
+`;
+
+/** The SQLite backend. Create it with `openSqliteStore`. */
+export class SqliteAuditStore implements AuditStore {
+  readonly kind = 'sqlite';
+  private closed = false;
+  private readonly stmts: ReturnType<SqliteAuditStore['prepare']>;
+  private readonly appendTx: Database.Transaction<(seal: Sealer) => SealedBatch>;
+
+  constructor(
+    private readonly db: Database.Database,
+    readonly location: string,
+  ) {
+    this.stmts = this.prepare();
+    this.appendTx = db.transaction((seal: Sealer) => {
+      const head = this.readHead();
+      const batch = seal(head);
+      const ins = this.stmts.insert;
+      for (const r of batch.rows) ins.run(r.seq, r.v, r.time, r.hash, r.event);
+      const h = batch.head;
+      this.stmts.updateHead.run(
+        h.size,
+        h.hash,
+        h.time,
+        h.frontier,
+        h.checkpointSize,
+        h.checkpointTime,
+        h.prunedBefore,
+      );
+      const cp = batch.checkpoint;
+      if (cp !== null) this.stmts.insertCheckpoint.run(cp.size, cp.root, cp.time, cp.keyId, cp.sig);
+      return batch;
+    });
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      head: db.prepare(
+        'SELECT size, hash, time, frontier, cp_size, cp_time, pruned_before FROM audit_head WHERE id = 1',
+      ),
+      insert: db.prepare('INSERT INTO audit_records (seq, v, time, hash, event) VALUES (?, ?, ?, ?, ?)'),
+      updateHead: db.prepare(
+        'UPDATE audit_head SET size = ?, hash = ?, time = ?, frontier = ?, cp_size = ?, cp_time = ?, pruned_before = ? WHERE id = 1',
+      ),
+      insertCheckpoint: db.prepare(
+        'INSERT INTO audit_checkpoints (size, root, time, key_id, sig) VALUES (?, ?, ?, ?, ?)',
+      ),
+      read: db
+        .prepare('SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?')
+        .raw(true),
+      checkpoints: db.prepare('SELECT size, root, time, key_id, sig FROM audit_checkpoints ORDER BY size'),
+      seqAtTime: db.prepare('SELECT min(seq) AS seq FROM audit_records WHERE time >= ?'),
+      meta: db.prepare('SELECT value FROM audit_meta WHERE key = ?').pluck(),
+      setMeta: db.prepare('INSERT OR IGNORE INTO audit_meta (key, value) VALUES (?, ?)'),
+    };
+  }
+
+  private readHead(): ChainHead {
+    const r = this.stmts.head.get() as
+      | {
+          size: number;
+          hash: Buffer;
+          time: number;
+          frontier: Buffer;
+          cp_size: number;
+          cp_time: number;
+          pruned_before: number;
+        }
+      | undefined;
+    if (r === undefined) {
+      throw new AuditError('audit_corrupt', `audit database \`${this.location}\` has no head row`);
+    }
+    return {
+      size: r.size,
+      hash: r.hash,
+      time: r.time,
+      frontier: r.frontier,
+      checkpointSize: r.cp_size,
+      checkpointTime: r.cp_time,
+      prunedBefore: r.pruned_before,
+    };
+  }
+
+  private guard<T>(action: string, fn: () => T): Promise<T> {
+    if (this.closed) {
+      return Promise.reject(
+        new AuditError('audit_unavailable', `audit database \`${this.location}\` is closed`),
+      );
+    }
+    try {
+      return Promise.resolve(fn());
+    } catch (e) {
+      return Promise.reject(sqliteError(e, this.location, action));
+    }
+  }
+
+  append(seal: Sealer): Promise<SealedBatch> {
+    return this.guard('write', () => this.appendTx.immediate(seal));
+  }
+
+  head(): Promise<ChainHead> {
+    return this.guard('read', () => this.readHead());
+  }
+
+  read(from: number, limit: number): Promise<StoredRecord[]> {
+    return this.guard('read', () => (this.stmts.read.all(from, limit) as Row[]).map(toStored));
+  }
+
+  query(q: RecordQuery): Promise<StoredRecord[]> {
+    return this.guard('query', () => {
+      const where: string[] = ['event IS NOT NULL'];
+      const params: unknown[] = [];
+      const eq = (col: string, v: string | undefined) => {
+        if (v !== undefined) {
+          where.push(`${col} = ?`);
+          params.push(v);
+        }
+      };
+      eq('agent', q.agent);
+      eq('tool', q.tool);
+      eq('effect', q.effect);
+      eq('rule', q.rule);
+      eq('type', q.type);
+      eq('decision_id', q.decisionId);
+      if (q.since !== undefined) {
+        where.push('time >= ?');
+        params.push(q.since);
+      }
+      if (q.until !== undefined) {
+        where.push('time < ?');
+        params.push(q.until);
+      }
+      if (q.afterSeq !== undefined) {
+        where.push('seq > ?');
+        params.push(q.afterSeq);
+      }
+      const order = q.order === 'desc' ? 'DESC' : 'ASC';
+      const limit = q.limit ?? -1;
+      const sql = `SELECT seq, v, time, hash, event FROM audit_records WHERE ${where.join(' AND ')} ORDER BY seq ${order} LIMIT ?`;
+      return (
+        this.db
+          .prepare(sql)
+          .raw(true)
+          .all(...params, limit) as Row[]
+      ).map(toStored);
+    });
+  }
+
+  checkpoints(): Promise<Checkpoint[]> {
+    return this.guard('read', () =>
+      (
+        this.stmts.checkpoints.all() as Array<{
+          size: number;
+          root: string;
+          time: number;
+          key_id: string;
+          sig: string;
+        }>
+      ).map((r) => ({ size: r.size, root: r.root, time: r.time, keyId: r.key_id, sig: r.sig })),
+    );
+  }
+
+  seqAtTime(time: number): Promise<number> {
+    return this.guard('read', () => {
+      const r = this.stmts.seqAtTime.get(time) as { seq: number | null };
+      return r.seq ?? this.readHead().size;
+    });
+  }
+
+  prune(before: number): Promise<number> {
+    return this.guard('prune', () =>
+      this.db
+        .transaction(() => {
+          const head = this.readHead();
+          const cp = this.db.prepare('SELECT 1 FROM audit_checkpoints WHERE size = ?').get(before);
+          if (cp === undefined) {
+            throw new AuditError(
+              'invalid_request',
+              `no checkpoint at size ${before}: records can only be pruned below a signed checkpoint`,
+            );
+          }
+          if (before <= head.prunedBefore) return 0;
+          const n = this.db
+            .prepare('UPDATE audit_records SET event = NULL WHERE seq >= ? AND seq < ? AND event IS NOT NULL')
+            .run(head.prunedBefore, before).changes;
+          this.db.prepare('UPDATE audit_head SET pruned_before = ? WHERE id = 1').run(before);
+          return n;
+        })
+        .immediate(),
+    );
+  }
+
+  bindPublicKey(pem: string): Promise<string> {
+    return this.guard('write', () =>
+      this.db
+        .transaction(() => {
+          this.stmts.setMeta.run('public_key', pem);
+          return this.stmts.meta.get('public_key') as string;
+        })
+        .immediate(),
+    );
+  }
+
+  publicKey(): Promise<string | null> {
+    return this.guard('read', () => (this.stmts.meta.get('public_key') as string | undefined) ?? null);
+  }
+
+  /** Run raw SQL against the database. For tests and repair tools only; never used by the log. */
+  unsafeExec(sql: string, ...params: unknown[]): void {
+    this.db.prepare(sql).run(...params);
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    try {
+      this.db.close();
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(sqliteError(e, this.location, 'close'));
+    }
+  }
+}
+
+/**
+ * Open (or, when the file does not exist and `create` allows, create) an SQLite audit store. A file that
+ * exists but is empty, damaged or not an ExecLayer audit database is refused with `audit_corrupt` and left
+ * untouched — never re-created.
+ */
+export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteAuditStore {
+  const exists = existsSync(path);
+  if (!exists && options.create === false) {
+    throw new AuditError('audit_unavailable', `audit database \`${path}\` does not exist`, {
+      data: { path },
+    });
+  }
+  if (exists && statSync(path).size === 0) {
+    throw new AuditError(
+      'audit_corrupt',
+      `audit database \`${path}\` is an empty file: it was left untouched; restore it from a backup or remove it to start a new log`,
+      { data: { path } },
+    );
+  }
+  let db: Database.Database;
+  try {
+    db = new Database(path, { fileMustExist: exists });
+  } catch (e) {
+    throw sqliteError(e, path, 'open');
+  }
+  try {
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000))}`);
+    const appId = db.pragma('application_id', { simple: true }) as number;
+    const tables = db
+      .prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'")
+      .pluck()
+      .get() as number;
+    if (appId !== SQLITE_APPLICATION_ID && !(appId === 0 && tables === 0)) {
+      throw new AuditError(
+        'audit_corrupt',
+        `\`${path}\` is not an execlayer audit database (application_id ${appId}): it was left untouched`,
+        { data: { path } },
+      );
+    }
+    if (exists && options.quickCheck !== false) {
+      const result = db.pragma('quick_check(5)') as Array<{ quick_check: string }>;
+      const problems = result.map((r) => r.quick_check).filter((m) => m !== 'ok');
+      if (problems.length > 0) {
+        throw new AuditError(
+          'audit_corrupt',
+          `audit database \`${path}\` is corrupt (${problems.join('; ')}): it was left untouched; restore it from a backup or move it aside`,
+          { data: { path, problems } },
+        );
+      }
+    }
+    const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
+    if (mode !== 'wal')
+      throw new AuditError('audit_unavailable', `cannot enable wal on \`${path}\` (got ${mode})`);
+    db.pragma('synchronous = FULL');
+    if (appId !== SQLITE_APPLICATION_ID) {
+      db.transaction(() => {
+        db.exec(SCHEMA);
+        db.prepare('INSERT OR IGNORE INTO audit_head VALUES (1, 0, ?, 0, ?, 0, 0, 0)').run(
+          GENESIS_HASH,
+          Buffer.alloc(0),
+        );
+        db.pragma(`application_id = ${SQLITE_APPLICATION_ID}`);
+        db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      }).immediate();
+    } else {
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new AuditError(
+          'audit_unavailable',
+          `audit database \`${path}\` has schema version ${version}; this execlayer reads up to ${SCHEMA_VERSION}`,
+        );
+      }
+    }
+    return new SqliteAuditStore(db, path);
+  } catch (e) {
+    db.close();
+    throw sqliteError(e, path, 'open');
+  }
+}

@@ -1,0 +1,439 @@
+/**
+ * Verification and proofs, one implementation for every store: recompute the hash chain, the Merkle root at
+ * every checkpoint, every checkpoint signature and the consistency proof between consecutive checkpoints;
+ * produce and check inclusion proofs that verify offline with nothing but the proof and the public key.
+ */
+import type { KeyObject } from 'node:crypto';
+import type { AuditEvent } from '../types.js';
+import { canonicalJson } from './canonical-json.js';
+import { type Checkpoint, parsePublicKey, verifyCheckpoint } from './checkpoint.js';
+import { AuditError } from './errors.js';
+import {
+  consistencyProof,
+  Frontier,
+  inclusionPath,
+  leafHash,
+  rootOf,
+  type SubtreeHash,
+  subtreesOf,
+  verifyConsistency,
+  verifyInclusion,
+} from './merkle.js';
+import { GENESIS_HASH, RECORD_VERSION, recordHash } from './record.js';
+import type { AuditStore } from './store.js';
+
+/** Stable codes of verification problems. */
+export type VerifyProblemCode =
+  /** The record's content or position does not match its hash chain link. */
+  | 'record_modified'
+  /** A sequence number is missing (a record was deleted). */
+  | 'record_missing'
+  /** A record's content is gone but it is not in the pruned prefix below a checkpoint. */
+  | 'record_content_missing'
+  /** The record uses a format version this verifier does not know. */
+  | 'record_version_unknown'
+  /** The stored hashes of a checkpointed range do not give the signed root (hashes were rewritten). */
+  | 'checkpoint_root_mismatch'
+  /** A checkpoint's signature does not verify with the public key. */
+  | 'checkpoint_signature_invalid'
+  /** The consistency proof between two consecutive checkpoints fails. */
+  | 'checkpoint_inconsistent'
+  /** An externally held checkpoint does not match the log. */
+  | 'trusted_checkpoint_mismatch'
+  /** The log is shorter than a signed checkpoint or than its own head says (records cut off the end). */
+  | 'log_truncated'
+  /** The head row does not match the last record. */
+  | 'head_mismatch';
+
+/** One problem; `seq` is the first sequence number it concerns, `range` the records it may cover. */
+export interface VerifyProblem {
+  code: VerifyProblemCode;
+  seq: number;
+  message: string;
+  range?: [number, number];
+}
+
+/** The outcome of `verifyStore`. */
+export interface VerifyReport {
+  ok: boolean;
+  /** Sequence number of the first bad record (null when ok). */
+  firstBadSeq: number | null;
+  /** Records present, contiguous from 0. */
+  size: number;
+  /** Records whose content was pruned (hash kept). */
+  pruned: number;
+  checkpoints: number;
+  lastCheckpoint: Checkpoint | null;
+  /** Records after the last signed checkpoint: chain-checked, but not yet covered by a signature. */
+  unsignedTail: number;
+  problems: VerifyProblem[];
+  /** Records checked per second. */
+  rate: number;
+  elapsedMs: number;
+}
+
+/** Options for `verifyStore`. */
+export interface VerifyOptions {
+  /** Checkpoints held outside the log (e.g. from earlier proofs); the log must contain each of them. */
+  trusted?: Checkpoint[];
+  /** Called every `chunk` records with (records done, total expected). */
+  onProgress?: (done: number, total: number) => void;
+  /** Records per read (default 10 000). */
+  chunk?: number;
+}
+
+/**
+ * Verify the whole log in `store` against `publicKey`. Stops collecting after the first checkpoint boundary
+ * past the first problem, so `problems` holds the first failure and what it implies.
+ */
+export async function verifyStore(
+  store: AuditStore,
+  publicKey: KeyObject,
+  options: VerifyOptions = {},
+): Promise<VerifyReport> {
+  const started = performance.now();
+  const chunk = options.chunk ?? 10_000;
+  const head = await store.head();
+  const cps = (await store.checkpoints()).filter((c) => c.size > 0);
+  const trusted = [...(options.trusted ?? [])].sort((a, b) => a.size - b.size);
+  const problems: VerifyProblem[] = [];
+  const lastCp = cps[cps.length - 1] ?? null;
+  const total = Math.max(head.size, lastCp?.size ?? 0);
+
+  const frontier = Frontier.empty();
+  let prevHash: Buffer = GENESIS_HASH;
+  let prevTime = 0;
+  let expected = 0;
+  let pruned = 0;
+  let cpIdx = 0;
+  let tIdx = 0;
+  let goodSize = 0; // size of the last checkpoint whose root and signature matched
+  let prevCp: Checkpoint | null = null;
+  let prevSubtrees: Array<[number, number, Buffer]> = [];
+  let sinceCp: Buffer[] = [];
+  let stopAt = Number.POSITIVE_INFINITY; // stop after the checkpoint boundary following the first problem
+  const add = (p: VerifyProblem) => {
+    if (problems.length === 0) stopAt = cps.find((c) => c.size > p.seq)?.size ?? Number.POSITIVE_INFINITY;
+    problems.push(p);
+  };
+
+  const atCheckpoint = (cp: Checkpoint) => {
+    const root = frontier.root().toString('hex');
+    const signed = verifyCheckpoint(cp, publicKey);
+    if (!signed) {
+      add({
+        code: 'checkpoint_signature_invalid',
+        seq: goodSize,
+        range: [goodSize, cp.size],
+        message: `checkpoint at size ${cp.size} has an invalid signature (key id ${cp.keyId}): records ${goodSize}..${cp.size - 1} are not covered`,
+      });
+    } else if (root !== cp.root) {
+      const broken = problems.find((p) => p.seq >= goodSize && p.code === 'record_modified');
+      add({
+        code: 'checkpoint_root_mismatch',
+        seq: goodSize,
+        range: [goodSize, cp.size],
+        message:
+          `stored hashes of records ${goodSize}..${cp.size - 1} do not give the root signed at size ${cp.size}: ` +
+          `a record there was rewritten together with its hash${broken ? ` (the chain breaks at ${broken.seq})` : ''}`,
+      });
+    } else {
+      if (prevCp !== null) {
+        const base = prevCp.size;
+        const subtrees = new Map(prevSubtrees.map(([s, e, h]) => [`${s}:${e}`, h]));
+        const leaves = sinceCp;
+        const mth: SubtreeHash = (s, e) => {
+          if (s >= base) return rootOf(leaves, s - base, e - base);
+          const h = subtrees.get(`${s}:${e}`);
+          if (h === undefined) throw new Error(`subtree ${s}..${e} is not in the frontier at ${base}`);
+          return h;
+        };
+        const proof = consistencyProof(base, cp.size, mth);
+        if (
+          !verifyConsistency(
+            base,
+            cp.size,
+            Buffer.from(prevCp.root, 'hex'),
+            Buffer.from(cp.root, 'hex'),
+            proof,
+          )
+        ) {
+          add({
+            code: 'checkpoint_inconsistent',
+            seq: base,
+            range: [base, cp.size],
+            message: `checkpoint at size ${cp.size} is not an extension of the checkpoint at size ${base}`,
+          });
+        }
+      }
+      goodSize = cp.size;
+    }
+    prevCp = cp;
+    prevSubtrees = frontier.subtrees();
+    sinceCp = [];
+  };
+
+  const atTrusted = (t: Checkpoint) => {
+    const root = frontier.root().toString('hex');
+    if (!verifyCheckpoint(t, publicKey) || root !== t.root) {
+      add({
+        code: 'trusted_checkpoint_mismatch',
+        seq: 0,
+        range: [0, t.size],
+        message: `the log's first ${t.size} records do not match the trusted checkpoint (root ${t.root.slice(0, 16)}…)`,
+      });
+    }
+  };
+
+  outer: while (true) {
+    const rows = await store.read(expected, chunk);
+    if (rows.length === 0) break;
+    for (const row of rows) {
+      if (expected >= stopAt) break outer;
+      if (row.seq !== expected) {
+        add({
+          code: 'record_missing',
+          seq: expected,
+          message: `record ${expected} is missing (the next record present is ${row.seq})`,
+        });
+        break outer;
+      }
+      if (row.event === null) {
+        pruned++;
+        if (row.seq >= head.prunedBefore || !cps.some((c) => c.size > row.seq)) {
+          add({
+            code: 'record_content_missing',
+            seq: row.seq,
+            message: `record ${row.seq} has no content but is not in the pruned prefix below a signed checkpoint`,
+          });
+        }
+      } else if (row.v !== RECORD_VERSION) {
+        add({
+          code: 'record_version_unknown',
+          seq: row.seq,
+          message: `record ${row.seq} has format version ${row.v}; this verifier knows ${RECORD_VERSION}`,
+        });
+      } else if (
+        !recordHash(row.v, prevHash, row.seq, row.time, row.event).equals(row.hash) ||
+        row.time < prevTime
+      ) {
+        add({
+          code: 'record_modified',
+          seq: row.seq,
+          message: `record ${row.seq} does not match its hash chain link: it was modified, inserted or moved`,
+        });
+      }
+      const leaf = leafHash(row.hash);
+      frontier.append(leaf);
+      sinceCp.push(leaf);
+      prevHash = row.hash;
+      prevTime = row.time;
+      expected++;
+      while (cpIdx < cps.length && cps[cpIdx]!.size === expected) atCheckpoint(cps[cpIdx++]!);
+      while (tIdx < trusted.length && trusted[tIdx]!.size === expected) atTrusted(trusted[tIdx++]!);
+    }
+    options.onProgress?.(expected, total);
+    if (rows.length < chunk) break;
+  }
+
+  if (problems.length === 0) {
+    const beyond = cps[cpIdx];
+    if (beyond !== undefined) {
+      add({
+        code: 'log_truncated',
+        seq: expected,
+        message: `the log ends at ${expected} records but a checkpoint was signed at size ${beyond.size}: records ${expected}..${beyond.size - 1} were removed`,
+      });
+    } else if (head.size > expected) {
+      add({
+        code: 'log_truncated',
+        seq: expected,
+        message: `the log ends at ${expected} records but its head says ${head.size}: records ${expected}..${head.size - 1} were removed`,
+      });
+    } else if (head.size < expected || (expected > 0 && !head.hash.equals(prevHash))) {
+      add({
+        code: 'head_mismatch',
+        seq: Math.min(head.size, expected),
+        message: `the head row (${head.size} records) does not match the last record (${expected} records)`,
+      });
+    }
+    const t = trusted[tIdx];
+    if (problems.length === 0 && t !== undefined && t.size > expected) {
+      add({
+        code: 'log_truncated',
+        seq: expected,
+        message: `the log ends at ${expected} records but a trusted checkpoint covers ${t.size}`,
+      });
+    }
+  }
+  const elapsedMs = performance.now() - started;
+  const firstBadSeq = problems.length === 0 ? null : problems[0]!.seq;
+  return {
+    ok: problems.length === 0,
+    firstBadSeq,
+    size: expected,
+    pruned,
+    checkpoints: cps.length,
+    lastCheckpoint: lastCp,
+    unsignedTail: Math.max(0, expected - (lastCp?.size ?? 0)),
+    problems,
+    rate: elapsedMs > 0 ? (expected / elapsedMs) * 1000 : 0,
+    elapsedMs,
+  };
+}
+
+/** An inclusion proof: verifiable offline with only this JSON and the log's public key. */
+export interface InclusionProof {
+  /** Proof format version. */
+  v: 1;
+  seq: number;
+  /** SHA-256(0x00 || record hash), hex. */
+  leafHash: string;
+  record: {
+    v: number;
+    seq: number;
+    time: number;
+    /** Hash of record seq - 1 (zeros for record 0), hex. */
+    prevHash: string;
+    hash: string;
+    event: AuditEvent;
+  };
+  checkpoint: Checkpoint;
+  /** RFC 6962 audit path, hex, leaf side first. */
+  path: string[];
+}
+
+/**
+ * Build the inclusion proof of record `seq` against the newest checkpoint that covers it. Rejects with
+ * `invalid_request` when the record does not exist, was pruned, or is not yet under a checkpoint.
+ */
+export async function proveInclusion(store: AuditStore, seq: number): Promise<InclusionProof> {
+  if (!Number.isSafeInteger(seq) || seq < 0) {
+    throw new AuditError('invalid_request', `\`${seq}\` is not a sequence number`);
+  }
+  const cp = (await store.checkpoints()).at(-1);
+  if (cp === undefined || cp.size <= seq) {
+    throw new AuditError(
+      'invalid_request',
+      `record ${seq} is not covered by a signed checkpoint yet (latest covers ${cp?.size ?? 0} records)`,
+      { data: { seq } },
+    );
+  }
+  const leaves: Buffer[] = new Array(cp.size);
+  let record: { v: number; time: number; hash: Buffer; event: string | null } | undefined;
+  let prevHash: Buffer = GENESIS_HASH;
+  for (let from = 0; from < cp.size; ) {
+    const rows = await store.read(from, Math.min(10_000, cp.size - from));
+    if (rows.length === 0) break;
+    for (const r of rows) {
+      if (r.seq !== from) {
+        throw new AuditError('audit_corrupt', `record ${from} is missing; run \`execlayer audit verify\``);
+      }
+      leaves[from] = leafHash(r.hash);
+      if (r.seq === seq - 1) prevHash = r.hash;
+      if (r.seq === seq) record = r;
+      from++;
+    }
+  }
+  if (record === undefined || leaves.length !== cp.size || leaves.some((l) => l === undefined)) {
+    throw new AuditError(
+      'audit_corrupt',
+      `the log is shorter than its checkpoint; run \`execlayer audit verify\``,
+    );
+  }
+  if (record.event === null) {
+    throw new AuditError('invalid_request', `record ${seq} was pruned: only its hash is kept`, {
+      data: { seq },
+    });
+  }
+  const path = inclusionPath(seq, cp.size, subtreesOf(leaves));
+  return {
+    v: 1,
+    seq,
+    leafHash: leaves[seq]!.toString('hex'),
+    record: {
+      v: record.v,
+      seq,
+      time: record.time,
+      prevHash: prevHash.toString('hex'),
+      hash: record.hash.toString('hex'),
+      event: JSON.parse(record.event) as AuditEvent,
+    },
+    checkpoint: cp,
+    path: path.map((p) => p.toString('hex')),
+  };
+}
+
+/** The result of `verifyProof`. */
+export type ProofCheck = { ok: true } | { ok: false; code: string; message: string };
+
+const HEX32 = /^[0-9a-f]{64}$/;
+
+/**
+ * Check an inclusion proof offline: the record hashes to `record.hash`, its leaf is on the path to the
+ * checkpoint root, and the checkpoint is signed by `publicKeyPem`. Never throws.
+ */
+export function verifyProof(proof: unknown, publicKeyPem: string): ProofCheck {
+  const bad = (code: string, message: string): ProofCheck => ({ ok: false, code, message });
+  let key: KeyObject;
+  try {
+    key = parsePublicKey(publicKeyPem);
+  } catch (e) {
+    return bad('invalid_key', (e as Error).message);
+  }
+  const p = proof as Partial<InclusionProof> | null;
+  const r = p?.record;
+  const cp = p?.checkpoint;
+  if (
+    typeof p !== 'object' ||
+    p === null ||
+    p.v !== 1 ||
+    typeof r !== 'object' ||
+    r === null ||
+    typeof cp !== 'object' ||
+    cp === null ||
+    !Array.isArray(p.path) ||
+    !p.path.every((h) => typeof h === 'string' && HEX32.test(h)) ||
+    typeof r.prevHash !== 'string' ||
+    !HEX32.test(r.prevHash) ||
+    typeof r.hash !== 'string' ||
+    !HEX32.test(r.hash) ||
+    typeof cp.root !== 'string' ||
+    !HEX32.test(cp.root) ||
+    !Number.isSafeInteger(r.seq) ||
+    !Number.isSafeInteger(r.time) ||
+    !Number.isSafeInteger(cp.size) ||
+    !Number.isSafeInteger(cp.time) ||
+    typeof cp.sig !== 'string' ||
+    r.seq !== p.seq
+  ) {
+    return bad('malformed_proof', 'the proof is not a well-formed execlayer inclusion proof (v 1)');
+  }
+  if (r.v !== RECORD_VERSION)
+    return bad('record_version_unknown', `record format version ${r.v} is not known`);
+  let eventJson: string;
+  try {
+    eventJson = canonicalJson(r.event);
+  } catch (e) {
+    return bad('malformed_proof', `the record's event has no json form: ${(e as Error).message}`);
+  }
+  const hash = recordHash(r.v, Buffer.from(r.prevHash, 'hex'), r.seq, r.time, eventJson);
+  if (hash.toString('hex') !== r.hash) {
+    return bad(
+      'record_modified',
+      `record ${r.seq} does not hash to the hash in the proof: its content was changed`,
+    );
+  }
+  const leaf = leafHash(hash);
+  if (p.leafHash !== undefined && p.leafHash !== leaf.toString('hex')) {
+    return bad('leaf_mismatch', 'the leaf hash in the proof does not match the record');
+  }
+  const path = p.path.map((h) => Buffer.from(h, 'hex'));
+  if (!verifyInclusion(r.seq, cp.size, leaf, path, Buffer.from(cp.root, 'hex'))) {
+    return bad('path_invalid', `the audit path does not lead from record ${r.seq} to the checkpoint root`);
+  }
+  if (!verifyCheckpoint(cp as Checkpoint, key)) {
+    return bad('checkpoint_signature_invalid', 'the checkpoint is not signed by this public key');
+  }
+  return { ok: true };
+}
