@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { type EmailCondition, type EmailFacts, emailCanonicaliser as c } from './email.js';
+import { emailCanonicaliser as c, type EmailCondition, type EmailFacts } from './email.js';
 
 function cond(x: unknown): EmailCondition {
   const r = c.compile(x);
@@ -118,7 +118,12 @@ describe('email conditions', () => {
   });
 
   test('compile rejects bad entries with field-keyed messages', () => {
-    const r = c.compile({ to_domains: ['acme..com', '[1.2.3.4]', 'a*.com'], to: ['nobody'], max_recipients: 0, cc: [] });
+    const r = c.compile({
+      to_domains: ['acme..com', '[1.2.3.4]', 'a*.com'],
+      to: ['nobody'],
+      max_recipients: 0,
+      cc: [],
+    });
     assert.equal(r.ok, false);
     if (r.ok) return;
     assert.deepEqual(r.errors.map((e) => e.field).sort(), [
@@ -152,7 +157,14 @@ describe('email properties', () => {
   test('if `to_domains: [acme.com]` matches, every recipient domain is exactly acme.com', () => {
     const cd = cond(internal);
     const local = fc.constantFrom('a', 'B', 'x.y');
-    const domain = fc.constantFrom('acme.com', 'ACME.com', 'evil.com', 'acme.com.evil.com', 'sub.acme.com', 'acme.co');
+    const domain = fc.constantFrom(
+      'acme.com',
+      'ACME.com',
+      'evil.com',
+      'acme.com.evil.com',
+      'sub.acme.com',
+      'acme.co',
+    );
     fc.assert(
       fc.property(fc.array(fc.tuple(local, domain), { minLength: 1, maxLength: 4 }), (xs) => {
         const r = c.facts(xs.map(([l, d]) => `${l}@${d}`).join(', '));

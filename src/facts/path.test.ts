@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { type PathCondition, type PathFacts, parsePath, pathCanonicaliser as c } from './path.js';
+import { pathCanonicaliser as c, type PathCondition, type PathFacts, parsePath } from './path.js';
 
 function cond(x: unknown): PathCondition {
   const r = c.compile(x);

@@ -6,8 +6,8 @@
  *
  * Every command anywhere in the tree counts, including those inside substitutions, subshells, loops
  * and function bodies. Where tree-sitter and bash could disagree the input is refused instead of
- * guessed at: parse errors, line continuations, carriage returns and control characters, `coproc`,
- * and any `$(` or backtick in text the parser treated as literal (e.g. some here-documents).
+ * guessed at: parse errors, line continuations, carriage returns and control characters, reserved
+ * words such as `time` and `coproc` where tree-sitter expects a command, and any `$(` or backtick in text the parser treated as literal (e.g. some here-documents).
  */
 import { createRequire } from 'node:module';
 import { Language, Parser, type TreeCursor } from 'web-tree-sitter';
@@ -260,8 +260,10 @@ class Analysis {
         const name = n.children.find((c) => c.field === 'name');
         if (name !== undefined) {
           const program = this.word(name, true);
-          if (program.value === 'coproc')
-            return `shell ${quote(this.src)} uses \`coproc\`, which is not supported`;
+          if (RESERVED_WORDS.has(this.text(name))) {
+            // e.g. `time { rm; }` parses as `time` with arguments; bash runs `rm`.
+            return `shell ${quote(this.src)} uses the reserved word ${quote(this.text(name))} where the parser expects a command; it is not supported`;
+          }
           this.addCommand(
             program,
             n.children.filter((c) => c.field === 'argument'),
@@ -345,6 +347,35 @@ class Analysis {
     return null;
   }
 }
+
+/**
+ * Bash reserved words. Met unquoted as a command name they mean tree-sitter has not read them as
+ * bash would (`time`, `coproc` and stray braces take a whole command as their "arguments").
+ */
+const RESERVED_WORDS = new Set([
+  'time',
+  'coproc',
+  '{',
+  '}',
+  '!',
+  '[[',
+  ']]',
+  'case',
+  'do',
+  'done',
+  'elif',
+  'else',
+  'esac',
+  'fi',
+  'for',
+  'function',
+  'if',
+  'in',
+  'select',
+  'then',
+  'until',
+  'while',
+]);
 
 /** Nodes whose text bash does not expand (or that are anonymous tokens such as `$(`). */
 const LITERAL_TYPES = new Set(['raw_string', 'ansi_c_string', 'comment', 'heredoc_start', 'heredoc_end']);

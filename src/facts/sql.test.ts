@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { initSql, parseName, type SqlCondition, type SqlFacts, sqlCanonicaliser as c } from './sql.js';
+import { sqlCanonicaliser as c, initSql, parseName, type SqlCondition, type SqlFacts } from './sql.js';
 
 before(async () => {
   await initSql();
@@ -81,7 +81,9 @@ describe('sql facts', () => {
     assert.deepEqual(facts('WITH x AS (SELECT * FROM x) SELECT * FROM x').reads, ['x']);
     assert.deepEqual(facts('WITH RECURSIVE r AS (SELECT 1 UNION SELECT * FROM r) SELECT * FROM r').reads, []);
     // A qualified name never refers to a CTE.
-    assert.deepEqual(facts('WITH customers AS (SELECT 1) SELECT * FROM public.customers').reads, ['public.customers']);
+    assert.deepEqual(facts('WITH customers AS (SELECT 1) SELECT * FROM public.customers').reads, [
+      'public.customers',
+    ]);
   });
 
   test('SELECT INTO and CREATE TABLE AS are writes of kind create', () => {
@@ -113,14 +115,26 @@ describe('sql facts', () => {
   });
 
   test('UNION, joins and subqueries in WHERE all contribute reads', () => {
-    assert.deepEqual(facts('SELECT a FROM customers UNION SELECT b FROM secrets').reads, ['customers', 'secrets']);
-    assert.deepEqual(facts('SELECT * FROM customers c JOIN orders o ON o.c = c.id').reads, ['customers', 'orders']);
-    assert.deepEqual(facts('SELECT * FROM customers WHERE id IN (SELECT id FROM secrets)').reads, ['customers', 'secrets']);
-    assert.deepEqual(facts('SELECT (SELECT max(x) FROM secrets) FROM customers').reads, ['customers', 'secrets']);
-    assert.deepEqual(facts('SELECT * FROM customers WHERE EXISTS (SELECT 1 FROM LATERAL (SELECT * FROM s2) z)').reads, [
+    assert.deepEqual(facts('SELECT a FROM customers UNION SELECT b FROM secrets').reads, [
       'customers',
-      's2',
+      'secrets',
     ]);
+    assert.deepEqual(facts('SELECT * FROM customers c JOIN orders o ON o.c = c.id').reads, [
+      'customers',
+      'orders',
+    ]);
+    assert.deepEqual(facts('SELECT * FROM customers WHERE id IN (SELECT id FROM secrets)').reads, [
+      'customers',
+      'secrets',
+    ]);
+    assert.deepEqual(facts('SELECT (SELECT max(x) FROM secrets) FROM customers').reads, [
+      'customers',
+      'secrets',
+    ]);
+    assert.deepEqual(
+      facts('SELECT * FROM customers WHERE EXISTS (SELECT 1 FROM LATERAL (SELECT * FROM s2) z)').reads,
+      ['customers', 's2'],
+    );
   });
 
   test('DML: target written, FROM/USING/subqueries read', () => {
@@ -145,7 +159,7 @@ describe('sql facts', () => {
     assert.deepEqual(facts('REVOKE SELECT ON customers FROM public').statements, ['revoke']);
     assert.deepEqual(facts('BEGIN').statements, ['begin']);
     assert.deepEqual(facts('SET search_path = evil').statements, ['set']);
-    assert.deepEqual(facts("DO $$ BEGIN PERFORM 1; END $$").statements, ['do']);
+    assert.deepEqual(facts('DO $$ BEGIN PERFORM 1; END $$').statements, ['do']);
     assert.deepEqual(facts('CREATE VIEW v AS SELECT * FROM customers').writes, ['v']);
     assert.deepEqual(facts('LOCK TABLE customers').writes, ['customers']);
   });
@@ -160,7 +174,10 @@ describe('sql facts', () => {
   test('functions called are reported', () => {
     assert.deepEqual(facts("SELECT pg_read_file('/etc/passwd')").functions, ['pg_read_file']);
     assert.deepEqual(facts("SELECT * FROM dblink('h', 'select 1') AS t(x int)").functions, ['dblink']);
-    assert.deepEqual(facts("SELECT lo_import('/etc/passwd'), pg_catalog.now()").functions, ['lo_import', 'pg_catalog.now']);
+    assert.deepEqual(facts("SELECT lo_import('/etc/passwd'), pg_catalog.now()").functions, [
+      'lo_import',
+      'pg_catalog.now',
+    ]);
     assert.deepEqual(facts('CALL app.refresh(1)').functions, ['app.refresh']);
   });
 
@@ -181,30 +198,52 @@ describe('sql facts', () => {
     refused(`SELECT ${'1+'.repeat(40000)}1 FROM t`, /does not parse/);
     refused(`SELECT ${'1+'.repeat(60000)}1 FROM t`, /longer than 100000/);
     refused(`${'SELECT * FROM ('.repeat(1000)}SELECT 1${') s'.repeat(1000)}`, /nested too deeply/);
-    assert.deepEqual(facts(`${'SELECT * FROM ('.repeat(50)}SELECT * FROM secrets${') s'.repeat(50)}`).reads, ['secrets']);
+    assert.deepEqual(facts(`${'SELECT * FROM ('.repeat(50)}SELECT * FROM secrets${') s'.repeat(50)}`).reads, [
+      'secrets',
+    ]);
   });
 });
 
 describe('sql conditions', () => {
   test('max_statements defaults to 1: stacked statements are refused', () => {
-    assert.match(why(readCustomers, 'SELECT * FROM customers; SELECT * FROM customers'), /2 statements; at most 1/);
-    assert.ok(allowed({ ...readCustomers, max_statements: 2 }, 'SELECT * FROM customers; SELECT * FROM customers'));
+    assert.match(
+      why(readCustomers, 'SELECT * FROM customers; SELECT * FROM customers'),
+      /2 statements; at most 1/,
+    );
+    assert.ok(
+      allowed({ ...readCustomers, max_statements: 2 }, 'SELECT * FROM customers; SELECT * FROM customers'),
+    );
     assert.ok(allowed(readCustomers, 'SELECT * FROM customers; -- DROP TABLE customers'));
   });
 
   test('statements: every kind present must be listed', () => {
-    assert.match(why(readCustomers, 'WITH x AS (DELETE FROM customers RETURNING *) SELECT * FROM x'), /kind delete not allowed/);
+    assert.match(
+      why(readCustomers, 'WITH x AS (DELETE FROM customers RETURNING *) SELECT * FROM x'),
+      /kind delete not allowed/,
+    );
     assert.match(why(readCustomers, 'SELECT * INTO copy FROM customers'), /kind create not allowed/);
-    assert.match(why(readCustomers, 'EXPLAIN ANALYZE DELETE FROM customers'), /kind delete, explain not allowed/);
+    assert.match(
+      why(readCustomers, 'EXPLAIN ANALYZE DELETE FROM customers'),
+      /kind delete, explain not allowed/,
+    );
     assert.match(why(readCustomers, "COPY customers TO PROGRAM 'sh'"), /kind copy not allowed/);
   });
 
   test('tables: every referenced table must be listed; unqualified entries cover public only', () => {
     assert.ok(allowed(readCustomers, 'SELECT * FROM customers'));
     assert.ok(allowed(readCustomers, 'SELECT * FROM public.customers'));
-    assert.match(why(readCustomers, 'SELECT * FROM crm.customers'), /table crm\.customers not allowed; allowed: customers/);
-    assert.match(why(readCustomers, 'SELECT * FROM customers UNION SELECT * FROM secrets'), /table secrets not allowed/);
-    assert.match(why(readCustomers, 'SELECT * FROM customers WHERE id IN (SELECT id FROM secrets)'), /secrets/);
+    assert.match(
+      why(readCustomers, 'SELECT * FROM crm.customers'),
+      /table crm\.customers not allowed; allowed: customers/,
+    );
+    assert.match(
+      why(readCustomers, 'SELECT * FROM customers UNION SELECT * FROM secrets'),
+      /table secrets not allowed/,
+    );
+    assert.match(
+      why(readCustomers, 'SELECT * FROM customers WHERE id IN (SELECT id FROM secrets)'),
+      /secrets/,
+    );
     assert.equal(allowed(readCustomers, 'SELECT * FROM "Customers"'), false);
     assert.equal(allowed(readCustomers, 'SELECT * FROM db.public.customers'), false);
     const crm = { tables: ['crm.customers'] };
@@ -219,7 +258,10 @@ describe('sql conditions', () => {
     const rw = { reads: ['customers'], writes: ['audit'] };
     assert.ok(allowed(rw, 'INSERT INTO audit SELECT * FROM customers'));
     assert.match(why(rw, 'INSERT INTO customers SELECT * FROM audit'), /read of table audit not allowed/);
-    assert.match(why({ writes: [] }, 'UPDATE customers SET x = 1'), /write to table customers not allowed; allowed: none/);
+    assert.match(
+      why({ writes: [] }, 'UPDATE customers SET x = 1'),
+      /write to table customers not allowed; allowed: none/,
+    );
     assert.match(why({ writes: [] }, 'SELECT * INTO t FROM customers'), /write to table t/);
   });
 
@@ -237,7 +279,12 @@ describe('sql conditions', () => {
   });
 
   test('compile validates kinds, names and numbers', () => {
-    const r = c.compile({ statements: ['select;'], tables: ['a b', '"unterminated', 'a.b.c.d'], max_statements: 0, limit: 1 });
+    const r = c.compile({
+      statements: ['select;'],
+      tables: ['a b', '"unterminated', 'a.b.c.d'],
+      max_statements: 0,
+      limit: 1,
+    });
     assert.equal(r.ok, false);
     if (r.ok) return;
     assert.deepEqual(r.errors.map((e) => e.field).sort(), [
@@ -256,7 +303,26 @@ describe('sql properties', () => {
   test('facts never throws on arbitrary strings and JSON', () => {
     fc.assert(fc.property(fc.string({ unit: 'binary' }), (s) => void c.facts(s)));
     fc.assert(fc.property(fc.jsonValue(), (v) => void c.facts(v as Json)));
-    const tok = fc.constantFrom('SELECT', '*', 'FROM', 'customers', ';', '--', '/*', '*/', 'WITH', 'x', 'AS', '(', ')', 'DELETE', "'", '$$', 'INTO', 'UNION');
+    const tok = fc.constantFrom(
+      'SELECT',
+      '*',
+      'FROM',
+      'customers',
+      ';',
+      '--',
+      '/*',
+      '*/',
+      'WITH',
+      'x',
+      'AS',
+      '(',
+      ')',
+      'DELETE',
+      "'",
+      '$$',
+      'INTO',
+      'UNION',
+    );
     fc.assert(fc.property(fc.array(tok, { maxLength: 20 }), (ts) => void c.facts(ts.join(' '))));
   });
 

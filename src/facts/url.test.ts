@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { type UrlCondition, type UrlFacts, urlCanonicaliser as c } from './url.js';
+import { urlCanonicaliser as c, type UrlCondition, type UrlFacts } from './url.js';
 
 function cond(x: unknown): UrlCondition {
   const r = c.compile(x);
@@ -44,7 +44,13 @@ describe('url facts', () => {
   });
 
   test('normalises IPv4 in decimal, hex and octal notation', () => {
-    for (const u of ['http://2130706433/', 'http://0x7f000001/', 'http://0177.0.0.1/', 'http://0x7f.1/', 'http://127.1/']) {
+    for (const u of [
+      'http://2130706433/',
+      'http://0x7f000001/',
+      'http://0177.0.0.1/',
+      'http://0x7f.1/',
+      'http://127.1/',
+    ]) {
       const f = facts(u);
       assert.equal(f.host, '127.0.0.1', u);
       assert.equal(f.hostKind, 'ipv4', u);
@@ -94,7 +100,10 @@ describe('url conditions', () => {
   test('exact host allows the host and nothing that merely contains it', () => {
     assert.ok(allowed(api, 'https://api.acme.com/v1'));
     assert.ok(allowed(api, 'https://API.ACME.COM./v1'));
-    assert.match(why(api, 'https://api.acme.com.evil.com/'), /host `api\.acme\.com\.evil\.com` is not allowed/);
+    assert.match(
+      why(api, 'https://api.acme.com.evil.com/'),
+      /host `api\.acme\.com\.evil\.com` is not allowed/,
+    );
     assert.match(why(api, 'https://evil.com#@api.acme.com'), /host `evil\.com`/);
     assert.match(why(api, 'https://evil.com?@api.acme.com'), /host `evil\.com`/);
     assert.match(why(api, 'https://evilapi.acme.com/'), /not allowed/);
@@ -111,7 +120,10 @@ describe('url conditions', () => {
   test('only the default port unless `ports` says otherwise', () => {
     assert.match(why(api, 'http://api.acme.com:8080/'), /port `8080` is not the default port/);
     assert.ok(allowed({ ...api, ports: [8080] }, 'http://api.acme.com:8080/'));
-    assert.match(why({ ...api, ports: [443] }, 'http://api.acme.com:8080/'), /port `8080` is not allowed; allowed: 443/);
+    assert.match(
+      why({ ...api, ports: [443] }, 'http://api.acme.com:8080/'),
+      /port `8080` is not allowed; allowed: 443/,
+    );
     assert.ok(allowed(api, 'https://api.acme.com:443/'));
   });
 
@@ -179,7 +191,9 @@ describe('url conditions', () => {
 describe('url properties', () => {
   test('facts never throws on arbitrary strings and JSON', () => {
     fc.assert(fc.property(fc.string({ unit: 'binary' }), (s) => void c.facts(s)));
-    fc.assert(fc.property(fc.webUrl({ withFragments: true, withQueryParameters: true }), (s) => void c.facts(s)));
+    fc.assert(
+      fc.property(fc.webUrl({ withFragments: true, withQueryParameters: true }), (s) => void c.facts(s)),
+    );
     fc.assert(fc.property(fc.jsonValue(), (v) => void c.facts(v as Json)));
   });
 
