@@ -127,7 +127,14 @@ describe('webhook notifier', () => {
       secret: SECRET,
       onError: (e) => errors.push(e),
     });
-    const store = memoryApprovalStore({ notifier: { notify: (a) => (hook.notify(a), down.notify(a)) } });
+    const store = memoryApprovalStore({
+      notifier: {
+        notify: (a) => {
+          hook.notify(a);
+          down.notify(a);
+        },
+      },
+    });
     await store.request(req, Date.now());
     await Promise.all([hook.flush(), down.flush()]);
     assert.equal(errors.length, 2);
