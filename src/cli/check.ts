@@ -27,7 +27,12 @@ export async function checkCommand(argv: string[]): Promise<number> {
   return runCommand(checkHelp, async () => {
     const { values } = flags(
       argv,
-      { policy: { type: 'string' }, action: { type: 'string' }, now: { type: 'string' }, json: { type: 'boolean' } },
+      {
+        policy: { type: 'string' },
+        action: { type: 'string' },
+        now: { type: 'string' },
+        json: { type: 'boolean' },
+      },
       false,
     );
     if (values.help) {
@@ -57,7 +62,9 @@ export function exitFor(d: Decision): number {
 }
 
 export function printDecision(d: Decision): void {
-  out(`${d.effect.toUpperCase()}${d.wouldBe ? ` (shadow: would ${d.wouldBe})` : ''}  rule=${d.rule ?? '-'}  code=${d.code}  policy=${d.policy.slice(0, 12)}`);
+  out(
+    `${d.effect.toUpperCase()}${d.wouldBe ? ` (shadow: would ${d.wouldBe})` : ''}  rule=${d.rule ?? '-'}  code=${d.code}  policy=${d.policy.slice(0, 12)}`,
+  );
   out(`  reason: ${d.reason}`);
   if (d.facts) out(`  facts:  ${JSON.stringify(d.facts)}`);
   if (d.limits) out(`  limits: ${d.limits.map((l) => `${l.id} (${l.kind} ${l.max})`).join(', ')}`);

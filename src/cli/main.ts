@@ -5,9 +5,18 @@ import { EXIT } from './util.js';
 type Run = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = {
-  validate: { summary: 'check a policy file and report problems as file:line:column', load: async () => (await import('./validate.js')).validateCommand },
-  test: { summary: 'run policy test cases (action → expected effect)', load: async () => (await import('./test.js')).testCommand },
-  check: { summary: 'decide one action and explain the decision', load: async () => (await import('./check.js')).checkCommand },
+  validate: {
+    summary: 'check a policy file and report problems as file:line:column',
+    load: async () => (await import('./validate.js')).validateCommand,
+  },
+  test: {
+    summary: 'run policy test cases (action → expected effect)',
+    load: async () => (await import('./test.js')).testCommand,
+  },
+  check: {
+    summary: 'decide one action and explain the decision',
+    load: async () => (await import('./check.js')).checkCommand,
+  },
 };
 
 const HELP = `usage: execlayer <command> [options]
@@ -33,7 +42,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (name === '--version' || name === '-v') {
     const { createRequire } = await import('node:module');
-    process.stdout.write(`${(createRequire(import.meta.url)('../../package.json') as { version: string }).version}\n`);
+    process.stdout.write(
+      `${(createRequire(import.meta.url)('../../package.json') as { version: string }).version}\n`,
+    );
     return EXIT.ok;
   }
   const cmd = COMMANDS[name];

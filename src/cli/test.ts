@@ -73,7 +73,13 @@ export async function testCommand(argv: string[]): Promise<number> {
         line: c.line,
         pass,
         expected: c.expect,
-        got: { effect: d.effect, rule: d.rule, code: d.code, reason: d.reason, ...(d.wouldBe ? { wouldBe: d.wouldBe } : {}) },
+        got: {
+          effect: d.effect,
+          rule: d.rule,
+          code: d.code,
+          reason: d.reason,
+          ...(d.wouldBe ? { wouldBe: d.wouldBe } : {}),
+        },
       };
     });
     const failed = results.filter((x) => !x.pass).length;
@@ -110,7 +116,8 @@ async function readCases(file: string): Promise<Case[] | { problems: string[] }>
   const data = parsed.source.data as { cases?: unknown } | unknown[];
   const list = Array.isArray(data) ? data : (data as { cases?: unknown })?.cases;
   const prefix: (string | number)[] = Array.isArray(data) ? [] : ['cases'];
-  if (!Array.isArray(list)) return { problems: [`${file}:1:1: error: expected a list of cases under \`cases:\``] };
+  if (!Array.isArray(list))
+    return { problems: [`${file}:1:1: error: expected a list of cases under \`cases:\``] };
   const problems: string[] = [];
   const cases: Case[] = [];
   list.forEach((raw, i) => {
@@ -121,7 +128,8 @@ async function readCases(file: string): Promise<Case[] | { problems: string[] }>
       problems.push(`${where}: error: case ${i + 1} must be a mapping`);
       return;
     }
-    const expect = typeof c.expect === 'string' ? { effect: c.expect } : (c.expect as Record<string, unknown> | undefined);
+    const expect =
+      typeof c.expect === 'string' ? { effect: c.expect } : (c.expect as Record<string, unknown> | undefined);
     if (!expect || !['allow', 'deny', 'ask'].includes(String(expect.effect))) {
       problems.push(`${where}: error: case ${i + 1} needs \`expect\`: allow, deny, ask, or { effect, rule }`);
       return;

@@ -1,5 +1,5 @@
 /** Shared CLI plumbing: flags, exit codes, output. Commands return exit codes; only main.ts exits. */
-import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { parseArgs } from 'node:util';
 
 /** Exit codes shared by every command (documented in the README and in `--help`). */
 export const EXIT = {
@@ -19,12 +19,25 @@ export class UsageError extends Error {
   readonly code = 'usage';
 }
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+/** Flag definitions, as node:util parseArgs takes them. */
+export type Options = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+
+/** Parsed flags: string options as strings, boolean options as booleans. */
+export interface Parsed<O extends Options> {
+  values: { [K in keyof O]?: O[K]['type'] extends 'string' ? string : boolean } & { help?: boolean };
+  positionals: string[];
+}
 
 /** Parses flags strictly; unknown flags and missing values become UsageError with a clear message. */
-export function flags<O extends Options>(argv: string[], options: O, allowPositionals = true) {
+export function flags<O extends Options>(argv: string[], options: O, allowPositionals = true): Parsed<O> {
   try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
+    const parsed = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals,
+      strict: true,
+    });
+    return parsed as unknown as Parsed<O>;
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, '').toLowerCase());
   }

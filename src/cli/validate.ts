@@ -38,7 +38,9 @@ export async function validateCommand(argv: string[]): Promise<number> {
       if (r.ok) {
         const agents = r.policy.agents.size;
         const rules = [...r.policy.agents.values()].reduce((n, a) => n + a.rules.length, 0);
-        out(`${file}: ${failed ? 'invalid (warnings with --strict)' : 'valid'} — ${agents} agents, ${rules} rules, ${problems.length} warnings, policy ${r.policy.hash.slice(0, 12)}`);
+        out(
+          `${file}: ${failed ? 'invalid (warnings with --strict)' : 'valid'} — ${agents} agents, ${rules} rules, ${problems.length} warnings, policy ${r.policy.hash.slice(0, 12)}`,
+        );
       } else {
         out(`${file}: invalid — ${r.problems.filter((p) => p.severity === 'error').length} errors`);
       }

@@ -24,21 +24,33 @@ export function checkAction(raw: unknown): string | undefined {
   if (!isValidToolName(a.tool)) {
     return `tool name ${JSON.stringify(a.tool.slice(0, MAX_TOOL_NAME))} is not valid: tool names use ASCII letters, digits and \`_ . : / -\` only (no spaces, no look-alike characters)`;
   }
-  if (a.args === null || typeof a.args !== 'object' || Array.isArray(a.args)) return 'action.args must be a JSON object';
+  if (a.args === null || typeof a.args !== 'object' || Array.isArray(a.args))
+    return 'action.args must be a JSON object';
   for (const k of ['session', 'onBehalfOf'] as const) {
     const v = a[k];
-    if (v !== undefined && (typeof v !== 'string' || v.length > MAX_ID)) return `action.${k} must be a string of at most 256 characters`;
+    if (v !== undefined && (typeof v !== 'string' || v.length > MAX_ID))
+      return `action.${k} must be a string of at most 256 characters`;
   }
   if (a.delegation !== undefined) {
-    if (!Array.isArray(a.delegation) || a.delegation.length > 16 || a.delegation.some((d) => typeof d !== 'string' || d.length > MAX_ID)) {
+    if (
+      !Array.isArray(a.delegation) ||
+      a.delegation.length > 16 ||
+      a.delegation.some((d) => typeof d !== 'string' || d.length > MAX_ID)
+    ) {
       return 'action.delegation must be a list of at most 16 agent ids';
     }
   }
-  if (a.context !== undefined && (a.context === null || typeof a.context !== 'object' || Array.isArray(a.context))) {
+  if (
+    a.context !== undefined &&
+    (a.context === null || typeof a.context !== 'object' || Array.isArray(a.context))
+  ) {
     return 'action.context must be a JSON object';
   }
   const budget = { nodes: MAX_ARGS_NODES };
-  return checkJson(a.args, 'args', 0, budget) ?? (a.context === undefined ? undefined : checkJson(a.context, 'context', 0, budget));
+  return (
+    checkJson(a.args, 'args', 0, budget) ??
+    (a.context === undefined ? undefined : checkJson(a.context, 'context', 0, budget))
+  );
 }
 
 function checkJson(v: unknown, where: string, depth: number, budget: { nodes: number }): string | undefined {

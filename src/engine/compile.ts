@@ -57,6 +57,8 @@ interface Ctx {
   facts: Record<string, Json> | undefined;
   cache: Map<string, { ok: true; value: unknown } | { ok: false; error: string }> | undefined;
   agentInfo: Record<string, Json>;
+  /** Arguments and context as CEL maps, converted once per decision. */
+  cel: { args: unknown; context: unknown } | undefined;
 }
 
 export function compile(policy: CheckedPolicy): Engine {
@@ -106,7 +108,10 @@ export function compile(policy: CheckedPolicy): Engine {
       id: randomUUID(),
       effect: mode === 'shadow' ? 'allow' : effect,
       rule: rule?.id ?? null,
-      reason: mode === 'shadow' && effect !== 'allow' ? `shadow mode: would ${effect === 'ask' ? 'ask' : 'deny'} — ${reason}` : reason,
+      reason:
+        mode === 'shadow' && effect !== 'allow'
+          ? `shadow mode: would ${effect === 'ask' ? 'ask' : 'deny'} — ${reason}`
+          : reason,
       policy: policy.hash,
       mode,
       code,
@@ -141,7 +146,8 @@ export function compile(policy: CheckedPolicy): Engine {
 
   const decideInner = (action: Action, now: number): Decision => {
     const invalid = checkAction(action);
-    if (invalid !== undefined) return finish(action, 'enforce', 'deny', 'invalid_action', null, invalid, undefined, undefined);
+    if (invalid !== undefined)
+      return finish(action, 'enforce', 'deny', 'invalid_action', null, invalid, undefined, undefined);
     const idx = index.get(action.agent);
     if (!idx) {
       return finish(
@@ -157,7 +163,7 @@ export function compile(policy: CheckedPolicy): Engine {
     }
     const tool = action.tool;
     const lower = tool.toLowerCase();
-    const ctx: Ctx = { action, now, facts: undefined, cache: undefined, agentInfo: idx.info };
+    const ctx: Ctx = { action, now, facts: undefined, cache: undefined, agentInfo: idx.info, cel: undefined };
     const modeOf = (r: CheckedRule | null) => r?.mode ?? idx.agent.mode;
 
     // Deny beats ask beats allow. An error in a deny or ask rule counts as a match (fail closed).
@@ -181,7 +187,16 @@ export function compile(policy: CheckedPolicy): Engine {
           const reason =
             rule.reason ??
             `rule \`${rule.id}\` denies \`${tool}\` for agent \`${action.agent}\`${rule.when ? ` when ${rule.when.summary}` : ''}${rule.unless ? ` unless ${rule.unless.summary}` : ''}`;
-          return finish(action, modeOf(rule), 'deny', 'denied_by_rule', rule, withAlternatives(reason, idx, tool), ctx, idx);
+          return finish(
+            action,
+            modeOf(rule),
+            'deny',
+            'denied_by_rule',
+            rule,
+            withAlternatives(reason, idx, tool),
+            ctx,
+            idx,
+          );
         }
         const reason =
           rule.reason ??
@@ -194,7 +209,16 @@ export function compile(policy: CheckedPolicy): Engine {
     for (const rule of candidates(idx.allow, tool)) {
       const o = evalRule(rule, ctx);
       if (o.kind === 'match') {
-        return finish(action, modeOf(rule), 'allow', 'allowed', rule, `allowed by rule \`${rule.id}\``, ctx, idx);
+        return finish(
+          action,
+          modeOf(rule),
+          'allow',
+          'allowed',
+          rule,
+          `allowed by rule \`${rule.id}\``,
+          ctx,
+          idx,
+        );
       }
       misses.push(
         o.kind === 'error'
@@ -205,7 +229,11 @@ export function compile(policy: CheckedPolicy): Engine {
     const reason =
       misses.length > 0
         ? `no rule allows this call of \`${tool}\`: ${misses.slice(0, 3).join('; ')}`
-        : withAlternatives(`agent \`${action.agent}\` has no capability for \`${tool}\` (default deny)`, idx, tool);
+        : withAlternatives(
+            `agent \`${action.agent}\` has no capability for \`${tool}\` (default deny)`,
+            idx,
+            tool,
+          );
     return finish(action, modeOf(null), 'deny', 'no_matching_rule', null, reason, ctx, idx);
   };
 
@@ -217,7 +245,8 @@ export function compile(policy: CheckedPolicy): Engine {
     if (rule.unless) {
       const o = evalBlock(rule.unless, ctx);
       if (o.kind === 'error') return o;
-      if (o.kind === 'match') return { kind: 'nomatch', why: `the exception applies (${rule.unless.summary})` };
+      if (o.kind === 'match')
+        return { kind: 'nomatch', why: `the exception applies (${rule.unless.summary})` };
     }
     return MATCH;
   };
@@ -243,7 +272,8 @@ export function compile(policy: CheckedPolicy): Engine {
         const raw = readArg(args, name);
         if (raw === undefined) return { kind: 'nomatch', why: `argument \`${name}\` is missing` };
         const values = Array.isArray(raw) ? raw : [raw];
-        if (values.length > MAX_VALUES) return { kind: 'error', error: `argument \`${name}\` has more than ${MAX_VALUES} values` };
+        if (values.length > MAX_VALUES)
+          return { kind: 'error', error: `argument \`${name}\` has more than ${MAX_VALUES} values` };
         for (let i = 0; i < values.length; i++) {
           const key = `${c.name}\u0000${name}\u0000${i}`;
           ctx.cache ??= new Map();
@@ -256,7 +286,8 @@ export function compile(policy: CheckedPolicy): Engine {
               const j = canon.toJson(f.value);
               const fk = `${c.name}.${name}`;
               const prev = ctx.facts[fk];
-              ctx.facts[fk] = prev === undefined ? j : Array.isArray(prev) && i > 0 ? [...prev, j] : i > 0 ? [prev, j] : j;
+              ctx.facts[fk] =
+                prev === undefined ? j : Array.isArray(prev) && i > 0 ? [...prev, j] : i > 0 ? [prev, j] : j;
             }
           }
           if (!f.ok) return { kind: 'error', error: `${c.name} argument \`${name}\`: ${f.error}` };
@@ -269,11 +300,12 @@ export function compile(policy: CheckedPolicy): Engine {
     }
     if (block.cel) {
       const a = ctx.action;
+      ctx.cel ??= { args: toCel(a.args), context: toCel(a.context ?? {}) };
       const inputs: CelInputs = {
-        args: a.args,
-        facts: ruleFacts ?? {},
-        agent: ctx.agentInfo,
-        context: a.context ?? {},
+        args: ctx.cel.args,
+        facts: toCel(ruleFacts ?? {}),
+        agent: toCel(ctx.agentInfo),
+        context: ctx.cel.context,
         tool: a.tool,
         session: a.session ?? '',
         principal: a.onBehalfOf ?? '',
@@ -291,7 +323,9 @@ export function compile(policy: CheckedPolicy): Engine {
     if (!idx || checkAction({ agent, tool, args: {} }) !== undefined) return false;
     if (idx.agent.mode === 'shadow') return true;
     const lower = tool.toLowerCase();
-    const blocked = candidates(idx.deny, lower).some((r) => !r.when && !r.unless && (r.mode ?? idx.agent.mode) === 'enforce');
+    const blocked = candidates(idx.deny, lower).some(
+      (r) => !r.when && !r.unless && (r.mode ?? idx.agent.mode) === 'enforce',
+    );
     if (blocked) return false;
     return candidates(idx.allow, tool).length > 0 || candidates(idx.ask, lower).length > 0;
   };
@@ -310,6 +344,18 @@ export function compile(policy: CheckedPolicy): Engine {
 }
 
 const MATCH: Outcome = { kind: 'match' };
+
+/**
+ * JSON objects become Maps for CEL: the evaluator then never inspects object shapes, so a data key
+ * such as `constructor` is just a key.
+ */
+function toCel(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map(toCel);
+  const m = new Map<string, unknown>();
+  for (const k of Object.keys(v)) m.set(k, toCel((v as Record<string, unknown>)[k]));
+  return m;
+}
 const NONE: readonly CheckedRule[] = [];
 
 function candidates(bucket: Bucket, tool: string): readonly CheckedRule[] {

@@ -7,7 +7,7 @@ import { CelScalar, celEnv, isCelError, mapType, parse, plan } from '@bufbuild/c
 import { strings } from '@bufbuild/cel/ext';
 
 /** Variables a condition may read. */
-export const CEL_VARIABLES = {
+const CEL_VARIABLES = {
   args: mapType(CelScalar.STRING, CelScalar.DYN),
   facts: mapType(CelScalar.STRING, CelScalar.DYN),
   agent: mapType(CelScalar.STRING, CelScalar.DYN),
@@ -25,10 +25,11 @@ const MAX_DEPTH = 32;
 
 /** Inputs bound to a condition. `now` is milliseconds since the epoch. */
 export interface CelInputs {
-  args: Record<string, unknown>;
-  facts: Record<string, unknown>;
-  agent: Record<string, unknown>;
-  context: Record<string, unknown>;
+  /** JSON objects as Maps (see the engine's conversion). */
+  args: unknown;
+  facts: unknown;
+  agent: unknown;
+  context: unknown;
   tool: string;
   session: string;
   principal: string;
@@ -66,7 +67,13 @@ interface ExprNode {
     | { case: 'selectExpr'; value: { operand?: ExprNode; field: string; testOnly: boolean } }
     | { case: 'callExpr'; value: { target?: ExprNode; function: string; args: ExprNode[] } }
     | { case: 'listExpr'; value: { elements: ExprNode[] } }
-    | { case: 'structExpr'; value: { messageName: string; entries: { value?: ExprNode; keyKind: { case: string; value?: unknown } }[] } }
+    | {
+        case: 'structExpr';
+        value: {
+          messageName: string;
+          entries: { value?: ExprNode; keyKind: { case: string; value?: unknown } }[];
+        };
+      }
     | {
         case: 'comprehensionExpr';
         value: {
@@ -84,7 +91,9 @@ interface ExprNode {
 }
 
 /** Compiles a CEL condition; returns problems instead of throwing. */
-export function compileCel(text: string): { ok: true; value: CelCompiled } | { ok: false; problems: CelProblem[] } {
+export function compileCel(
+  text: string,
+): { ok: true; value: CelCompiled } | { ok: false; problems: CelProblem[] } {
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(text);
@@ -92,7 +101,10 @@ export function compileCel(text: string): { ok: true; value: CelCompiled } | { o
     const msg = e instanceof Error ? e.message : String(e);
     const m = /<input>:(\d+):(\d+): (.*)/.exec(msg);
     const offset = m ? lineColToOffset(text, Number(m[1]), Number(m[2])) : 0;
-    return { ok: false, problems: [{ code: 'cel_syntax', message: (m?.[3] ?? msg).split('\n')[0] as string, offset }] };
+    return {
+      ok: false,
+      problems: [{ code: 'cel_syntax', message: (m?.[3] ?? msg).split('\n')[0] as string, offset }],
+    };
   }
   const positions = parsed.sourceInfo?.positions ?? {};
   const offsetOf = (node: ExprNode) => Number((positions as Record<string, number>)[String(node.id)] ?? 0);
@@ -104,7 +116,11 @@ export function compileCel(text: string): { ok: true; value: CelCompiled } | { o
     if (!node) return 'dyn';
     if (++nodes > MAX_NODES || depth > MAX_DEPTH) {
       if (!problems.some((p) => p.code === 'cel_too_complex')) {
-        problems.push({ code: 'cel_too_complex', message: `expression exceeds ${MAX_NODES} nodes or depth ${MAX_DEPTH}`, offset: 0 });
+        problems.push({
+          code: 'cel_too_complex',
+          message: `expression exceeds ${MAX_NODES} nodes or depth ${MAX_DEPTH}`,
+          offset: 0,
+        });
       }
       return 'dyn';
     }
@@ -138,12 +154,20 @@ export function compileCel(text: string): { ok: true; value: CelCompiled } | { o
       }
       case 'selectExpr': {
         const operand = k.value.operand;
-        if (operand?.exprKind.case === 'identExpr' && operand.exprKind.value.name === 'args' && !scope.has('args')) {
+        if (
+          operand?.exprKind.case === 'identExpr' &&
+          operand.exprKind.value.name === 'args' &&
+          !scope.has('args')
+        ) {
           argsRead.add(k.value.field);
         }
         const t = infer(operand, depth + 1, scope);
         if (t !== 'dyn' && t !== 'map') {
-          problems.push({ code: 'cel_type', message: `cannot select field \`${k.value.field}\` from a ${t}`, offset: offsetOf(node) });
+          problems.push({
+            code: 'cel_type',
+            message: `cannot select field \`${k.value.field}\` from a ${t}`,
+            offset: offsetOf(node),
+          });
         }
         return k.value.testOnly ? 'bool' : 'dyn';
       }
@@ -152,21 +176,33 @@ export function compileCel(text: string): { ok: true; value: CelCompiled } | { o
         const target = k.value.target ? infer(k.value.target, depth + 1, scope) : undefined;
         const args = k.value.args.map((a) => infer(a, depth + 1, scope));
         if (!fn.startsWith('_') && !fn.startsWith('@') && fn !== '!_' && !env.funcs.find(fn)) {
-          problems.push({ code: 'cel_unknown', message: `unknown function \`${fn}\``, offset: offsetOf(node) });
+          problems.push({
+            code: 'cel_unknown',
+            message: `unknown function \`${fn}\``,
+            offset: offsetOf(node),
+          });
           return 'dyn';
         }
         const [a, b] = args;
         if (fn === '_&&_' || fn === '_||_' || fn === '!_') {
           for (const t of args) {
             if (t !== 'bool' && t !== 'dyn') {
-              problems.push({ code: 'cel_type', message: `operator \`${op(fn)}\` needs booleans, got ${t}`, offset: offsetOf(node) });
+              problems.push({
+                code: 'cel_type',
+                message: `operator \`${op(fn)}\` needs booleans, got ${t}`,
+                offset: offsetOf(node),
+              });
             }
           }
           return 'bool';
         }
         if (COMPARISON.has(fn) && a && b && a !== 'dyn' && b !== 'dyn') {
           if (!(NUMERIC.has(a) && NUMERIC.has(b)) && a !== b) {
-            problems.push({ code: 'cel_type', message: `cannot compare ${a} with ${b} using \`${op(fn)}\``, offset: offsetOf(node) });
+            problems.push({
+              code: 'cel_type',
+              message: `cannot compare ${a} with ${b} using \`${op(fn)}\``,
+              offset: offsetOf(node),
+            });
           }
           return 'bool';
         }
@@ -178,7 +214,7 @@ export function compileCel(text: string): { ok: true; value: CelCompiled } | { o
               offset: offsetOf(node),
             });
           }
-          return a === 'dyn' ? b ?? 'dyn' : a;
+          return a === 'dyn' ? (b ?? 'dyn') : a;
         }
         if (COMPARISON.has(fn) || BOOL_FUNCS.has(fn)) return 'bool';
         if (fn === 'size' || fn === 'int') return 'int';
@@ -213,7 +249,11 @@ export function compileCel(text: string): { ok: true; value: CelCompiled } | { o
   const root = parsed.expr as unknown as ExprNode;
   const t = infer(root, 0, new Set());
   if (t !== 'bool' && t !== 'dyn') {
-    problems.push({ code: 'cel_type', message: `condition must be a boolean, but this expression is a ${t}`, offset: 0 });
+    problems.push({
+      code: 'cel_type',
+      message: `condition must be a boolean, but this expression is a ${t}`,
+      offset: 0,
+    });
   }
   if (problems.length > 0) return { ok: false, problems };
 

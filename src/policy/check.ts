@@ -77,7 +77,10 @@ const ALLOW_LISTS: Record<CanonName, string[]> = {
   email: ['to_domains', 'to'],
 };
 
-export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy: CheckedPolicy; problems: Problem[] } {
+export function checkPolicy(
+  doc: PolicyDocument,
+  source: PolicySource,
+): { policy: CheckedPolicy; problems: Problem[] } {
   const problems: Problem[] = [];
   const report = (
     severity: Problem['severity'],
@@ -107,7 +110,11 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
     if (spec.args) toolArgs.set(name, new Set(Object.keys(spec.args)));
   }
 
-  const checkRule = (rule: RuleSpec, path: (string | number)[], defaultId: string): CheckedRule | undefined => {
+  const checkRule = (
+    rule: RuleSpec,
+    path: (string | number)[],
+    defaultId: string,
+  ): CheckedRule | undefined => {
     const effects = (['allow', 'deny', 'ask'] as const).filter((e) => rule[e] !== undefined);
     if (effects.length !== 1) {
       report(
@@ -150,14 +157,22 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
       const prev = seenIds.get(rule.id);
       if (prev) {
         ok = false;
-        report('error', 'duplicate_id', `rule id \`${rule.id}\` is already used at ${prev}`, [...path, 'id'], 'rule ids must be unique');
+        report(
+          'error',
+          'duplicate_id',
+          `rule id \`${rule.id}\` is already used at ${prev}`,
+          [...path, 'id'],
+          'rule ids must be unique',
+        );
       } else {
         const at = source.locate([...path, 'id']);
         seenIds.set(rule.id, `line ${at.line}`);
       }
     }
     const when = rule.when ? compileConditions(rule.when, [...path, 'when'], effect, false) : undefined;
-    const unless = rule.unless ? compileConditions(rule.unless, [...path, 'unless'], effect, true) : undefined;
+    const unless = rule.unless
+      ? compileConditions(rule.unless, [...path, 'unless'], effect, true)
+      : undefined;
     if ((rule.when && !when) || (rule.unless && !unless)) ok = false;
 
     // Reads of arguments a known tool does not have.
@@ -191,20 +206,43 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
     const limits = compileLimits(rule.limit, [...path, 'limit'], id);
     if (limits === undefined) ok = false;
     if (effect === 'deny' && rule.limit) {
-      report('warning', 'limit_on_deny', 'a limit on a deny rule is never consumed', [...path, 'limit'], 'move it to the allow rule');
+      report(
+        'warning',
+        'limit_on_deny',
+        'a limit on a deny rule is never consumed',
+        [...path, 'limit'],
+        'move it to the allow rule',
+      );
     }
     let approval: ApprovalSpec | undefined;
     if (rule.approval) {
       if (effect !== 'ask') {
         ok = false;
-        report('error', 'approval_without_ask', '`approval` applies only to `ask` rules', [...path, 'approval'], undefined, true);
+        report(
+          'error',
+          'approval_without_ask',
+          '`approval` applies only to `ask` rules',
+          [...path, 'approval'],
+          undefined,
+          true,
+        );
       }
       const ttl = rule.approval.ttl === undefined ? DEFAULT_APPROVAL_TTL : parseDuration(rule.approval.ttl);
       if (ttl === undefined) {
         ok = false;
-        report('error', 'bad_duration', `\`${rule.approval.ttl}\` is not a duration`, [...path, 'approval', 'ttl'], 'write e.g. 30s, 15m, 1h or 7d');
+        report(
+          'error',
+          'bad_duration',
+          `\`${rule.approval.ttl}\` is not a duration`,
+          [...path, 'approval', 'ttl'],
+          'write e.g. 30s, 15m, 1h or 7d',
+        );
       }
-      approval = { ttlMs: ttl ?? DEFAULT_APPROVAL_TTL, uses: rule.approval.uses ?? 1, approvers: rule.approval.approvers ?? [] };
+      approval = {
+        ttlMs: ttl ?? DEFAULT_APPROVAL_TTL,
+        uses: rule.approval.uses ?? 1,
+        approvers: rule.approval.approvers ?? [],
+      };
     } else if (effect === 'ask') {
       approval = { ttlMs: DEFAULT_APPROVAL_TTL, uses: 1, approvers: [] };
     }
@@ -274,7 +312,13 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
         continue;
       }
       if (r.neverMatches) {
-        report('warning', 'never_matches', `args.${name}: ${r.neverMatches}`, [...path, 'args', name], 'this rule can never match');
+        report(
+          'warning',
+          'never_matches',
+          `args.${name}: ${r.neverMatches}`,
+          [...path, 'args', name],
+          'this rule can never match',
+        );
       }
       out.args.push(r.value);
       parts.push(r.value.summary);
@@ -286,7 +330,10 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
         const base = source.offsetOf([...path, 'cel']);
         for (const p of r.problems) {
           // Positions inside a plain or quoted one-line scalar: offset from the scalar start (+1 for a quote).
-          const line = base === undefined ? source.locate([...path, 'cel']) : source.position(base + quoteSkip(source, base) + p.offset);
+          const line =
+            base === undefined
+              ? source.locate([...path, 'cel'])
+              : source.position(base + quoteSkip(source, base) + p.offset);
           problems.push({
             severity: 'error',
             code: p.code,
@@ -309,7 +356,11 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
     return ok ? out : undefined;
   };
 
-  const compileLimits = (input: LimitInput | LimitInput[] | undefined, path: (string | number)[], ruleId: string) => {
+  const compileLimits = (
+    input: LimitInput | LimitInput[] | undefined,
+    path: (string | number)[],
+    ruleId: string,
+  ) => {
     if (!input) return [];
     const list = Array.isArray(input) ? input : [input];
     const out: LimitSpec[] = [];
@@ -327,13 +378,24 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
       if (kind === 'calls' || kind === 'sum') {
         if (l.per === undefined) {
           ok = false;
-          report('error', 'bad_limit', `a \`${kind}\` limit needs \`per\` (a window such as minute, day or 15m)`, p);
+          report(
+            'error',
+            'bad_limit',
+            `a \`${kind}\` limit needs \`per\` (a window such as minute, day or 15m)`,
+            p,
+          );
           return;
         }
         windowMs = parseDuration(l.per);
         if (windowMs === undefined) {
           ok = false;
-          report('error', 'bad_duration', `\`${l.per}\` is not a window`, [...p, 'per'], 'use second, minute, hour, day, week or e.g. 15m');
+          report(
+            'error',
+            'bad_duration',
+            `\`${l.per}\` is not a window`,
+            [...p, 'per'],
+            'use second, minute, hour, day, week or e.g. 15m',
+          );
           return;
         }
       } else if (l.per !== undefined) {
@@ -347,11 +409,21 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
         }
         if (!/^args(\.[A-Za-z0-9_-]+)+$/.test(l.sum as string)) {
           ok = false;
-          report('error', 'bad_limit', `\`sum\` must name an argument such as \`args.amount\`, not \`${l.sum}\``, [...p, 'sum']);
+          report(
+            'error',
+            'bad_limit',
+            `\`sum\` must name an argument such as \`args.amount\`, not \`${l.sum}\``,
+            [...p, 'sum'],
+          );
           return;
         }
       } else if (l.max !== undefined) {
-        report('warning', 'ignored_field', `\`max\` applies to \`sum\` limits; \`${kind}\` carries its own maximum`, [...p, 'max']);
+        report(
+          'warning',
+          'ignored_field',
+          `\`max\` applies to \`sum\` limits; \`${kind}\` carries its own maximum`,
+          [...p, 'max'],
+        );
       }
       const scopes = l.scope === undefined ? ['agent'] : Array.isArray(l.scope) ? l.scope : [l.scope];
       const max = kind === 'sum' ? (l.max as number) : (l[kind] as number);
@@ -382,7 +454,14 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
   const usedRoles = new Set<string>();
   for (const [id, spec] of Object.entries(doc.agents)) {
     if (!AGENT_ID.test(id)) {
-      report('error', 'bad_agent_id', `agent id \`${id}\` is not valid`, ['agents', id], 'use ASCII letters, digits and `_ . @ : -`', true);
+      report(
+        'error',
+        'bad_agent_id',
+        `agent id \`${id}\` is not valid`,
+        ['agents', id],
+        'use ASCII letters, digits and `_ . @ : -`',
+        true,
+      );
       continue;
     }
     const rules: CheckedRule[] = [];
@@ -390,7 +469,13 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
       const rs = roleRules.get(role);
       if (!rs) {
         const guess = closest(role, Object.keys(roles));
-        report('error', 'unknown_role', `agent \`${id}\` has unknown role \`${role}\``, ['agents', id, 'roles', i], guess ? `did you mean \`${guess}\`?` : 'define it under `roles:`');
+        report(
+          'error',
+          'unknown_role',
+          `agent \`${id}\` has unknown role \`${role}\``,
+          ['agents', id, 'roles', i],
+          guess ? `did you mean \`${guess}\`?` : 'define it under `roles:`',
+        );
         continue;
       }
       usedRoles.add(role);
@@ -407,12 +492,20 @@ export function checkPolicy(doc: PolicyDocument, source: PolicySource): { policy
   }
   for (const role of Object.keys(roles)) {
     if (!usedRoles.has(role)) {
-      report('warning', 'unused_role', `role \`${role}\` is not given to any agent: its rules never apply`, ['roles', role], undefined, true);
+      report(
+        'warning',
+        'unused_role',
+        `role \`${role}\` is not given to any agent: its rules never apply`,
+        ['roles', role],
+        undefined,
+        true,
+      );
     }
   }
 
   const byTool = new Map<string, ReadonlySet<string>>();
-  for (const [name, spec] of Object.entries(doc.tools ?? {})) if (spec.redact) byTool.set(name, new Set(spec.redact));
+  for (const [name, spec] of Object.entries(doc.tools ?? {}))
+    if (spec.redact) byTool.set(name, new Set(spec.redact));
   const policy: CheckedPolicy = {
     doc,
     hash: digest(doc),
@@ -429,13 +522,25 @@ function reportDeadRules(
   agent: string,
   rules: CheckedRule[],
   agentMode: Mode,
-  report: (s: Problem['severity'], code: string, msg: string, path: (string | number)[], hint?: string) => void,
+  report: (
+    s: Problem['severity'],
+    code: string,
+    msg: string,
+    path: (string | number)[],
+    hint?: string,
+  ) => void,
 ) {
-  const denies = rules.filter((r) => r.effect === 'deny' && !r.when && !r.unless && (r.mode ?? agentMode) === 'enforce');
+  const denies = rules.filter(
+    (r) => r.effect === 'deny' && !r.when && !r.unless && (r.mode ?? agentMode) === 'enforce',
+  );
   for (const r of rules) {
     if (r.effect === 'deny') continue;
     for (const pattern of r.patterns) {
-      const killer = denies.find((d) => d.patterns.some((dp) => globCovers(compileGlob(dp.toLowerCase()), compileGlob(pattern.toLowerCase()))));
+      const killer = denies.find((d) =>
+        d.patterns.some((dp) =>
+          globCovers(compileGlob(dp.toLowerCase()), compileGlob(pattern.toLowerCase())),
+        ),
+      );
       if (killer) {
         report(
           'warning',

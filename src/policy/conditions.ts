@@ -22,20 +22,30 @@ export function compileArgConstraint(
   c: ArgConstraint,
 ): { ok: true; value: ArgCheck; neverMatches?: string } | { ok: false; error: string } {
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name)) {
-    return { ok: false, error: `\`${name}\` is not an argument name (letters, digits, _ and -, dotted for nested fields)` };
+    return {
+      ok: false,
+      error: `\`${name}\` is not an argument name (letters, digits, _ and -, dotted for nested fields)`,
+    };
   }
   const numeric = c.min !== undefined || c.max !== undefined;
   if (numeric && c.type !== undefined && c.type !== 'number' && c.type !== 'integer') {
     return { ok: false, error: `\`min\`/\`max\` need type number or integer, not ${c.type}` };
   }
-  if ((c.glob !== undefined || c.max_length !== undefined) && c.type !== undefined && c.type !== 'string' && c.type !== 'array') {
+  if (
+    (c.glob !== undefined || c.max_length !== undefined) &&
+    c.type !== undefined &&
+    c.type !== 'string' &&
+    c.type !== 'array'
+  ) {
     if (c.glob !== undefined) return { ok: false, error: `\`glob\` needs type string, not ${c.type}` };
   }
   const type = c.type ?? (numeric ? 'number' : c.glob !== undefined ? 'string' : undefined);
   const glob = c.glob !== undefined ? compileGlob(c.glob) : undefined;
   let neverMatches: string | undefined;
-  if (c.min !== undefined && c.max !== undefined && c.min > c.max) neverMatches = `min ${c.min} is greater than max ${c.max}`;
-  if (c.present === false && Object.keys(c).length > 1) neverMatches = '`present: false` with other constraints';
+  if (c.min !== undefined && c.max !== undefined && c.min > c.max)
+    neverMatches = `min ${c.min} is greater than max ${c.max}`;
+  if (c.present === false && Object.keys(c).length > 1)
+    neverMatches = '`present: false` with other constraints';
 
   const parts: string[] = [];
   if (type) parts.push(type);
@@ -52,16 +62,23 @@ export function compileArgConstraint(
       return c.present === false ? PASS : { ok: false, why: `argument \`${name}\` is missing` };
     }
     if (c.present === false) return { ok: false, why: `argument \`${name}\` must be absent` };
-    if (type && !hasType(v, type)) return { ok: false, why: `argument \`${name}\` must be ${type}, got ${typeName(v)}` };
-    if (c.min !== undefined && !(typeof v === 'number' && v >= c.min)) return { ok: false, why: `argument \`${name}\` must be >= ${c.min}` };
-    if (c.max !== undefined && !(typeof v === 'number' && v <= c.max)) return { ok: false, why: `argument \`${name}\` must be <= ${c.max}` };
-    if (c.equals !== undefined && v !== c.equals) return { ok: false, why: `argument \`${name}\` must equal ${JSON.stringify(c.equals)}` };
-    if (c.in && !c.in.some((x) => x === v)) return { ok: false, why: `argument \`${name}\` must be one of ${JSON.stringify(c.in)}` };
+    if (type && !hasType(v, type))
+      return { ok: false, why: `argument \`${name}\` must be ${type}, got ${typeName(v)}` };
+    if (c.min !== undefined && !(typeof v === 'number' && v >= c.min))
+      return { ok: false, why: `argument \`${name}\` must be >= ${c.min}` };
+    if (c.max !== undefined && !(typeof v === 'number' && v <= c.max))
+      return { ok: false, why: `argument \`${name}\` must be <= ${c.max}` };
+    if (c.equals !== undefined && v !== c.equals)
+      return { ok: false, why: `argument \`${name}\` must equal ${JSON.stringify(c.equals)}` };
+    if (c.in && !c.in.some((x) => x === v))
+      return { ok: false, why: `argument \`${name}\` must be one of ${JSON.stringify(c.in)}` };
     if (c.max_length !== undefined) {
       const len = typeof v === 'string' || Array.isArray(v) ? v.length : undefined;
-      if (len === undefined || len > c.max_length) return { ok: false, why: `argument \`${name}\` must have length <= ${c.max_length}` };
+      if (len === undefined || len > c.max_length)
+        return { ok: false, why: `argument \`${name}\` must have length <= ${c.max_length}` };
     }
-    if (glob && !(typeof v === 'string' && globMatch(glob, v))) return { ok: false, why: `argument \`${name}\` must match \`${c.glob}\`` };
+    if (glob && !(typeof v === 'string' && globMatch(glob, v)))
+      return { ok: false, why: `argument \`${name}\` must match \`${c.glob}\`` };
     return PASS;
   };
   return { ok: true, value: { name, summary, test }, ...(neverMatches ? { neverMatches } : {}) };

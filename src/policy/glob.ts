@@ -58,6 +58,7 @@ export function globCovers(outer: Glob, inner: Glob): boolean {
   if (outer.source === inner.source) return true;
   if (inner.parts.length === 1) return globMatch(outer, inner.source);
   // A pattern `prefix*` covers any pattern that starts with the same prefix.
-  if (outer.parts.length === 2 && outer.parts[1] === '') return inner.source.startsWith(outer.parts[0] as string);
+  if (outer.parts.length === 2 && outer.parts[1] === '')
+    return inner.source.startsWith(outer.parts[0] as string);
   return false;
 }

@@ -46,7 +46,10 @@ describe('policy loading', () => {
   });
 
   test('JSON is accepted', () => {
-    const r = loadPolicyText(JSON.stringify({ version: 1, agents: { bot: { rules: [{ allow: 'x.y' }] } } }), 'p.json');
+    const r = loadPolicyText(
+      JSON.stringify({ version: 1, agents: { bot: { rules: [{ allow: 'x.y' }] } } }),
+      'p.json',
+    );
     assert.ok(r.ok);
   });
 
@@ -62,7 +65,10 @@ describe('policy loading', () => {
   });
 
   test('unknown key: position of the key and a did-you-mean hint', () => {
-    const p = one(loadPolicyText(BASE.replace('allow: files.read_file', 'alow: files.read_file'), 'p.yaml'), 'unknown_key');
+    const p = one(
+      loadPolicyText(BASE.replace('allow: files.read_file', 'alow: files.read_file'), 'p.yaml'),
+      'unknown_key',
+    );
     assert.equal(p.line, 8);
     assert.equal(p.column, 7);
     assert.match(p.message, /`alow`/);
@@ -118,18 +124,34 @@ describe('policy loading', () => {
 
   test('a rule with two effects or none', () => {
     one(loadPolicyText(`${BASE}      deny: x.y\n`, 'p.yaml'), 'rule_effect');
-    one(loadPolicyText(BASE.replace('      allow: files.read_file\n', '      reason: nothing\n'), 'p.yaml'), 'rule_effect');
+    one(
+      loadPolicyText(BASE.replace('      allow: files.read_file\n', '      reason: nothing\n'), 'p.yaml'),
+      'rule_effect',
+    );
   });
 
   test('non-string tool names and bad patterns', () => {
-    one(loadPolicyText(BASE.replace('allow: files.read_file', 'allow: 42'), 'p.yaml'), 'schema');
-    const p = one(loadPolicyText(BASE.replace('allow: files.read_file', 'allow: "files.read file"'), 'p.yaml'), 'bad_tool_pattern');
+    const t = one(
+      loadPolicyText(BASE.replace('allow: files.read_file', 'allow: 42'), 'p.yaml'),
+      'wrong_type',
+    );
+    assert.equal(t.message, '`/roles/r/0/allow` must be a string or an array');
+    const p = one(
+      loadPolicyText(BASE.replace('allow: files.read_file', 'allow: "files.read file"'), 'p.yaml'),
+      'bad_tool_pattern',
+    );
     assert.equal(p.line, 8);
-    one(loadPolicyText(BASE.replace('allow: files.read_file', 'allow: "files.reаd_file"'), 'p.yaml'), 'bad_tool_pattern');
+    one(
+      loadPolicyText(BASE.replace('allow: files.read_file', 'allow: "files.reаd_file"'), 'p.yaml'),
+      'bad_tool_pattern',
+    );
   });
 
   test('unknown canonicaliser', () => {
-    const p = one(loadPolicyText(`${BASE}      when: { regex: { pattern: ".*" } }\n`, 'p.yaml'), 'unknown_key');
+    const p = one(
+      loadPolicyText(`${BASE}      when: { regex: { pattern: ".*" } }\n`, 'p.yaml'),
+      'unknown_key',
+    );
     assert.match(p.message, /`regex`/);
   });
 
@@ -140,14 +162,23 @@ describe('policy loading', () => {
   });
 
   test('CEL type errors and unknown names', () => {
-    one(loadPolicyText(`${BASE}      when: { cel: "args.amount > 'ten' && 1 > 'a'" }\n`, 'p.yaml'), 'cel_type');
+    one(
+      loadPolicyText(`${BASE}      when: { cel: "args.amount > 'ten' && 1 > 'a'" }\n`, 'p.yaml'),
+      'cel_type',
+    );
     one(loadPolicyText(`${BASE}      when: { cel: "1 + 2" }\n`, 'p.yaml'), 'cel_type');
     one(loadPolicyText(`${BASE}      when: { cel: "user.admin == true" }\n`, 'p.yaml'), 'cel_unknown');
-    one(loadPolicyText(`${BASE}      when: { cel: "args.x.lowerAsciii() == 'a'" }\n`, 'p.yaml'), 'cel_unknown');
+    one(
+      loadPolicyText(`${BASE}      when: { cel: "args.x.lowerAsciii() == 'a'" }\n`, 'p.yaml'),
+      'cel_unknown',
+    );
   });
 
   test('bad canonicaliser condition fields', () => {
-    one(loadPolicyText(`${BASE}      when: { path: { under: [relative/dir] } }\n`, 'p.yaml'), 'bad_condition');
+    one(
+      loadPolicyText(`${BASE}      when: { path: { under: [relative/dir] } }\n`, 'p.yaml'),
+      'bad_condition',
+    );
   });
 
   test('bad limits and durations', () => {
@@ -157,7 +188,10 @@ describe('policy loading', () => {
   });
 
   test('every problem is reported, not just the first', () => {
-    const text = BASE.replace('roles: [r]', 'roles: [nope]').replace('allow: files.read_file', 'allow: "bad name"');
+    const text = BASE.replace('roles: [r]', 'roles: [nope]').replace(
+      'allow: files.read_file',
+      'allow: "bad name"',
+    );
     const ps = problems(loadPolicyText(text, 'p.yaml'));
     assert.ok(ps.some((p) => p.code === 'unknown_role'));
     assert.ok(ps.some((p) => p.code === 'bad_tool_pattern'));
@@ -177,7 +211,11 @@ describe('policy warnings', () => {
   };
 
   test('allow on a bare `*`', () => {
-    assert.ok(warnings(BASE.replace('allow: files.read_file', 'allow: "*"')).some((w) => w.code === 'allow_everything'));
+    assert.ok(
+      warnings(BASE.replace('allow: files.read_file', 'allow: "*"')).some(
+        (w) => w.code === 'allow_everything',
+      ),
+    );
   });
 
   test('a rule made dead by a broader deny', () => {
@@ -194,7 +232,9 @@ describe('policy warnings', () => {
   });
 
   test('CEL reading an argument the tool does not have', () => {
-    const ws = warnings(`${BASE}      when: { cel: "args.pth.startsWith('/srv')" }\ntools:\n  files.read_file: { args: { path: { type: string } } }\n`);
+    const ws = warnings(
+      `${BASE}      when: { cel: "args.pth.startsWith('/srv')" }\ntools:\n  files.read_file: { args: { path: { type: string } } }\n`,
+    );
     const w = ws.find((x) => x.code === 'unknown_argument');
     assert.ok(w);
     assert.match(w.message, /`pth`/);
@@ -206,6 +246,8 @@ describe('policy warnings', () => {
 });
 
 test('the published schema file matches the schema the loader uses', () => {
-  const file = JSON.parse(readFileSync(new URL('../../schema/policy.schema.json', import.meta.url), 'utf8')) as unknown;
+  const file = JSON.parse(
+    readFileSync(new URL('../../schema/policy.schema.json', import.meta.url), 'utf8'),
+  ) as unknown;
   assert.deepEqual(file, JSON.parse(JSON.stringify(policySchema)));
 });

@@ -6,13 +6,15 @@ import { readFile } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
 import { type CheckedPolicy, checkPolicy } from './check.js';
 import { closest, type Problem } from './problems.js';
-import { MAX_POLICY_BYTES, type PolicySource, parsePolicyText } from './source.js';
 import { policySchema } from './schema.js';
+import { MAX_POLICY_BYTES, type PolicySource, parsePolicyText } from './source.js';
 import type { PolicyDocument } from './types.js';
 
-export type LoadResult = { ok: true; policy: CheckedPolicy; warnings: Problem[] } | { ok: false; problems: Problem[] };
+export type LoadResult =
+  | { ok: true; policy: CheckedPolicy; warnings: Problem[] }
+  | { ok: false; problems: Problem[] };
 
-const ajv = new Ajv({ allErrors: true, strict: false });
+const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
 const validate = ajv.compile(policySchema);
 
 /** Loads and checks policy text; `file` names it in problems. */
@@ -28,7 +30,10 @@ export async function loadPolicyFile(path: string): Promise<LoadResult> {
   try {
     const buf = await readFile(path);
     if (buf.length > MAX_POLICY_BYTES) {
-      return { ok: false, problems: [problemAt(path, 'too_large', `policy is larger than ${MAX_POLICY_BYTES} bytes`)] };
+      return {
+        ok: false,
+        problems: [problemAt(path, 'too_large', `policy is larger than ${MAX_POLICY_BYTES} bytes`)],
+      };
     }
     text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
   } catch (e) {
@@ -39,7 +44,10 @@ export async function loadPolicyFile(path: string): Promise<LoadResult> {
         : e instanceof TypeError
           ? 'policy is not valid utf-8'
           : `cannot read policy file \`${path}\`: ${(e as Error).message}`;
-    return { ok: false, problems: [problemAt(path, code === 'ENOENT' ? 'not_found' : 'unreadable', message)] };
+    return {
+      ok: false,
+      problems: [problemAt(path, code === 'ENOENT' ? 'not_found' : 'unreadable', message)],
+    };
   }
   return loadPolicyText(text, path);
 }
@@ -50,9 +58,13 @@ export function loadPolicyObject(doc: unknown, name = '<object>'): LoadResult {
   try {
     text = JSON.stringify(doc, null, 1);
   } catch (e) {
-    return { ok: false, problems: [problemAt(name, 'not_json', `policy object is not plain JSON: ${(e as Error).message}`)] };
+    return {
+      ok: false,
+      problems: [problemAt(name, 'not_json', `policy object is not plain JSON: ${(e as Error).message}`)],
+    };
   }
-  if (typeof text !== 'string') return { ok: false, problems: [problemAt(name, 'not_json', 'policy object is not plain JSON')] };
+  if (typeof text !== 'string')
+    return { ok: false, problems: [problemAt(name, 'not_json', 'policy object is not plain JSON')] };
   return loadPolicyText(text, name);
 }
 
@@ -81,6 +93,14 @@ function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] 
     }
     return true;
   });
+  // Alternatives (oneOf) that fail on type at the same place become one message: `a string or an array`.
+  const typesAt = new Map<string, string[]>();
+  for (const e of kept) {
+    if (e.keyword !== 'type') continue;
+    const list = typesAt.get(e.instancePath) ?? [];
+    list.push(String((e.params as { type: string }).type));
+    typesAt.set(e.instancePath, list);
+  }
   const seen = new Set<string>();
   const out: Problem[] = [];
   for (const e of kept) {
@@ -101,7 +121,11 @@ function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] 
         code = 'unknown_key';
         message = `unknown key \`${key}\` in \`${where}\``;
         const guess = closest(key, allowed);
-        hint = guess ? `did you mean \`${guess}\`?` : allowed.length ? `allowed keys: ${allowed.join(', ')}` : undefined;
+        hint = guess
+          ? `did you mean \`${guess}\`?`
+          : allowed.length
+            ? `allowed keys: ${allowed.join(', ')}`
+            : undefined;
         at = source.locate([...segs, key], true);
         break;
       }
@@ -111,7 +135,7 @@ function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] 
         break;
       case 'type':
         code = 'wrong_type';
-        message = `\`${where}\` must be ${article((e.params as { type: string }).type)}`;
+        message = `\`${where}\` must be ${(typesAt.get(e.instancePath) ?? []).map(article).join(' or ')}`;
         break;
       case 'enum':
         code = 'wrong_value';
@@ -127,7 +151,15 @@ function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] 
     const key = `${at.line}:${at.column}:${message}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push({ severity: 'error', code, message, file: source.file, ...at, path: where, ...(hint ? { hint } : {}) });
+    out.push({
+      severity: 'error',
+      code,
+      message,
+      file: source.file,
+      ...at,
+      path: where,
+      ...(hint ? { hint } : {}),
+    });
   }
   return out;
 }

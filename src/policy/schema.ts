@@ -3,19 +3,34 @@
  * is this object written out for editors (a test keeps the two identical).
  */
 
-const mode = { enum: ['enforce', 'shadow'], description: '`enforce` applies decisions; `shadow` records them and lets actions run.' };
+const mode = {
+  enum: ['enforce', 'shadow'],
+  description: '`enforce` applies decisions; `shadow` records them and lets actions run.',
+};
 const strings = { type: 'array', items: { type: 'string', minLength: 1 } } as const;
 const toolPatterns = {
   description: 'Tool name or glob (`crm.*`); a list means any of them.',
-  oneOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 }],
+  oneOf: [
+    { type: 'string', minLength: 1 },
+    { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
+  ],
 };
 const argSelector = {
   arg: { type: 'string', minLength: 1, description: 'Argument to read (dotted path for nested fields).' },
-  args: { ...strings, minItems: 1, description: 'Arguments to read; every value must satisfy the condition.' },
+  args: {
+    ...strings,
+    minItems: 1,
+    description: 'Arguments to read; every value must satisfy the condition.',
+  },
 };
 
 function canon(description: string, fields: Record<string, unknown>) {
-  return { type: 'object', description, additionalProperties: false, properties: { ...argSelector, ...fields } };
+  return {
+    type: 'object',
+    description,
+    additionalProperties: false,
+    properties: { ...argSelector, ...fields },
+  };
 }
 
 const conditions = {
@@ -28,7 +43,10 @@ const conditions = {
       not_under: { ...strings, description: 'No path may be inside these directories.' },
     }),
     url: canon('URL facts (WHATWG parse, normalised host).', {
-      hosts: { ...strings, description: 'Exact hosts, `*.example.com` label-aware wildcards, or IP literals.' },
+      hosts: {
+        ...strings,
+        description: 'Exact hosts, `*.example.com` label-aware wildcards, or IP literals.',
+      },
       schemes: strings,
       ports: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } },
       allow_userinfo: { type: 'boolean' },
@@ -49,7 +67,10 @@ const conditions = {
       allow_background: { type: 'boolean' },
     }),
     email: canon('Email recipient facts.', {
-      to_domains: { ...strings, description: 'Every recipient must be at one of these domains (`*.x` for subdomains).' },
+      to_domains: {
+        ...strings,
+        description: 'Every recipient must be at one of these domains (`*.x` for subdomains).',
+      },
       to: strings,
       max_recipients: { type: 'integer', minimum: 1 },
     }),
@@ -87,7 +108,11 @@ const limit = {
   properties: {
     id: { type: 'string', minLength: 1 },
     calls: { type: 'integer', minimum: 1, description: 'Calls per window.' },
-    sum: { type: 'string', minLength: 1, description: 'Dotted path of a number to add up, e.g. `args.amount`.' },
+    sum: {
+      type: 'string',
+      minLength: 1,
+      description: 'Dotted path of a number to add up, e.g. `args.amount`.',
+    },
     max: { type: 'number', minimum: 0 },
     concurrent: { type: 'integer', minimum: 1 },
     steps: { type: 'integer', minimum: 1, description: 'Allowed actions per session.' },
@@ -95,7 +120,11 @@ const limit = {
     scope: {
       oneOf: [
         { enum: ['agent', 'role', 'tool', 'session', 'principal', 'global'] },
-        { type: 'array', items: { enum: ['agent', 'role', 'tool', 'session', 'principal', 'global'] }, minItems: 1 },
+        {
+          type: 'array',
+          items: { enum: ['agent', 'role', 'tool', 'session', 'principal', 'global'] },
+          minItems: 1,
+        },
       ],
     },
   },
@@ -175,7 +204,10 @@ export const policySchema = {
                 type: {
                   oneOf: [
                     { enum: ['string', 'number', 'integer', 'boolean', 'object', 'array', 'null'] },
-                    { type: 'array', items: { enum: ['string', 'number', 'integer', 'boolean', 'object', 'array', 'null'] } },
+                    {
+                      type: 'array',
+                      items: { enum: ['string', 'number', 'integer', 'boolean', 'object', 'array', 'null'] },
+                    },
                   ],
                 },
               },

@@ -32,7 +32,15 @@ export function parsePolicyText(text: string, file: string): ParseResult {
     return { line: p.line, column: p.col };
   };
   const fail = (code: string, message: string, offset: number, hint?: string): ParseResult => {
-    problems.push({ severity: 'error', code, message, file, ...pos(offset), path: '', ...(hint ? { hint } : {}) });
+    problems.push({
+      severity: 'error',
+      code,
+      message,
+      file,
+      ...pos(offset),
+      path: '',
+      ...(hint ? { hint } : {}),
+    });
     return { ok: false, problems };
   };
 
@@ -58,7 +66,8 @@ export function parsePolicyText(text: string, file: string): ParseResult {
         file,
         ...pos(e.pos[0]),
         path: '',
-        hint: code === 'duplicate_key' ? 'each key may appear once per mapping' : 'check indentation and quoting',
+        hint:
+          code === 'duplicate_key' ? 'each key may appear once per mapping' : 'check indentation and quoting',
       });
     }
     return { ok: false, problems };
@@ -68,7 +77,12 @@ export function parsePolicyText(text: string, file: string): ParseResult {
   const walk = (node: unknown, depth: number): void => {
     if (problems.length > 20) return;
     if (isAlias(node)) {
-      fail('alias', 'yaml aliases are not allowed in policies', node.range?.[0] ?? 0, 'repeat the value instead');
+      fail(
+        'alias',
+        'yaml aliases are not allowed in policies',
+        node.range?.[0] ?? 0,
+        'repeat the value instead',
+      );
       return;
     }
     if (depth > MAX_POLICY_DEPTH) {
@@ -103,7 +117,9 @@ export function parsePolicyText(text: string, file: string): ParseResult {
     let keyNode: unknown;
     for (const seg of path) {
       if (isMap(node)) {
-        const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
+        const pair = node.items.find(
+          (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg),
+        );
         if (!pair) break;
         keyNode = pair.key;
         node = pair.value;

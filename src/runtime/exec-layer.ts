@@ -47,7 +47,10 @@ export interface ExecLayer {
   /** List filtering: true iff some allow/ask rule could let this agent call this tool. */
   visible(agent: string, tool: string): boolean;
   /** Records the outcome of an allowed action and releases what its limits hold. */
-  outcome(decision: Decision, o: { ok: boolean; error?: string; result?: unknown; durationMs: number }): Promise<void>;
+  outcome(
+    decision: Decision,
+    o: { ok: boolean; error?: string; result?: unknown; durationMs: number },
+  ): Promise<void>;
   /** Wraps fn so it runs only when allowed: deny → DeniedError; ask → ApprovalRequiredError. */
   guard<A extends { [k: string]: Json }, R>(
     fn: (args: A) => Promise<R>,
@@ -150,13 +153,20 @@ class Runtime implements ExecLayer {
     } catch (e) {
       await this.#release(d.id, true);
       this.#inflight.delete(d.id);
-      const denied = denyFrom(engine.hash, 'store_error', `denied: the audit trail could not record this decision (${message(e)})`);
+      const denied = denyFrom(
+        engine.hash,
+        'store_error',
+        `denied: the audit trail could not record this decision (${message(e)})`,
+      );
       this.#background(this.recorder.record({ ...event, decision: denied }));
       return denied;
     }
   }
 
-  async outcome(decision: Decision, o: { ok: boolean; error?: string; result?: unknown; durationMs: number }): Promise<void> {
+  async outcome(
+    decision: Decision,
+    o: { ok: boolean; error?: string; result?: unknown; durationMs: number },
+  ): Promise<void> {
     const entry = this.#inflight.get(decision.id);
     await this.#release(decision.id, false);
     this.#inflight.delete(decision.id);
@@ -248,15 +258,26 @@ class Runtime implements ExecLayer {
     if (!allowedForReal || !d.limits || d.limits.length === 0) return d;
     const store = this.#opts.limits;
     if (!store) {
-      return { ...d, effect: 'deny', code: 'store_error', reason: 'denied: the policy sets limits but no limit store is configured' };
+      return {
+        ...d,
+        effect: 'deny',
+        code: 'store_error',
+        reason: 'denied: the policy sets limits but no limit store is configured',
+      };
     }
     const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
     if (r.ok) {
       this.#inflight.set(d.id, { agent: action.agent, tool: action.tool, ticket: r.ticket });
       return d;
     }
-    const code = r.code === 'limit_exceeded' ? 'limit_exceeded' : r.code === 'store_error' ? 'store_error' : 'evaluation_error';
-    if (d.mode === 'shadow') return { ...d, wouldBe: 'deny', reason: `shadow mode: would deny — ${r.reason}` };
+    const code =
+      r.code === 'limit_exceeded'
+        ? 'limit_exceeded'
+        : r.code === 'store_error'
+          ? 'store_error'
+          : 'evaluation_error';
+    if (d.mode === 'shadow')
+      return { ...d, wouldBe: 'deny', reason: `shadow mode: would deny — ${r.reason}` };
     return {
       ...d,
       effect: 'deny',
@@ -333,19 +354,25 @@ class Runtime implements ExecLayer {
         const problems = r.problems.map(formatProblem);
         // The old policy stays in force: a broken new policy never replaces a working one.
         this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems });
-        this.#background(this.recorder.record({ type: 'policy', status: 'rejected', source: path, problems }));
+        this.#background(
+          this.recorder.record({ type: 'policy', status: 'rejected', source: path, problems }),
+        );
         return;
       }
       if (r.policy.hash === this.#engine.hash) return;
       this.#engine = compile(r.policy);
       this.#opts.onEvent?.({ type: 'policy_loaded', hash: r.policy.hash, source: path });
-      this.#background(this.recorder.record({ type: 'policy', status: 'loaded', policy: r.policy.hash, source: path }));
+      this.#background(
+        this.recorder.record({ type: 'policy', status: 'loaded', policy: r.policy.hash, source: path }),
+      );
     };
     this.#watcher = watch(path, () => {
       if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
       this.#reloadTimer = setTimeout(() => void reload(), 50);
     });
-    this.#watcher.on('error', (e) => this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems: [message(e)] }));
+    this.#watcher.on('error', (e) =>
+      this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems: [message(e)] }),
+    );
   }
 }
 

@@ -41,7 +41,10 @@ export interface ApprovalPort {
     },
     nowMs: number,
   ): Promise<{ id: string }>;
-  consumeGrant(binding: ApprovalBinding, nowMs: number): Promise<{ id: string; approver?: string } | undefined>;
+  consumeGrant(
+    binding: ApprovalBinding,
+    nowMs: number,
+  ): Promise<{ id: string; approver?: string } | undefined>;
   get(id: string): Promise<{ status: string } | undefined>;
 }
 
