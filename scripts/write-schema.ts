@@ -2,4 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { policySchema } from '../src/policy/schema.js';
 
-writeFileSync(new URL('../schema/policy.schema.json', import.meta.url), `${JSON.stringify(policySchema, null, 2)}\n`);
+writeFileSync(
+  new URL('../schema/policy.schema.json', import.meta.url),
+  `${JSON.stringify(policySchema, null, 2)}\n`,
+);
