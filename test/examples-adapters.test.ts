@@ -1,18 +1,35 @@
 // Runs each adapter example as a user would (`npx tsx examples/adapters/<name>.ts`) and checks that
 // what it prints shows the refusals with their reasons and the allowed result, so the examples keep working.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { describe, it } from 'node:test';
+import { execFile } from 'node:child_process';
+import { before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-function runExample(name: string): string {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', `examples/adapters/${name}.ts`], {
-    cwd: root,
-    encoding: 'utf8',
-    timeout: 60_000,
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function spawnExample(name: string): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', `examples/adapters/${name}.ts`],
+      { cwd: root, encoding: 'utf8', timeout: 120_000 },
+      (error, stdout, stderr) =>
+        resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    );
   });
+}
+
+// The examples start in parallel (each pays for loading its framework); each test awaits its own.
+const runs = new Map<string, Promise<Run>>();
+async function runExample(name: string): Promise<string> {
+  const r = await runs.get(name);
+  assert.ok(r, `example ${name} was not started`);
   assert.equal(r.status, 0, `examples/adapters/${name}.ts exited with ${r.status}:\n${r.stderr}`);
   return r.stdout;
 }
@@ -20,9 +37,13 @@ function runExample(name: string): string {
 const frameworkExamples = ['ai-sdk', 'openai-agents', 'langchain'];
 
 describe('adapter examples', () => {
+  before(() => {
+    for (const name of [...frameworkExamples, 'mcp-server']) runs.set(name, spawnExample(name));
+  });
+
   for (const name of frameworkExamples) {
-    it(`${name}: refuses by rule and by constraint, runs the allowed call`, () => {
-      const out = runExample(name);
+    it(`${name}: refuses by rule and by constraint, runs the allowed call`, async () => {
+      const out = await runExample(name);
       assert.match(
         out,
         /DENIED +delete_customer: the model read: .*the support agent never deletes customer records/,
@@ -37,8 +58,8 @@ describe('adapter examples', () => {
     });
   }
 
-  it('mcp-server: hides and refuses what the agent may not do, runs the allowed call', () => {
-    const out = runExample('mcp-server');
+  it('mcp-server: hides and refuses what the agent may not do, runs the allowed call', async () => {
+    const out = await runExample('mcp-server');
     assert.match(out, /tools\/list shows: lookup_customer\n/);
     assert.match(out, /DENIED +delete_customer .*the support agent never deletes customer records/);
     assert.match(out, /DENIED +lookup_customer \{"id":"admin"\}.*argument `id` must match `c-\*`/);

@@ -47,7 +47,7 @@ const model = new ScriptedModel([
       if (item.type !== 'function_call_result') continue;
       const output =
         typeof item.output === 'string' ? item.output : 'text' in item.output ? item.output.text : '';
-      const kind = output.startsWith('denied by execlayer') ? 'DENIED ' : 'ALLOWED';
+      const kind = output.startsWith('denied by policy') ? 'DENIED ' : 'ALLOWED';
       console.log(`${kind} ${item.name}: the model read: ${JSON.stringify(output)}`);
     }
     return [assistantMessage('done')];

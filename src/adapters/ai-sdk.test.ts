@@ -175,7 +175,7 @@ describe('ai-sdk adapter', () => {
     const { model, prompts } = scriptedModel([{ tool: 'refund', input: { amount: 5 } }]);
     await generateText({ model, tools, prompt: 'help', stopWhen: stepCountIs(5) });
     assert.deepEqual(state.refunds, []);
-    assert.match(String(toolResults(prompts.at(-1)).get('call-1')?.value), /denied by execlayer policy/);
+    assert.match(String(toolResults(prompts.at(-1)).get('call-1')?.value), /denied by policy/);
   });
 
   it('authorizes streaming tools before the generator runs and passes their outputs through', async () => {

@@ -164,7 +164,7 @@ describe('mcp-server adapter', () => {
     );
     const denied = await client.callTool({ name: 'export_all', arguments: {} });
     assert.equal(denied.isError, true);
-    assert.match(text(denied), /denied by execlayer policy/);
+    assert.match(text(denied), /denied by policy/);
     assert.equal(ran, 0);
     const ok = await client.callTool({ name: 'lookup_customer', arguments: { id: 'c-3' } });
     assert.equal(text(ok), 'ran lookup_customer');

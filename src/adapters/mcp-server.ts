@@ -16,7 +16,7 @@
  * ```
  *
  * A refused call never reaches the handler: the client gets a `CallToolResult` with `isError: true`,
- * the refusal reason as its text, and the decision under `_meta['execlayer/decision']`.
+ * the refusal reason as its text, and the decision under `_meta['execlayer.dev/decision']`.
  * Tools registered after `protectMcpServer` are protected too.
  */
 
@@ -26,7 +26,14 @@ import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/proto
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { ExecLayer } from '../runtime/exec-layer.js';
 import type { Decision } from '../types.js';
-import { type AdapterOptions, authorizeCall, recordOutcome, toAction } from './shared.js';
+import {
+  type AdapterOptions,
+  authorizeCall,
+  DECISION_META_KEY,
+  decisionMeta,
+  recordOutcome,
+  toAction,
+} from './shared.js';
 
 /** What a request handler knows about the request: transport, session and `authInfo`. */
 export type McpRequestExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -68,8 +75,7 @@ export class McpServerAdapterError extends Error {
   }
 }
 
-/** Key under which refused results carry the decision in `_meta`. */
-export const DECISION_META_KEY = 'execlayer/decision';
+export { DECISION_META_KEY } from './shared.js';
 
 type RawHandler = (request: RawRequest, extra: McpRequestExtra) => Promise<unknown>;
 interface RawRequest {
@@ -238,17 +244,6 @@ async function recordAuthFailure(layer: McpAdapterLayer, reason: string): Promis
 
 function refusedResult(message: string, decision: Decision | null): CallToolResult {
   const result: CallToolResult = { content: [{ type: 'text', text: message }], isError: true };
-  if (decision) {
-    result._meta = {
-      [DECISION_META_KEY]: {
-        id: decision.id,
-        effect: decision.effect,
-        code: decision.code,
-        rule: decision.rule,
-        reason: decision.reason,
-        ...(decision.approvalId ? { approvalId: decision.approvalId } : {}),
-      },
-    };
-  }
+  if (decision) result._meta = { [DECISION_META_KEY]: decisionMeta(decision) };
   return result;
 }

@@ -97,7 +97,7 @@ describe('openai-agents adapter', () => {
     assert.deepEqual(ran, ['refund 25'], 'only the allowed call ran');
     assert.match(seen.get('c1') ?? '', /orders are never deleted by agents/);
     assert.match(seen.get('c1') ?? '', /no-deletes/);
-    assert.match(seen.get('c2') ?? '', /denied by execlayer policy/);
+    assert.match(seen.get('c2') ?? '', /denied by policy/);
     assert.match(seen.get('c2') ?? '', /amount/);
     assert.equal(seen.get('c3'), 'refunded 25');
     model.assertComplete();
@@ -148,7 +148,7 @@ describe('openai-agents adapter', () => {
       'go',
     );
     assert.deepEqual(ran, []);
-    assert.match(seen.get('u1') ?? '', /denied by execlayer policy/);
+    assert.match(seen.get('u1') ?? '', /denied by policy/);
 
     assert.throws(
       () => withExecLayer(layer, [webSearchTool()], { agent: 'support-bot' }),
