@@ -104,7 +104,11 @@ export interface ConfigProblem {
 export class ConfigError extends Error {
   readonly code: 'config_invalid' | 'config_unreadable';
   readonly problems: ConfigProblem[];
-  constructor(code: 'config_invalid' | 'config_unreadable', problems: ConfigProblem[], options?: { cause?: unknown }) {
+  constructor(
+    code: 'config_invalid' | 'config_unreadable',
+    problems: ConfigProblem[],
+    options?: { cause?: unknown },
+  ) {
     super(problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.message}`).join('\n'), options);
     this.name = 'ConfigError';
     this.code = code;
@@ -165,7 +169,10 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (problems.length > 0) throw new ConfigError('config_invalid', problems);
 
   const walk = (node: unknown, path: string): void => {
-    if (isAlias(node)) return at((node as Node).range?.[0], path, 'yaml aliases are not allowed');
+    if (isAlias(node)) {
+      at((node as Node).range?.[0], path, 'yaml aliases are not allowed');
+      return;
+    }
     if (isMap(node)) {
       for (const pair of node.items) {
         const k = pair.key;
@@ -173,7 +180,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
         if (FORBIDDEN_KEYS.has(key)) at((k as Node).range?.[0], path, `key \`${key}\` is not allowed`);
         walk(pair.value, `${path}/${key}`);
       }
-    } else if (isSeq(node)) node.items.forEach((n, i) => walk(n, `${path}/${i}`));
+    } else if (isSeq(node)) {
+      for (const [i, n] of node.items.entries()) walk(n, `${path}/${i}`);
+    }
   };
   walk(doc.contents, '');
   if (problems.length > 0) throw new ConfigError('config_invalid', problems);
@@ -229,7 +238,10 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     store?: string;
     agent?: string;
     upstreams?: Record<string, Record<string, unknown>>;
-    auth?: { apiKeys?: ApiKeyConfig[]; jwt?: Partial<JwtConfig> & { jwks: string; issuer: string; audience: string } };
+    auth?: {
+      apiKeys?: ApiKeyConfig[];
+      jwt?: Partial<JwtConfig> & { jwks: string; issuer: string; audience: string };
+    };
     limits?: Partial<LimitsConfig>;
     http?: Partial<HttpConfig>;
     approvals?: Partial<ApprovalsConfig>;
@@ -280,7 +292,11 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   const bare = Object.entries(upstreams).filter(([, u]) => u.expose === 'bare');
   if (bare.length > 1) {
-    at(locate(`/upstreams/${bare[1]?.[0]}/expose`), `/upstreams/${bare[1]?.[0]}/expose`, 'only one upstream may use `expose: bare`');
+    at(
+      locate(`/upstreams/${bare[1]?.[0]}/expose`),
+      `/upstreams/${bare[1]?.[0]}/expose`,
+      'only one upstream may use `expose: bare`',
+    );
   }
 
   const jwtRaw = raw.auth?.jwt;
@@ -300,7 +316,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   const seen = new Set<string>();
   auth.apiKeys.forEach((k, i) => {
-    if (seen.has(k.sha256)) at(locate(`/auth/apiKeys/${i}/sha256`), `/auth/apiKeys/${i}/sha256`, 'duplicate api key hash');
+    if (seen.has(k.sha256))
+      at(locate(`/auth/apiKeys/${i}/sha256`), `/auth/apiKeys/${i}/sha256`, 'duplicate api key hash');
     seen.add(k.sha256);
   });
 

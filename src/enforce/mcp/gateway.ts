@@ -8,8 +8,8 @@ import type { Readable, Writable } from 'node:stream';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { GatewayConfig } from '../../config/load.js';
 import { openToolPinStore, type ToolPinStore } from './pins.js';
-import { type GatewayContext, type GatewayLayer, GatewaySession, type SessionIdentity } from './session.js';
 import { ScreenedTransport } from './screen.js';
+import { type GatewayContext, type GatewayLayer, GatewaySession, type SessionIdentity } from './session.js';
 import { StdioFrontTransport } from './stdio.js';
 
 export interface GatewayOptions {

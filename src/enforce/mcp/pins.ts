@@ -183,10 +183,7 @@ export class SqliteToolPinStore implements ToolPinStore {
   }
 
   async list(): Promise<ToolPin[]> {
-    return this.db
-      .prepare<[], PinRow>('SELECT * FROM execlayer_tool_pins ORDER BY tool')
-      .all()
-      .map(fromRow);
+    return this.db.prepare<[], PinRow>('SELECT * FROM execlayer_tool_pins ORDER BY tool').all().map(fromRow);
   }
 
   async approve(tool: string, by: string, hash?: string): Promise<ToolPin | undefined> {

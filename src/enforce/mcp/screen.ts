@@ -54,7 +54,11 @@ function rawId(msg: unknown): RequestId | null {
 
 /** A JSON-RPC error response for a refused message. */
 export function errorResponse(r: Refusal): JSONRPCMessage {
-  return { jsonrpc: '2.0', id: r.id, error: { code: r.code, message: r.message } } as unknown as JSONRPCMessage;
+  return {
+    jsonrpc: '2.0',
+    id: r.id,
+    error: { code: r.code, message: r.message },
+  } as unknown as JSONRPCMessage;
 }
 
 /** Transport wrapper that applies the screen. `requireInitialize` is off for HTTP (the SDK enforces it). */
@@ -96,7 +100,11 @@ export class ScreenedTransport implements Transport {
   /** Checks one raw (already JSON-parsed) message; undefined when it may pass. */
   check(raw: unknown): Refusal | undefined {
     if (Array.isArray(raw)) {
-      return { id: null, code: INVALID_REQUEST, message: 'json-rpc batches are not supported: send one message at a time' };
+      return {
+        id: null,
+        code: INVALID_REQUEST,
+        message: 'json-rpc batches are not supported: send one message at a time',
+      };
     }
     const bad = findForbiddenKey(raw);
     if (bad) return { id: rawId(raw), code: INVALID_REQUEST, message: `invalid message: ${bad}` };
@@ -107,14 +115,22 @@ export class ScreenedTransport implements Transport {
         return { id: null, code: INVALID_REQUEST, message: 'invalid request id: use a string or an integer' };
       }
       if (this.inFlight.has(id)) {
-        return { id: null, code: INVALID_REQUEST, message: `request id \`${String(id)}\` is already in use by a pending request` };
+        return {
+          id: null,
+          code: INVALID_REQUEST,
+          message: `request id \`${String(id)}\` is already in use by a pending request`,
+        };
       }
       if (m.method === 'initialize') {
         if (this.initialized || this.initializeId !== undefined) {
           return { id, code: INVALID_REQUEST, message: 'the session is already initialized' };
         }
       } else if (!this.initialized && m.method !== 'ping') {
-        return { id, code: INVALID_REQUEST, message: `received \`${m.method}\` before \`initialize\`: initialize the session first` };
+        return {
+          id,
+          code: INVALID_REQUEST,
+          message: `received \`${m.method}\` before \`initialize\`: initialize the session first`,
+        };
       }
     }
     return undefined;

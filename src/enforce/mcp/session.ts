@@ -41,7 +41,10 @@ import { hashToolDefinition, type ToolPinStore } from './pins.js';
 import { type RelayedMethod, UpstreamConnection, UpstreamError } from './upstream.js';
 
 /** What the gateway needs from the runtime. */
-export type GatewayLayer = Pick<ExecLayer, 'authorize' | 'visible' | 'outcome' | 'waitForApproval' | 'recorder'>;
+export type GatewayLayer = Pick<
+  ExecLayer,
+  'authorize' | 'visible' | 'outcome' | 'waitForApproval' | 'recorder'
+>;
 
 /** JSON-RPC error code for a policy refusal of a method that has no `isError` result form. */
 export const POLICY_DENIED = -32003;
@@ -163,7 +166,12 @@ export class GatewaySession {
     return list?.[list.length - 1];
   }
 
-  private async relay(upstream: string, method: RelayedMethod, params: unknown, signal: AbortSignal): Promise<Result> {
+  private async relay(
+    upstream: string,
+    method: RelayedMethod,
+    params: unknown,
+    signal: AbortSignal,
+  ): Promise<Result> {
     const related = this.relatedRequest(upstream);
     return this.server.request({ method, params } as ServerRequest, ResultSchema, {
       signal,
@@ -370,7 +378,13 @@ export class GatewaySession {
     return this.ctx.layer.authorize(action, { point: 'mcp' });
   }
 
-  private async finish(d: Decision, ok: boolean, started: number, error?: string, result?: unknown): Promise<void> {
+  private async finish(
+    d: Decision,
+    ok: boolean,
+    started: number,
+    error?: string,
+    result?: unknown,
+  ): Promise<void> {
     try {
       await this.ctx.layer.outcome(d, {
         ok,
@@ -492,7 +506,10 @@ export class GatewaySession {
 
     s.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
       const { upstream, name } = this.routePrompt(req.params.name);
-      const args: { [k: string]: Json } = { name, arguments: (req.params.arguments ?? {}) as { [k: string]: Json } };
+      const args: { [k: string]: Json } = {
+        name,
+        arguments: (req.params.arguments ?? {}) as { [k: string]: Json },
+      };
       deepFreeze(args);
       return this.decided(`${upstream}.prompts/get`, args, upstream, extra, () =>
         this.upstream(upstream).request('prompts/get', args, forwardOpts(extra)),
@@ -526,7 +543,8 @@ export class GatewaySession {
         [...this.upstreams.values()].map(async (up) => {
           try {
             await up.ready();
-            if (up.serverCapabilities?.logging) await up.request('logging/setLevel', { level: req.params.level });
+            if (up.serverCapabilities?.logging)
+              await up.request('logging/setLevel', { level: req.params.level });
           } catch (err) {
             this.ctx.log(`[${up.name}] logging/setLevel failed: ${(err as Error).message}`);
           }
@@ -548,7 +566,12 @@ export class GatewaySession {
   }
 
   /** Lists every page of one upstream's `method`, decided as `<upstream>.<method>`. */
-  private async listEach(up: UpstreamConnection, method: string, key: string, extra: Extra): Promise<unknown[]> {
+  private async listEach(
+    up: UpstreamConnection,
+    method: string,
+    key: string,
+    extra: Extra,
+  ): Promise<unknown[]> {
     try {
       await up.ready();
     } catch {
@@ -581,7 +604,10 @@ export class GatewaySession {
     }
     const bare = Object.entries(this.ctx.config.upstreams).find(([, c]) => c.expose === 'bare');
     if (bare) return { upstream: bare[0], name: exposed };
-    throw new McpError(ErrorCode.InvalidParams, `unknown prompt \`${exposed}\`: prompts are named <upstream>.<prompt>`);
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      `unknown prompt \`${exposed}\`: prompts are named <upstream>.<prompt>`,
+    );
   }
 
   /** Which upstream serves a resource URI: the one that listed it, or whose template matches it. */
@@ -603,7 +629,9 @@ export class GatewaySession {
       if (!tpls) {
         tpls = [];
         try {
-          const r = (await up.request('resources/templates/list', undefined)) as { resourceTemplates?: unknown };
+          const r = (await up.request('resources/templates/list', undefined)) as {
+            resourceTemplates?: unknown;
+          };
           for (const t of Array.isArray(r.resourceTemplates) ? r.resourceTemplates : []) {
             const tpl = (t as { uriTemplate?: unknown }).uriTemplate;
             if (typeof tpl === 'string') {
@@ -634,7 +662,10 @@ export class GatewaySession {
   // ---------------------------------------------------------------------------------------------
   // tools/call
 
-  private async callTool(params: { name: string; arguments?: Record<string, unknown> | undefined; _meta?: unknown }, extra: Extra): Promise<CallToolResult> {
+  private async callTool(
+    params: { name: string; arguments?: Record<string, unknown> | undefined; _meta?: unknown },
+    extra: Extra,
+  ): Promise<CallToolResult> {
     const limits = this.ctx.config.limits;
     const name = params.name;
     const args = (params.arguments ?? {}) as { [k: string]: Json };
@@ -670,7 +701,9 @@ export class GatewaySession {
     const opts: Parameters<UpstreamConnection['request']>[2] = { signal: extra.signal };
     if (token !== undefined) {
       opts.onprogress = (p) => {
-        void extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } }).catch(() => {});
+        void extra
+          .sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } })
+          .catch(() => {});
       };
     }
     let result: Result;
@@ -722,7 +755,13 @@ function toProtocolError(err: unknown): McpError {
 }
 
 function decisionMeta(d: Decision): { [k: string]: Json } {
-  const m: { [k: string]: Json } = { decision: d.id, effect: d.effect, code: d.code, rule: d.rule, policy: d.policy };
+  const m: { [k: string]: Json } = {
+    decision: d.id,
+    effect: d.effect,
+    code: d.code,
+    rule: d.rule,
+    policy: d.policy,
+  };
   if (d.approvalId) m.approvalId = d.approvalId;
   if (d.retryAfterMs !== undefined) m.retryAfterMs = d.retryAfterMs;
   return m;
@@ -743,7 +782,11 @@ export function refusalText(d: Decision): string {
 }
 
 function refusal(d: Decision): CallToolResult {
-  return { content: [{ type: 'text', text: refusalText(d) }], isError: true, _meta: { [META_KEY]: decisionMeta(d) } };
+  return {
+    content: [{ type: 'text', text: refusalText(d) }],
+    isError: true,
+    _meta: { [META_KEY]: decisionMeta(d) },
+  };
 }
 
 function errorResult(text: string, d: Decision): CallToolResult {

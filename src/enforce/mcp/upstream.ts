@@ -107,10 +107,13 @@ export class UpstreamConnection {
       { name: 'execlayer-gateway', version: VERSION },
       { capabilities: this.capabilities },
     );
-    const relay = (method: RelayedMethod) => async (req: { params?: unknown }, extra: { signal: AbortSignal }) =>
-      this.hooks.relayRequest(method, req.params, extra.signal);
-    if (this.capabilities.sampling) client.setRequestHandler(CreateMessageRequestSchema, relay('sampling/createMessage'));
-    if (this.capabilities.elicitation) client.setRequestHandler(ElicitRequestSchema, relay('elicitation/create'));
+    const relay =
+      (method: RelayedMethod) => async (req: { params?: unknown }, extra: { signal: AbortSignal }) =>
+        this.hooks.relayRequest(method, req.params, extra.signal);
+    if (this.capabilities.sampling)
+      client.setRequestHandler(CreateMessageRequestSchema, relay('sampling/createMessage'));
+    if (this.capabilities.elicitation)
+      client.setRequestHandler(ElicitRequestSchema, relay('elicitation/create'));
     if (this.capabilities.roots) client.setRequestHandler(ListRootsRequestSchema, relay('roots/list'));
     client.fallbackNotificationHandler = async (n) => {
       if (n.method === 'notifications/tools/list_changed') this.toolCache = undefined;
@@ -127,7 +130,8 @@ export class UpstreamConnection {
         stderr: 'pipe',
       });
       t.stderr?.on('data', (chunk: Buffer) => {
-        for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) this.hooks.log(`[${this.name}] ${line}`);
+        for (const line of chunk.toString('utf8').split('\n'))
+          if (line.trim()) this.hooks.log(`[${this.name}] ${line}`);
       });
       transport = t;
     } else {
@@ -144,9 +148,13 @@ export class UpstreamConnection {
       this.transport = undefined;
       await client.close().catch(() => {});
       this.fail(`cannot start: ${errorMessage(err)}`);
-      throw new UpstreamError('upstream_unavailable', `upstream \`${this.name}\` cannot start: ${errorMessage(err)}`, {
-        cause: err,
-      });
+      throw new UpstreamError(
+        'upstream_unavailable',
+        `upstream \`${this.name}\` cannot start: ${errorMessage(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
     if (this.closed) {
       await client.close().catch(() => {});
@@ -232,7 +240,8 @@ export class UpstreamConnection {
         tools?: unknown;
         nextCursor?: unknown;
       };
-      if (!Array.isArray(res.tools)) throw new UpstreamError('upstream_failed', `upstream \`${this.name}\` sent an invalid tool list`);
+      if (!Array.isArray(res.tools))
+        throw new UpstreamError('upstream_failed', `upstream \`${this.name}\` sent an invalid tool list`);
       for (const t of res.tools) {
         if (t && typeof t === 'object' && typeof (t as Tool).name === 'string') out.push(t as Tool);
       }
@@ -253,9 +262,13 @@ export class UpstreamConnection {
       );
     }
     if (e?.code === -32000 && /closed/i.test(String(e.message))) {
-      return new UpstreamError('upstream_failed', `upstream \`${this.name}\` closed the connection during \`${method}\``, {
-        cause: err,
-      });
+      return new UpstreamError(
+        'upstream_failed',
+        `upstream \`${this.name}\` closed the connection during \`${method}\``,
+        {
+          cause: err,
+        },
+      );
     }
     return err instanceof Error ? err : new Error(String(err));
   }

@@ -1,0 +1,351 @@
+/**
+ * The Streamable HTTP front door (`execlayer serve`): `/mcp` with bearer authentication, sessions
+ * bound to the authenticated agent, Host/Origin checks against DNS rebinding, and bounded, strictly
+ * decoded bodies. Other paths go to mounted handlers (the HTTP decision API).
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { Authenticator } from '../auth.js';
+import type { McpGateway } from './gateway.js';
+import { INVALID_REQUEST, PARSE_ERROR, ScreenedTransport } from './screen.js';
+import type { GatewaySession } from './session.js';
+
+/** A mounted handler: resolves true when it answered the request. */
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
+
+interface HttpSession {
+  agent: string;
+  transport: StreamableHTTPServerTransport;
+  screen: ScreenedTransport;
+  session: GatewaySession;
+  lastSeen: number;
+}
+
+export interface McpHttpOptions {
+  authenticate: Authenticator;
+  /** Path of the MCP endpoint; default `/mcp`. */
+  path?: string;
+}
+
+/** The `/mcp` endpoint of a gateway as a mountable handler. */
+export class McpHttpEndpoint {
+  readonly sessions = new Map<string, HttpSession>();
+  private readonly path: string;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly gateway: McpGateway,
+    private readonly opts: McpHttpOptions,
+  ) {
+    this.path = opts.path ?? '/mcp';
+    const idle = gateway.config.http.sessionIdleMs;
+    this.sweeper = setInterval(() => this.sweep(idle), Math.min(60_000, Math.max(1000, idle / 2)));
+    this.sweeper.unref();
+  }
+
+  private sweep(idleMs: number): void {
+    const cutoff = Date.now() - idleMs;
+    for (const [id, s] of this.sessions) {
+      if (s.lastSeen < cutoff) {
+        this.sessions.delete(id);
+        void s.session.close();
+      }
+    }
+  }
+
+  /** Handles `/mcp`; resolves false for any other path. */
+  readonly handle: HttpHandler = async (req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    if ((q < 0 ? url : url.slice(0, q)) !== this.path) return false;
+    try {
+      await this.serve(req, res);
+    } catch (err) {
+      this.gateway.log(`http: ${(err as Error).message}`);
+      if (!res.headersSent) sendJsonRpcError(res, 500, null, -32603, 'internal error');
+      else res.end();
+    }
+    return true;
+  };
+
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
+      res.writeHead(405, { allow: 'GET, POST, DELETE' }).end();
+      return;
+    }
+    const who = await this.opts.authenticate(req);
+    if (!who.ok) {
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' });
+      res.end(JSON.stringify({ error: 'unauthenticated', reason: who.reason }));
+      return;
+    }
+    const sidHeader = req.headers['mcp-session-id'];
+    const sid = typeof sidHeader === 'string' ? sidHeader : undefined;
+    let body: unknown;
+    if (method === 'POST') {
+      const read = await readBody(req, this.gateway.config.limits.maxMessageBytes);
+      if (!read.ok) {
+        sendJsonRpcError(res, read.status, null, read.code, read.message);
+        return;
+      }
+      body = read.value;
+    }
+
+    if (sid === undefined) {
+      if (method !== 'POST' || !isInitialize(body)) {
+        sendJsonRpcError(
+          res,
+          400,
+          idOf(body),
+          INVALID_REQUEST,
+          'missing `Mcp-Session-Id` header: send `initialize` first to open a session',
+        );
+        return;
+      }
+      if (this.sessions.size >= this.gateway.config.http.maxSessions) {
+        sendJsonRpcError(res, 503, idOf(body), -32000, 'too many open sessions; retry later');
+        return;
+      }
+      await this.open(req, res, body, who.agent, who.principal);
+      return;
+    }
+
+    const entry = this.sessions.get(sid);
+    // INVARIANT: a session id is bound to the agent that opened it; another agent cannot use it.
+    if (!entry || entry.agent !== who.agent) {
+      if (entry) {
+        await this.gateway.layer.recorder
+          .record({
+            type: 'auth',
+            status: 'rejected',
+            point: 'mcp',
+            reason: `agent \`${who.agent}\` presented the session id of another agent`,
+            ...(req.socket.remoteAddress ? { remote: req.socket.remoteAddress } : {}),
+          })
+          .catch(() => {});
+      }
+      sendJsonRpcError(res, 404, idOf(body), -32001, 'session not found');
+      return;
+    }
+    entry.lastSeen = Date.now();
+    if (method === 'POST') {
+      const refusal = entry.screen.check(body);
+      if (refusal) {
+        sendJsonRpcError(res, 400, refusal.id, refusal.code, refusal.message);
+        return;
+      }
+    }
+    await entry.transport.handleRequest(req, res, body);
+  }
+
+  private async open(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: unknown,
+    agent: string,
+    principal: string | undefined,
+  ): Promise<void> {
+    const id = randomUUID();
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => id,
+      onsessionclosed: (closed) => {
+        const s = this.sessions.get(closed);
+        this.sessions.delete(closed);
+        if (s) void s.session.close();
+      },
+    });
+    const screen = new ScreenedTransport(transport, { requireInitialize: false });
+    const refusal = screen.check(body);
+    if (refusal) {
+      sendJsonRpcError(res, 400, refusal.id, refusal.code, refusal.message);
+      return;
+    }
+    const session = this.gateway.createSession(
+      {
+        agent,
+        transport: 'http',
+        ...(principal !== undefined ? { principal } : {}),
+        ...(req.socket.remoteAddress ? { remote: req.socket.remoteAddress } : {}),
+      },
+      id,
+    );
+    const entry: HttpSession = { agent, transport, screen, session, lastSeen: Date.now() };
+    this.sessions.set(id, entry);
+    session.server.onclose = () => {
+      this.sessions.delete(id);
+      this.gateway.sessions.delete(session);
+      void session.close();
+    };
+    await session.server.connect(screen);
+    await transport.handleRequest(req, res, body);
+    if (!transport.sessionId) {
+      // The SDK refused the initialize request; nothing was opened.
+      this.sessions.delete(id);
+      await session.close();
+    }
+  }
+
+  /** Closes every HTTP session. */
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(all.map((s) => s.session.close()));
+  }
+}
+
+/** Host/Origin checks (DNS rebinding). Returns true when it refused (and answered) the request. */
+export function refuseForeignOrigin(
+  req: IncomingMessage,
+  res: ServerResponse,
+  allowedHosts: readonly string[],
+  allowedOrigins: readonly string[],
+): boolean {
+  const host = (req.headers.host ?? '').toLowerCase();
+  if (!allowedHosts.includes(host)) {
+    res.writeHead(403, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: 'forbidden', reason: `host \`${host}\` is not allowed` }));
+    return true;
+  }
+  const origin = req.headers.origin;
+  if (origin !== undefined && !allowedOrigins.includes(origin.toLowerCase())) {
+    res.writeHead(403, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: 'forbidden', reason: `origin \`${origin}\` is not allowed` }));
+    return true;
+  }
+  return false;
+}
+
+/** Default Host values: the loopback names on the bound port. */
+export function loopbackHosts(port: number): string[] {
+  return [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
+}
+
+export interface GatewayHttpServer {
+  server: Server;
+  endpoint: McpHttpEndpoint;
+  /** e.g. `http://127.0.0.1:8787/mcp` */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the HTTP front door: Host/Origin checks, then `/mcp`, then each mounted handler in order
+ * (e.g. the decision API from `createDecisionApiHandler`), then 404.
+ */
+export async function startGatewayHttp(
+  gateway: McpGateway,
+  opts: { authenticate: Authenticator; handlers?: HttpHandler[]; host?: string; port?: number },
+): Promise<GatewayHttpServer> {
+  const cfg = gateway.config.http;
+  const endpoint = new McpHttpEndpoint(gateway, { authenticate: opts.authenticate });
+  const handlers = [endpoint.handle, ...(opts.handlers ?? [])];
+  let allowedHosts: string[] = [];
+  const allowedOrigins = cfg.allowedOrigins.map((o) => o.toLowerCase());
+  const server = createServer((req, res) => {
+    void (async () => {
+      if (refuseForeignOrigin(req, res, allowedHosts, allowedOrigins)) return;
+      for (const h of handlers) {
+        if (await h(req, res)) return;
+      }
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'not_found' }));
+    })().catch((err: unknown) => {
+      gateway.log(`http: ${(err as Error).message}`);
+      if (!res.headersSent) res.writeHead(500).end();
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  const host = opts.host ?? cfg.host;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? cfg.port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  allowedHosts = (cfg.allowedHosts.length > 0 ? cfg.allowedHosts : loopbackHosts(port)).map((h) =>
+    h.toLowerCase(),
+  );
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    server,
+    endpoint,
+    url: `http://${shownHost}:${port}/mcp`,
+    close: async () => {
+      await endpoint.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+type BodyRead = { ok: true; value: unknown } | { ok: false; status: number; code: number; message: string };
+
+async function readBody(req: IncomingMessage, max: number): Promise<BodyRead> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) {
+    req.resume();
+    return {
+      ok: false,
+      status: 413,
+      code: INVALID_REQUEST,
+      message: `message exceeds the limit of ${max} bytes`,
+    };
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > max) {
+      req.resume();
+      return {
+        ok: false,
+        status: 413,
+        code: INVALID_REQUEST,
+        message: `message exceeds the limit of ${max} bytes`,
+      };
+    }
+    chunks.push(chunk as Buffer);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks, size));
+  } catch {
+    return { ok: false, status: 400, code: PARSE_ERROR, message: 'message is not valid utf-8' };
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch (err) {
+    return {
+      ok: false,
+      status: 400,
+      code: PARSE_ERROR,
+      message: `parse error: ${(err as Error).message.toLowerCase()}`,
+    };
+  }
+}
+
+function isInitialize(body: unknown): boolean {
+  return !!body && typeof body === 'object' && (body as { method?: unknown }).method === 'initialize';
+}
+
+function idOf(body: unknown): string | number | null {
+  const id =
+    body && typeof body === 'object' && !Array.isArray(body) ? (body as { id?: unknown }).id : undefined;
+  return typeof id === 'string' || typeof id === 'number' ? id : null;
+}
+
+function sendJsonRpcError(
+  res: ServerResponse,
+  status: number,
+  id: string | number | null,
+  code: number,
+  message: string,
+): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ jsonrpc: '2.0', id, error: { code, message } }));
+}

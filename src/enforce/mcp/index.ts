@@ -1,0 +1,34 @@
+/** The MCP gateway: one MCP server in front of all of an agent's MCP servers, every call decided. */
+export { type GatewayOptions, McpGateway } from './gateway.js';
+export {
+  type GatewayHttpServer,
+  type HttpHandler,
+  loopbackHosts,
+  McpHttpEndpoint,
+  type McpHttpOptions,
+  refuseForeignOrigin,
+  startGatewayHttp,
+} from './http.js';
+export { MemoryRecorder, type OpenedLayer, openLayer } from './open-layer.js';
+export {
+  canonicalJson,
+  hashToolDefinition,
+  MemoryToolPinStore,
+  openToolPinStore,
+  type PinCheck,
+  type PinnedDefinition,
+  SqliteToolPinStore,
+  type ToolPin,
+  type ToolPinStore,
+} from './pins.js';
+export { findForbiddenKey, ScreenedTransport } from './screen.js';
+export {
+  type GatewayContext,
+  type GatewayLayer,
+  GatewaySession,
+  POLICY_DENIED,
+  refusalText,
+  type SessionIdentity,
+} from './session.js';
+export { StdioFrontTransport } from './stdio.js';
+export { UpstreamConnection, UpstreamError, type UpstreamHooks } from './upstream.js';
