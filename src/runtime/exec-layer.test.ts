@@ -1,0 +1,220 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { memoryApprovalStore } from '../approvals/memory.js';
+import { MemoryLimitStore } from '../limits/memory.js';
+import { MemoryAgentStateStore } from '../state/agent-state.js';
+import type { AuditEvent, Recorder } from '../types.js';
+import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
+import { createExecLayer, type ExecLayerOptions } from './exec-layer.js';
+
+const POLICY = {
+  version: 1,
+  agents: { bot: { roles: ['r'] } },
+  roles: {
+    r: [
+      { id: 'write-tmp', allow: 'files.write', when: { path: { under: ['/tmp/ok'] } } },
+      {
+        id: 'refund',
+        allow: 'pay.refund',
+        when: { args: { amount: { type: 'number', max: 100 } } },
+        limit: { sum: 'args.amount', max: 150, per: 'day' },
+      },
+      { id: 'mail', ask: 'mail.send' },
+    ],
+  },
+};
+
+class ListRecorder implements Recorder {
+  events: AuditEvent[] = [];
+  fail = false;
+  async record(e: AuditEvent): Promise<void> {
+    if (this.fail) throw new Error('disk full');
+    this.events.push(e);
+  }
+}
+
+async function layer(extra: Partial<ExecLayerOptions> = {}) {
+  const recorder = new ListRecorder();
+  const l = await createExecLayer({
+    policy: POLICY,
+    recorder,
+    limits: new MemoryLimitStore(),
+    approvals: memoryApprovalStore(),
+    state: new MemoryAgentStateStore(),
+    ...extra,
+  });
+  return { l, recorder };
+}
+
+describe('runtime', () => {
+  test('guard runs the function only when allowed, and records the decision before it runs', async () => {
+    const { l, recorder } = await layer();
+    const calls: string[] = [];
+    const write = l.guard(
+      async (args: { path: string }) => {
+        // The allowed decision is already recorded when the action runs.
+        assert.ok(recorder.events.some((e) => e.type === 'decision' && e.decision.effect === 'allow'));
+        calls.push(args.path);
+        return 'written';
+      },
+      { agent: 'bot', tool: 'files.write' },
+    );
+    assert.equal(await write({ path: '/tmp/ok/a.txt' }), 'written');
+    await assert.rejects(write({ path: '/etc/passwd' }), (e: unknown) => {
+      assert.ok(e instanceof DeniedError);
+      assert.equal(e.decision.effect, 'deny');
+      assert.match(e.message, /under \[\/tmp\/ok\]/);
+      return true;
+    });
+    assert.deepEqual(calls, ['/tmp/ok/a.txt'], 'the denied call never ran');
+    await l.flush();
+    const types = recorder.events.map((e) =>
+      e.type === 'decision' ? `decision:${e.decision.effect}` : e.type,
+    );
+    assert.deepEqual(types, ['policy', 'decision:allow', 'outcome', 'decision:deny']);
+    const outcome = recorder.events[2] as Extract<AuditEvent, { type: 'outcome' }>;
+    assert.equal(outcome.ok, true);
+    assert.equal(outcome.tool, 'files.write');
+    await l.close();
+  });
+
+  test('fails closed when the audit trail cannot record an allowed action', async () => {
+    const { l, recorder } = await layer();
+    let ran = false;
+    const write = l.guard(
+      async () => {
+        ran = true;
+      },
+      { agent: 'bot', tool: 'files.write' },
+    );
+    recorder.fail = true;
+    await assert.rejects(
+      write({ path: '/tmp/ok/a' }),
+      (e: unknown) => e instanceof DeniedError && e.decision.code === 'store_error',
+    );
+    assert.equal(ran, false);
+    recorder.fail = false;
+    await write({ path: '/tmp/ok/a' });
+    assert.equal(ran, true, 'recovers when the store returns');
+    await l.close();
+  });
+
+  test('limits: a budget is consumed by allowed actions only and named when exceeded', async () => {
+    const { l } = await layer();
+    const a = { agent: 'bot', tool: 'pay.refund' };
+    assert.equal((await l.authorize({ ...a, args: { amount: 100 } })).effect, 'allow');
+    assert.equal(
+      (await l.authorize({ ...a, args: { amount: 500 } })).effect,
+      'deny',
+      'over the per-call bound',
+    );
+    const d = await l.authorize({ ...a, args: { amount: 60 } });
+    assert.equal(d.effect, 'deny');
+    assert.equal(d.code, 'limit_exceeded');
+    assert.match(d.reason, /refund/);
+    assert.ok((d.retryAfterMs ?? 0) > 0);
+    assert.equal(
+      (await l.authorize({ ...a, args: { amount: 50 } })).effect,
+      'allow',
+      'exactly up to the budget',
+    );
+    await l.close();
+  });
+
+  test('a decision with limits but no limit store is denied', async () => {
+    const l = await createExecLayer({ policy: POLICY });
+    const d = await l.authorize({ agent: 'bot', tool: 'pay.refund', args: { amount: 1 } });
+    assert.equal(d.effect, 'deny');
+    assert.equal(d.code, 'store_error');
+  });
+
+  test('stop switch: a suspended agent is denied until resumed', async () => {
+    const state = new MemoryAgentStateStore();
+    const { l } = await layer({ state });
+    const act = { agent: 'bot', tool: 'files.write', args: { path: '/tmp/ok/x' } };
+    assert.equal((await l.authorize(act)).effect, 'allow');
+    await state.suspend('bot', 'ops@acme.com', 'incident 42');
+    const d = await l.authorize(act);
+    assert.equal(d.effect, 'deny');
+    assert.equal(d.code, 'suspended');
+    assert.match(d.reason, /incident 42/);
+    await state.resume('bot', 'ops@acme.com');
+    assert.equal((await l.authorize(act)).effect, 'allow');
+    await state.suspend('*', 'ops@acme.com', 'emergency');
+    assert.equal((await l.authorize(act)).code, 'suspended');
+  });
+
+  test('an unreadable stop switch counts as pressed', async () => {
+    const { l } = await layer({
+      state: {
+        isSuspended: async () => {
+          throw new Error('redis down');
+        },
+      },
+    });
+    const d = await l.authorize({ agent: 'bot', tool: 'files.write', args: { path: '/tmp/ok/x' } });
+    assert.equal(d.effect, 'deny');
+    assert.equal(d.code, 'store_error');
+  });
+
+  test('approvals: ask creates a request bound to the exact call; the grant is single use', async () => {
+    const approvals = memoryApprovalStore();
+    const { l } = await layer({ approvals });
+    const send = l.guard(async (args: { to: string }) => `sent to ${args.to}`, {
+      agent: 'bot',
+      tool: 'mail.send',
+    });
+    let id = '';
+    await assert.rejects(send({ to: 'x@example.org' }), (e: unknown) => {
+      assert.ok(e instanceof ApprovalRequiredError);
+      id = e.approvalId ?? '';
+      return true;
+    });
+    assert.ok(id);
+    await approvals.decide(id, { approve: true, approver: 'lead@acme.com' }, Date.now());
+    await assert.rejects(
+      send({ to: 'other@example.org' }),
+      ApprovalRequiredError,
+      'the grant does not cover other arguments',
+    );
+    assert.equal(await send({ to: 'x@example.org' }), 'sent to x@example.org');
+    await assert.rejects(send({ to: 'x@example.org' }), ApprovalRequiredError, 'single use');
+    assert.equal(await l.waitForApproval(id, { timeoutMs: 10 }), 'expired');
+  });
+
+  test('a broken first policy never starts', async () => {
+    await assert.rejects(
+      createExecLayer({ policy: { version: 1, agents: { bot: { roles: ['missing'] } } } }),
+      (e: unknown) => e instanceof PolicyError && /unknown role/.test(e.message),
+    );
+  });
+
+  test('watching: a valid new policy is swapped in; a broken one leaves the old in force', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'execlayer-watch-'));
+    const file = join(dir, 'policy.yaml');
+    const v1 = 'version: 1\nagents:\n  bot:\n    rules:\n      - allow: a.x\n';
+    writeFileSync(file, v1);
+    const events: string[] = [];
+    const l = await createExecLayer({ policy: file, watch: true, onEvent: (e) => events.push(e.type) });
+    const act = (tool: string) => l.authorize({ agent: 'bot', tool, args: {} });
+    assert.equal((await act('a.x')).effect, 'allow');
+    const waitFor = async (type: string) => {
+      for (let i = 0; i < 100 && !events.includes(type); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(events.includes(type), `expected ${type}, got ${events.join(',')}`);
+    };
+    writeFileSync(file, 'version: 1\nagents:\n  bot:\n    rules:\n      - allow: b.x\n');
+    await waitFor('policy_loaded');
+    assert.equal((await act('a.x')).effect, 'deny');
+    assert.equal((await act('b.x')).effect, 'allow');
+    const hash = l.policyHash;
+    writeFileSync(file, 'version: 1\nagents:\n  bot:\n    rules:\n      - allw: c.x\n');
+    await waitFor('policy_rejected');
+    assert.equal(l.policyHash, hash);
+    assert.equal((await act('b.x')).effect, 'allow', 'the old policy stays in force');
+    assert.match(readFileSync(file, 'utf8'), /allw/);
+    await l.close();
+  });
+});
