@@ -17,6 +17,13 @@ import { Frontier, leafHash } from './merkle.js';
 import { type AuditRecord, RECORD_VERSION, recordHash, type StoredRecord, toAuditRecord } from './record.js';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import type { AuditStore, ChainHead, RecordQuery, SealedBatch } from './store.js';
+import {
+  type InclusionProof,
+  proveInclusion,
+  type VerifyOptions,
+  type VerifyReport,
+  verifyStore,
+} from './verify.js';
 
 /** Retention default: 183 days, the EU AI Act's six-month minimum for deployers' logs (Art. 26(6)). */
 export const DEFAULT_RETENTION_MS = 183 * 24 * 60 * 60 * 1000;
@@ -147,6 +154,19 @@ function checkHead(store: AuditStore, head: ChainHead, last: StoredRecord[]): vo
       { data: { headSize: head.size, lastSeq: tip?.seq ?? null } },
     );
   }
+}
+
+/** What `prune` did (or, for a dry run, would do). */
+export interface PruneResult {
+  /** Records with time before this (ms) were eligible. */
+  cutoff: number;
+  /** Records below this seq have no content now. */
+  before: number;
+  /** Records pruned by this call. */
+  count: number;
+  /** The signed checkpoint the pruned prefix ends at. */
+  checkpoint: Checkpoint | null;
+  dryRun: boolean;
 }
 
 /** What `append` resolves to: where the record landed. */
@@ -388,6 +408,35 @@ export class AuditLog implements Recorder {
   /** Records with seq in [from, from + limit). Pruned records have `event: null`. */
   async read(from: number, limit: number): Promise<AuditRecord[]> {
     return (await this.store.read(from, limit)).map(toAuditRecord);
+  }
+
+  /** Verify the whole log against this log's own public key (see `verifyStore`). */
+  verify(options: VerifyOptions = {}): Promise<VerifyReport> {
+    return verifyStore(this.store, this.key.publicKey, options);
+  }
+
+  /** Inclusion proof for record `seq`, signing a checkpoint first when the record is not yet covered. */
+  async proof(seq: number): Promise<InclusionProof> {
+    const head = await this.store.head();
+    if (seq >= head.checkpointSize && seq < head.size) await this.checkpoint();
+    return proveInclusion(this.store, seq);
+  }
+
+  /**
+   * Remove the content of records older than `olderThanMs` (default 183 days), keeping their hashes. Only
+   * whole prefixes below a signed checkpoint are pruned, so the log stays verifiable.
+   */
+  async prune(options: { olderThanMs?: number; dryRun?: boolean } = {}): Promise<PruneResult> {
+    const olderThanMs = options.olderThanMs ?? DEFAULT_RETENTION_MS;
+    const cutoff = this.now() - olderThanMs;
+    const head = await this.store.head();
+    const firstKept = await this.store.seqAtTime(cutoff);
+    let checkpoint: Checkpoint | null = null;
+    for (const cp of await this.store.checkpoints()) if (cp.size <= firstKept) checkpoint = cp;
+    const before = Math.max(checkpoint?.size ?? 0, head.prunedBefore);
+    const count = before - head.prunedBefore;
+    if (count > 0 && options.dryRun !== true) await this.store.prune(before);
+    return { cutoff, before, count, checkpoint, dryRun: options.dryRun === true };
   }
 
   /** Wait for queued events, sign a final checkpoint, close the store. Later `record` calls reject. */
