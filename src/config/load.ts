@@ -225,7 +225,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     } else if (e.keyword === 'required') {
       at(locate(path), path, `missing \`${(e.params as { missingProperty: string }).missingProperty}\``);
     } else if (e.keyword === 'propertyNames') {
-      const name = String((e.params as { propertyName: string }).propertyName);
+    } else if ((e as { propertyName?: string }).propertyName !== undefined) {
+      const name = String((e as { propertyName?: string }).propertyName);
       at(locate(`${path}/${name}`, true), `${path}/${name}`, `invalid name \`${name}\``);
     } else {
       at(locate(path), path, `\`${path || '/'}\` ${e.message ?? 'is invalid'}`);

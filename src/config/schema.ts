@@ -36,30 +36,29 @@ export const CONFIG_SCHEMA = {
       default: {},
       propertyNames: { pattern: '^[a-z][a-z0-9_-]{0,63}$' },
       additionalProperties: {
-        oneOf: [
-          {
-            type: 'object',
-            additionalProperties: false,
-            required: ['command'],
-            properties: {
-              command: { type: 'string', minLength: 1 },
-              args: { type: 'array', items: { type: 'string' }, default: [] },
-              env: stringMap,
-              cwd: { type: 'string', minLength: 1 },
-              expose: { enum: ['prefixed', 'bare'], default: 'prefixed' },
-            },
+        type: 'object',
+        if: { required: ['command'] },
+        then: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['command'],
+          properties: {
+            command: { type: 'string', minLength: 1 },
+            args: { type: 'array', items: { type: 'string' }, default: [] },
+            env: stringMap,
+            cwd: { type: 'string', minLength: 1 },
+            expose: { enum: ['prefixed', 'bare'], default: 'prefixed' },
           },
-          {
-            type: 'object',
-            additionalProperties: false,
-            required: ['url'],
-            properties: {
-              url: { type: 'string', pattern: '^https?://' },
-              headers: stringMap,
-              expose: { enum: ['prefixed', 'bare'], default: 'prefixed' },
-            },
+        },
+        else: {
+          additionalProperties: false,
+          required: ['url'],
+          properties: {
+            url: { type: 'string', pattern: '^https?://' },
+            headers: stringMap,
+            expose: { enum: ['prefixed', 'bare'], default: 'prefixed' },
           },
-        ],
+        },
       },
     },
     auth: {

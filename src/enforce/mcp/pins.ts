@@ -1,7 +1,7 @@
 /**
  * Tool pinning: the sha256 of each upstream tool's canonical definition is recorded on first sight; a
  * later definition with another hash is held back (hidden, calls denied) until an operator approves it.
- * One small interface, two backends (memory, SQLite); `pins.contract.ts` is the suite both pass.
+ * One small interface, two backends (memory, SQLite); `pins.test.ts` runs one contract suite on both.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { ConfigError, parseConfig } from './load.js';
+import { CONFIG_SCHEMA } from './schema.js';
+
+const FILE = '/srv/gw/execlayer.yaml';
+
+function problems(text: string, env: NodeJS.ProcessEnv = {}) {
+  try {
+    parseConfig(text, FILE, env);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    return e.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('the published schema file is the schema the loader uses', () => {
+  const file = JSON.parse(
+    readFileSync(new URL('../../schema/execlayer-config.schema.json', import.meta.url), 'utf8'),
+  );
+  assert.deepEqual(file, JSON.parse(JSON.stringify(CONFIG_SCHEMA)));
+});
+
+test('a full config loads with defaults, absolute paths and interpolated secrets', () => {
+  const cfg = parseConfig(
+    `policy: ./policy.yaml
+store: sqlite:./state/execlayer.db
+agent: desktop
+upstreams:
+  files:
+    command: npx
+    args: ["-y", "@modelcontextprotocol/server-filesystem", "/srv/kb"]
+    env: { TOKEN: "\${FILES_TOKEN}", LITERAL: "a$$b" }
+  crm:
+    url: https://crm.example.com/mcp
+    headers: { Authorization: "Bearer \${CRM_TOKEN}" }
+auth:
+  apiKeys:
+    - { sha256: ${'A'.repeat(64)}, agent: support-bot }
+limits: { callTimeoutMs: 5000 }
+approvals: { wait: block, maxWaitMs: 1000 }
+`,
+    FILE,
+    { FILES_TOKEN: 'f-secret', CRM_TOKEN: 'c-secret' },
+  );
+  assert.equal(cfg.policy, '/srv/gw/policy.yaml');
+  assert.equal(cfg.store, 'sqlite:/srv/gw/state/execlayer.db');
+  assert.equal(cfg.agent, 'desktop');
+  assert.deepEqual(cfg.upstreams.files, {
+    kind: 'stdio',
+    command: 'npx',
+    args: ['-y', '@modelcontextprotocol/server-filesystem', '/srv/kb'],
+    env: { TOKEN: 'f-secret', LITERAL: 'a$b' },
+    expose: 'prefixed',
+  });
+  assert.deepEqual(cfg.upstreams.crm, {
+    kind: 'http',
+    url: 'https://crm.example.com/mcp',
+    headers: { Authorization: 'Bearer c-secret' },
+    expose: 'prefixed',
+  });
+  assert.equal(cfg.auth.apiKeys[0]?.sha256, 'a'.repeat(64));
+  assert.equal(cfg.limits.callTimeoutMs, 5000);
+  assert.equal(cfg.limits.maxArgBytes, 1024 * 1024);
+  assert.deepEqual(cfg.approvals, { wait: 'block', maxWaitMs: 1000 });
+  assert.equal(cfg.http.host, '127.0.0.1');
+});
+
+test('an unknown key is reported at its line and column', () => {
+  const p = problems('policy: ./p.yaml\nupstreams:\n  files:\n    command: x\n    comand: y\n');
+  assert.equal(p.length, 1);
+  assert.deepEqual(
+    { line: p[0]?.line, column: p[0]?.column, file: p[0]?.file },
+    { line: 5, column: 5, file: FILE },
+  );
+  assert.match(p[0]!.message, /unknown key `comand`/);
+});
+
+test('a missing environment variable names the variable and where it is used', () => {
+  const p = problems(
+    'policy: ./p.yaml\nupstreams:\n  crm:\n    url: https://x\n    headers:\n      A: "${NOPE}"\n',
+  );
+  assert.equal(p[0]?.line, 6);
+  assert.match(p[0]!.message, /environment variable `NOPE` is not set/);
+});
+
+test('bad values, names and syntax are problems with positions, never exceptions of other kinds', () => {
+  assert.match(problems('store: sqlite:x\n')[0]!.message, /missing `policy`/);
+  assert.match(
+    problems('policy: p\nupstreams:\n  Files.X:\n    command: x\n')[0]!.message,
+    /invalid name `Files.X`/,
+  );
+  assert.equal(problems('policy: p\nlimits: { callTimeoutMs: -1 }\n')[0]?.line, 2);
+  assert.equal(problems('policy: [\n')[0]?.file, FILE);
+  assert.match(problems('policy: p\n__proto__: {}\n')[0]!.message, /`__proto__` is not allowed/);
+  const dup = `{ sha256: ${'b'.repeat(64)}, agent: a }`;
+  assert.match(
+    problems(`policy: p\nauth:\n  apiKeys:\n    - ${dup}\n    - ${dup}\n`)[0]!.message,
+    /duplicate api key/,
+  );
+});
