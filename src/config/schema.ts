@@ -38,6 +38,7 @@ export const CONFIG_SCHEMA = {
       additionalProperties: {
         type: 'object',
         if: { required: ['command'] },
+        // biome-ignore lint/suspicious/noThenProperty: JSON Schema's `then` keyword, not a thenable.
         then: {
           type: 'object',
           additionalProperties: false,
