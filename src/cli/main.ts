@@ -5,6 +5,14 @@ import { EXIT } from './util.js';
 type Run = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = {
+  mcp: {
+    summary: 'serve the MCP gateway over stdio (for Claude Desktop/Code, Cursor)',
+    load: async () => (await import('./mcp.js')).mcpCommand,
+  },
+  serve: {
+    summary: 'serve the gateway (Streamable HTTP /mcp) and the decision API over HTTP',
+    load: async () => (await import('./serve.js')).serveCommand,
+  },
   validate: {
     summary: 'check a policy file and report problems as file:line:column',
     load: async () => (await import('./validate.js')).validateCommand,
@@ -16,6 +24,22 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = 
   check: {
     summary: 'decide one action and explain the decision',
     load: async () => (await import('./check.js')).checkCommand,
+  },
+  approvals: {
+    summary: 'list, show, approve or deny pending approvals',
+    load: async () => (await import('./approvals.js')).approvalsCommand,
+  },
+  agents: {
+    summary: 'suspend or resume agents; emergency stop',
+    load: async () => (await import('./agents.js')).agentsCommand,
+  },
+  tools: {
+    summary: 'list pinned upstream tool definitions; approve changed ones',
+    load: async () => (await import('./tools.js')).toolsCommand,
+  },
+  keys: {
+    summary: 'create API keys for agents (stored hashed in the config)',
+    load: async () => (await import('./keys.js')).keysCommand,
   },
 };
 

@@ -1,0 +1,43 @@
+/**
+ * ExecLayer: decides, before each action an AI agent takes, whether this agent may take this action
+ * with these arguments now. Default deny, capabilities by policy, every decision recorded.
+ *
+ * @example
+ * ```ts
+ * import { createExecLayer } from 'execlayer';
+ * const layer = await createExecLayer({ policy: './policy.yaml' });
+ * const refund = layer.guard(payments.refund, { agent: 'support-bot', tool: 'payments.refund' });
+ * await refund({ amount: 25, currency: 'EUR', customer: 'c-42' }); // throws DeniedError when refused
+ * ```
+ */
+export { checkAction, parseAction } from './engine/action.js';
+export { compile, type Engine } from './engine/compile.js';
+export { factsReady, initFacts } from './facts/index.js';
+export type { CheckedPolicy } from './policy/check.js';
+export { type LoadResult, loadPolicyFile, loadPolicyObject, loadPolicyText } from './policy/load.js';
+export { formatProblem, type Problem } from './policy/problems.js';
+export { policySchema } from './policy/schema.js';
+export type { PolicyDocument, RuleSpec } from './policy/types.js';
+export { ApprovalRequiredError, DeniedError, PolicyError } from './runtime/errors.js';
+export {
+  type ApprovalWait,
+  createExecLayer,
+  type ExecLayer,
+  type ExecLayerOptions,
+  type RuntimeEvent,
+} from './runtime/exec-layer.js';
+export { createRemoteExecLayer, type RemoteExecLayer, type RemoteExecLayerOptions } from './sdk/remote.js';
+export type {
+  Action,
+  ApprovalSpec,
+  AuditEvent,
+  Decision,
+  DecisionCode,
+  Effect,
+  EnforcementPoint,
+  Json,
+  LimitScope,
+  LimitSpec,
+  Mode,
+  Recorder,
+} from './types.js';
