@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { CanonicalJsonError, canonicalJson, jsonDigest } from './canonical-json.js';
+
+test('keys are sorted at every level and there is no whitespace', () => {
+  assert.equal(
+    canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: 'x' }, A: null }),
+    '{"A":null,"a":{"c":"x","d":[3,{"y":2,"z":1}]},"b":1}',
+  );
+});
+
+test('keys sort by UTF-16 code units, as RFC 8785 requires', () => {
+  assert.equal(
+    canonicalJson({ '\u20ac': 1, '\r': 2, '\ud83d\ude00': 3, é: 4 }),
+    '{"\\r":2,"é":4,"€":1,"😀":3}',
+  );
+});
+
+test('numbers and strings take their shortest JSON forms', () => {
+  assert.equal(
+    canonicalJson([1e21, 0.1, -0, 1.5e-7, 'a"\\\n\u0001']),
+    '[1e+21,0.1,0,1.5e-7,"a\\"\\\\\\n\\u0001"]',
+  );
+});
+
+test('undefined properties are dropped and undefined array items become null, like JSON.stringify', () => {
+  assert.equal(canonicalJson({ a: undefined, b: [undefined, 1] }), '{"b":[null,1]}');
+});
+
+test('values with no JSON form are refused with their path', () => {
+  assert.throws(
+    () => canonicalJson({ a: [1, Number.NaN] }),
+    (e: unknown) => {
+      assert.ok(e instanceof CanonicalJsonError);
+      assert.equal(e.path, '$.a[1]');
+      return true;
+    },
+  );
+  assert.throws(() => canonicalJson({ n: 1n }), CanonicalJsonError);
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  assert.throws(() => canonicalJson(cyclic), /cycle at `\$.self`/);
+});
+
+test('the same value always gives the same text, whatever the key order (property)', () => {
+  fc.assert(
+    fc.property(fc.jsonValue(), (v) => {
+      const text = canonicalJson(v);
+      assert.equal(canonicalJson(JSON.parse(text)), text, 'idempotent through a parse');
+      assert.deepEqual(JSON.parse(text), JSON.parse(JSON.stringify(v)), 'same meaning as JSON.stringify');
+      const shuffled = JSON.parse(JSON.stringify(v), (_k, val) =>
+        val && typeof val === 'object' && !Array.isArray(val)
+          ? Object.fromEntries(Object.entries(val).reverse())
+          : val,
+      );
+      assert.equal(canonicalJson(shuffled), text);
+    }),
+  );
+});
+
+test('jsonDigest is sha256 hex of the canonical text', () => {
+  assert.equal(jsonDigest({ b: 2, a: 1 }), createHash('sha256').update('{"a":1,"b":2}').digest('hex'));
+});
