@@ -9,7 +9,6 @@
  *   BENCH_DURATION=5 npm run bench:api
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -153,18 +152,12 @@ async function childExecLayer(dbPath: string): Promise<void> {
     recorderName = `none (sqlite audit log unavailable: ${(e as Error).message})`;
   }
   const layer = await createExecLayer(recorder ? { policy: POLICY, recorder } : { policy: POLICY });
-  const digest = createHash('sha256').update(API_KEY).digest('hex');
-  const server = createDecisionApiServer(layer, {
-    pdpClients: ['todo-backend'],
-    authenticate: async (req) => {
-      const h = req.headers.authorization;
-      if (h === undefined || !h.startsWith('Bearer '))
-        return { ok: false, status: 401, reason: 'missing bearer token' };
-      return createHash('sha256').update(h.slice(7)).digest('hex') === digest
-        ? { ok: true, agent: 'todo-backend' }
-        : { ok: false, status: 401, reason: 'unknown api key' };
-    },
-  });
+  const { createAuthenticator, hashApiKey } = await import('../src/enforce/auth.js');
+  const authenticate = createAuthenticator(
+    { apiKeys: [{ sha256: hashApiKey(API_KEY), agent: 'todo-backend' }] },
+    recorder ? { recorder, point: 'http' } : {},
+  );
+  const server = createDecisionApiServer(layer, { pdpClients: ['todo-backend'], authenticate });
   server.keepAliveTimeout = 60_000;
   server.listen(0, '127.0.0.1', () => {
     process.stdout.write(

@@ -1,16 +1,12 @@
 /**
  * Shared set-up for the HTTP decision API end-to-end tests: a real ExecLayer behind the real handler on an
- * ephemeral loopback port, an API-key authenticator (sha256-hashed keys), and a recorder that keeps every
- * event so tests can assert what was recorded.
+ * ephemeral loopback port, the real API-key authenticator, and a recorder that keeps every event so tests
+ * can assert what was recorded.
  */
-import { createHash } from 'node:crypto';
-import type { IncomingMessage, Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  type AuthResult,
-  createDecisionApiServer,
-  type DecisionApiOptions,
-} from '../src/enforce/http/index.js';
+import { createAuthenticator, hashApiKey } from '../src/enforce/auth.js';
+import { createDecisionApiServer, type DecisionApiOptions } from '../src/enforce/http/index.js';
 import { createExecLayer, type ExecLayer } from '../src/runtime/exec-layer.js';
 import type { AuditEvent, Recorder } from '../src/types.js';
 
@@ -25,25 +21,6 @@ export class CollectingRecorder implements Recorder {
   }
 }
 
-/** Bearer API keys, stored as sha256 hex digests, each mapped to an agent and optional roles. */
-export function apiKeyAuthenticator(
-  keys: Record<string, { agent: string; roles?: string[] }>,
-): (req: IncomingMessage) => Promise<AuthResult> {
-  const byDigest = new Map(
-    Object.entries(keys).map(([k, v]) => [createHash('sha256').update(k).digest('hex'), v]),
-  );
-  return async (req) => {
-    const h = req.headers.authorization;
-    if (h === undefined || !h.startsWith('Bearer '))
-      return { ok: false, status: 401, reason: 'missing bearer token' };
-    const who = byDigest.get(createHash('sha256').update(h.slice(7)).digest('hex'));
-    if (who === undefined) return { ok: false, status: 401, reason: 'unknown api key' };
-    return who.roles === undefined
-      ? { ok: true, agent: who.agent }
-      : { ok: true, agent: who.agent, roles: who.roles };
-  };
-}
-
 export interface RunningApi {
   url: string;
   layer: ExecLayer;
@@ -52,7 +29,10 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-/** Starts a real ExecLayer and the decision API server on 127.0.0.1:<ephemeral>. */
+/**
+ * Starts a real ExecLayer and the decision API server on 127.0.0.1:<ephemeral>. `keys` maps API keys to
+ * agents; an agent whose key has the role `pdp-client` may ask about any subject.
+ */
 export async function startApi(
   policy: string | Record<string, unknown>,
   keys: Record<string, { agent: string; roles?: string[] }>,
@@ -60,7 +40,14 @@ export async function startApi(
 ): Promise<RunningApi> {
   const recorder = new CollectingRecorder();
   const layer = await createExecLayer({ policy, recorder });
-  const server = createDecisionApiServer(layer, { authenticate: apiKeyAuthenticator(keys), ...extra });
+  const authenticate = createAuthenticator(
+    { apiKeys: Object.entries(keys).map(([key, v]) => ({ sha256: hashApiKey(key), agent: v.agent })) },
+    { recorder, point: 'http' },
+  );
+  const pdpClients = Object.values(keys)
+    .filter((v) => v.roles?.includes('pdp-client'))
+    .map((v) => v.agent);
+  const server = createDecisionApiServer(layer, { authenticate, pdpClients, ...extra });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

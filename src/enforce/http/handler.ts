@@ -24,6 +24,7 @@ export type Authenticate = (req: IncomingMessage) => Promise<AuthResult>;
 export type DecisionLayer = Pick<ExecLayer, 'authorize' | 'recorder' | 'policyHash'>;
 
 export interface DecisionApiOptions {
+  /** Identifies the caller. It records its own rejections (e.g. `createAuthenticator(auth, { recorder })`). */
   authenticate: Authenticate;
   /** Largest accepted request body in bytes; default 1 MiB (1,048,576). Larger bodies get 413. */
   maxBodyBytes?: number;
@@ -158,7 +159,7 @@ export function createDecisionApiHandler(
         who = { ok: false, status: 401, reason: 'authentication failed' };
       }
       if (!who.ok) {
-        await recordAuthFailure(point, who.reason, req);
+        // The authenticator records its own rejections (createAuthenticator with a recorder).
         writeProblem(res, problem(401, 'unauthenticated', who.reason), rid, { 'www-authenticate': 'Bearer' });
         return true;
       }
