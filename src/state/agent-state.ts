@@ -108,7 +108,7 @@ abstract class BaseStateStore implements AgentStateStore {
   protected abstract read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]>;
   protected abstract write(s: Suspension): Promise<void>;
   protected abstract remove(agent: string): Promise<boolean>;
-  abstract list(): Promise<Suspension[]>;
+  protected abstract readAll(): Promise<Suspension[]>;
   abstract close(): Promise<void>;
 
   async isSuspended(agent: string): Promise<SuspensionStatus> {
@@ -128,6 +128,10 @@ abstract class BaseStateStore implements AgentStateStore {
     const ev: AgentStateEvent = { type: 'agent', status: 'suspended', agent, by };
     if (s.reason !== undefined) ev.reason = s.reason;
     await this.#record(ev);
+  }
+
+  async list(): Promise<Suspension[]> {
+    return this.#edge(() => this.readAll());
   }
 
   async resume(agent: string, by: string): Promise<boolean> {
@@ -173,7 +177,7 @@ export class MemoryAgentStateStore extends BaseStateStore {
   protected async remove(agent: string): Promise<boolean> {
     return this.#m.delete(agent);
   }
-  async list(): Promise<Suspension[]> {
+  protected async readAll(): Promise<Suspension[]> {
     return [...this.#m.values()].sort((a, b) => a.agent.localeCompare(b.agent));
   }
   async close(): Promise<void> {}
@@ -229,7 +233,7 @@ export class SqliteAgentStateStore extends BaseStateStore {
   protected async remove(agent: string): Promise<boolean> {
     return this.#del.run(agent).changes > 0;
   }
-  async list(): Promise<Suspension[]> {
+  protected async readAll(): Promise<Suspension[]> {
     return (this.#all.all() as Row[]).map((r) => fromRow(r) as Suspension);
   }
   async close(): Promise<void> {
@@ -268,7 +272,7 @@ export class RedisAgentStateStore extends BaseStateStore {
   protected async remove(agent: string): Promise<boolean> {
     return (await this.#r.hdel(this.#key, agent)) > 0;
   }
-  async list(): Promise<Suspension[]> {
+  protected async readAll(): Promise<Suspension[]> {
     const all = await this.#r.hgetall(this.#key);
     return Object.values(all)
       .map((v) => parse(v) as Suspension)
