@@ -1,5 +1,9 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings are shell source, where `${x}` is literal text
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
@@ -314,5 +318,70 @@ describe('shell properties', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('shell against bash itself', () => {
+  test('every program bash actually runs is named in the facts', (t) => {
+    const which = spawnSync('sh', ['-c', 'command -v bash'], { encoding: 'utf8' });
+    const bash = which.stdout.trim();
+    if (which.status !== 0 || bash === '') {
+      t.skip('bash is not installed');
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'facts-shell-'));
+    try {
+      const log = join(dir, 'log');
+      const names = ['aa', 'bb', 'cc', 'rm'];
+      for (const n of names) {
+        writeFileSync(join(dir, n), `#!/bin/sh\necho ${n} >> '${log}'\n`, { mode: 0o755 });
+      }
+      const word = fc.constantFrom(...names, "'a''a'", '"b"b', 'c\\c', 'x', '-l', '"$(rm)"');
+      const simple = fc.array(word, { minLength: 1, maxLength: 3 }).map((ws) => ws.join(' '));
+      const wrap = fc.constantFrom(
+        (s: string) => s,
+        (s: string) => `aa $(${s})`,
+        (s: string) => `aa \`${s}\``,
+        (s: string) => `(${s})`,
+        (s: string) => `{ ${s}; }`,
+        (s: string) => `aa <(${s})`,
+        (s: string) => `if ${s}; then bb; fi`,
+        (s: string) => `cat <<EOF\n$(${s})\nEOF\n`,
+        (s: string) => `aa "\${x:-$(${s})}"`,
+      );
+      const join_ = fc.constantFrom('; ', ' && ', ' || ', ' | ', '\n', ' & ');
+      const line = fc
+        .array(fc.tuple(wrap, simple, join_), { minLength: 1, maxLength: 3 })
+        .map((parts) => parts.map(([w, s, j], i) => `${w(s)}${i < parts.length - 1 ? j : ''}`).join(''));
+      let executed = 0;
+      fc.assert(
+        fc.property(line, (src) => {
+          const r = c.facts(src);
+          if (!r.ok) return;
+          writeFileSync(log, '');
+          spawnSync(bash, ['--norc', '--noprofile', '-c', `${src}\nwait`], {
+            env: { PATH: dir },
+            cwd: dir,
+            timeout: 5000,
+          });
+          const ran = new Set(
+            readFileSync(log, 'utf8')
+              .split('\n')
+              .filter((x) => x !== ''),
+          );
+          executed += ran.size;
+          for (const p of ran)
+            assert.ok(
+              r.value.programs.includes(p),
+              `${JSON.stringify(src)} ran ${p}; facts: ${r.value.programs}`,
+            );
+        }),
+        { numRuns: 150 },
+      );
+      // The comparison means something only if bash really ran the stubs.
+      assert.ok(executed > 50, `only ${executed} programs ran`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
