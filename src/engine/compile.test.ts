@@ -339,3 +339,22 @@ describe('properties', () => {
     );
   });
 });
+
+test('a move is checked at both ends: every default path argument must satisfy the condition', () => {
+  const e = engineFor({
+    version: 1,
+    agents: { a: { rules: [{ allow: 'files.move_file', when: { path: { under: ['/srv/kb'] } } }] } },
+  });
+  assert.equal(
+    e.decide(act('files.move_file', { source: '/srv/kb/a', destination: '/srv/kb/b' }, 'a')).effect,
+    'allow',
+  );
+  assert.equal(
+    e.decide(act('files.move_file', { source: '/srv/kb/a', destination: '/etc/cron.d/x' }, 'a')).effect,
+    'deny',
+  );
+  assert.equal(
+    e.decide(act('files.move_file', { source: '/etc/shadow', destination: '/srv/kb/b' }, 'a')).effect,
+    'deny',
+  );
+});

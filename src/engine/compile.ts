@@ -262,8 +262,8 @@ export function compile(policy: CheckedPolicy): Engine {
       const canon = canonicalisers[c.name];
       let names = c.args;
       if (!names) {
-        const present = canon.defaultArgs.filter((n) => Object.hasOwn(args, n));
-        names = c.name === 'email' ? present : present.slice(0, 1);
+        // INVARIANT: every present default argument is checked (a move's `source` and `destination`).
+        names = canon.defaultArgs.filter((n) => Object.hasOwn(args, n));
         if (names.length === 0) {
           return { kind: 'nomatch', why: `argument \`${canon.defaultArgs.join('` or `')}\` is missing` };
         }
