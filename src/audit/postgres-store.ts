@@ -131,15 +131,21 @@ export class PostgresAuditStore implements AuditStore {
     } catch (e) {
       throw pgError(e, this.location, action);
     }
+    // A checked-out connection killed by the server emits 'error'; the failing query reports it too, so the
+    // event only needs a listener (without one it would crash the process).
+    const onError = () => undefined;
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const out = await fn(client);
       await client.query('COMMIT');
+      client.removeListener('error', onError);
       client.release();
       return out;
     } catch (e) {
       // A connection that failed mid-transaction is discarded, not returned to the pool.
       await client.query('ROLLBACK').catch(() => undefined);
+      client.removeListener('error', onError);
       client.release(e instanceof Error ? e : true);
       throw pgError(e, this.location, action);
     }
@@ -333,6 +339,7 @@ export async function openPostgresStore(
   const store = new PostgresAuditStore(pool, location);
   try {
     const c = await pool.connect();
+    c.on('error', () => undefined);
     try {
       await c.query('BEGIN');
       await c.query("SELECT pg_advisory_xact_lock(hashtext('execlayer_audit_schema'))");
