@@ -141,16 +141,18 @@ async function childExecLayer(dbPath: string): Promise<void> {
   let recorderName = 'none';
   let closeRecorder = async () => {};
   let countRecords = async () => -1;
-  try {
-    const { openAuditLog } = await import('../src/audit/log.js');
-    const log = await openAuditLog(`sqlite:${dbPath}`);
-    recorder = log;
-    recorderName = 'sqlite audit log (WAL, synchronous=FULL)';
-    countRecords = async () => (await log.store.head()).size;
-    closeRecorder = () => log.close();
-  } catch (e) {
-    recorderName = `none (sqlite audit log unavailable: ${(e as Error).message})`;
-  }
+  if (dbPath !== '-')
+    try {
+      const { openAuditLog } = await import('../src/audit/log.js');
+      const log = await openAuditLog(`sqlite:${dbPath}`);
+      recorder = log;
+      recorderName = 'sqlite audit log (WAL, synchronous=FULL)';
+      countRecords = async () => (await log.store.head()).size;
+      closeRecorder = () => log.close();
+    } catch (e) {
+      recorderName = `none (sqlite audit log unavailable: ${(e as Error).message})`;
+    }
+  else recorderName = 'none (recording off, for comparison only)';
   const layer = await createExecLayer(recorder ? { policy: POLICY, recorder } : { policy: POLICY });
   const { createAuthenticator, hashApiKey } = await import('../src/enforce/auth.js');
   const authenticate = createAuthenticator(
@@ -389,6 +391,9 @@ async function main(): Promise<void> {
   try {
     const exec = await startChild(['--child-execlayer', join(dir, 'audit.db')]);
     children.push(exec);
+    const execNoRec = await startChild(['--child-execlayer', '-']);
+    children.push(execNoRec);
+    const execNoRecUrl = `http://127.0.0.1:${execNoRec.first.port}`;
     const bare = await startChild(['--child-bare']);
     children.push(bare);
     cerbos = await startCerbos(dir);
@@ -437,58 +442,89 @@ async function main(): Promise<void> {
     const cerbosBatch = batches().map((b) => cerbosBody(b.user, b.items));
     const cerbosHeaders = { 'content-type': 'application/json' };
 
-    const results: RunResult[] = [];
-    results.push(await run('bare node:http (floor)', bareUrl, '/', single, AUTH_HEADERS, 1));
-    results.push(
-      await run('cerbos, single', cerbos.url, '/api/check/resources', cerbosSingle, cerbosHeaders, 1),
+    const rows: { r: RunResult; ref: 'single' | 'batch' | 'none' }[] = [];
+    const add = async (
+      ref: 'single' | 'batch' | 'none',
+      ...args: Parameters<typeof run>
+    ): Promise<RunResult> => {
+      const r = await run(...args);
+      rows.push({ r, ref });
+      return r;
+    };
+    const floor = await add('none', 'bare node:http (floor)', bareUrl, '/', single, AUTH_HEADERS, 1);
+    const cerbosOne = await add(
+      'single',
+      'cerbos, single',
+      cerbos.url,
+      '/api/check/resources',
+      cerbosSingle,
+      cerbosHeaders,
+      1,
     );
-    results.push(
-      await run('execlayer authzen, single', execUrl, '/access/v1/evaluation', single, AUTH_HEADERS, 1),
+    const oursOne = await add(
+      'single',
+      'execlayer, single',
+      execUrl,
+      '/access/v1/evaluation',
+      single,
+      AUTH_HEADERS,
+      1,
     );
-    results.push(
-      await run(
-        `cerbos, batch of ${BATCH}`,
-        cerbos.url,
-        '/api/check/resources',
-        cerbosBatch,
-        cerbosHeaders,
-        BATCH,
-      ),
+    await add(
+      'single',
+      'execlayer no-rec, single',
+      execNoRecUrl,
+      '/access/v1/evaluation',
+      single,
+      AUTH_HEADERS,
+      1,
     );
-    results.push(
-      await run(
-        `execlayer authzen, batch of ${BATCH}`,
-        execUrl,
-        '/access/v1/evaluations',
-        batchBodies,
-        AUTH_HEADERS,
-        BATCH,
-      ),
+    const cerbosMany = await add(
+      'batch',
+      `cerbos, batch ${BATCH}`,
+      cerbos.url,
+      '/api/check/resources',
+      cerbosBatch,
+      cerbosHeaders,
+      BATCH,
+    );
+    const oursMany = await add(
+      'batch',
+      `execlayer, batch ${BATCH}`,
+      execUrl,
+      '/access/v1/evaluations',
+      batchBodies,
+      AUTH_HEADERS,
+      BATCH,
+    );
+    await add(
+      'batch',
+      `execlayer no-rec, batch ${BATCH}`,
+      execNoRecUrl,
+      '/access/v1/evaluations',
+      batchBodies,
+      AUTH_HEADERS,
+      BATCH,
     );
 
-    const cerbosSingleRate = results[1]?.decisionsPerSec ?? Number.NaN;
-    const cerbosBatchRate = results[3]?.decisionsPerSec ?? Number.NaN;
     const pad = (s: string, n: number) => s.padEnd(n);
     const num = (x: number, d = 0) =>
       x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
     console.log(
-      `${pad('server', 32)}${pad('req/s', 10)}${pad('decisions/s', 13)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('mean ms', 9)}${pad('vs cerbos', 10)}errors`,
+      `${pad('server', 30)}${pad('req/s', 10)}${pad('decisions/s', 13)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('mean ms', 9)}${pad('vs cerbos', 11)}errors`,
     );
-    for (const r of results) {
-      const ref = r.name.includes('batch') ? cerbosBatchRate : cerbosSingleRate;
+    for (const { r, ref } of rows) {
+      const base = ref === 'single' ? cerbosOne : ref === 'batch' ? cerbosMany : undefined;
+      const ratio = base ? `${num(r.decisionsPerSec / base.decisionsPerSec, 2)}x` : '-';
       console.log(
-        `${pad(r.name, 32)}${pad(num(r.reqPerSec), 10)}${pad(num(r.decisionsPerSec), 13)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(r.mean, 2), 9)}${pad(`${num(r.decisionsPerSec / ref, 2)}x`, 10)}${r.errors + r.non2xx}`,
+        `${pad(r.name, 30)}${pad(num(r.reqPerSec), 10)}${pad(num(r.decisionsPerSec), 13)}${pad(num(r.p50, 2), 8)}${pad(num(r.p99, 2), 8)}${pad(num(r.mean, 2), 9)}${pad(ratio, 11)}${r.errors + r.non2xx}`,
       );
     }
-    const ours = results[2];
-    const oursBatch = results[4];
-    if (ours && oursBatch) {
-      console.log(
-        `\nexeclayer single vs cerbos single: ${num(ours.decisionsPerSec / cerbosSingleRate, 2)}x; ` +
-          `execlayer batch vs cerbos single: ${num(oursBatch.decisionsPerSec / cerbosSingleRate, 2)}x; ` +
-          `execlayer single vs bare floor: ${num(ours.reqPerSec / (results[0]?.reqPerSec ?? 1), 2)}x`,
-      );
-    }
+    console.log(
+      `\nexeclayer (recording on) single vs cerbos single: ${num(oursOne.decisionsPerSec / cerbosOne.decisionsPerSec, 2)}x; ` +
+        `execlayer batch vs cerbos single: ${num(oursMany.decisionsPerSec / cerbosOne.decisionsPerSec, 2)}x; ` +
+        `execlayer single vs bare floor: ${num(oursOne.reqPerSec / floor.reqPerSec, 2)}x`,
+    );
     const stats = await stopChild(exec);
     children.splice(children.indexOf(exec), 1);
     if (stats) console.log(`audit records written by the execlayer server: ${num(Number(stats.records))}`);
