@@ -3,6 +3,8 @@
  * log, limits, approvals and the stop switch (`sqlite:<file>`), or `memory:` (nothing durable — tests
  * and trials only).
  */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { openApprovalStore } from '../../approvals/open.js';
 import { openAuditLog } from '../../audit/log.js';
 import type { GatewayConfig } from '../../config/load.js';
@@ -31,6 +33,7 @@ export async function openLayer(
   opts: { watch?: boolean; onEvent?: (e: RuntimeEvent) => void } = {},
 ): Promise<OpenedLayer> {
   const closers: Array<() => Promise<void>> = [];
+  if (config.store.startsWith('sqlite:')) mkdirSync(dirname(config.store.slice('sqlite:'.length)), { recursive: true });
   try {
     const recorder: Recorder & { close?: () => Promise<void> } =
       config.store === 'memory:' ? new MemoryRecorder() : await openAuditLog(config.store);
