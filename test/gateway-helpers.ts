@@ -35,8 +35,15 @@ export async function makeLayer(policy: Record<string, unknown>): Promise<Layer>
 }
 
 /** A gateway config from a plain object (validated by the real loader). */
-export function makeConfig(obj: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  return parseConfig(JSON.stringify({ policy: '/dev/null', store: 'memory:', ...obj }), '/tmp/execlayer-test.yaml', env);
+export function makeConfig(
+  obj: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): GatewayConfig {
+  return parseConfig(
+    JSON.stringify({ policy: '/dev/null', store: 'memory:', ...obj }),
+    '/tmp/execlayer-test.yaml',
+    env,
+  );
 }
 
 export interface Connected {
@@ -55,10 +62,16 @@ export async function connectInProcess(
   opts: { pins?: ToolPinStore; capabilities?: ClientCapabilities; setup?: (c: Client) => void } = {},
 ): Promise<Connected> {
   const logs: string[] = [];
-  const gateway = new McpGateway(l.layer, config, { pins: opts.pins ?? new MemoryToolPinStore(), log: (x) => logs.push(x) });
+  const gateway = new McpGateway(l.layer, config, {
+    pins: opts.pins ?? new MemoryToolPinStore(),
+    log: (x) => logs.push(x),
+  });
   const [a, b] = InMemoryTransport.createLinkedPair();
   const session = await gateway.connect(b, { agent, transport: 'memory' });
-  const client = new Client({ name: 'test-agent', version: '1.0.0' }, { capabilities: opts.capabilities ?? {} });
+  const client = new Client(
+    { name: 'test-agent', version: '1.0.0' },
+    { capabilities: opts.capabilities ?? {} },
+  );
   opts.setup?.(client);
   await client.connect(a);
   return {
@@ -74,7 +87,12 @@ export async function connectInProcess(
 }
 
 /** A direct SDK client to an upstream over stdio (the reference for "exactly what the direct call returns"). */
-export async function connectDirect(command: string, args: string[], env: Record<string, string> = {}, capabilities: ClientCapabilities = {}) {
+export async function connectDirect(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+  capabilities: ClientCapabilities = {},
+) {
   const { StdioClientTransport } = await import('@modelcontextprotocol/sdk/client/stdio.js');
   const client = new Client({ name: 'direct', version: '1.0.0' }, { capabilities });
   await client.connect(new StdioClientTransport({ command, args, env, stderr: 'ignore' }));

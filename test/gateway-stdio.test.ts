@@ -68,26 +68,40 @@ test('the SDK client talks to `execlayer mcp` over stdio: list, allowed call, de
     }),
   );
   try {
-    assert.deepEqual(
-      (await client.listTools()).tools.map((t) => t.name).sort(),
-      ['files.list_directory', 'files.read_text_file', 'files.write_file'],
+    assert.deepEqual((await client.listTools()).tools.map((t) => t.name).sort(), [
+      'files.list_directory',
+      'files.read_text_file',
+      'files.write_file',
+    ]);
+    assert.equal(
+      text(await client.callTool({ name: 'files.read_text_file', arguments: { path: join(kb, 'a.txt') } })),
+      'alpha\n',
     );
-    assert.equal(text(await client.callTool({ name: 'files.read_text_file', arguments: { path: join(kb, 'a.txt') } })), 'alpha\n');
-    const denied = await client.callTool({ name: 'files.write_file', arguments: { path: join(kb, 'x.txt'), content: 'x' } });
+    const denied = await client.callTool({
+      name: 'files.write_file',
+      arguments: { path: join(kb, 'x.txt'), content: 'x' },
+    });
     assert.equal(denied.isError, true);
     assert.equal(existsSync(join(kb, 'x.txt')), false);
   } finally {
     await client.close();
   }
   // The pins went into the SQLite store file; `execlayer tools list` reads them from there.
-  const r = spawnSync(process.execPath, [...CLI, 'tools', 'list', '--config', cfgFile, '--json'], { cwd: REPO, encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  const tools = (JSON.parse(r.stdout) as { tools: Array<{ tool: string; status: string }> }).tools;
-  assert.ok(tools.some((t) => t.tool === 'files.write_file' && t.status === 'pinned'));
-  const approve = spawnSync(process.execPath, [...CLI, 'tools', 'approve', 'files.write_file', '--config', cfgFile], {
+  const r = spawnSync(process.execPath, [...CLI, 'tools', 'list', '--config', cfgFile, '--json'], {
     cwd: REPO,
     encoding: 'utf8',
   });
+  assert.equal(r.status, 0, r.stderr);
+  const tools = (JSON.parse(r.stdout) as { tools: Array<{ tool: string; status: string }> }).tools;
+  assert.ok(tools.some((t) => t.tool === 'files.write_file' && t.status === 'pinned'));
+  const approve = spawnSync(
+    process.execPath,
+    [...CLI, 'tools', 'approve', 'files.write_file', '--config', cfgFile],
+    {
+      cwd: REPO,
+      encoding: 'utf8',
+    },
+  );
   assert.equal(approve.status, 4, 'nothing to approve: exit 4');
   assert.match(approve.stderr, /no changed definition/);
 });
@@ -120,7 +134,10 @@ class Raw {
     this.write(`${JSON.stringify(msg)}\n`);
   }
 
-  async next(pred: (m: Record<string, unknown>) => boolean, timeoutMs = 15_000): Promise<Record<string, unknown>> {
+  async next(
+    pred: (m: Record<string, unknown>) => boolean,
+    timeoutMs = 15_000,
+  ): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const i = this.messages.findIndex(pred);
@@ -165,15 +182,31 @@ test('bad input over stdio gets JSON-RPC errors and never reaches the upstream',
     // Before initialize.
     raw.send({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
     assert.equal(errorOf(await raw.byId(1)).code, -32600);
-    raw.send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'files.write_file', arguments: { path: join(out, 'early.txt'), content: 'x' } } });
+    raw.send({
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'files.write_file', arguments: { path: join(out, 'early.txt'), content: 'x' } },
+    });
     assert.match(errorOf(await raw.byId(2)).message, /before `initialize`/);
 
     await raw.initialize();
-    raw.send({ jsonrpc: '2.0', id: 'again', method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    raw.send({
+      jsonrpc: '2.0',
+      id: 'again',
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+    });
     assert.match(errorOf(await raw.byId('again')).message, /already initialized/);
 
     // Invalid UTF-8, unparsable JSON, batches, null ids: errors with id null (or the id when known).
-    raw.write(Buffer.concat([Buffer.from('{"jsonrpc":"2.0","id":3,"method":"ping","params":{"x":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}}\n')]));
+    raw.write(
+      Buffer.concat([
+        Buffer.from('{"jsonrpc":"2.0","id":3,"method":"ping","params":{"x":"'),
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from('"}}\n'),
+      ]),
+    );
     assert.match(errorOf(await raw.next((m) => m.id === null)).message, /not valid utf-8/);
     raw.write('{"jsonrpc":"2.0","id":4,"method":\n');
     assert.equal(errorOf(await raw.next((m) => m.id === null)).code, -32700);
@@ -183,7 +216,15 @@ test('bad input over stdio gets JSON-RPC errors and never reaches the upstream',
     assert.match(errorOf(await raw.next((m) => m.id === null)).message, /invalid request id/);
 
     // Oversized message (limit 4096 bytes in the config).
-    raw.send({ jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'files.write_file', arguments: { path: join(out, 'big.txt'), content: 'x'.repeat(10_000) } } });
+    raw.send({
+      jsonrpc: '2.0',
+      id: 6,
+      method: 'tools/call',
+      params: {
+        name: 'files.write_file',
+        arguments: { path: join(out, 'big.txt'), content: 'x'.repeat(10_000) },
+      },
+    });
     assert.match(errorOf(await raw.next((m) => m.id === null)).message, /exceeds the limit of 4096 bytes/);
     assert.equal(existsSync(join(out, 'big.txt')), false);
 
@@ -192,14 +233,23 @@ test('bad input over stdio gets JSON-RPC errors and never reaches the upstream',
     assert.equal(errorOf(await raw.byId(7)).code, -32601);
 
     // Missing id: a tools/call without id is a notification; it is never executed.
-    raw.send({ jsonrpc: '2.0', method: 'tools/call', params: { name: 'files.write_file', arguments: { path: join(out, 'noid.txt'), content: 'x' } } });
+    raw.send({
+      jsonrpc: '2.0',
+      method: 'tools/call',
+      params: { name: 'files.write_file', arguments: { path: join(out, 'noid.txt'), content: 'x' } },
+    });
     raw.send({ jsonrpc: '2.0', id: 8, method: 'ping' });
     assert.deepEqual((await raw.byId(8)).result, {});
     assert.equal(existsSync(join(out, 'noid.txt')), false);
 
     // Duplicate in-flight ids: the second is refused, the first is answered once.
     const call = (id: number, file: string) =>
-      JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'files.write_file', arguments: { path: join(out, file), content: file } } });
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id,
+        method: 'tools/call',
+        params: { name: 'files.write_file', arguments: { path: join(out, file), content: file } },
+      });
     raw.write(`${call(9, 'dup-a.txt')}\n${call(9, 'dup-b.txt')}\n`);
     assert.match(errorOf(await raw.next((m) => m.id === null)).message, /already in use/);
     const first = await raw.byId(9);
@@ -215,8 +265,16 @@ test('bad input over stdio gets JSON-RPC errors and never reaches the upstream',
     assert.equal(existsSync(join(out, 'proto.txt')), false);
 
     // After all that the session still works.
-    raw.send({ jsonrpc: '2.0', id: 11, method: 'tools/call', params: { name: 'files.read_text_file', arguments: { path: join(kb, 'a.txt') } } });
-    assert.equal(((await raw.byId(11)).result as { content: Array<{ text: string }> }).content[0]?.text, 'alpha\n');
+    raw.send({
+      jsonrpc: '2.0',
+      id: 11,
+      method: 'tools/call',
+      params: { name: 'files.read_text_file', arguments: { path: join(kb, 'a.txt') } },
+    });
+    assert.equal(
+      ((await raw.byId(11)).result as { content: Array<{ text: string }> }).content[0]?.text,
+      'alpha\n',
+    );
   } finally {
     assert.equal(await raw.close(), 0, 'closing stdin stops the gateway with exit 0');
   }
@@ -230,7 +288,10 @@ test('`execlayer mcp` refuses to start without an agent id, with an invalid conf
   assert.match(r.stderr, /no agent id/);
   const badCfg = join(dir, 'bad.yaml');
   writeFileSync(badCfg, 'policy: ./policy.yaml\nupstream: {}\n');
-  const b = spawnSync(process.execPath, [...CLI, 'mcp', '--config', badCfg, '--agent', 'desk'], { cwd: REPO, encoding: 'utf8' });
+  const b = spawnSync(process.execPath, [...CLI, 'mcp', '--config', badCfg, '--agent', 'desk'], {
+    cwd: REPO,
+    encoding: 'utf8',
+  });
   assert.equal(b.status, 1);
   assert.match(b.stderr, /bad\.yaml:2:1: error: unknown key `upstream`/);
   const h = spawnSync(process.execPath, [...CLI, 'mcp', '--help'], { cwd: REPO, encoding: 'utf8' });

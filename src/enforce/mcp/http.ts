@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Authenticator } from '../auth.js';
 import type { McpGateway } from './gateway.js';
-import { INVALID_REQUEST, PARSE_ERROR, ScreenedTransport } from './screen.js';
+import { findForbiddenKey, INVALID_REQUEST, PARSE_ERROR, ScreenedTransport } from './screen.js';
 import type { GatewaySession } from './session.js';
 
 /** A mounted handler: resolves true when it answered the request. */
@@ -92,6 +92,21 @@ export class McpHttpEndpoint {
         return;
       }
       body = read.value;
+      if (Array.isArray(body)) {
+        sendJsonRpcError(
+          res,
+          400,
+          null,
+          INVALID_REQUEST,
+          'json-rpc batches are not supported: send one message at a time',
+        );
+        return;
+      }
+      const bad = findForbiddenKey(body);
+      if (bad) {
+        sendJsonRpcError(res, 400, idOf(body), INVALID_REQUEST, `invalid message: ${bad}`);
+        return;
+      }
     }
 
     if (sid === undefined) {

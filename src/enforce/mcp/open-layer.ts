@@ -33,7 +33,8 @@ export async function openLayer(
   opts: { watch?: boolean; onEvent?: (e: RuntimeEvent) => void } = {},
 ): Promise<OpenedLayer> {
   const closers: Array<() => Promise<void>> = [];
-  if (config.store.startsWith('sqlite:')) mkdirSync(dirname(config.store.slice('sqlite:'.length)), { recursive: true });
+  if (config.store.startsWith('sqlite:'))
+    mkdirSync(dirname(config.store.slice('sqlite:'.length)), { recursive: true });
   try {
     const recorder: Recorder & { close?: () => Promise<void> } =
       config.store === 'memory:' ? new MemoryRecorder() : await openAuditLog(config.store);

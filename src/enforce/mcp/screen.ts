@@ -68,13 +68,14 @@ export class ScreenedTransport implements Transport {
   onmessage?: (<T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void) | undefined;
   private readonly inFlight = new Set<RequestId>();
   private initializeId: RequestId | undefined;
-  private initialized: boolean;
+  private initialized = false;
+  private readonly requireInitialize: boolean;
 
   constructor(
     readonly inner: Transport,
     opts: { requireInitialize: boolean },
   ) {
-    this.initialized = !opts.requireInitialize;
+    this.requireInitialize = opts.requireInitialize;
   }
 
   get sessionId(): string | undefined {
@@ -125,7 +126,7 @@ export class ScreenedTransport implements Transport {
         if (this.initialized || this.initializeId !== undefined) {
           return { id, code: INVALID_REQUEST, message: 'the session is already initialized' };
         }
-      } else if (!this.initialized && m.method !== 'ping') {
+      } else if (this.requireInitialize && !this.initialized && m.method !== 'ping') {
         return {
           id,
           code: INVALID_REQUEST,
