@@ -1,0 +1,576 @@
+/**
+ * `execlayer audit …`: verify the audit trail, prove and check single records, read, query, export and prune.
+ * Exit codes: 0 ok, 1 verification failed, 2 usage error, 3 store error.
+ */
+
+import type { KeyObject } from 'node:crypto';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import type { Checkpoint } from '../audit/checkpoint.js';
+import { parsePublicKey, readSigningKey } from '../audit/checkpoint.js';
+import { AuditError, isAuditError } from '../audit/errors.js';
+import { csvHeader, csvLine, jsonLine } from '../audit/export.js';
+import {
+  DEFAULT_RETENTION_MS,
+  defaultKeyPath,
+  defaultStoreUrl,
+  openAuditLog,
+  openStore,
+  parseStoreUrl,
+} from '../audit/log.js';
+import { type AuditRecord, flatten, toAuditRecord } from '../audit/record.js';
+import type { AuditStore, RecordQuery } from '../audit/store.js';
+import { type VerifyReport, verifyProof, verifyStore } from '../audit/verify.js';
+import { parseDuration } from '../policy/duration.js';
+import { EXIT, flags, type Options, UsageError } from './util.js';
+
+const COMMON = `common options:
+  --store <url>     sqlite:<file> or postgres://… (default: $EXECLAYER_STORE or sqlite:./execlayer.db)
+  --json            machine-readable output
+  -h, --help        this help
+
+exit codes: 0 ok, 1 verification failed, 2 usage error, 3 store error
+`;
+
+const HELP = `usage: execlayer audit <command> [options]
+
+The tamper-evident audit trail: every decision, outcome, approval and policy change, hash-chained, in a
+Merkle tree with Ed25519-signed checkpoints.
+
+commands:
+  verify                 recompute the chain, every checkpoint root, signature and consistency proof
+  proof <seq>            print an inclusion proof for one record (JSON), verifiable offline
+  verify-proof <file|->  check an inclusion proof with only the public key
+  tail [-n N]            the last records (--follow to keep printing new ones)
+  query                  records by agent, tool, effect, rule, type and time
+  export                 all (or matching) records as JSON Lines or CSV
+  prune                  remove content older than the retention period (default 183d), keeping hashes
+  key --public           print the public key that verifies this log's checkpoints
+
+Run \`execlayer audit <command> --help\` for its options.
+
+${COMMON}`;
+
+const SUB_HELP: Record<string, string> = {
+  verify: `usage: execlayer audit verify [--store <url>] [--key <public.pem>] [--trusted <checkpoint.json>] [--progress] [--json]
+
+Recomputes every record hash and chain link, the Merkle root at every checkpoint, every checkpoint
+signature and the RFC 6962 consistency proof between consecutive checkpoints. Names the first bad
+sequence number. Without --key the public key comes from the signing key file beside the database, or
+from the log itself (then a warning says so: pass --key for an independent check).
+
+  --key <file>       public key (PEM) to verify against
+  --key-file <file>  signing key file to derive the public key from (default: beside the store)
+  --trusted <file>   a checkpoint held outside the log (JSON {size, root, time, keyId, sig}, or a proof);
+                     the log must still contain it. May be repeated.
+  --progress         progress on stderr (default when stderr is a terminal)
+
+${COMMON}`,
+  proof: `usage: execlayer audit proof <seq> [--store <url>] [--out <file>]
+
+Prints the inclusion proof of record <seq> against the newest signed checkpoint (signing one first when
+the record is not yet covered). Check it anywhere with \`execlayer audit verify-proof\`.
+
+  --out <file>       write the proof there instead of stdout
+  --key-file <file>  signing key (default: beside the store)
+
+${COMMON}`,
+  'verify-proof': `usage: execlayer audit verify-proof <file|-> --key <public.pem> [--json]
+
+Checks an inclusion proof offline: the record hashes to its hash, the hash is on the audit path to the
+checkpoint root, and the checkpoint is signed by the key. Needs no store.
+
+${COMMON}`,
+  tail: `usage: execlayer audit tail [-n N] [--follow] [--store <url>] [--json]
+
+  -n, --lines <N>   how many records (default 20)
+  -f, --follow      keep printing new records until interrupted
+
+${COMMON}`,
+  query: `usage: execlayer audit query [--agent A] [--tool T] [--effect allow|deny|ask] [--rule R] [--type T]
+                             [--since 7d|ISO] [--until 7d|ISO] [--limit N] [--store <url>] [--json]
+
+--since/--until take a duration back from now (30m, 12h, 7d) or an ISO 8601 time; --until is exclusive.
+
+${COMMON}`,
+  export: `usage: execlayer audit export --format jsonl|csv [--out <file>] [query filters] [--store <url>]
+
+jsonl: one complete record per line (all fields and the hash). csv: the query columns, RFC 4180 quoting;
+cells starting with = + - @ are prefixed with ' so spreadsheets do not run them as formulas.
+Takes the same filters as \`query\`.
+
+${COMMON}`,
+  prune: `usage: execlayer audit prune [--older-than 183d] [--dry-run] [--store <url>] [--json]
+
+Removes the content of records older than the retention period, only up to a signed checkpoint; their
+hashes stay, so \`verify\` still passes and still detects tampering. The default, 183 days, is the
+six-month minimum the EU AI Act sets for deployers' logs (Art. 26(6)).
+
+${COMMON}`,
+  key: `usage: execlayer audit key --public [--store <url>] [--key-file <file>]
+
+Prints the public key (PEM) that verifies this log's checkpoints and proofs. Give it to auditors.
+
+${COMMON}`,
+};
+
+const STORE = { store: { type: 'string' }, json: { type: 'boolean' } } as const satisfies Options;
+const FILTERS = {
+  agent: { type: 'string' },
+  tool: { type: 'string' },
+  effect: { type: 'string' },
+  rule: { type: 'string' },
+  type: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  limit: { type: 'string' },
+} as const satisfies Options;
+
+/** `7d` back from now, or an ISO 8601 time; ms since the epoch. */
+export function parseTimeFlag(name: string, value: string, now = Date.now()): number {
+  const d = parseDuration(value);
+  if (d !== undefined) return now - d;
+  if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
+    const t = Date.parse(value);
+    if (!Number.isNaN(t)) return t;
+  }
+  throw new UsageError(`--${name} \`${value}\` is neither a duration (30m, 12h, 7d) nor an iso 8601 time`);
+}
+
+function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d{1,15}$/.test(value)) throw new UsageError(`${name} \`${value}\` is not a whole number`);
+  return Number(value);
+}
+
+function queryFrom(v: Record<string, string | boolean | undefined>): RecordQuery {
+  const q: RecordQuery = {};
+  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  for (const k of ['agent', 'tool', 'rule', 'type'] as const) {
+    const s = str(k);
+    if (s !== undefined) q[k] = s;
+  }
+  const effect = str('effect');
+  if (effect !== undefined) {
+    if (!['allow', 'deny', 'ask'].includes(effect))
+      throw new UsageError(`--effect \`${effect}\` is not allow, deny or ask`);
+    q.effect = effect;
+  }
+  const since = str('since');
+  if (since !== undefined) q.since = parseTimeFlag('since', since);
+  const until = str('until');
+  if (until !== undefined) q.until = parseTimeFlag('until', until);
+  const limit = str('limit');
+  if (limit !== undefined) q.limit = positiveInt('--limit', limit, 0);
+  return q;
+}
+
+function write(s: string): void {
+  process.stdout.write(s);
+}
+
+function humanLine(r: AuditRecord): string {
+  const f = flatten(r);
+  const parts = [`#${f.seq}`, new Date(f.time).toISOString(), f.type ?? '(pruned)'];
+  if (f.status) parts.push(f.status);
+  if (f.effect)
+    parts.push(f.wouldBe && f.wouldBe !== f.effect ? `${f.effect}(would ${f.wouldBe})` : f.effect);
+  if (f.agent) parts.push(f.agent);
+  if (f.tool) parts.push(f.tool);
+  if (f.type === 'decision') parts.push(`rule=${f.rule ?? '-'}`);
+  if (f.reason) parts.push(`— ${f.reason}`);
+  return `${parts.join('  ')}\n`;
+}
+
+/** The public key to verify against, and where it came from. */
+async function trustAnchor(
+  store: AuditStore,
+  url: string,
+  keyFlag: string | undefined,
+  keyFileFlag: string | undefined,
+): Promise<{ key: KeyObject; source: string; independent: boolean }> {
+  if (keyFlag !== undefined) {
+    return { key: parsePublicKey(readText(keyFlag, 'public key')), source: keyFlag, independent: true };
+  }
+  const keyFile = keyFileFlag ?? defaultKeyPath(url);
+  if (existsSync(keyFile))
+    return { key: readSigningKey(keyFile).publicKey, source: keyFile, independent: true };
+  const pem = await store.publicKey();
+  if (pem === null) {
+    throw new AuditError(
+      'audit_key_error',
+      `no public key: pass --key <public.pem> (the log has none on record)`,
+    );
+  }
+  return { key: parsePublicKey(pem), source: 'the log itself', independent: false };
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return path === '-' ? readFileSync(0, 'utf8') : readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read ${what} \`${path}\`: ${(e as Error).message}`);
+  }
+}
+
+function parseTrusted(path: string): Checkpoint {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readText(path, 'checkpoint'));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`\`${path}\` is not json`);
+  }
+  const cp = ((doc as { checkpoint?: unknown }).checkpoint ?? doc) as Partial<Checkpoint>;
+  if (
+    typeof cp !== 'object' ||
+    cp === null ||
+    !Number.isSafeInteger(cp.size) ||
+    typeof cp.root !== 'string' ||
+    !Number.isSafeInteger(cp.time) ||
+    typeof cp.sig !== 'string'
+  ) {
+    throw new UsageError(`\`${path}\` holds no checkpoint {size, root, time, keyId, sig}`);
+  }
+  return { size: cp.size!, root: cp.root, time: cp.time!, keyId: String(cp.keyId ?? ''), sig: cp.sig };
+}
+
+async function withStore<T>(url: string, fn: (store: AuditStore) => Promise<T>): Promise<T> {
+  const store = await openStore(url);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function reportText(r: VerifyReport, anchor: string, independent: boolean): string {
+  const lines: string[] = [];
+  if (r.ok) {
+    lines.push(
+      `ok: ${r.size} records verified (${r.pruned} pruned, hashes kept), ${r.checkpoints} signed checkpoints`,
+    );
+    if (r.lastCheckpoint) {
+      lines.push(
+        `last checkpoint: size ${r.lastCheckpoint.size}, root ${r.lastCheckpoint.root}, signed ${new Date(r.lastCheckpoint.time).toISOString()} (key ${r.lastCheckpoint.keyId})`,
+      );
+    }
+    if (r.unsignedTail > 0) {
+      lines.push(
+        `unsigned tail: ${r.unsignedTail} records after the last checkpoint are chain-checked but not yet signed; removing them together with the head row would not be detectable`,
+      );
+    }
+  } else {
+    lines.push(`FAILED: first bad record is seq ${r.firstBadSeq}`);
+    for (const p of r.problems) lines.push(`  ${p.code} at seq ${p.seq}: ${p.message}`);
+  }
+  lines.push(
+    `public key: ${anchor}${independent ? '' : ' (not independent: pass --key for an independent check)'}`,
+  );
+  lines.push(`${Math.round(r.rate).toLocaleString('en-US')} records/s`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function verifyCmd(argv: string[]): Promise<number> {
+  const { values } = flags(
+    argv,
+    {
+      ...STORE,
+      key: { type: 'string' },
+      'key-file': { type: 'string' },
+      trusted: { type: 'string', multiple: true },
+      progress: { type: 'boolean' },
+    },
+    false,
+  );
+  if (values.help) return help('verify');
+  const url = values.store ?? defaultStoreUrl();
+  const trustedFlag = (values as unknown as { trusted?: string[] }).trusted ?? [];
+  const trusted = trustedFlag.map(parseTrusted);
+  return withStore(url, async (store) => {
+    const anchor = await trustAnchor(store, url, values.key, values['key-file']);
+    const showProgress = values.progress === true || (process.stderr.isTTY === true && values.json !== true);
+    let last = 0;
+    const onProgress = (done: number, total: number) => {
+      const now = Date.now();
+      if (now - last < 200 && done < total) return;
+      last = now;
+      const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
+      process.stderr.write(`\rverifying: ${done}/${total} records (${pct}%)`);
+    };
+    const report = await verifyStore(store, anchor.key, showProgress ? { trusted, onProgress } : { trusted });
+    if (showProgress) process.stderr.write('\n');
+    if (values.json)
+      write(
+        `${JSON.stringify({ ...report, publicKey: anchor.source, independentKey: anchor.independent }, null, 2)}\n`,
+      );
+    else write(reportText(report, anchor.source, anchor.independent));
+    return report.ok ? EXIT.ok : EXIT.fail;
+  });
+}
+
+async function proofCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = flags(argv, {
+    ...STORE,
+    out: { type: 'string' },
+    'key-file': { type: 'string' },
+  });
+  if (values.help) return help('proof');
+  if (positionals.length !== 1) throw new UsageError('proof takes one sequence number');
+  const seq = positiveInt('sequence number', positionals[0], 0);
+  const url = values.store ?? defaultStoreUrl();
+  const log = await openAuditLog(url, values['key-file'] ? { keyPath: values['key-file'] } : {});
+  try {
+    const head = await log.store.head();
+    if (seq >= head.size)
+      throw new UsageError(`record ${seq} does not exist (the log has ${head.size} records)`);
+    const proof = await log.proof(seq);
+    const text = `${JSON.stringify(proof, null, 2)}\n`;
+    if (values.out) {
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(values.out, text);
+      if (!values.json) process.stderr.write(`proof of record ${seq} written to ${values.out}\n`);
+    } else {
+      write(text);
+    }
+    return EXIT.ok;
+  } finally {
+    await log.close();
+  }
+}
+
+async function verifyProofCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = flags(argv, { json: { type: 'boolean' }, key: { type: 'string' } });
+  if (values.help) return help('verify-proof');
+  if (positionals.length !== 1) throw new UsageError('verify-proof takes one file (or - for stdin)');
+  if (values.key === undefined) throw new UsageError('verify-proof needs --key <public.pem>');
+  const pem = readText(values.key, 'public key');
+  let proof: unknown;
+  try {
+    proof = JSON.parse(readText(positionals[0]!, 'proof'));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`\`${positionals[0]}\` is not json`);
+  }
+  const result = verifyProof(proof, pem);
+  const p = proof as { seq?: unknown; checkpoint?: { size?: unknown } };
+  if (values.json) write(`${JSON.stringify(result)}\n`);
+  else if (result.ok)
+    write(
+      `ok: record ${String(p.seq)} is in the log of ${String(p.checkpoint?.size)} records signed by this key\n`,
+    );
+  else write(`FAILED (${result.code}): ${result.message}\n`);
+  return result.ok ? EXIT.ok : EXIT.fail;
+}
+
+async function tailCmd(argv: string[]): Promise<number> {
+  const { values } = flags(
+    argv,
+    {
+      ...STORE,
+      lines: { type: 'string', short: 'n' },
+      follow: { type: 'boolean', short: 'f' },
+    },
+    false,
+  );
+  if (values.help) return help('tail');
+  const n = positiveInt('-n', values.lines, 20);
+  const url = values.store ?? defaultStoreUrl();
+  return withStore(url, async (store) => {
+    const print = (rows: AuditRecord[]) => {
+      for (const r of rows) write(values.json ? jsonLine(r) : humanLine(r));
+    };
+    const rows = (await store.query({ order: 'desc', limit: n })).map(toAuditRecord).reverse();
+    print(rows);
+    if (!values.follow) return EXIT.ok;
+    let after = rows.at(-1)?.seq ?? (await store.head()).size - 1;
+    let stop = false;
+    const onSignal = () => {
+      stop = true;
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      while (!stop) {
+        const more = (await store.query({ afterSeq: after, limit: 1000 })).map(toAuditRecord);
+        print(more);
+        if (more.length > 0) after = more.at(-1)!.seq;
+        else await new Promise((r) => setTimeout(r, 250));
+      }
+    } finally {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    }
+    return EXIT.ok;
+  });
+}
+
+async function queryCmd(argv: string[]): Promise<number> {
+  const { values } = flags(argv, { ...STORE, ...FILTERS }, false);
+  if (values.help) return help('query');
+  const q = queryFrom(values);
+  const url = values.store ?? defaultStoreUrl();
+  return withStore(url, async (store) => {
+    const rows = (await store.query(q)).map(toAuditRecord);
+    if (values.json) write(`${JSON.stringify(rows, null, 2)}\n`);
+    else for (const r of rows) write(humanLine(r));
+    return EXIT.ok;
+  });
+}
+
+async function exportCmd(argv: string[]): Promise<number> {
+  const { values } = flags(
+    argv,
+    { ...STORE, ...FILTERS, format: { type: 'string' }, out: { type: 'string' } },
+    false,
+  );
+  if (values.help) return help('export');
+  const format = values.format;
+  if (format !== 'jsonl' && format !== 'csv')
+    throw new UsageError('export needs --format jsonl or --format csv');
+  const q = queryFrom(values);
+  const url = values.store ?? defaultStoreUrl();
+  return withStore(url, async (store) => {
+    const sink = values.out ? createWriteStream(values.out) : process.stdout;
+    const put = (s: string) =>
+      new Promise<void>((resolve, reject) => {
+        if (sink.write(s)) resolve();
+        else {
+          sink.once('drain', resolve);
+          sink.once('error', reject);
+        }
+      });
+    if (format === 'csv') await put(csvHeader());
+    let after = -1;
+    let left = q.limit ?? Number.POSITIVE_INFINITY;
+    let count = 0;
+    while (left > 0) {
+      const rows = (
+        await store.query({ ...q, afterSeq: after, limit: Math.min(5000, left), order: 'asc' })
+      ).map(toAuditRecord);
+      if (rows.length === 0) break;
+      let chunk = '';
+      for (const r of rows) chunk += format === 'csv' ? csvLine(r) : jsonLine(r);
+      await put(chunk);
+      count += rows.length;
+      left -= rows.length;
+      after = rows.at(-1)!.seq;
+    }
+    if (values.out) {
+      await new Promise<void>((resolve, reject) => {
+        (sink as ReturnType<typeof createWriteStream>).end((e?: Error | null) => (e ? reject(e) : resolve()));
+      });
+      process.stderr.write(`${count} records written to ${values.out}\n`);
+    }
+    return EXIT.ok;
+  });
+}
+
+async function pruneCmd(argv: string[]): Promise<number> {
+  const { values } = flags(
+    argv,
+    {
+      ...STORE,
+      'older-than': { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      'key-file': { type: 'string' },
+    },
+    false,
+  );
+  if (values.help) return help('prune');
+  let olderThanMs = DEFAULT_RETENTION_MS;
+  if (values['older-than'] !== undefined) {
+    const d = parseDuration(values['older-than']);
+    if (d === undefined)
+      throw new UsageError(`--older-than \`${values['older-than']}\` is not a duration (e.g. 183d)`);
+    olderThanMs = d;
+  }
+  const url = values.store ?? defaultStoreUrl();
+  const log = await openAuditLog(url, values['key-file'] ? { keyPath: values['key-file'] } : {});
+  try {
+    const r = await log.prune({ olderThanMs, dryRun: values['dry-run'] === true });
+    if (values.json) write(`${JSON.stringify(r, null, 2)}\n`);
+    else {
+      const verb = r.dryRun ? 'would prune' : 'pruned';
+      write(
+        `${verb} ${r.count} records older than ${new Date(r.cutoff).toISOString()}; content below seq ${r.before} is gone, hashes kept${r.checkpoint ? ` (signed checkpoint at size ${r.checkpoint.size})` : ''}\n`,
+      );
+    }
+    return EXIT.ok;
+  } finally {
+    await log.close();
+  }
+}
+
+async function keyCmd(argv: string[]): Promise<number> {
+  const { values } = flags(
+    argv,
+    { ...STORE, public: { type: 'boolean' }, 'key-file': { type: 'string' } },
+    false,
+  );
+  if (values.help) return help('key');
+  if (!values.public) throw new UsageError('key needs --public (the private key never leaves its file)');
+  const url = values.store ?? defaultStoreUrl();
+  parseStoreUrl(url);
+  const keyFile = values['key-file'] ?? defaultKeyPath(url);
+  let pem: string;
+  if (existsSync(keyFile)) pem = readSigningKey(keyFile).publicPem;
+  else {
+    const recorded = await withStore(url, (s) => s.publicKey());
+    if (recorded === null)
+      throw new AuditError(
+        'audit_key_error',
+        `no signing key at \`${keyFile}\` and none on record in the log`,
+      );
+    pem = recorded;
+  }
+  if (values.json)
+    write(
+      `${JSON.stringify({ publicKey: pem, keyId: (await import('../audit/checkpoint.js')).keyIdOf(parsePublicKey(pem)) })}\n`,
+    );
+  else write(pem);
+  return EXIT.ok;
+}
+
+function help(sub: string): number {
+  write(SUB_HELP[sub] ?? HELP);
+  return EXIT.ok;
+}
+
+const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  verify: verifyCmd,
+  proof: proofCmd,
+  'verify-proof': verifyProofCmd,
+  tail: tailCmd,
+  query: queryCmd,
+  export: exportCmd,
+  prune: pruneCmd,
+  key: keyCmd,
+};
+
+/** Entry point for `execlayer audit …`; returns the exit code. */
+export async function auditCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    write(HELP);
+    return sub === undefined ? EXIT.usage : EXIT.ok;
+  }
+  const run = SUBCOMMANDS[sub];
+  if (run === undefined) {
+    process.stderr.write(`error: unknown audit command \`${sub}\`\n\n${HELP}`);
+    return EXIT.usage;
+  }
+  try {
+    return await run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`error: ${e.message}\n\n${SUB_HELP[sub] ?? HELP}`);
+      return EXIT.usage;
+    }
+    if (isAuditError(e)) {
+      process.stderr.write(`error: ${e.message}\n`);
+      return e.code === 'invalid_store_url' || e.code === 'invalid_request' ? EXIT.usage : EXIT.error;
+    }
+    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    return EXIT.error;
+  }
+}
