@@ -770,10 +770,9 @@ function decisionMeta(d: Decision): { [k: string]: Json } {
 /** Words the model can act on: what refused the call, why, and what to do next. */
 export function refusalText(d: Decision): string {
   if (d.effect === 'ask') {
-    if (d.approvalId && !/approval pending/i.test(d.reason)) {
-      return `approval pending (id ${d.approvalId}): ask an approver to run \`execlayer approvals approve ${d.approvalId}\`, then retry. ${d.reason}`;
-    }
-    return d.approvalId ? d.reason : `approval required but no approval store is configured: ${d.reason}`;
+    const why = d.reason.replace(/\.? *Approval pending \(id [^)]*\):[\s\S]*$/, '');
+    if (!d.approvalId) return `approval required, but no approval store is configured: ${why}`;
+    return `approval pending (id ${d.approvalId}): ask an approver to run \`execlayer approvals approve ${d.approvalId}\`, then retry the same call. ${why}`;
   }
   const rule = d.rule ? `rule \`${d.rule}\`` : 'no rule allows it';
   let text = `denied by policy (${rule}, code ${d.code}, decision ${d.id}): ${d.reason}`;

@@ -1,0 +1,162 @@
+/**
+ * Upstream faults: an upstream killed mid-call, one that hangs, one that writes garbage, one that cannot
+ * start. Each yields a clean error to the agent, a recorded outcome, and a restart — never an unchecked call.
+ */
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { connectInProcess, EVERYTHING, FIXTURES, makeConfig, makeLayer, text } from './gateway-helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'gw-faults-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const policy = {
+  version: 1,
+  agents: { a: { owner: 'o@x.io', purpose: 'p', roles: ['r'] } },
+  roles: {
+    r: [
+      {
+        id: 'all',
+        allow: ['everything.echo', 'everything.trigger-long-running-operation', 'odd.*', 'broken.*'],
+      },
+    ],
+  },
+};
+
+async function until<T>(fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('an upstream killed mid-call yields a clean error, a failed outcome, and a restart', async () => {
+  const l = await makeLayer(policy);
+  const c = await connectInProcess(
+    l,
+    makeConfig({ upstreams: { everything: { command: process.execPath, args: [EVERYTHING] } } }),
+    'a',
+  );
+  try {
+    assert.equal(
+      text(await c.client.callTool({ name: 'everything.echo', arguments: { message: 'up' } })),
+      'Echo: up',
+    );
+    const up = c.session.upstreams.get('everything')!;
+    const pid = up.pid!;
+    assert.ok(pid > 0);
+    const pending = c.client.callTool({
+      name: 'everything.trigger-long-running-operation',
+      arguments: { duration: 10, steps: 10 },
+    });
+    await new Promise((r) => setTimeout(r, 400));
+    process.kill(pid, 'SIGKILL');
+    const r = await pending;
+    assert.equal(r.isError, true);
+    assert.match(text(r), /upstream `everything`/);
+    const outcome = l.recorder.events.findLast((e) => e.type === 'outcome');
+    assert.ok(
+      outcome?.type === 'outcome' &&
+        outcome.ok === false &&
+        outcome.tool === 'everything.trigger-long-running-operation',
+    );
+    // The gateway restarts it (back-off) and the next call works on a new process.
+    const again = await until(async () => {
+      const x = await c.client.callTool({ name: 'everything.echo', arguments: { message: 'back' } });
+      return x.isError ? undefined : x;
+    }, 10_000);
+    assert.equal(text(again), 'Echo: back');
+    assert.notEqual(up.pid, pid);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a hung upstream call ends with a timeout error; the upstream stays usable', async () => {
+  const calls = join(dir, 'hang.log');
+  appendFileSync(calls, '');
+  const l = await makeLayer(policy);
+  const c = await connectInProcess(
+    l,
+    makeConfig({
+      upstreams: {
+        odd: {
+          command: process.execPath,
+          args: [join(FIXTURES, 'odd-server.mjs'), 'hang'],
+          env: { CALLS_FILE: calls },
+        },
+      },
+      limits: { callTimeoutMs: 600 },
+    }),
+    'a',
+  );
+  try {
+    const t0 = Date.now();
+    const r = await c.client.callTool({ name: 'odd.sleep', arguments: {} });
+    assert.equal(r.isError, true);
+    assert.match(text(r), /did not answer `tools\/call` within 600 ms/);
+    assert.ok(Date.now() - t0 < 5000);
+    assert.equal(
+      text(await c.client.callTool({ name: 'odd.ok', arguments: { text: 'still here' } })),
+      'ok: still here',
+    );
+  } finally {
+    await c.close();
+  }
+});
+
+test('an upstream that writes garbage to stdout does not break the session', async () => {
+  const l = await makeLayer(policy);
+  const c = await connectInProcess(
+    l,
+    makeConfig({
+      upstreams: { odd: { command: process.execPath, args: [join(FIXTURES, 'odd-server.mjs'), 'garbage'] } },
+    }),
+    'a',
+  );
+  try {
+    for (let i = 0; i < 3; i++) {
+      assert.equal(
+        text(await c.client.callTool({ name: 'odd.ok', arguments: { text: String(i) } })),
+        `ok: ${i}`,
+      );
+    }
+  } finally {
+    await c.close();
+  }
+});
+
+test('an upstream that cannot start is reported; the other upstreams keep working', async () => {
+  const l = await makeLayer(policy);
+  const calls = join(dir, 'ok.log');
+  appendFileSync(calls, '');
+  const c = await connectInProcess(
+    l,
+    makeConfig({
+      upstreams: {
+        broken: { command: join(dir, 'no-such-binary') },
+        odd: {
+          command: process.execPath,
+          args: [join(FIXTURES, 'odd-server.mjs'), 'hang'],
+          env: { CALLS_FILE: calls },
+        },
+      },
+    }),
+    'a',
+  );
+  try {
+    assert.deepEqual((await c.client.listTools()).tools.map((t) => t.name).sort(), ['odd.ok', 'odd.sleep']);
+    // The broken upstream has no listed tools, so nothing can be forwarded to it.
+    const r = await c.client.callTool({ name: 'broken.anything', arguments: {} }).catch((e: Error) => e);
+    assert.ok(r instanceof Error ? /unknown tool/.test(r.message) : r.isError === true);
+    assert.ok(c.logs.some((x) => /\[broken\].*(cannot start|restart)/.test(x)));
+    assert.equal(readFileSync(calls, 'utf8'), '');
+  } finally {
+    await c.close();
+  }
+});
