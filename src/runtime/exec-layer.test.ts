@@ -22,7 +22,7 @@ const POLICY = {
         when: { args: { amount: { type: 'number', max: 100 } } },
         limit: { sum: 'args.amount', max: 150, per: 'day' },
       },
-      { id: 'mail', ask: 'mail.send' },
+      { id: 'mail', ask: 'mail.send', approval: { approvers: ['lead@acme.com'] } },
     ],
   },
 };
@@ -174,6 +174,10 @@ describe('runtime', () => {
       return true;
     });
     assert.ok(id);
+    await assert.rejects(
+      approvals.decide(id, { approve: true, approver: 'mallory@acme.com' }, Date.now()),
+      /not/,
+    );
     await approvals.decide(id, { approve: true, approver: 'lead@acme.com' }, Date.now());
     await assert.rejects(
       send({ to: 'other@example.org' }),

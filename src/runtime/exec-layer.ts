@@ -320,6 +320,8 @@ class Runtime implements ExecLayer {
         args: engine.redact(action.tool, action.args),
         ttlMs: approval.ttlMs,
         uses: approval.uses,
+        approvers: approval.approvers,
+        decisionId: d.id,
       },
       now,
     );

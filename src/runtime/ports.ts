@@ -38,6 +38,9 @@ export interface ApprovalPort {
       args: Json;
       ttlMs: number;
       uses: number;
+      /** Who may decide; empty = any approver other than the agent itself. */
+      approvers: string[];
+      decisionId: string;
     },
     nowMs: number,
   ): Promise<{ id: string }>;
