@@ -12,7 +12,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -432,6 +432,11 @@ async function main(): Promise<void> {
       `agreement: ${set.length} single checks (${allows} allow, ${set.length - allows} deny) and ${USERS.length} batches of ${BATCH} — identical`,
     );
     console.log(`execlayer recorder: ${exec.first.recorder}`);
+    console.log(
+      `machine: ${cpus().length} cpus, load average ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')} (other work on the machine skews every row alike)`,
+    );
     console.log(
       `load: autocannon, ${CONNECTIONS} connections, ${DURATION_S} s per run after a 2 s warm-up\n`,
     );
