@@ -699,11 +699,15 @@ export class GatewaySession {
     }
     const token = extra._meta?.progressToken;
     const opts: Parameters<UpstreamConnection['request']>[2] = { signal: extra.signal };
+    // Progress is relayed in order and flushed before the result, so none arrives after the response.
+    let relayed: Promise<void> = Promise.resolve();
     if (token !== undefined) {
       opts.onprogress = (p) => {
-        void extra
-          .sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } })
-          .catch(() => {});
+        relayed = relayed.then(() =>
+          extra
+            .sendNotification({ method: 'notifications/progress', params: { ...p, progressToken: token } })
+            .catch(() => {}),
+        );
       };
     }
     let result: Result;
@@ -712,6 +716,7 @@ export class GatewaySession {
         this.upstream(entry.upstream).request('tools/call', { name: entry.tool.name, arguments: args }, opts),
       );
     } catch (err) {
+      await relayed;
       const msg = (err as Error).message;
       await this.finish(d, false, started, msg);
       if (err instanceof McpError && !(err instanceof UpstreamError)) {
@@ -720,6 +725,7 @@ export class GatewaySession {
       }
       return errorResult(msg, d);
     }
+    await relayed;
     const resultBytes = Buffer.byteLength(JSON.stringify(result));
     if (resultBytes > limits.maxResultBytes) {
       const why = `result of \`${name}\` is ${resultBytes} bytes; the limit is ${limits.maxResultBytes}`;
