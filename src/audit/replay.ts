@@ -35,7 +35,10 @@ export interface ReplayReport {
   /** The decide function threw (it should not; counted, never hidden). */
   errors: number;
   /** Changes per deciding rule of the candidate policy (`(none)` for default deny). */
-  byRule: Record<string, { newlyAllowed: number; newlyDenied: number; newlyAsked: number; unchanged: number }>;
+  byRule: Record<
+    string,
+    { newlyAllowed: number; newlyDenied: number; newlyAsked: number; unchanged: number }
+  >;
   examples: Record<Exclude<ReplayChange, 'unchanged'>, ReplayExample[]>;
 }
 
@@ -82,7 +85,12 @@ export function replay(
     report.decisions++;
     const { action: a, decision: d } = r.event;
     const args = a.args;
-    if (args === null || typeof args !== 'object' || Array.isArray(args) || !digestMatches(args, a.argsDigest)) {
+    if (
+      args === null ||
+      typeof args !== 'object' ||
+      Array.isArray(args) ||
+      !digestMatches(args, a.argsDigest)
+    ) {
       report.notReplayable++;
       continue;
     }
@@ -99,7 +107,11 @@ export function replay(
     }
     const change = compare(verdict(d), verdict(next));
     const key = next.rule ?? '(none)';
-    const per = (report.byRule[key] ??= { newlyAllowed: 0, newlyDenied: 0, newlyAsked: 0, unchanged: 0 });
+    let per = report.byRule[key];
+    if (per === undefined) {
+      per = { newlyAllowed: 0, newlyDenied: 0, newlyAsked: 0, unchanged: 0 };
+      report.byRule[key] = per;
+    }
     switch (change) {
       case 'unchanged':
         report.unchanged++;

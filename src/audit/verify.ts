@@ -236,6 +236,7 @@ export async function verifyStore(
     if (rows.length < chunk) break;
   }
 
+  options.onProgress?.(expected, total);
   if (problems.length === 0) {
     const beyond = cps[cpIdx];
     if (beyond !== undefined) {

@@ -164,9 +164,13 @@ function queryFrom(v: Record<string, string | boolean | undefined>): RecordQuery
   return q;
 }
 
-function write(s: string): void {
-  process.stdout.write(s);
+/** Where a command writes: the process's streams, or any writable (tests, embedding). */
+export interface CommandIo {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
+
+const PROCESS_IO: CommandIo = { stdout: process.stdout, stderr: process.stderr };
 
 function humanLine(r: AuditRecord): string {
   const f = flatten(r);
@@ -270,7 +274,7 @@ function reportText(r: VerifyReport, anchor: string, independent: boolean): stri
   return `${lines.join('\n')}\n`;
 }
 
-async function verifyCmd(argv: string[]): Promise<number> {
+async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
   const { values } = flags(
     argv,
     {
@@ -282,39 +286,39 @@ async function verifyCmd(argv: string[]): Promise<number> {
     },
     false,
   );
-  if (values.help) return help('verify');
+  if (values.help) return help('verify', io);
   const url = values.store ?? defaultStoreUrl();
   const trustedFlag = (values as unknown as { trusted?: string[] }).trusted ?? [];
   const trusted = trustedFlag.map(parseTrusted);
   return withStore(url, async (store) => {
     const anchor = await trustAnchor(store, url, values.key, values['key-file']);
-    const showProgress = values.progress === true || (process.stderr.isTTY === true && values.json !== true);
+    const showProgress = values.progress === true || (io.stderr.isTTY === true && values.json !== true);
     let last = 0;
     const onProgress = (done: number, total: number) => {
       const now = Date.now();
       if (now - last < 200 && done < total) return;
       last = now;
       const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
-      process.stderr.write(`\rverifying: ${done}/${total} records (${pct}%)`);
+      io.stderr.write(`\rverifying: ${done}/${total} records (${pct}%)`);
     };
     const report = await verifyStore(store, anchor.key, showProgress ? { trusted, onProgress } : { trusted });
-    if (showProgress) process.stderr.write('\n');
+    if (showProgress) io.stderr.write('\n');
     if (values.json)
-      write(
+      io.stdout.write(
         `${JSON.stringify({ ...report, publicKey: anchor.source, independentKey: anchor.independent }, null, 2)}\n`,
       );
-    else write(reportText(report, anchor.source, anchor.independent));
+    else io.stdout.write(reportText(report, anchor.source, anchor.independent));
     return report.ok ? EXIT.ok : EXIT.fail;
   });
 }
 
-async function proofCmd(argv: string[]): Promise<number> {
+async function proofCmd(argv: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = flags(argv, {
     ...STORE,
     out: { type: 'string' },
     'key-file': { type: 'string' },
   });
-  if (values.help) return help('proof');
+  if (values.help) return help('proof', io);
   if (positionals.length !== 1) throw new UsageError('proof takes one sequence number');
   const seq = positiveInt('sequence number', positionals[0], 0);
   const url = values.store ?? defaultStoreUrl();
@@ -328,9 +332,9 @@ async function proofCmd(argv: string[]): Promise<number> {
     if (values.out) {
       const { writeFileSync } = await import('node:fs');
       writeFileSync(values.out, text);
-      if (!values.json) process.stderr.write(`proof of record ${seq} written to ${values.out}\n`);
+      if (!values.json) io.stderr.write(`proof of record ${seq} written to ${values.out}\n`);
     } else {
-      write(text);
+      io.stdout.write(text);
     }
     return EXIT.ok;
   } finally {
@@ -338,9 +342,9 @@ async function proofCmd(argv: string[]): Promise<number> {
   }
 }
 
-async function verifyProofCmd(argv: string[]): Promise<number> {
+async function verifyProofCmd(argv: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = flags(argv, { json: { type: 'boolean' }, key: { type: 'string' } });
-  if (values.help) return help('verify-proof');
+  if (values.help) return help('verify-proof', io);
   if (positionals.length !== 1) throw new UsageError('verify-proof takes one file (or - for stdin)');
   if (values.key === undefined) throw new UsageError('verify-proof needs --key <public.pem>');
   const pem = readText(values.key, 'public key');
@@ -353,16 +357,16 @@ async function verifyProofCmd(argv: string[]): Promise<number> {
   }
   const result = verifyProof(proof, pem);
   const p = proof as { seq?: unknown; checkpoint?: { size?: unknown } };
-  if (values.json) write(`${JSON.stringify(result)}\n`);
+  if (values.json) io.stdout.write(`${JSON.stringify(result)}\n`);
   else if (result.ok)
-    write(
+    io.stdout.write(
       `ok: record ${String(p.seq)} is in the log of ${String(p.checkpoint?.size)} records signed by this key\n`,
     );
-  else write(`FAILED (${result.code}): ${result.message}\n`);
+  else io.stdout.write(`FAILED (${result.code}): ${result.message}\n`);
   return result.ok ? EXIT.ok : EXIT.fail;
 }
 
-async function tailCmd(argv: string[]): Promise<number> {
+async function tailCmd(argv: string[], io: CommandIo): Promise<number> {
   const { values } = flags(
     argv,
     {
@@ -372,12 +376,12 @@ async function tailCmd(argv: string[]): Promise<number> {
     },
     false,
   );
-  if (values.help) return help('tail');
+  if (values.help) return help('tail', io);
   const n = positiveInt('-n', values.lines, 20);
   const url = values.store ?? defaultStoreUrl();
   return withStore(url, async (store) => {
     const print = (rows: AuditRecord[]) => {
-      for (const r of rows) write(values.json ? jsonLine(r) : humanLine(r));
+      for (const r of rows) io.stdout.write(values.json ? jsonLine(r) : humanLine(r));
     };
     const rows = (await store.query({ order: 'desc', limit: n })).map(toAuditRecord).reverse();
     print(rows);
@@ -404,33 +408,33 @@ async function tailCmd(argv: string[]): Promise<number> {
   });
 }
 
-async function queryCmd(argv: string[]): Promise<number> {
+async function queryCmd(argv: string[], io: CommandIo): Promise<number> {
   const { values } = flags(argv, { ...STORE, ...FILTERS }, false);
-  if (values.help) return help('query');
+  if (values.help) return help('query', io);
   const q = queryFrom(values);
   const url = values.store ?? defaultStoreUrl();
   return withStore(url, async (store) => {
     const rows = (await store.query(q)).map(toAuditRecord);
-    if (values.json) write(`${JSON.stringify(rows, null, 2)}\n`);
-    else for (const r of rows) write(humanLine(r));
+    if (values.json) io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    else for (const r of rows) io.stdout.write(humanLine(r));
     return EXIT.ok;
   });
 }
 
-async function exportCmd(argv: string[]): Promise<number> {
+async function exportCmd(argv: string[], io: CommandIo): Promise<number> {
   const { values } = flags(
     argv,
     { ...STORE, ...FILTERS, format: { type: 'string' }, out: { type: 'string' } },
     false,
   );
-  if (values.help) return help('export');
+  if (values.help) return help('export', io);
   const format = values.format;
   if (format !== 'jsonl' && format !== 'csv')
     throw new UsageError('export needs --format jsonl or --format csv');
   const q = queryFrom(values);
   const url = values.store ?? defaultStoreUrl();
   return withStore(url, async (store) => {
-    const sink = values.out ? createWriteStream(values.out) : process.stdout;
+    const sink: NodeJS.WritableStream = values.out ? createWriteStream(values.out) : io.stdout;
     const put = (s: string) =>
       new Promise<void>((resolve, reject) => {
         if (sink.write(s)) resolve();
@@ -459,13 +463,13 @@ async function exportCmd(argv: string[]): Promise<number> {
       await new Promise<void>((resolve, reject) => {
         (sink as ReturnType<typeof createWriteStream>).end((e?: Error | null) => (e ? reject(e) : resolve()));
       });
-      process.stderr.write(`${count} records written to ${values.out}\n`);
+      io.stderr.write(`${count} records written to ${values.out}\n`);
     }
     return EXIT.ok;
   });
 }
 
-async function pruneCmd(argv: string[]): Promise<number> {
+async function pruneCmd(argv: string[], io: CommandIo): Promise<number> {
   const { values } = flags(
     argv,
     {
@@ -476,7 +480,7 @@ async function pruneCmd(argv: string[]): Promise<number> {
     },
     false,
   );
-  if (values.help) return help('prune');
+  if (values.help) return help('prune', io);
   let olderThanMs = DEFAULT_RETENTION_MS;
   if (values['older-than'] !== undefined) {
     const d = parseDuration(values['older-than']);
@@ -488,10 +492,10 @@ async function pruneCmd(argv: string[]): Promise<number> {
   const log = await openAuditLog(url, values['key-file'] ? { keyPath: values['key-file'] } : {});
   try {
     const r = await log.prune({ olderThanMs, dryRun: values['dry-run'] === true });
-    if (values.json) write(`${JSON.stringify(r, null, 2)}\n`);
+    if (values.json) io.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
     else {
       const verb = r.dryRun ? 'would prune' : 'pruned';
-      write(
+      io.stdout.write(
         `${verb} ${r.count} records older than ${new Date(r.cutoff).toISOString()}; content below seq ${r.before} is gone, hashes kept${r.checkpoint ? ` (signed checkpoint at size ${r.checkpoint.size})` : ''}\n`,
       );
     }
@@ -501,13 +505,13 @@ async function pruneCmd(argv: string[]): Promise<number> {
   }
 }
 
-async function keyCmd(argv: string[]): Promise<number> {
+async function keyCmd(argv: string[], io: CommandIo): Promise<number> {
   const { values } = flags(
     argv,
     { ...STORE, public: { type: 'boolean' }, 'key-file': { type: 'string' } },
     false,
   );
-  if (values.help) return help('key');
+  if (values.help) return help('key', io);
   if (!values.public) throw new UsageError('key needs --public (the private key never leaves its file)');
   const url = values.store ?? defaultStoreUrl();
   parseStoreUrl(url);
@@ -524,19 +528,19 @@ async function keyCmd(argv: string[]): Promise<number> {
     pem = recorded;
   }
   if (values.json)
-    write(
+    io.stdout.write(
       `${JSON.stringify({ publicKey: pem, keyId: (await import('../audit/checkpoint.js')).keyIdOf(parsePublicKey(pem)) })}\n`,
     );
-  else write(pem);
+  else io.stdout.write(pem);
   return EXIT.ok;
 }
 
-function help(sub: string): number {
-  write(SUB_HELP[sub] ?? HELP);
+function help(sub: string, io: CommandIo): number {
+  io.stdout.write(SUB_HELP[sub] ?? HELP);
   return EXIT.ok;
 }
 
-const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+const SUBCOMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
   verify: verifyCmd,
   proof: proofCmd,
   'verify-proof': verifyProofCmd,
@@ -548,29 +552,29 @@ const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
 };
 
 /** Entry point for `execlayer audit …`; returns the exit code. */
-export async function auditCommand(argv: string[]): Promise<number> {
+export async function auditCommand(argv: string[], io: CommandIo = PROCESS_IO): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
-    write(HELP);
+    io.stdout.write(HELP);
     return sub === undefined ? EXIT.usage : EXIT.ok;
   }
   const run = SUBCOMMANDS[sub];
   if (run === undefined) {
-    process.stderr.write(`error: unknown audit command \`${sub}\`\n\n${HELP}`);
+    io.stderr.write(`error: unknown audit command \`${sub}\`\n\n${HELP}`);
     return EXIT.usage;
   }
   try {
-    return await run(rest);
+    return await run(rest, io);
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`error: ${e.message}\n\n${SUB_HELP[sub] ?? HELP}`);
+      io.stderr.write(`error: ${e.message}\n\n${SUB_HELP[sub] ?? HELP}`);
       return EXIT.usage;
     }
     if (isAuditError(e)) {
-      process.stderr.write(`error: ${e.message}\n`);
+      io.stderr.write(`error: ${e.message}\n`);
       return e.code === 'invalid_store_url' || e.code === 'invalid_request' ? EXIT.usage : EXIT.error;
     }
-    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
     return EXIT.error;
   }
 }

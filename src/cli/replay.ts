@@ -12,7 +12,7 @@ import { compile } from '../engine/compile.js';
 import { initFacts } from '../facts/index.js';
 import { loadPolicyFile } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
-import { parseTimeFlag } from './audit.js';
+import { type CommandIo, parseTimeFlag } from './audit.js';
 import { EXIT, flags, UsageError } from './util.js';
 
 const HELP = `usage: execlayer replay --policy <candidate.yaml> [--since 7d|ISO] [--until 7d|ISO] [--agent A] [--tool T]
@@ -84,7 +84,10 @@ function text(r: ReplayReport, policyFile: string): string {
 }
 
 /** Entry point for `execlayer replay …`; returns the exit code. */
-export async function replayCommand(argv: string[]): Promise<number> {
+export async function replayCommand(
+  argv: string[],
+  io: CommandIo = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   try {
     const { values } = flags(
       argv,
@@ -102,7 +105,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       false,
     );
     if (values.help) {
-      process.stdout.write(HELP);
+      io.stdout.write(HELP);
       return EXIT.ok;
     }
     if (values.policy === undefined) throw new UsageError('replay needs --policy <candidate.yaml>');
@@ -127,8 +130,8 @@ export async function replayCommand(argv: string[]): Promise<number> {
     const loaded = await loadPolicyFile(values.policy);
     if (!loaded.ok) {
       if (values.json)
-        process.stdout.write(`${JSON.stringify({ ok: false, problems: loaded.problems }, null, 2)}\n`);
-      else for (const p of loaded.problems) process.stderr.write(`${formatProblem(p)}\n`);
+        io.stdout.write(`${JSON.stringify({ ok: false, problems: loaded.problems }, null, 2)}\n`);
+      else for (const p of loaded.problems) io.stderr.write(`${formatProblem(p)}\n`);
       return EXIT.fail;
     }
     const engine = compile(loaded.policy);
@@ -149,20 +152,20 @@ export async function replayCommand(argv: string[]): Promise<number> {
     }
     const hit = triggered(report, failOn);
     if (values.json) {
-      process.stdout.write(
+      io.stdout.write(
         `${JSON.stringify({ ok: hit.length === 0, policy: engine.hash, failedOn: hit, ...report }, null, 2)}\n`,
       );
     } else {
-      process.stdout.write(text(report, values.policy));
-      if (hit.length > 0) process.stdout.write(`\nFAILED: ${hit.join(', ')}\n`);
+      io.stdout.write(text(report, values.policy));
+      if (hit.length > 0) io.stdout.write(`\nFAILED: ${hit.join(', ')}\n`);
     }
     return hit.length > 0 ? EXIT.fail : EXIT.ok;
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`error: ${e.message}\n\n${HELP}`);
+      io.stderr.write(`error: ${e.message}\n\n${HELP}`);
       return EXIT.usage;
     }
-    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
     return isAuditError(e) && e.code === 'invalid_store_url' ? EXIT.usage : EXIT.error;
   }
 }
