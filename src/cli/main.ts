@@ -5,6 +5,10 @@ import { EXIT } from './util.js';
 type Run = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = {
+  demo: {
+    summary: 'run the gateway end to end on embedded defaults and verify the audit trail',
+    load: async () => (await import('./demo.js')).demoCommand,
+  },
   mcp: {
     summary: 'serve the MCP gateway over stdio (for Claude Desktop/Code, Cursor)',
     load: async () => (await import('./mcp.js')).mcpCommand,

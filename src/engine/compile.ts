@@ -373,8 +373,8 @@ function withAlternatives(reason: string, idx: AgentIndex, tool: string): string
   for (const [name, rules] of idx.allow.exact) {
     if (name === tool || seen.has(name)) continue;
     seen.add(name);
-    const conds = rules.map((r) => r.when?.summary).filter(Boolean);
-    allowed.push(conds.length ? `\`${name}\` (when ${conds[0]})` : `\`${name}\``);
+    const cond = rules.every((r) => r.when) ? rules[0]?.when?.summary : undefined;
+    allowed.push(cond ? `\`${name}\` (when ${cond})` : `\`${name}\``);
     if (allowed.length >= 5) break;
   }
   for (const g of idx.allow.globs) {
