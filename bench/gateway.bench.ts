@@ -1,0 +1,280 @@
+/**
+ * MCP gateway overhead: `tools/call` round trips to server-everything's `echo`, direct and through the
+ * gateway, in the same run, over stdio and Streamable HTTP on loopback. The SDK client is the agent at
+ * both ends. The policy allows `everything.echo` under a CEL condition, so each call does a real decision
+ * (and, with the default SQLite store, a durable audit record before forwarding).
+ *
+ * Prints p50/p99 per call for one sequential client, sustained calls/s for 1 and 16 concurrent clients,
+ * the gateway process's CPU time per forwarded call (from /proc/<pid>/stat), and ratios.
+ *
+ *   npm run bench:gateway                      # defaults
+ *   BENCH_CALLS=3000 BENCH_SECONDS=5 BENCH_STORE=memory: npm run bench:gateway
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { hashApiKey, newApiKey } from '../src/enforce/auth.js';
+
+const REPO = resolve(import.meta.dirname, '..');
+const EVERYTHING = join(REPO, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
+const CLI = ['--import', 'tsx', join(REPO, 'test/fixtures/cli.ts')];
+const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const STORE = process.env.BENCH_STORE ?? 'sqlite:./bench.db';
+const CONCURRENCY = 16;
+const CLK_TCK = 100;
+
+const dir = mkdtempSync(join(tmpdir(), 'gw-bench-'));
+const key = newApiKey();
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
+    s.on('error', rej);
+  });
+}
+
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+async function waitFor(url: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      await fetch(url, { method: 'GET' });
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+interface Target {
+  name: string;
+  connect(): Promise<{ client: Client; close(): Promise<void> }>;
+  tool: string;
+  /** The gateway process (for CPU accounting); undefined for direct targets. */
+  pid?: () => number | undefined;
+}
+
+const args = { message: 'hello from the benchmark' };
+
+async function sequential(t: Target) {
+  const { client, close } = await t.connect();
+  try {
+    for (let i = 0; i < 200; i++) await client.callTool({ name: t.tool, arguments: args });
+    const pid = t.pid?.();
+    const cpu0 = pid ? cpuMs(pid) : 0;
+    const lat: number[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < CALLS; i++) {
+      const s = performance.now();
+      const r = await client.callTool({ name: t.tool, arguments: args });
+      lat.push(performance.now() - s);
+      if (r.isError) throw new Error(`${t.name}: ${JSON.stringify(r)}`);
+    }
+    const wall = performance.now() - t0;
+    const cpu = pid ? (cpuMs(pid) - cpu0) / CALLS : undefined;
+    lat.sort((a, b) => a - b);
+    return {
+      p50: lat[Math.floor(lat.length * 0.5)]!,
+      p99: lat[Math.floor(lat.length * 0.99)]!,
+      rps: (CALLS / wall) * 1000,
+      cpuMsPerCall: cpu,
+    };
+  } finally {
+    await close();
+  }
+}
+
+/** 16 clients (HTTP: 16 sessions; stdio: 16 connections, each its own process pair) for SECONDS. */
+async function concurrent(t: Target) {
+  const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => t.connect()));
+  try {
+    await Promise.all(
+      conns.map(async (c) => {
+        for (let i = 0; i < 50; i++) await c.client.callTool({ name: t.tool, arguments: args });
+      }),
+    );
+    let count = 0;
+    const end = performance.now() + SECONDS * 1000;
+    const t0 = performance.now();
+    await Promise.all(
+      conns.map(async (c) => {
+        while (performance.now() < end) {
+          const r = await c.client.callTool({ name: t.tool, arguments: args });
+          if (r.isError) throw new Error(JSON.stringify(r));
+          count++;
+        }
+      }),
+    );
+    return { rps: (count / (performance.now() - t0)) * 1000 };
+  } finally {
+    await Promise.all(conns.map((c) => c.close()));
+  }
+}
+
+function stdioTarget(name: string, command: string, argv: string[], tool: string, gateway: boolean): Target {
+  let lastPid: number | undefined;
+  return {
+    name,
+    tool,
+    pid: gateway ? () => lastPid : undefined,
+    async connect() {
+      const transport = new StdioClientTransport({ command, args: argv, cwd: REPO, stderr: 'ignore' });
+      const client = new Client({ name: 'bench', version: '1' });
+      await client.connect(transport);
+      lastPid = transport.pid ?? undefined;
+      return { client, close: () => client.close() };
+    },
+  };
+}
+
+function httpTarget(
+  name: string,
+  url: string,
+  tool: string,
+  headers: Record<string, string>,
+  pid?: () => number | undefined,
+): Target {
+  return {
+    name,
+    tool,
+    ...(pid ? { pid } : {}),
+    async connect() {
+      const client = new Client({ name: 'bench', version: '1' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+      return { client, close: () => client.close() };
+    },
+  };
+}
+
+async function main() {
+  const procs: ChildProcess[] = [];
+  try {
+    writeFileSync(
+      join(dir, 'policy.yaml'),
+      `version: 1
+agents:
+  bench:
+    owner: bench@example.com
+    purpose: benchmark
+    roles: [echo]
+roles:
+  echo:
+    - id: echo
+      allow: everything.echo
+      when: { cel: "size(args.message) < 1000 && !args.message.contains('secret')" }
+`,
+    );
+    const upPort = await freePort();
+    const up = spawn(process.execPath, [EVERYTHING, 'streamableHttp'], {
+      env: { ...process.env, PORT: String(upPort) },
+      stdio: 'ignore',
+    });
+    procs.push(up);
+    const upUrl = `http://127.0.0.1:${upPort}/mcp`;
+    await waitFor(upUrl);
+
+    const cfg = (upstream: string) => `policy: ./policy.yaml
+store: ${STORE}
+agent: bench
+upstreams:
+${upstream}
+auth:
+  apiKeys:
+    - { sha256: ${hashApiKey(key)}, agent: bench }
+limits: { callTimeoutMs: 30000 }
+http: { maxSessions: 1000 }
+`;
+    writeFileSync(
+      join(dir, 'stdio.yaml'),
+      cfg(`  everything: { command: ${process.execPath}, args: [${EVERYTHING}] }`),
+    );
+    writeFileSync(join(dir, 'http.yaml'), cfg(`  everything: { url: ${upUrl} }`));
+
+    const gwPort = await freePort();
+    const gw = spawn(
+      process.execPath,
+      [...CLI, 'serve', '--config', join(dir, 'http.yaml'), '--port', String(gwPort)],
+      {
+        cwd: REPO,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
+    procs.push(gw);
+    const gwUrl = `http://127.0.0.1:${gwPort}/mcp`;
+    await waitFor(gwUrl);
+
+    const targets = {
+      'stdio direct': stdioTarget('stdio direct', process.execPath, [EVERYTHING], 'echo', false),
+      'stdio gateway': stdioTarget(
+        'stdio gateway',
+        process.execPath,
+        [...CLI, 'mcp', '--config', join(dir, 'stdio.yaml')],
+        'everything.echo',
+        true,
+      ),
+      'http direct': httpTarget('http direct', upUrl, 'echo', {}),
+      'http gateway': httpTarget(
+        'http gateway',
+        gwUrl,
+        'everything.echo',
+        { authorization: `Bearer ${key}` },
+        () => gw.pid,
+      ),
+    };
+
+    console.log(
+      `gateway benchmark: ${CALLS} sequential calls, ${SECONDS}s with ${CONCURRENCY} clients, store ${STORE}, node ${process.version}`,
+    );
+    const rows: Record<
+      string,
+      { p50: number; p99: number; rps1: number; rps16: number; cpu?: number | undefined }
+    > = {};
+    for (const [name, t] of Object.entries(targets)) {
+      const s = await sequential(t);
+      const c = await concurrent(t);
+      rows[name] = { p50: s.p50, p99: s.p99, rps1: s.rps, rps16: c.rps, cpu: s.cpuMsPerCall };
+      console.log(`  ${name.padEnd(14)} done`);
+    }
+    const f = (n: number, d = 3) => n.toFixed(d).padStart(9);
+    console.log('\ntransport  path      p50 ms    p99 ms  calls/s(1) calls/s(16)  gw CPU ms/call');
+    for (const [name, r] of Object.entries(rows)) {
+      console.log(
+        `${name.padEnd(18)}${f(r.p50)} ${f(r.p99)} ${f(r.rps1, 0)}   ${f(r.rps16, 0)}   ${r.cpu === undefined ? '        -' : f(r.cpu)}`,
+      );
+    }
+    console.log(
+      '\nadded by the gateway (target: p50 <= 0.3 ms, p99 <= 1 ms, 16-client throughput >= 80% of direct)',
+    );
+    for (const tr of ['stdio', 'http']) {
+      const d = rows[`${tr} direct`]!;
+      const g = rows[`${tr} gateway`]!;
+      console.log(
+        `${tr.padEnd(6)} +p50 ${(g.p50 - d.p50).toFixed(3)} ms  +p99 ${(g.p99 - d.p99).toFixed(3)} ms  ` +
+          `throughput(1) ${((g.rps1 / d.rps1) * 100).toFixed(0)}%  throughput(16) ${((g.rps16 / d.rps16) * 100).toFixed(0)}%  ` +
+          `p50 ratio ${(g.p50 / d.p50).toFixed(2)}x`,
+      );
+    }
+  } finally {
+    for (const p of procs) p.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
