@@ -132,7 +132,7 @@ function stdioTarget(name: string, command: string, argv: string[], tool: string
   return {
     name,
     tool,
-    pid: gateway ? () => lastPid : undefined,
+    ...(gateway ? { pid: () => lastPid } : {}),
     async connect() {
       const transport = new StdioClientTransport({ command, args: argv, cwd: REPO, stderr: 'ignore' });
       const client = new Client({ name: 'bench', version: '1' });
