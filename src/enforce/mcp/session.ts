@@ -96,6 +96,7 @@ export class GatewaySession {
   /** Agent requests in flight per upstream, so relayed server requests ride on the right HTTP stream. */
   private readonly active = new Map<string, RequestId[]>();
   private closed = false;
+  private readonly outcomes = new Set<Promise<void>>();
 
   constructor(
     private readonly ctx: GatewayContext,
@@ -378,23 +379,24 @@ export class GatewaySession {
     return this.ctx.layer.authorize(action, { point: 'mcp' });
   }
 
-  private async finish(
-    d: Decision,
-    ok: boolean,
-    started: number,
-    error?: string,
-    result?: unknown,
-  ): Promise<void> {
-    try {
-      await this.ctx.layer.outcome(d, {
+  /**
+   * Records the outcome of an allowed action. Not awaited on the response path: the decision was made
+   * durable before forwarding; the outcome follows (and `close` waits for all of them).
+   */
+  private finish(d: Decision, ok: boolean, started: number, error?: string, result?: unknown): Promise<void> {
+    const p = this.ctx.layer
+      .outcome(d, {
         ok,
         durationMs: performance.now() - started,
         ...(error !== undefined ? { error } : {}),
         ...(result !== undefined ? { result } : {}),
-      });
-    } catch (err) {
-      this.ctx.log(`outcome of decision ${d.id} not recorded: ${(err as Error).message}`);
-    }
+      })
+      .catch((err: unknown) =>
+        this.ctx.log(`outcome of decision ${d.id} not recorded: ${(err as Error).message}`),
+      );
+    this.outcomes.add(p);
+    void p.finally(() => this.outcomes.delete(p));
+    return Promise.resolve();
   }
 
   /** Runs a decided non-tool method: allowed → run and record the outcome; otherwise a protocol error. */
@@ -741,6 +743,7 @@ export class GatewaySession {
     if (this.closed) return;
     this.closed = true;
     await Promise.all([...this.upstreams.values()].map((u) => u.close()));
+    await Promise.all([...this.outcomes]);
     await this.server.close().catch(() => {});
   }
 }
