@@ -63,3 +63,20 @@ test('the same value always gives the same text, whatever the key order (propert
 test('jsonDigest is sha256 hex of the canonical text', () => {
   assert.equal(jsonDigest({ b: 2, a: 1 }), createHash('sha256').update('{"a":1,"b":2}').digest('hex'));
 });
+
+test('integer-like keys sort as strings too (the exact writer handles what JS objects reorder)', () => {
+  assert.equal(
+    canonicalJson({ b: 1, 10: 'x', 9: 'y', a: { 2: 0, 1: 0 } }),
+    '{"10":"x","9":"y","a":{"1":0,"2":0},"b":1}',
+  );
+});
+
+test('`__proto__` stays an ordinary key', () => {
+  const v = JSON.parse('{"z":1,"__proto__":{"x":1}}');
+  assert.equal(canonicalJson(v), '{"__proto__":{"x":1},"z":1}');
+});
+
+test('functions and symbols are refused rather than silently dropped', () => {
+  assert.throws(() => canonicalJson({ f: () => 1 }), /function has no json form at `\$.f`/);
+  assert.throws(() => canonicalJson([Symbol('s')]), CanonicalJsonError);
+});

@@ -14,7 +14,16 @@ import { canonicalJson } from './canonical-json.js';
 import { type Checkpoint, loadOrCreateSigningKey, type SigningKey, signCheckpoint } from './checkpoint.js';
 import { AuditError, isAuditError, messageOf } from './errors.js';
 import { Frontier, leafHash } from './merkle.js';
-import { type AuditRecord, RECORD_VERSION, recordHash, type StoredRecord, toAuditRecord } from './record.js';
+import {
+  type AuditRecord,
+  type IndexColumns,
+  indexColumns,
+  matchesQuery,
+  RECORD_VERSION,
+  recordHash,
+  type StoredRecord,
+  toAuditRecord,
+} from './record.js';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import type { AuditStore, ChainHead, RecordQuery, SealedBatch } from './store.js';
 import {
@@ -156,6 +165,14 @@ function checkHead(store: AuditStore, head: ChainHead, last: StoredRecord[]): vo
   }
 }
 
+/**
+ * Records matching `q`. The store answers from its index columns; every result is re-checked against its own
+ * hashed event, so an edited index column can hide a record from a query but never put a wrong one in it.
+ */
+export async function queryRecords(store: AuditStore, q: RecordQuery): Promise<AuditRecord[]> {
+  return (await store.query(q)).map(toAuditRecord).filter((r) => matchesQuery(r, q));
+}
+
 /** What `prune` did (or, for a dry run, would do). */
 export interface PruneResult {
   /** Records with time before this (ms) were eligible. */
@@ -201,6 +218,7 @@ export class AuditLog implements Recorder {
   private readonly now: () => number;
   private readonly timer: NodeJS.Timeout;
   private unsigned = 0;
+  private counters = { batches: 0, records: 0, failedBatches: 0, failedRecords: 0 };
 
   constructor(
     /** The backend; exposed for verification and tools. */
@@ -218,6 +236,17 @@ export class AuditLog implements Recorder {
       }
     }, this.intervalMs);
     this.timer.unref();
+  }
+
+  /** Transactions and records written (and failed) by this process, for metrics and group-commit sizing. */
+  stats(): {
+    batches: number;
+    records: number;
+    failedBatches: number;
+    failedRecords: number;
+    queued: number;
+  } {
+    return { ...this.counters, queued: this.queue.length };
   }
 
   /** The public key (SPKI PEM) that verifies this log's checkpoints. */
@@ -292,10 +321,12 @@ export class AuditLog implements Recorder {
     waiters: Array<{ resolve: (c: Checkpoint | null) => void; reject: (e: AuditError) => void }>,
   ): Promise<void> {
     const texts: string[] = [];
+    const cols: IndexColumns[] = [];
     const owners: Pending[] = [];
     for (const p of batch) {
       try {
         texts.push(canonicalJson(p.event));
+        cols.push(indexColumns(p.event));
         owners.push(p);
       } catch (e) {
         p.reject(
@@ -307,16 +338,20 @@ export class AuditLog implements Recorder {
     const force = waiters.length > 0;
     let sealed: SealedBatch;
     try {
-      sealed = await this.store.append((head) => this.seal(head, texts, force));
+      sealed = await this.store.append((head) => this.seal(head, texts, cols, force));
     } catch (e) {
       // INVARIANT: fail closed — every caller in the batch learns its event was not recorded.
       const err = isAuditError(e)
         ? e
         : new AuditError('audit_unavailable', `audit store failed: ${messageOf(e)}`, { cause: e });
+      this.counters.failedBatches++;
+      this.counters.failedRecords += owners.length;
       for (const o of owners) o.reject(err);
       for (const w of waiters) w.reject(err);
       return;
     }
+    this.counters.batches++;
+    this.counters.records += owners.length;
     this.unsigned = sealed.head.size - sealed.head.checkpointSize;
     const rows = sealed.rows;
     for (let i = 0; i < owners.length; i++) {
@@ -342,7 +377,7 @@ export class AuditLog implements Recorder {
   }
 
   /** Build the batch from the head read under the store's lock. Pure apart from the signature. */
-  private seal(head: ChainHead, texts: string[], force: boolean): SealedBatch {
+  private seal(head: ChainHead, texts: string[], cols: IndexColumns[], force: boolean): SealedBatch {
     const time = Math.max(this.now(), head.time);
     const frontier = Frontier.from(head.size, head.frontier);
     const rows: StoredRecord[] = new Array(texts.length);
@@ -352,7 +387,7 @@ export class AuditLog implements Recorder {
       const event = texts[i]!;
       const hash = recordHash(RECORD_VERSION, prev, seq, time, event);
       frontier.append(leafHash(hash));
-      rows[i] = { seq, v: RECORD_VERSION, time, hash, event };
+      rows[i] = { seq, v: RECORD_VERSION, time, hash, event, index: cols[i]! };
       prev = hash;
       seq++;
     }
@@ -397,7 +432,7 @@ export class AuditLog implements Recorder {
 
   /** Records matching `q`, oldest first unless `q.order` is `desc`. */
   async query(q: RecordQuery = {}): Promise<AuditRecord[]> {
-    return (await this.store.query(q)).map(toAuditRecord);
+    return queryRecords(this.store, q);
   }
 
   /** The last `n` records, oldest first. */

@@ -32,18 +32,16 @@ CREATE TABLE IF NOT EXISTS audit_records (
   time bigint NOT NULL,
   hash bytea NOT NULL,
   event text,
-  type text GENERATED ALWAYS AS ((event::jsonb) ->> 'type') STORED,
-  agent text GENERATED ALWAYS AS (coalesce((event::jsonb) -> 'action' ->> 'agent', (event::jsonb) ->> 'agent')) STORED,
-  tool text GENERATED ALWAYS AS (coalesce((event::jsonb) -> 'action' ->> 'tool', (event::jsonb) ->> 'tool')) STORED,
-  effect text GENERATED ALWAYS AS ((event::jsonb) -> 'decision' ->> 'effect') STORED,
-  rule text GENERATED ALWAYS AS ((event::jsonb) -> 'decision' ->> 'rule') STORED,
-  decision_id text GENERATED ALWAYS AS (coalesce((event::jsonb) -> 'decision' ->> 'id', (event::jsonb) ->> 'decisionId')) STORED
+  type text,
+  agent text,
+  tool text,
+  effect text,
+  rule text,
+  decision_id text
 );
 CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
 CREATE INDEX IF NOT EXISTS audit_records_agent ON audit_records (agent, seq) WHERE agent IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_records_tool ON audit_records (tool, seq) WHERE tool IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_rule ON audit_records (rule, seq) WHERE rule IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_decision ON audit_records (decision_id) WHERE decision_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   size bigint PRIMARY KEY, root text NOT NULL, time bigint NOT NULL, key_id text NOT NULL, sig text NOT NULL
 );
@@ -175,6 +173,7 @@ export class PostgresAuditStore implements AuditStore {
         const times = new Array<number>(rows.length);
         const hashes = new Array<string>(rows.length);
         const events = new Array<string | null>(rows.length);
+        const cols: Array<Array<string | null>> = [[], [], [], [], [], []];
         for (let i = 0; i < rows.length; i++) {
           const r = rows[i]!;
           seqs[i] = r.seq;
@@ -182,11 +181,21 @@ export class PostgresAuditStore implements AuditStore {
           times[i] = r.time;
           hashes[i] = r.hash.toString('hex');
           events[i] = r.event;
+          const x = r.index;
+          cols[0]!.push(x?.type ?? null);
+          cols[1]!.push(x?.agent ?? null);
+          cols[2]!.push(x?.tool ?? null);
+          cols[3]!.push(x?.effect ?? null);
+          cols[4]!.push(x?.rule ?? null);
+          cols[5]!.push(x?.decisionId ?? null);
         }
         await c.query(
-          `INSERT INTO audit_records (seq, v, time, hash, event)
-           SELECT s, v, t, decode(h, 'hex'), e FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::text[]) AS u(s, v, t, h, e)`,
-          [seqs, vs, times, hashes, events],
+          `INSERT INTO audit_records (seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id)
+           SELECT s, v, t, decode(h, 'hex'), e, ty, ag, tl, ef, ru, di
+           FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::text[],
+                       $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+             AS u(s, v, t, h, e, ty, ag, tl, ef, ru, di)`,
+          [seqs, vs, times, hashes, events, ...cols],
         );
       }
       const h = batch.head;
@@ -279,7 +288,7 @@ export class PostgresAuditStore implements AuditStore {
       }
       if (before <= head.prunedBefore) return 0;
       const r = await c.query(
-        'UPDATE audit_records SET event = NULL WHERE seq >= $1 AND seq < $2 AND event IS NOT NULL',
+        'UPDATE audit_records SET event = NULL, type = NULL, agent = NULL, tool = NULL, effect = NULL, rule = NULL, decision_id = NULL WHERE seq >= $1 AND seq < $2 AND event IS NOT NULL',
         [head.prunedBefore, before],
       );
       await c.query('UPDATE audit_head SET pruned_before = $1 WHERE id = 1', [before]);

@@ -16,6 +16,19 @@ export const RECORD_VERSION = 1;
 /** `prevHash` of record 0. */
 export const GENESIS_HASH: Buffer = Buffer.alloc(32);
 
+/**
+ * Query columns derived from the event when it is sealed. They are an index, not evidence: the hash covers
+ * the event, and query results are re-checked against the event (`matchesQuery`).
+ */
+export interface IndexColumns {
+  type: string;
+  agent: string | null;
+  tool: string | null;
+  effect: string | null;
+  rule: string | null;
+  decisionId: string | null;
+}
+
 /** What a store keeps per record. `event` is the canonical JSON text, or null once pruned. */
 export interface StoredRecord {
   seq: number;
@@ -23,6 +36,75 @@ export interface StoredRecord {
   time: number;
   hash: Buffer;
   event: string | null;
+  /** Present on rows being written; stores need not return it. */
+  index?: IndexColumns;
+}
+
+/** The query columns of an event. */
+export function indexColumns(e: AuditEvent): IndexColumns {
+  switch (e.type) {
+    case 'decision':
+      return {
+        type: e.type,
+        agent: e.action.agent,
+        tool: e.action.tool,
+        effect: e.decision.effect,
+        rule: e.decision.rule,
+        decisionId: e.decision.id,
+      };
+    case 'outcome':
+      return {
+        type: e.type,
+        agent: e.agent,
+        tool: e.tool,
+        effect: null,
+        rule: null,
+        decisionId: e.decisionId,
+      };
+    case 'approval':
+      return {
+        type: e.type,
+        agent: e.agent,
+        tool: e.tool,
+        effect: null,
+        rule: null,
+        decisionId: e.decisionId ?? null,
+      };
+    case 'agent':
+      return { type: e.type, agent: e.agent, tool: null, effect: null, rule: null, decisionId: null };
+    case 'tool':
+      return { type: e.type, agent: null, tool: e.tool, effect: null, rule: null, decisionId: null };
+    default:
+      return { type: e.type, agent: null, tool: null, effect: null, rule: null, decisionId: null };
+  }
+}
+
+/** Filters a query can apply to a record's event (the same ones `RecordQuery` carries). */
+export interface RecordFilter {
+  agent?: string;
+  tool?: string;
+  effect?: string;
+  rule?: string;
+  type?: string;
+  decisionId?: string;
+  since?: number;
+  until?: number;
+}
+
+/** Does the record's own (hashed) event match `q`? Guards query results against edited index columns. */
+export function matchesQuery(r: AuditRecord, q: RecordFilter): boolean {
+  if (r.event === null) return false;
+  if (q.since !== undefined && r.time < q.since) return false;
+  if (q.until !== undefined && r.time >= q.until) return false;
+  const c = indexColumns(r.event);
+  return (
+    (q.type === undefined || c.type === q.type) &&
+    (q.agent === undefined || c.agent === q.agent) &&
+    (q.tool === undefined || c.tool === q.tool) &&
+    (q.effect === undefined || c.effect === q.effect) &&
+    (q.rule === undefined || c.rule === q.rule) &&
+    (q.decisionId === undefined || c.decisionId === q.decisionId)
+  );
 }
 
 /** A record as the library hands it out. `event` is null for a pruned record (only its hash is kept). */

@@ -64,18 +64,16 @@ CREATE TABLE IF NOT EXISTS audit_records (
   time INTEGER NOT NULL,
   hash BLOB NOT NULL,
   event TEXT,
-  type TEXT GENERATED ALWAYS AS (json_extract(event, '$.type')) VIRTUAL,
-  agent TEXT GENERATED ALWAYS AS (coalesce(json_extract(event, '$.action.agent'), json_extract(event, '$.agent'))) VIRTUAL,
-  tool TEXT GENERATED ALWAYS AS (coalesce(json_extract(event, '$.action.tool'), json_extract(event, '$.tool'))) VIRTUAL,
-  effect TEXT GENERATED ALWAYS AS (json_extract(event, '$.decision.effect')) VIRTUAL,
-  rule TEXT GENERATED ALWAYS AS (json_extract(event, '$.decision.rule')) VIRTUAL,
-  decision_id TEXT GENERATED ALWAYS AS (coalesce(json_extract(event, '$.decision.id'), json_extract(event, '$.decisionId'))) VIRTUAL
+  type TEXT,
+  agent TEXT,
+  tool TEXT,
+  effect TEXT,
+  rule TEXT,
+  decision_id TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
 CREATE INDEX IF NOT EXISTS audit_records_agent ON audit_records (agent, seq) WHERE agent IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_records_tool ON audit_records (tool, seq) WHERE tool IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_rule ON audit_records (rule, seq) WHERE rule IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_decision ON audit_records (decision_id) WHERE decision_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
   size INTEGER PRIMARY KEY, root TEXT NOT NULL, time INTEGER NOT NULL, key_id TEXT NOT NULL, sig TEXT NOT NULL
 ) STRICT;
@@ -97,7 +95,22 @@ export class SqliteAuditStore implements AuditStore {
       const head = this.readHead();
       const batch = seal(head);
       const ins = this.stmts.insert;
-      for (const r of batch.rows) ins.run(r.seq, r.v, r.time, r.hash, r.event);
+      for (const r of batch.rows) {
+        const c = r.index;
+        ins.run(
+          r.seq,
+          r.v,
+          r.time,
+          r.hash,
+          r.event,
+          c?.type ?? null,
+          c?.agent ?? null,
+          c?.tool ?? null,
+          c?.effect ?? null,
+          c?.rule ?? null,
+          c?.decisionId ?? null,
+        );
+      }
       const h = batch.head;
       this.stmts.updateHead.run(
         h.size,
@@ -120,7 +133,9 @@ export class SqliteAuditStore implements AuditStore {
       head: db.prepare(
         'SELECT size, hash, time, frontier, cp_size, cp_time, pruned_before FROM audit_head WHERE id = 1',
       ),
-      insert: db.prepare('INSERT INTO audit_records (seq, v, time, hash, event) VALUES (?, ?, ?, ?, ?)'),
+      insert: db.prepare(
+        'INSERT INTO audit_records (seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
       updateHead: db.prepare(
         'UPDATE audit_head SET size = ?, hash = ?, time = ?, frontier = ?, cp_size = ?, cp_time = ?, pruned_before = ? WHERE id = 1',
       ),
@@ -263,7 +278,9 @@ export class SqliteAuditStore implements AuditStore {
           }
           if (before <= head.prunedBefore) return 0;
           const n = this.db
-            .prepare('UPDATE audit_records SET event = NULL WHERE seq >= ? AND seq < ? AND event IS NOT NULL')
+            .prepare(
+              'UPDATE audit_records SET event = NULL, type = NULL, agent = NULL, tool = NULL, effect = NULL, rule = NULL, decision_id = NULL WHERE seq >= ? AND seq < ? AND event IS NOT NULL',
+            )
             .run(head.prunedBefore, before).changes;
           this.db.prepare('UPDATE audit_head SET pruned_before = ? WHERE id = 1').run(before);
           return n;

@@ -16,6 +16,7 @@ import {
   openAuditLog,
   openStore,
   parseStoreUrl,
+  queryRecords,
 } from '../audit/log.js';
 import { type AuditRecord, flatten, toAuditRecord } from '../audit/record.js';
 import type { AuditStore, RecordQuery } from '../audit/store.js';
@@ -414,7 +415,7 @@ async function queryCmd(argv: string[], io: CommandIo): Promise<number> {
   const q = queryFrom(values);
   const url = values.store ?? defaultStoreUrl();
   return withStore(url, async (store) => {
-    const rows = (await store.query(q)).map(toAuditRecord);
+    const rows = await queryRecords(store, q);
     if (values.json) io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     else for (const r of rows) io.stdout.write(humanLine(r));
     return EXIT.ok;
@@ -448,9 +449,12 @@ async function exportCmd(argv: string[], io: CommandIo): Promise<number> {
     let left = q.limit ?? Number.POSITIVE_INFINITY;
     let count = 0;
     while (left > 0) {
-      const rows = (
-        await store.query({ ...q, afterSeq: after, limit: Math.min(5000, left), order: 'asc' })
-      ).map(toAuditRecord);
+      const rows = await queryRecords(store, {
+        ...q,
+        afterSeq: after,
+        limit: Math.min(5000, left),
+        order: 'asc',
+      });
       if (rows.length === 0) break;
       let chunk = '';
       for (const r of rows) chunk += format === 'csv' ? csvLine(r) : jsonLine(r);

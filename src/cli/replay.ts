@@ -5,7 +5,7 @@
  */
 import { isAuditError } from '../audit/errors.js';
 import { defaultStoreUrl, openStore } from '../audit/log.js';
-import { type AuditRecord, toAuditRecord } from '../audit/record.js';
+import { type AuditRecord, matchesQuery, toAuditRecord } from '../audit/record.js';
 import { type ReplayReport, replay } from '../audit/replay.js';
 import type { RecordQuery } from '../audit/store.js';
 import { compile } from '../engine/compile.js';
@@ -143,8 +143,8 @@ export async function replayCommand(
       for (;;) {
         const rows = await store.query({ ...q, afterSeq: after, limit: 5000 });
         if (rows.length === 0) break;
-        for (const r of rows) records.push(toAuditRecord(r));
         after = rows.at(-1)!.seq;
+        for (const r of rows.map(toAuditRecord)) if (matchesQuery(r, q)) records.push(r);
       }
       report = replay(records, (action, at) => engine.decide(action, at), { examplesPerKind: examples });
     } finally {
