@@ -55,21 +55,34 @@ async function auditRun(log: AuditLog, n: number): Promise<Throughput> {
   };
 }
 
-/** Plain SQLite inserts: same row size, WAL + synchronous=FULL, transactions of `batch` rows, no hashing. */
+const FLOOR_COLUMNS = 'seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id';
+
+/** The index columns of event `i`, as the log derives them. */
+function columnsOf(i: number): [string, string, string, string, string | null, string] {
+  const e = events[i]!;
+  return ['decision', e.action.agent, e.action.tool, e.decision.effect, e.decision.rule, e.decision.id];
+}
+
+/**
+ * Plain SQLite inserts: rows of the same size and columns, WAL + synchronous=FULL, transactions of `batch`
+ * rows, no hashing. `plain` has only the primary key; `audit` is the audit schema with its indexes.
+ */
 function sqliteFloor(path: string, n: number, batch: number, schema: 'plain' | 'audit'): number {
-  if (schema === 'audit') openSqliteStore(path).close();
+  if (schema === 'audit') void openSqliteStore(path).close();
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   if (schema === 'plain') {
-    db.exec('CREATE TABLE floor (seq INTEGER PRIMARY KEY, v INTEGER, time INTEGER, hash BLOB, event TEXT)');
+    db.exec(
+      'CREATE TABLE floor (seq INTEGER PRIMARY KEY, v INTEGER, time INTEGER, hash BLOB, event TEXT, type TEXT, agent TEXT, tool TEXT, effect TEXT, rule TEXT, decision_id TEXT)',
+    );
   }
   const table = schema === 'plain' ? 'floor' : 'audit_records';
-  const ins = db.prepare(`INSERT INTO ${table} (seq, v, time, hash, event) VALUES (?, ?, ?, ?, ?)`);
+  const ins = db.prepare(`INSERT INTO ${table} (${FLOOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   const hashes = Array.from({ length: 1024 }, () => randomBytes(32));
   const tx = db.transaction((from: number, to: number) => {
     const now = Date.now();
-    for (let i = from; i < to; i++) ins.run(i, 1, now, hashes[i & 1023], texts[i]);
+    for (let i = from; i < to; i++) ins.run(i, 1, now, hashes[i & 1023], texts[i], ...columnsOf(i));
   });
   const t0 = performance.now();
   for (let from = 0; from < n; from += batch) tx.immediate(from, Math.min(n, from + batch));
@@ -83,30 +96,26 @@ async function pgFloor(url: string, n: number, batch: number): Promise<number> {
   const c = new pg.Client(url);
   await c.connect();
   await c.query(
-    'CREATE TABLE floor (seq bigint PRIMARY KEY, v smallint, time bigint, hash bytea, event text)',
+    'CREATE TABLE floor (seq bigint PRIMARY KEY, v smallint, time bigint, hash bytea, event text, type text, agent text, tool text, effect text, rule text, decision_id text)',
   );
   const hash = randomBytes(32).toString('hex');
   const t0 = performance.now();
   for (let from = 0; from < n; from += batch) {
     const to = Math.min(n, from + batch);
-    const seqs: number[] = [];
-    const vs: number[] = [];
-    const times: number[] = [];
-    const hs: string[] = [];
-    const es: string[] = [];
+    const cols: Array<Array<number | string | null>> = Array.from({ length: 11 }, () => []);
     const now = Date.now();
     for (let i = from; i < to; i++) {
-      seqs.push(i);
-      vs.push(1);
-      times.push(now);
-      hs.push(hash);
-      es.push(texts[i]!);
+      const row = [i, 1, now, hash, texts[i]!, ...columnsOf(i)];
+      for (let k = 0; k < 11; k++) cols[k]!.push(row[k]!);
     }
     await c.query('BEGIN');
     await c.query(
-      `INSERT INTO floor (seq, v, time, hash, event)
-       SELECT s, v, t, decode(h, 'hex'), e FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::text[]) AS u(s, v, t, h, e)`,
-      [seqs, vs, times, hs, es],
+      `INSERT INTO floor (${FLOOR_COLUMNS})
+       SELECT s, v, t, decode(h, 'hex'), e, ty, ag, tl, ef, ru, di
+       FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::text[],
+                   $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+         AS u(s, v, t, h, e, ty, ag, tl, ef, ru, di)`,
+      cols,
     );
     await c.query('COMMIT');
   }
