@@ -2,14 +2,14 @@
  * compile → decide. `compile()` indexes a checked policy by agent and tool and returns an immutable
  * engine whose `decide()` never throws: every failure is a deny with a reason.
  */
-import { randomUUID } from 'node:crypto';
 import { canonicalisers } from '../facts/index.js';
 import type { CelInputs } from '../policy/cel.js';
 import type { CheckedAgent, CheckedPolicy, CheckedRule, CompiledConditions } from '../policy/check.js';
 import { readArg } from '../policy/conditions.js';
-import { compileGlob, type Glob, globCovers, globMatch } from '../policy/glob.js';
+import { compileGlob, type Glob, globMatch } from '../policy/glob.js';
 import type { Action, Decision, DecisionCode, Effect, Json, LimitSpec, Mode } from '../types.js';
 import { checkAction } from './action.js';
+import { nextDecisionId } from './ids.js';
 
 /** The compiled, immutable decision function and what enforcement points need beside it. */
 export interface Engine {
@@ -35,17 +35,24 @@ interface RuleEntry {
 
 interface AgentIndex {
   agent: CheckedAgent;
-  /** Deny and ask rules are matched on the lower-cased tool name: case tricks cannot dodge them. */
-  deny: Bucket;
-  ask: Bucket;
-  /** Allow rules match the exact tool name only. */
-  allow: Bucket;
+  /**
+   * Exact-name rules by lower-cased tool name: one lookup finds every candidate. Deny and ask rules
+   * match whatever the case (case tricks cannot dodge them); allow rules match the exact name only.
+   */
+  tools: Map<string, ToolEntry>;
+  globs: Record<Effect, RuleEntry[]>;
   info: Record<string, Json>;
+  /** Limits an allow by each rule carries: the rule's own, then the agent's. */
+  limits: Map<CheckedRule, LimitSpec[]>;
+  /** What this agent may call, for refusals (built once). */
+  alternatives: { name: string; text: string }[];
 }
 
-interface Bucket {
-  exact: Map<string, CheckedRule[]>;
-  globs: RuleEntry[];
+interface ToolEntry {
+  deny: CheckedRule[];
+  ask: CheckedRule[];
+  /** Allow rules per exact spelling of the name (almost always one). */
+  allow: { name: string; rules: CheckedRule[] }[];
 }
 
 type Outcome = { kind: 'match' } | { kind: 'nomatch'; why: string } | { kind: 'error'; error: string };
@@ -53,7 +60,8 @@ type Outcome = { kind: 'match' } | { kind: 'nomatch'; why: string } | { kind: 'e
 /** Per-decision scratch: facts are derived once per (canonicaliser, argument) and shared by all rules. */
 interface Ctx {
   action: Action;
-  now: number;
+  /** The caller's clock, if given; read lazily (only CEL needs it). */
+  now: number | undefined;
   facts: Record<string, Json> | undefined;
   cache: Map<string, { ok: true; value: unknown } | { ok: false; error: string }> | undefined;
   agentInfo: Record<string, Json>;
@@ -66,9 +74,8 @@ export function compile(policy: CheckedPolicy): Engine {
   for (const agent of policy.agents.values()) {
     const idx: AgentIndex = {
       agent,
-      deny: { exact: new Map(), globs: [] },
-      ask: { exact: new Map(), globs: [] },
-      allow: { exact: new Map(), globs: [] },
+      tools: new Map(),
+      globs: { deny: [], ask: [], allow: [] },
       info: {
         id: agent.id,
         roles: agent.roles,
@@ -76,25 +83,52 @@ export function compile(policy: CheckedPolicy): Engine {
         ...(agent.spec.purpose ? { purpose: agent.spec.purpose } : {}),
         ...(agent.spec.risk ? { risk: agent.spec.risk } : {}),
       },
+      limits: new Map(),
+      alternatives: [],
     };
     for (const rule of agent.rules) {
-      const bucket = idx[rule.effect];
       for (const raw of rule.patterns) {
         const pattern = rule.effect === 'allow' ? raw : raw.toLowerCase();
-        if (pattern.includes('*')) bucket.globs.push({ rule, glob: compileGlob(pattern) });
-        else {
-          const list = bucket.exact.get(pattern);
-          if (list) {
-            if (!list.includes(rule)) list.push(rule);
-          } else bucket.exact.set(pattern, [rule]);
+        if (pattern.includes('*')) {
+          idx.globs[rule.effect].push({ rule, glob: compileGlob(pattern) });
+          continue;
         }
+        const key = raw.toLowerCase();
+        let entry = idx.tools.get(key);
+        if (!entry) {
+          entry = { deny: [], ask: [], allow: [] };
+          idx.tools.set(key, entry);
+        }
+        let list: CheckedRule[];
+        if (rule.effect === 'allow') {
+          let spelled = entry.allow.find((a) => a.name === raw);
+          if (!spelled) {
+            spelled = { name: raw, rules: [] };
+            entry.allow.push(spelled);
+          }
+          list = spelled.rules;
+        } else list = entry[rule.effect];
+        if (!list.includes(rule)) list.push(rule);
       }
+    }
+    for (const rule of agent.rules) {
+      if (rule.effect === 'allow') idx.limits.set(rule, [...rule.limits, ...agent.limits]);
+    }
+    for (const entry of idx.tools.values()) {
+      for (const { name, rules } of entry.allow) {
+        if (idx.alternatives.length > 5) break;
+        const cond = rules.every((r) => r.when) ? rules[0]?.when?.summary : undefined;
+        idx.alternatives.push({ name, text: cond ? `\`${name}\` (when ${cond})` : `\`${name}\`` });
+      }
+    }
+    for (const g of idx.globs.allow) {
+      if (idx.alternatives.length > 5) break;
+      idx.alternatives.push({ name: g.glob.source, text: `\`${g.glob.source}\`` });
     }
     index.set(agent.id, idx);
   }
 
   const finish = (
-    action: Action,
     mode: Mode,
     effect: Effect,
     code: DecisionCode,
@@ -103,9 +137,8 @@ export function compile(policy: CheckedPolicy): Engine {
     ctx: Ctx | undefined,
     agent: AgentIndex | undefined,
   ): Decision => {
-    void action;
     const d: Decision = {
-      id: randomUUID(),
+      id: nextDecisionId(),
       effect: mode === 'shadow' ? 'allow' : effect,
       rule: rule?.id ?? null,
       reason:
@@ -119,21 +152,21 @@ export function compile(policy: CheckedPolicy): Engine {
     if (mode === 'shadow') d.wouldBe = effect;
     if (agent) d.roles = agent.agent.roles;
     if (ctx?.facts) d.facts = ctx.facts;
-    if (effect === 'allow' && agent) {
-      const limits: LimitSpec[] = [...(rule?.limits ?? []), ...agent.agent.limits];
-      if (limits.length > 0) d.limits = limits;
+    if (effect === 'allow' && agent && rule) {
+      const limits = agent.limits.get(rule);
+      if (limits && limits.length > 0) d.limits = limits;
     }
     if (effect === 'ask' && rule?.approval) d.approval = rule.approval;
     return d;
   };
 
-  const decide = (action: Action, now = Date.now()): Decision => {
+  const decide = (action: Action, now?: number): Decision => {
     try {
       return decideInner(action, now);
     } catch (e) {
       // INVARIANT: fail closed — decide() never throws; an unexpected error is a deny.
       return {
-        id: randomUUID(),
+        id: nextDecisionId(),
         effect: 'deny',
         rule: null,
         reason: `internal error while deciding: ${e instanceof Error ? e.message : String(e)}`,
@@ -144,14 +177,13 @@ export function compile(policy: CheckedPolicy): Engine {
     }
   };
 
-  const decideInner = (action: Action, now: number): Decision => {
+  const decideInner = (action: Action, now: number | undefined): Decision => {
     const invalid = checkAction(action);
     if (invalid !== undefined)
-      return finish(action, 'enforce', 'deny', 'invalid_action', null, invalid, undefined, undefined);
+      return finish('enforce', 'deny', 'invalid_action', null, invalid, undefined, undefined);
     const idx = index.get(action.agent);
     if (!idx) {
       return finish(
-        action,
         'enforce',
         'deny',
         'unknown_agent',
@@ -163,18 +195,16 @@ export function compile(policy: CheckedPolicy): Engine {
     }
     const tool = action.tool;
     const lower = tool.toLowerCase();
+    const entry = idx.tools.get(lower);
     const ctx: Ctx = { action, now, facts: undefined, cache: undefined, agentInfo: idx.info, cel: undefined };
-    const modeOf = (r: CheckedRule | null) => r?.mode ?? idx.agent.mode;
-
     // Deny beats ask beats allow. An error in a deny or ask rule counts as a match (fail closed).
-    for (const effect of ['deny', 'ask'] as const) {
-      for (const rule of candidates(idx[effect], lower)) {
+    for (const effect of BLOCKING) {
+      for (const rule of candidates(idx, effect, lower, entry)) {
         const o = evalRule(rule, ctx);
         if (o.kind === 'nomatch') continue;
         if (o.kind === 'error') {
           return finish(
-            action,
-            modeOf(rule),
+            rule.mode ?? idx.agent.mode,
             'deny',
             'evaluation_error',
             rule,
@@ -188,8 +218,7 @@ export function compile(policy: CheckedPolicy): Engine {
             rule.reason ??
             `rule \`${rule.id}\` denies \`${tool}\` for agent \`${action.agent}\`${rule.when ? ` when ${rule.when.summary}` : ''}${rule.unless ? ` unless ${rule.unless.summary}` : ''}`;
           return finish(
-            action,
-            modeOf(rule),
+            rule.mode ?? idx.agent.mode,
             'deny',
             'denied_by_rule',
             rule,
@@ -201,17 +230,16 @@ export function compile(policy: CheckedPolicy): Engine {
         const reason =
           rule.reason ??
           `\`${tool}\` needs human approval under rule \`${rule.id}\`${rule.unless ? ` (no approval needed when ${rule.unless.summary})` : ''}: an approver must grant this exact call`;
-        return finish(action, modeOf(rule), 'ask', 'asked', rule, reason, ctx, idx);
+        return finish(rule.mode ?? idx.agent.mode, 'ask', 'asked', rule, reason, ctx, idx);
       }
     }
 
     const misses: string[] = [];
-    for (const rule of candidates(idx.allow, tool)) {
+    for (const rule of candidates(idx, 'allow', tool, entry)) {
       const o = evalRule(rule, ctx);
       if (o.kind === 'match') {
         return finish(
-          action,
-          modeOf(rule),
+          rule.mode ?? idx.agent.mode,
           'allow',
           'allowed',
           rule,
@@ -234,7 +262,7 @@ export function compile(policy: CheckedPolicy): Engine {
             idx,
             tool,
           );
-    return finish(action, modeOf(null), 'deny', 'no_matching_rule', null, reason, ctx, idx);
+    return finish(idx.agent.mode, 'deny', 'no_matching_rule', null, reason, ctx, idx);
   };
 
   const evalRule = (rule: CheckedRule, ctx: Ctx): Outcome => {
@@ -309,7 +337,7 @@ export function compile(policy: CheckedPolicy): Engine {
         tool: a.tool,
         session: a.session ?? '',
         principal: a.onBehalfOf ?? '',
-        now: BigInt(Math.floor(ctx.now)),
+        now: BigInt(Math.floor(ctx.now ?? Date.now())),
       };
       const r = block.cel.program(inputs);
       if (!r.ok) return { kind: 'error', error: `cel: ${r.error}` };
@@ -323,11 +351,14 @@ export function compile(policy: CheckedPolicy): Engine {
     if (!idx || checkAction({ agent, tool, args: {} }) !== undefined) return false;
     if (idx.agent.mode === 'shadow') return true;
     const lower = tool.toLowerCase();
-    const blocked = candidates(idx.deny, lower).some(
+    const entry = idx.tools.get(lower);
+    const blocked = candidates(idx, 'deny', lower, entry).some(
       (r) => !r.when && !r.unless && (r.mode ?? idx.agent.mode) === 'enforce',
     );
     if (blocked) return false;
-    return candidates(idx.allow, tool).length > 0 || candidates(idx.ask, lower).length > 0;
+    return (
+      candidates(idx, 'allow', tool, entry).length > 0 || candidates(idx, 'ask', lower, entry).length > 0
+    );
   };
 
   const redact = (tool: string, args: { [k: string]: Json }): { [k: string]: Json } => {
@@ -344,6 +375,7 @@ export function compile(policy: CheckedPolicy): Engine {
 }
 
 const MATCH: Outcome = { kind: 'match' };
+const BLOCKING = ['deny', 'ask'] as const;
 
 /**
  * JSON objects become Maps for CEL: the evaluator then never inspects object shapes, so a data key
@@ -358,28 +390,31 @@ function toCel(v: unknown): unknown {
 }
 const NONE: readonly CheckedRule[] = [];
 
-function candidates(bucket: Bucket, tool: string): readonly CheckedRule[] {
-  const exact = bucket.exact.get(tool) ?? NONE;
-  if (bucket.globs.length === 0) return exact;
-  const out = exact.slice();
-  for (const e of bucket.globs) if (globMatch(e.glob, tool) && !out.includes(e.rule)) out.push(e.rule);
-  return out;
+/** Rules of one effect that name this tool: exact entries first, then matching globs. */
+function candidates(
+  idx: AgentIndex,
+  effect: Effect,
+  name: string,
+  entry: ToolEntry | undefined,
+): readonly CheckedRule[] {
+  let exact: readonly CheckedRule[] = NONE;
+  if (entry) {
+    if (effect !== 'allow') exact = entry[effect];
+    else for (const a of entry.allow) if (a.name === name) exact = a.rules;
+  }
+  let out: CheckedRule[] | undefined;
+  for (const e of idx.globs[effect]) {
+    if (!globMatch(e.glob, name) || exact.includes(e.rule) || out?.includes(e.rule)) continue;
+    out ??= exact.slice();
+    out.push(e.rule);
+  }
+  return out ?? exact;
 }
 
 /** Appends what this agent may do instead, so the agent can act on the refusal. */
 function withAlternatives(reason: string, idx: AgentIndex, tool: string): string {
-  const allowed: string[] = [];
-  const seen = new Set<string>();
-  for (const [name, rules] of idx.allow.exact) {
-    if (name === tool || seen.has(name)) continue;
-    seen.add(name);
-    const cond = rules.every((r) => r.when) ? rules[0]?.when?.summary : undefined;
-    allowed.push(cond ? `\`${name}\` (when ${cond})` : `\`${name}\``);
-    if (allowed.length >= 5) break;
-  }
-  for (const g of idx.allow.globs) {
-    if (allowed.length >= 5) break;
-    if (!globCovers(g.glob, compileGlob(tool))) allowed.push(`\`${g.glob.source}\``);
-  }
-  return allowed.length > 0 ? `${reason}; this agent may call ${allowed.join(', ')}` : reason;
+  const others = idx.alternatives.filter((a) => a.name !== tool).slice(0, 5);
+  return others.length > 0
+    ? `${reason}; this agent may call ${others.map((a) => a.text).join(', ')}`
+    : reason;
 }
