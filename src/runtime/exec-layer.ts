@@ -71,6 +71,8 @@ export interface ExecLayer {
 }
 
 const NO_RECORDER: Recorder = { record: async () => {} };
+/** Most allowed decisions awaiting their outcome that the runtime remembers. */
+const MAX_INFLIGHT = 65_536;
 
 /** Creates the runtime. Throws PolicyError when the first policy is invalid (a broken policy never starts). */
 export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer> {
@@ -148,7 +150,7 @@ class Runtime implements ExecLayer {
       if (entry) {
         entry.agent = event.action.agent;
         entry.tool = event.action.tool;
-      } else this.#inflight.set(d.id, { agent: event.action.agent, tool: event.action.tool });
+      } else this.#track(d.id, { agent: event.action.agent, tool: event.action.tool });
       return d;
     } catch (e) {
       await this.#release(d.id, true);
@@ -267,7 +269,7 @@ class Runtime implements ExecLayer {
     }
     const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
     if (r.ok) {
-      this.#inflight.set(d.id, { agent: action.agent, tool: action.tool, ticket: r.ticket });
+      this.#track(d.id, { agent: action.agent, tool: action.tool, ticket: r.ticket });
       return d;
     }
     const code =
@@ -330,6 +332,19 @@ class Runtime implements ExecLayer {
       approvalId: req.id,
       reason: `${d.reason}. Approval pending (id ${req.id}): ask an approver to run \`execlayer approvals approve ${req.id}\`, then retry the same call`,
     };
+  }
+
+  /**
+   * Remembers an allowed decision until its outcome arrives. Callers that never report outcomes (the
+   * decision API) must not grow memory without bound: past the cap the oldest entries are dropped and
+   * their concurrency slots freed (the stores also reclaim slots by lease).
+   */
+  #track(id: string, entry: { agent: string; tool: string; ticket?: LimitTicketPort }): void {
+    this.#inflight.set(id, entry);
+    if (this.#inflight.size <= MAX_INFLIGHT) return;
+    const [oldest, dropped] = this.#inflight.entries().next().value as [string, { ticket?: LimitTicketPort }];
+    this.#inflight.delete(oldest);
+    if (dropped.ticket) void this.#opts.limits?.release(dropped.ticket, { refund: false });
   }
 
   async #release(decisionId: string, refund: boolean): Promise<void> {
