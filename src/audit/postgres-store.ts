@@ -123,29 +123,36 @@ export class PostgresAuditStore implements AuditStore {
 
   private async tx<T>(action: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     if (this.closed) throw new AuditError('audit_unavailable', `audit store \`${this.location}\` is closed`);
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      throw pgError(e, this.location, action);
-    }
-    // A checked-out connection killed by the server emits 'error'; the failing query reports it too, so the
-    // event only needs a listener (without one it would crash the process).
-    const onError = () => undefined;
-    client.on('error', onError);
-    try {
-      await client.query('BEGIN');
-      const out = await fn(client);
-      await client.query('COMMIT');
-      client.removeListener('error', onError);
-      client.release();
-      return out;
-    } catch (e) {
-      // A connection that failed mid-transaction is discarded, not returned to the pool.
-      await client.query('ROLLBACK').catch(() => undefined);
-      client.removeListener('error', onError);
-      client.release(e instanceof Error ? e : true);
-      throw pgError(e, this.location, action);
+    // A pooled connection the server has already closed fails on BEGIN, before anything was sent that could
+    // have committed: then, and only then, one retry on a fresh connection is safe.
+    for (let attempt = 0; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (e) {
+        throw pgError(e, this.location, action);
+      }
+      // A checked-out connection killed by the server emits 'error'; the failing query reports it too, so the
+      // event only needs a listener (without one it would crash the process).
+      const onError = () => undefined;
+      client.on('error', onError);
+      let begun = false;
+      try {
+        await client.query('BEGIN');
+        begun = true;
+        const out = await fn(client);
+        await client.query('COMMIT');
+        client.removeListener('error', onError);
+        client.release();
+        return out;
+      } catch (e) {
+        // A connection that failed mid-transaction is discarded, not returned to the pool.
+        if (begun) await client.query('ROLLBACK').catch(() => undefined);
+        client.removeListener('error', onError);
+        client.release(e instanceof Error ? e : true);
+        if (!begun && attempt === 0 && !(e instanceof AuditError)) continue;
+        throw pgError(e, this.location, action);
+      }
     }
   }
 

@@ -333,12 +333,12 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       data: { path },
     });
   }
-  if (exists && statSync(path).size === 0) {
-    throw new AuditError(
-      'audit_corrupt',
-      `audit database \`${path}\` is an empty file: it was left untouched; restore it from a backup or remove it to start a new log`,
-      { data: { path } },
-    );
+  // A zero-byte file is what SQLite leaves between creating a database and writing its first page, so a
+  // process starting beside another one may see it; openAuditLog refuses it when the log's key exists.
+  if (exists && options.create === false && statSync(path).size === 0) {
+    throw new AuditError('audit_corrupt', `audit database \`${path}\` is an empty file: it holds no log`, {
+      data: { path },
+    });
   }
   let db: Database.Database;
   try {
@@ -353,7 +353,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       .prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'")
       .pluck()
       .get() as number;
-    if (appId !== SQLITE_APPLICATION_ID && !(appId === 0 && tables === 0)) {
+    if (appId !== SQLITE_APPLICATION_ID && !(appId === 0 && tables === 0 && options.create !== false)) {
       throw new AuditError(
         'audit_corrupt',
         `\`${path}\` is not an execlayer audit database (application_id ${appId}): it was left untouched`,
