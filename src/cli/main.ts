@@ -37,6 +37,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = 
     summary: 'suspend or resume agents; emergency stop',
     load: async () => (await import('./agents.js')).agentsCommand,
   },
+  audit: {
+    summary: 'verify, prove, query, export and prune the tamper-evident audit trail',
+    load: async () => (await import('./audit.js')).auditCommand,
+  },
+  replay: {
+    summary: 're-decide recorded actions under a candidate policy and report what changes',
+    load: async () => (await import('./replay.js')).replayCommand,
+  },
   tools: {
     summary: 'list pinned upstream tool definitions; approve changed ones',
     load: async () => (await import('./tools.js')).toolsCommand,
