@@ -190,7 +190,7 @@ roles:
     await waitFor(upUrl);
 
     const cfg = (upstream: string) => `policy: ./policy.yaml
-store: ${STORE}
+store: "${STORE}"
 agent: bench
 upstreams:
 ${upstream}
