@@ -4,7 +4,10 @@
  * `layer.authorize`, every outcome goes to `layer.outcome`, exactly as at the gateway.
  */
 import type { ExecLayer } from '../runtime/exec-layer.js';
+import { DECISION_META_KEY, decisionMeta, refusalText } from '../runtime/refusal.js';
 import type { Action, Decision, EnforcementPoint, Json } from '../types.js';
+
+export { DECISION_META_KEY, decisionMeta, refusalText };
 
 /** The part of an ExecLayer the adapters call. Any ExecLayer satisfies it. */
 export type AdapterLayer = Pick<ExecLayer, 'authorize' | 'outcome' | 'waitForApproval'>;
@@ -103,7 +106,7 @@ export async function authorizeCall(
     // An observer must not change the verdict.
   }
   if (decision.effect === 'allow') return { allowed: true, decision, action };
-  return { allowed: false, decision, action, message: refusalMessage(decision) };
+  return { allowed: false, decision, action, message: refusalText(decision) };
 }
 
 /**
@@ -146,44 +149,6 @@ export async function recordOutcome(
     );
   }
 }
-
-/**
- * The text a model sees when a call is refused: what refused it, why (the policy's reason, written to be
- * acted on), and the ids an operator needs. Worded exactly as the MCP gateway words it, so an agent
- * reads the same refusal whichever enforcement point it meets.
- */
-export function refusalMessage(decision: Decision): string {
-  if (decision.effect === 'ask') {
-    if (decision.approvalId && !/approval pending/i.test(decision.reason)) {
-      return `approval pending (id ${decision.approvalId}): ask an approver to run \`execlayer approvals approve ${decision.approvalId}\`, then retry. ${decision.reason}`;
-    }
-    return decision.approvalId
-      ? decision.reason
-      : `approval required but no approval store is configured: ${decision.reason}`;
-  }
-  const rule = decision.rule ? `rule \`${decision.rule}\`` : 'no rule allows it';
-  let text = `denied by policy (${rule}, code ${decision.code}, decision ${decision.id}): ${decision.reason}`;
-  if (decision.retryAfterMs !== undefined && decision.retryAfterMs >= 0)
-    text += ` Retry after ${decision.retryAfterMs} ms.`;
-  return text;
-}
-
-/** The decision summary refused MCP results carry under `_meta[DECISION_META_KEY]`, as the gateway's do. */
-export function decisionMeta(d: Decision): { [key: string]: Json } {
-  const m: { [key: string]: Json } = {
-    decision: d.id,
-    effect: d.effect,
-    code: d.code,
-    rule: d.rule,
-    policy: d.policy,
-  };
-  if (d.approvalId) m.approvalId = d.approvalId;
-  if (d.retryAfterMs !== undefined) m.retryAfterMs = d.retryAfterMs;
-  return m;
-}
-
-/** Key under which refused MCP results carry the decision in `_meta` (the same key the gateway uses). */
-export const DECISION_META_KEY = 'execlayer.dev/decision';
 
 function internalDenial(error: unknown): Decision {
   return {

@@ -330,7 +330,6 @@ class Runtime implements ExecLayer {
     return {
       ...d,
       approvalId: req.id,
-      reason: `${d.reason}. Approval pending (id ${req.id}): ask an approver to run \`execlayer approvals approve ${req.id}\`, then retry the same call`,
     };
   }
 

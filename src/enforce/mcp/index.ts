@@ -1,4 +1,6 @@
 /** The MCP gateway: one MCP server in front of all of an agent's MCP servers, every call decided. */
+
+export { DECISION_META_KEY, decisionMeta, refusalText } from '../../runtime/refusal.js';
 export { type GatewayOptions, McpGateway } from './gateway.js';
 export {
   type GatewayHttpServer,
@@ -27,7 +29,6 @@ export {
   type GatewayLayer,
   GatewaySession,
   POLICY_DENIED,
-  refusalText,
   type SessionIdentity,
 } from './session.js';
 export { StdioFrontTransport } from './stdio.js';

@@ -36,6 +36,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayConfig } from '../../config/load.js';
 import type { ExecLayer } from '../../runtime/exec-layer.js';
+import { DECISION_META_KEY, decisionMeta, refusalText } from '../../runtime/refusal.js';
 import type { Action, Decision, Json } from '../../types.js';
 import { hashToolDefinition, type ToolPinStore } from './pins.js';
 import { type RelayedMethod, UpstreamConnection, UpstreamError } from './upstream.js';
@@ -52,7 +53,6 @@ export const POLICY_DENIED = -32003;
 /** Upstream tool names the gateway exposes (the SDK's tool-name rule). Anything else is hidden. */
 const TOOL_NAME = /^[A-Za-z0-9._-]{1,128}$/;
 const PROMPT_NAME = /^[A-Za-z0-9._\-/]{1,128}$/;
-const META_KEY = 'execlayer.dev/decision';
 const MAX_LIST_PAGES = 100;
 
 /** Who the session belongs to: taken from the channel, never from a message. */
@@ -763,42 +763,20 @@ function toProtocolError(err: unknown): McpError {
   return new McpError(ErrorCode.InternalError, (err as Error)?.message ?? 'upstream failed');
 }
 
-function decisionMeta(d: Decision): { [k: string]: Json } {
-  const m: { [k: string]: Json } = {
-    decision: d.id,
-    effect: d.effect,
-    code: d.code,
-    rule: d.rule,
-    policy: d.policy,
-  };
-  if (d.approvalId) m.approvalId = d.approvalId;
-  if (d.retryAfterMs !== undefined) m.retryAfterMs = d.retryAfterMs;
-  return m;
-}
-
-/** Words the model can act on: what refused the call, why, and what to do next. */
-export function refusalText(d: Decision): string {
-  if (d.effect === 'ask') {
-    const why = d.reason.replace(/\.? *Approval pending \(id [^)]*\):[\s\S]*$/, '');
-    if (!d.approvalId) return `approval required, but no approval store is configured: ${why}`;
-    return `approval pending (id ${d.approvalId}): ask an approver to run \`execlayer approvals approve ${d.approvalId}\`, then retry the same call. ${why}`;
-  }
-  const rule = d.rule ? `rule \`${d.rule}\`` : 'no rule allows it';
-  let text = `denied by policy (${rule}, code ${d.code}, decision ${d.id}): ${d.reason}`;
-  if (d.retryAfterMs !== undefined && d.retryAfterMs >= 0) text += ` Retry after ${d.retryAfterMs} ms.`;
-  return text;
-}
-
 function refusal(d: Decision): CallToolResult {
   return {
     content: [{ type: 'text', text: refusalText(d) }],
     isError: true,
-    _meta: { [META_KEY]: decisionMeta(d) },
+    _meta: { [DECISION_META_KEY]: decisionMeta(d) },
   };
 }
 
 function errorResult(text: string, d: Decision): CallToolResult {
-  return { content: [{ type: 'text', text }], isError: true, _meta: { [META_KEY]: decisionMeta(d) } };
+  return {
+    content: [{ type: 'text', text }],
+    isError: true,
+    _meta: { [DECISION_META_KEY]: decisionMeta(d) },
+  };
 }
 
 function pinReason(e: ToolEntry): string {
