@@ -1,20 +1,26 @@
 /**
  * `execlayer serve`: the Streamable HTTP front door of the MCP gateway at `/mcp`, with the HTTP
- * decision API (AuthZEN and native) mounted on the same server and the same authentication.
+ * decision API (AuthZEN and native) and the operator API (approvals, stop switch) mounted on the same
+ * server and the same authentication.
  */
+import type { GatewayConfig } from '../config/load.js';
+import { createAdminApiHandler } from '../enforce/admin/index.js';
 import { createAuthenticator } from '../enforce/auth.js';
 import { createDecisionApiHandler } from '../enforce/http/index.js';
 import { McpGateway } from '../enforce/mcp/gateway.js';
-import { type HttpHandler, startGatewayHttp } from '../enforce/mcp/http.js';
-import { openLayer } from '../enforce/mcp/open-layer.js';
+import { type GatewayHttpServer, type HttpHandler, startGatewayHttp } from '../enforce/mcp/http.js';
+import { type OpenedLayer, openLayer } from '../enforce/mcp/open-layer.js';
+import type { RuntimeEvent } from '../runtime/exec-layer.js';
 import { loadConfigOrReport, reportStartFailure, untilStopped } from './mcp.js';
 import { EXIT, flags, runCommand, UsageError } from './util.js';
 
 const HELP = `usage: execlayer serve [--config execlayer.yaml] [--host <addr>] [--port <n>] [--json]
 
-Serves the MCP gateway over Streamable HTTP at /mcp and the decision API on the same port. Each
-request is authenticated (bearer API key or JWT, see \`auth:\` in the config) and the agent id comes
-from the credential. Requests whose Host or Origin is not allowed get 403 (DNS-rebinding defence).
+Serves the MCP gateway over Streamable HTTP at /mcp, the decision API (/v1/decide, AuthZEN) and the
+operator API (/v1/approvals, /v1/agents, /v1/stop, /v1/resume-all) on the same port. Each request is
+authenticated (bearer API key or JWT, see \`auth:\` in the config) and the agent id comes from the
+credential; the operator API also needs the credential role \`approver\` or \`operator\`. Requests whose
+Host or Origin is not allowed get 403 (DNS-rebinding defence).
 
 options:
   -c, --config <file>   gateway configuration (default ./execlayer.yaml)
@@ -23,7 +29,7 @@ options:
       --json            print {"url": …} on stdout once listening
   -h, --help            show this help
 
-Create an API key with \`execlayer keys new --agent <id>\`.
+Create an API key with \`execlayer keys new --agent <id>\`; give it roles with \`roles: [approver]\`.
 
 exit codes: 0 stopped cleanly, 1 invalid config or policy, 2 usage error, 3 could not start (port, store)
 `;
@@ -56,50 +62,114 @@ export async function serveCommand(argv: string[]): Promise<number> {
     if (config.auth.apiKeys.length === 0 && !config.auth.jwt) {
       process.stderr.write('execlayer: warning: no `auth:` configured — every request will get 401\n');
     }
-    let opened: Awaited<ReturnType<typeof openLayer>>;
+    let running: RunningServer;
     try {
-      opened = await openLayer(config, {
+      running = await startServe(config, {
         watch: true,
-        onEvent: (e) => process.stderr.write(`execlayer: ${JSON.stringify(e)}\n`),
-      });
-    } catch (e) {
-      return reportStartFailure(e);
-    }
-    const { layer } = opened;
-    const gateway = new McpGateway(layer, config);
-    const onRecordError = (e: unknown) =>
-      process.stderr.write(`execlayer: auth event not recorded: ${String(e)}\n`);
-    const authMcp = createAuthenticator(config.auth, {
-      recorder: layer.recorder,
-      point: 'mcp',
-      onRecordError,
-    });
-    const authApi = createAuthenticator(config.auth, {
-      recorder: layer.recorder,
-      point: 'http',
-      onRecordError,
-    });
-    const handlers: HttpHandler[] = [createDecisionApiHandler(layer, { authenticate: authApi })];
-    let http: Awaited<ReturnType<typeof startGatewayHttp>>;
-    try {
-      http = await startGatewayHttp(gateway, {
-        authenticate: authMcp,
-        handlers,
         ...(values.host !== undefined ? { host: values.host } : {}),
         ...(port !== undefined ? { port } : {}),
+        onEvent: (e) => process.stderr.write(`execlayer: ${JSON.stringify(e)}\n`),
+        log: (line) => process.stderr.write(`execlayer: ${line}\n`),
       });
     } catch (e) {
-      await gateway.close();
-      await opened.close();
-      process.stderr.write(`error: cannot listen: ${(e as Error).message}\n`);
-      return EXIT.error;
+      if (e instanceof ServeError && e.code === 'listen_failed') {
+        process.stderr.write(`error: cannot listen: ${e.message}\n`);
+        return EXIT.error;
+      }
+      return reportStartFailure(e instanceof ServeError ? e.cause : e);
     }
+    const { http } = running;
     process.stderr.write(`execlayer: MCP gateway listening on ${http.url}\n`);
     if (values.json) process.stdout.write(`${JSON.stringify({ url: http.url })}\n`);
     await untilStopped();
-    await http.close();
-    await gateway.close();
-    await opened.close();
+    await running.close();
     return EXIT.ok;
   });
+}
+
+/** Why `startServe` could not start: the runtime and stores (`open_failed`) or the listener. */
+export class ServeError extends Error {
+  readonly code: 'open_failed' | 'listen_failed';
+  constructor(code: ServeError['code'], message: string, cause: unknown) {
+    super(message, { cause });
+    this.name = 'ServeError';
+    this.code = code;
+  }
+}
+
+/** Options of `startServe`; host and port override `config.http`. */
+export interface ServeOptions {
+  host?: string;
+  port?: number;
+  /** Reload the policy file when it changes. */
+  watch?: boolean;
+  onEvent?: (e: RuntimeEvent) => void;
+  /** Operational messages (audit events that could not be recorded). */
+  log?: (line: string) => void;
+}
+
+/** A running `serve` stack. */
+export interface RunningServer {
+  http: GatewayHttpServer;
+  opened: OpenedLayer;
+  gateway: McpGateway;
+  /** Stops listening, closes upstream sessions, then the runtime and its stores. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts what `execlayer serve` runs: the runtime over the configured stores (approval and stop-switch
+ * changes recorded to the audit log), the gateway at `/mcp`, the decision API and the operator API, one
+ * authenticator per front door. Rejects with `ServeError` when it cannot start.
+ */
+export async function startServe(config: GatewayConfig, opts: ServeOptions = {}): Promise<RunningServer> {
+  let opened: OpenedLayer;
+  try {
+    opened = await openLayer(config, {
+      ...(opts.watch !== undefined ? { watch: opts.watch } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+  } catch (e) {
+    throw new ServeError('open_failed', (e as Error)?.message ?? String(e), e);
+  }
+  const { layer } = opened;
+  const gateway = new McpGateway(layer, config);
+  const log = opts.log ?? (() => {});
+  const onRecordError = (e: unknown) => log(`auth event not recorded: ${String(e)}`);
+  const authFor = (point: 'mcp' | 'http') =>
+    createAuthenticator(config.auth, { recorder: layer.recorder, point, onRecordError });
+  const authApi = authFor('http');
+  const handlers: HttpHandler[] = [
+    // `pdp-client` comes from the credential's roles (API key `roles`, JWT roles claim).
+    createDecisionApiHandler(layer, { authenticate: authApi }),
+    createAdminApiHandler({
+      approvals: opened.approvals,
+      state: opened.state,
+      recorder: layer.recorder,
+      authenticate: authApi,
+    }),
+  ];
+  let http: GatewayHttpServer;
+  try {
+    http = await startGatewayHttp(gateway, {
+      authenticate: authFor('mcp'),
+      handlers,
+      ...(opts.host !== undefined ? { host: opts.host } : {}),
+      ...(opts.port !== undefined ? { port: opts.port } : {}),
+    });
+  } catch (e) {
+    await gateway.close();
+    await opened.close();
+    throw new ServeError('listen_failed', (e as Error)?.message ?? String(e), e);
+  }
+  return {
+    http,
+    opened,
+    gateway,
+    close: async () => {
+      await http.close();
+      await gateway.close();
+      await opened.close();
+    },
+  };
 }

@@ -29,11 +29,22 @@ export interface HttpUpstreamConfig {
 
 export type UpstreamConfig = StdioUpstreamConfig | HttpUpstreamConfig;
 
+/**
+ * What a credential may do besides act as its agent: `approver` decides approvals, `operator` suspends
+ * and resumes agents, `pdp-client` asks the decision API about any subject.
+ */
+export type CredentialRole = 'approver' | 'operator' | 'pdp-client';
+
+/** Every credential role, in a fixed order. */
+export const CREDENTIAL_ROLES: readonly CredentialRole[] = ['approver', 'operator', 'pdp-client'];
+
 /** One accepted API key: only its sha256 is stored. */
 export interface ApiKeyConfig {
   sha256: string;
   agent: string;
   principal?: string;
+  /** None unless given: a key an agent uses carries no roles. */
+  roles?: CredentialRole[];
 }
 
 export interface JwtConfig {
@@ -42,6 +53,8 @@ export interface JwtConfig {
   audience: string;
   agentClaim: string;
   principalClaim?: string;
+  /** Claim holding the credential roles; default `roles` (the loader always sets it). */
+  rolesClaim?: string;
   algorithms?: string[];
 }
 
@@ -310,6 +323,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       issuer: jwtRaw.issuer,
       audience: jwtRaw.audience,
       agentClaim: jwtRaw.agentClaim ?? 'sub',
+      rolesClaim: jwtRaw.rolesClaim ?? 'roles',
     };
     if (jwtRaw.principalClaim) jwt.principalClaim = jwtRaw.principalClaim;
     if (jwtRaw.algorithms) jwt.algorithms = jwtRaw.algorithms;

@@ -76,6 +76,13 @@ export const CONFIG_SCHEMA = {
               sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
               agent: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$' },
               principal: { type: 'string', maxLength: 256 },
+              roles: {
+                type: 'array',
+                uniqueItems: true,
+                items: { enum: ['approver', 'operator', 'pdp-client'] },
+                description:
+                  'What this credential may do besides act as its agent: decide approvals, operate the stop switch, ask the decision API about any subject.',
+              },
             },
           },
         },
@@ -89,6 +96,13 @@ export const CONFIG_SCHEMA = {
             audience: { type: 'string', minLength: 1 },
             agentClaim: { type: 'string', minLength: 1, default: 'sub' },
             principalClaim: { type: 'string', minLength: 1 },
+            rolesClaim: {
+              type: 'string',
+              minLength: 1,
+              default: 'roles',
+              description:
+                'Claim holding the credential roles (array, or space-separated string); unknown roles are ignored.',
+            },
             algorithms: { type: 'array', items: { type: 'string' } },
           },
         },

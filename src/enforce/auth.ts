@@ -7,12 +7,23 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { createLocalJWKSet, createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from 'jose';
-import type { AuthConfig } from '../config/load.js';
+import { type AuthConfig, CREDENTIAL_ROLES, type CredentialRole } from '../config/load.js';
 import type { EnforcementPoint, Recorder } from '../types.js';
 
-/** What an authenticator says about a request. */
+export type { CredentialRole } from '../config/load.js';
+
+/**
+ * What an authenticator says about a request. `roles` is present only when the credential carries at
+ * least one (API key `roles`, or the JWT's roles claim); a key an agent uses normally has none.
+ */
 export type AuthResult =
-  | { ok: true; agent: string; principal?: string; method: 'api_key' | 'jwt' }
+  | {
+      ok: true;
+      agent: string;
+      principal?: string;
+      roles?: readonly CredentialRole[];
+      method: 'api_key' | 'jwt';
+    }
   | { ok: false; status: 401; reason: string };
 
 /** Authenticates one HTTP request from its headers. Never rejects. */
@@ -44,6 +55,7 @@ export function createAuthenticator(auth: AuthConfig, opts: AuthenticatorOptions
     digest: Buffer.from(k.sha256, 'hex'),
     agent: k.agent,
     principal: k.principal,
+    roles: k.roles && k.roles.length > 0 ? Object.freeze([...k.roles]) : undefined,
   }));
   let jwks: Promise<JWTVerifyGetKey> | undefined;
   const jwt = auth.jwt;
@@ -98,11 +110,13 @@ export function createAuthenticator(auth: AuthConfig, opts: AuthenticatorOptions
             return await reject(req, `token claim \`${jwt.agentClaim}\` is not a valid agent id`);
           }
           const principal = jwt.principalClaim ? payload[jwt.principalClaim] : undefined;
+          const roles = rolesFromClaim(payload[jwt.rolesClaim ?? 'roles']);
           return {
             ok: true,
             agent,
             method: 'jwt',
             ...(typeof principal === 'string' ? { principal } : {}),
+            ...(roles.length > 0 ? { roles } : {}),
           };
         } catch (err) {
           return await reject(
@@ -124,10 +138,23 @@ export function createAuthenticator(auth: AuthConfig, opts: AuthenticatorOptions
         agent: found.agent,
         method: 'api_key',
         ...(found.principal !== undefined ? { principal: found.principal } : {}),
+        ...(found.roles !== undefined ? { roles: found.roles } : {}),
       };
     } catch (err) {
       // INVARIANT: fail closed — an error while authenticating authenticates nobody.
       return reject(req, `authentication failed: ${(err as Error).message}`);
     }
   };
+}
+
+/**
+ * The credential roles named by a JWT claim: an array of strings or one space-separated string (the
+ * OAuth `scope` form). Names that are not ExecLayer roles are ignored, and anything else grants nothing.
+ */
+export function rolesFromClaim(claim: unknown): readonly CredentialRole[] {
+  let names: unknown[];
+  if (typeof claim === 'string') names = claim.split(' ');
+  else if (Array.isArray(claim)) names = claim;
+  else return [];
+  return CREDENTIAL_ROLES.filter((r) => names.includes(r));
 }

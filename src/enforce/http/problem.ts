@@ -26,7 +26,16 @@ export type ProblemCode =
   | 'forbidden_subject'
   | 'not_found'
   | 'method_not_allowed'
-  | 'internal_error';
+  | 'internal_error'
+  // Operator API (src/enforce/admin/).
+  | 'forbidden'
+  | 'not_allowed'
+  | 'expired'
+  | 'already_decided'
+  | 'rate_limited'
+  | 'not_suspended'
+  | 'store_unavailable'
+  | 'record_failed';
 
 const TITLES: Record<ProblemCode, string> = {
   invalid_json: 'Malformed JSON',
@@ -40,6 +49,14 @@ const TITLES: Record<ProblemCode, string> = {
   not_found: 'Not found',
   method_not_allowed: 'Method not allowed',
   internal_error: 'Internal error',
+  forbidden: 'Role required',
+  not_allowed: 'Not allowed to decide this approval',
+  expired: 'Approval expired',
+  already_decided: 'Approval already decided',
+  rate_limited: 'Too many decisions',
+  not_suspended: 'Agent not suspended',
+  store_unavailable: 'Store unavailable',
+  record_failed: 'Change not recorded',
 };
 
 /** Builds a problem; `pointer` is included only when given. */

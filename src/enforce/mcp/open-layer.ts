@@ -6,10 +6,12 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openApprovalStore } from '../../approvals/open.js';
+import type { ApprovalStore } from '../../approvals/types.js';
 import { openAuditLog } from '../../audit/log.js';
 import type { GatewayConfig } from '../../config/load.js';
 import { openLimitStore } from '../../limits/open.js';
 import { createExecLayer, type ExecLayer, type RuntimeEvent } from '../../runtime/exec-layer.js';
+import type { AgentStateStore } from '../../state/agent-state.js';
 import { openAgentStateStore } from '../../state/open.js';
 import type { AuditEvent, Recorder } from '../../types.js';
 
@@ -24,6 +26,10 @@ export class MemoryRecorder implements Recorder {
 /** The runtime and everything it opened; `close` releases it all. */
 export interface OpenedLayer {
   layer: ExecLayer;
+  /** The approval store the runtime asks (records its events to `layer.recorder`). */
+  approvals: ApprovalStore;
+  /** The stop switch the runtime reads (records its events to `layer.recorder`). */
+  state: AgentStateStore;
   close(): Promise<void>;
 }
 
@@ -41,9 +47,10 @@ export async function openLayer(
     if (recorder.close) closers.push(() => recorder.close!());
     const limits = await openLimitStore(config.store);
     closers.push(async () => (limits as { close?: () => Promise<void> }).close?.());
-    const approvals = await openApprovalStore(config.store);
+    // Approval and stop-switch changes go to the same audit log as the decisions they affect.
+    const approvals = await openApprovalStore(config.store, { recorder });
     closers.push(async () => (approvals as { close?: () => Promise<void> }).close?.());
-    const state = await openAgentStateStore(config.store);
+    const state = await openAgentStateStore(config.store, { recorder });
     closers.push(async () => (state as { close?: () => Promise<void> }).close?.());
     const layer = await createExecLayer({
       policy: config.policy,
@@ -56,6 +63,8 @@ export async function openLayer(
     });
     return {
       layer,
+      approvals,
+      state,
       close: async () => {
         await layer.close();
         for (const c of closers.reverse()) await c().catch(() => {});
