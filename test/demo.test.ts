@@ -7,7 +7,9 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 test('execlayer demo: the README main job decides every step as the policy says and verifies the audit trail', async () => {
-  const { stdout } = await run(process.execPath, ['bin/execlayer.js', 'demo', '--json'], { timeout: 120_000 });
+  const { stdout } = await run(process.execPath, ['bin/execlayer.js', 'demo', '--json'], {
+    timeout: 120_000,
+  });
   const r = JSON.parse(stdout) as {
     ok: boolean;
     steps: { step: string; expected: string; got: string; detail: string }[];
@@ -19,7 +21,11 @@ test('execlayer demo: the README main job decides every step as the policy says 
     ['allow', 'deny', 'deny', 'deny', 'deny', 'deny'],
   );
   assert.match(r.steps[4]?.detail ?? '', /the file was not written/);
-  assert.equal(existsSync('/tmp/execlayer-demo/kb/new.md'), false, 'the denied write never reached the filesystem server');
+  assert.equal(
+    existsSync('/tmp/execlayer-demo/kb/new.md'),
+    false,
+    'the denied write never reached the filesystem server',
+  );
   assert.equal(r.audit.verified, true);
   assert.ok(r.audit.records >= r.steps.length);
 });
