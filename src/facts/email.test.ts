@@ -2,26 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { emailCanonicaliser as c, type EmailCondition, type EmailFacts } from './email.js';
+import { emailCanonicaliser as c } from './email.js';
+import { harness } from './testing.js';
 
-function cond(x: unknown): EmailCondition {
-  const r = c.compile(x);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function facts(raw: Json): EmailFacts {
-  const r = c.facts(raw);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function refused(raw: Json, pattern: RegExp): void {
-  const r = c.facts(raw);
-  assert.equal(r.ok, false, `expected ${JSON.stringify(raw)} to be refused`);
-  if (!r.ok) assert.match(r.error, pattern);
-}
-function verdict(condition: unknown, raw: string) {
-  return c.match(cond(condition), facts(raw));
-}
+const { cond, facts, refused, verdict } = harness(c);
 
 const internal = { to_domains: ['acme.com'] };
 

@@ -2,26 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { pathCanonicaliser as c, type PathCondition, type PathFacts, parsePath } from './path.js';
+import { pathCanonicaliser as c, parsePath } from './path.js';
+import { harness } from './testing.js';
 
-function cond(x: unknown): PathCondition {
-  const r = c.compile(x);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function facts(raw: Json): PathFacts {
-  const r = c.facts(raw);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function refused(raw: Json, pattern: RegExp): void {
-  const r = c.facts(raw);
-  assert.equal(r.ok, false, `expected ${JSON.stringify(raw)} to be refused`);
-  if (!r.ok) assert.match(r.error, pattern);
-}
-function verdict(condition: unknown, raw: string): { ok: true } | { ok: false; why: string } {
-  return c.match(cond(condition), facts(raw));
-}
+const { cond, facts, refused, verdict } = harness(c);
 
 describe('path facts', () => {
   test('normalises `.`, `//` and trailing slashes lexically', () => {

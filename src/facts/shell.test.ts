@@ -7,35 +7,14 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { shellCanonicaliser as c, initShell, type ShellCondition, type ShellFacts } from './shell.js';
+import { shellCanonicaliser as c, initShell } from './shell.js';
+import { harness } from './testing.js';
 
 before(async () => {
   await initShell();
 });
 
-function cond(x: unknown): ShellCondition {
-  const r = c.compile(x);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function facts(raw: Json): ShellFacts {
-  const r = c.facts(raw);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function refused(raw: Json, pattern: RegExp): void {
-  const r = c.facts(raw);
-  assert.equal(r.ok, false, `expected ${JSON.stringify(raw)} to be refused`);
-  if (!r.ok) assert.match(r.error, pattern);
-}
-function why(condition: unknown, raw: string): string {
-  const r = c.match(cond(condition), facts(raw));
-  assert.equal(r.ok, false, `expected ${JSON.stringify(raw)} to be refused`);
-  return r.ok ? '' : r.why;
-}
-function allowed(condition: unknown, raw: string): boolean {
-  return c.match(cond(condition), facts(raw)).ok;
-}
+const { cond, facts, refused, allowed, why } = harness(c);
 
 const lsCat = { programs: ['ls', 'cat'] };
 

@@ -2,35 +2,14 @@ import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { sqlCanonicaliser as c, initSql, parseName, type SqlCondition, type SqlFacts } from './sql.js';
+import { sqlCanonicaliser as c, initSql, parseName, type SqlFacts } from './sql.js';
+import { harness } from './testing.js';
 
 before(async () => {
   await initSql();
 });
 
-function cond(x: unknown): SqlCondition {
-  const r = c.compile(x);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function facts(raw: Json): SqlFacts {
-  const r = c.facts(raw);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function refused(raw: Json, pattern: RegExp): void {
-  const r = c.facts(raw);
-  assert.equal(r.ok, false, `expected ${JSON.stringify(raw)} to be refused`);
-  if (!r.ok) assert.match(r.error, pattern);
-}
-function why(condition: unknown, raw: string): string {
-  const r = c.match(cond(condition), facts(raw));
-  assert.equal(r.ok, false, `expected ${raw} to be refused`);
-  return r.ok ? '' : r.why;
-}
-function allowed(condition: unknown, raw: string): boolean {
-  return c.match(cond(condition), facts(raw)).ok;
-}
+const { cond, facts, refused, allowed, why } = harness(c);
 
 const readCustomers = { statements: ['select'], tables: ['customers'] };
 

@@ -2,31 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { urlCanonicaliser as c, type UrlCondition, type UrlFacts } from './url.js';
+import { harness } from './testing.js';
+import { urlCanonicaliser as c } from './url.js';
 
-function cond(x: unknown): UrlCondition {
-  const r = c.compile(x);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function facts(raw: Json): UrlFacts {
-  const r = c.facts(raw);
-  assert.ok(r.ok, JSON.stringify(r));
-  return r.value;
-}
-function refused(raw: Json, pattern: RegExp): void {
-  const r = c.facts(raw);
-  assert.equal(r.ok, false, `expected ${JSON.stringify(raw)} to be refused`);
-  if (!r.ok) assert.match(r.error, pattern);
-}
-function allowed(condition: unknown, raw: string): boolean {
-  return c.match(cond(condition), facts(raw)).ok;
-}
-function why(condition: unknown, raw: string): string {
-  const r = c.match(cond(condition), facts(raw));
-  assert.equal(r.ok, false, `expected ${raw} to be refused`);
-  return r.ok ? '' : r.why;
-}
+const { cond, facts, refused, allowed, why } = harness(c);
 
 const api = { hosts: ['api.acme.com'] };
 

@@ -6,6 +6,8 @@
  * 00:00 UTC, an hour limit on the hour). That is exact, cheap and atomic in every backend; the known
  * trade-off is that a burst straddling a boundary can use up to twice `max` within one window length.
  */
+
+import { formatDuration } from '../policy/duration.js';
 import type { Action, Json, LimitScope, LimitSpec } from '../types.js';
 import type { LimitFailureCode, LimitResult } from './types.js';
 
@@ -250,19 +252,4 @@ export function perText(windowMs: number): string {
 }
 
 /** Compact duration: `3h12m`, `45s`, `2d4h`, `350ms`. */
-export function durationText(ms: number): string {
-  if (ms < 1000) return `${Math.max(0, Math.ceil(ms))}ms`;
-  let s = Math.ceil(ms / 1000);
-  const d = Math.floor(s / 86400);
-  s -= d * 86400;
-  const h = Math.floor(s / 3600);
-  s -= h * 3600;
-  const m = Math.floor(s / 60);
-  s -= m * 60;
-  const out: string[] = [];
-  if (d > 0) out.push(`${d}d`);
-  if (h > 0) out.push(`${h}h`);
-  if (m > 0 && d === 0) out.push(`${m}m`);
-  if (s > 0 && d === 0 && h === 0) out.push(`${s}s`);
-  return out.join('') || '0s';
-}
+export const durationText = formatDuration;

@@ -30,7 +30,7 @@ export function parseDuration(text: string): number | undefined {
   return n > 0 ? n * unit : undefined;
 }
 
-/** Formats milliseconds for people: `3h12m`, `45s`. */
+/** Formats milliseconds for people, compactly: `3h12m`, `45s`, `2d4h`, `350ms`. */
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.max(0, Math.ceil(ms))}ms`;
   let s = Math.ceil(ms / 1000);
@@ -40,10 +40,10 @@ export function formatDuration(ms: number): string {
   s -= h * 3600;
   const m = Math.floor(s / 60);
   s -= m * 60;
-  const parts: string[] = [];
-  if (d) parts.push(`${d}d`);
-  if (h) parts.push(`${h}h`);
-  if (m) parts.push(`${m}m`);
-  if (s && !d) parts.push(`${s}s`);
-  return parts.join('');
+  const out: string[] = [];
+  if (d > 0) out.push(`${d}d`);
+  if (h > 0) out.push(`${h}h`);
+  if (m > 0 && d === 0) out.push(`${m}m`);
+  if (s > 0 && d === 0 && h === 0) out.push(`${s}s`);
+  return out.join('') || '0s';
 }

@@ -13,7 +13,6 @@ export {
 } from './http.js';
 export { MemoryRecorder, type OpenedLayer, openLayer } from './open-layer.js';
 export {
-  canonicalJson,
   hashToolDefinition,
   MemoryToolPinStore,
   openToolPinStore,

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { canonicalJson } from '../../canonical-json.js';
 
 /** What the store knows about one tool (by its policy name, e.g. `files.read_file`). */
 export interface ToolPin {
@@ -45,17 +46,6 @@ export interface PinnedDefinition {
   name: string;
   description?: string | undefined;
   inputSchema?: unknown;
-}
-
-/** JSON with object keys sorted at every level (the hashing form). */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
 }
 
 /** sha256 (hex) of the canonical `{name, description, inputSchema}` of a tool. */

@@ -1,0 +1,34 @@
+/** Test helpers shared by the canonicaliser tests: compile a condition, parse a value, match them. */
+import assert from 'node:assert/strict';
+import type { Json } from '../types.js';
+import type { Canonicaliser } from './types.js';
+
+export function harness<C, F>(c: Canonicaliser<C, F>) {
+  /** Compiles a condition that must be valid. */
+  const cond = (x: unknown): C => {
+    const r = c.compile(x);
+    assert.ok(r.ok, JSON.stringify(r));
+    return r.value;
+  };
+  /** Parses a value that must be accepted. */
+  const facts = (raw: Json): F => {
+    const r = c.facts(raw);
+    assert.ok(r.ok, JSON.stringify(r));
+    return r.value;
+  };
+  /** Asserts the value is refused with an error matching `pattern`. */
+  const refused = (raw: Json, pattern: RegExp): void => {
+    const r = c.facts(raw);
+    assert.equal(r.ok, false, `expected ${JSON.stringify(raw)} to be refused`);
+    if (!r.ok) assert.match(r.error, pattern);
+  };
+  const verdict = (condition: unknown, raw: string) => c.match(cond(condition), facts(raw));
+  const allowed = (condition: unknown, raw: string): boolean => verdict(condition, raw).ok;
+  /** The reason a value that must not satisfy the condition gives. */
+  const why = (condition: unknown, raw: string): string => {
+    const r = verdict(condition, raw);
+    assert.equal(r.ok, false, `expected ${JSON.stringify(raw)} to be refused`);
+    return r.ok ? '' : r.why;
+  };
+  return { cond, facts, refused, verdict, allowed, why };
+}
