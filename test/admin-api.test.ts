@@ -5,16 +5,21 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import type { AuditLog } from '../src/audit/log.js';
+import { sqliteApprovalStore } from '../src/approvals/sqlite.js';
+import { type AuditLog, openAuditLog } from '../src/audit/log.js';
 import { type RunningServer, startServe } from '../src/cli/serve.js';
-import { loadConfigFile } from '../src/config/load.js';
-import { hashApiKey, newApiKey, rolesFromClaim } from '../src/enforce/auth.js';
+import { ConfigError, loadConfigFile, parseConfig } from '../src/config/load.js';
+import { createAdminApiHandler } from '../src/enforce/admin/index.js';
+import { createAuthenticator, hashApiKey, newApiKey, rolesFromClaim } from '../src/enforce/auth.js';
+import { SqliteAgentStateStore } from '../src/state/agent-state.js';
 import type { AuditEvent } from '../src/types.js';
 import { MEMORY, text } from './gateway-helpers.js';
 
@@ -119,6 +124,7 @@ async function api(
   key: string | undefined,
   body?: unknown,
   headers: Record<string, string> = {},
+  at: string = base,
 ): Promise<Answer> {
   const h: Record<string, string> = { ...headers };
   if (key !== undefined) h.authorization = `Bearer ${key}`;
@@ -127,7 +133,7 @@ async function api(
     payload = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
     h['content-type'] ??= 'application/json';
   }
-  const res = await fetch(`${base}${path}`, {
+  const res = await fetch(`${at}${path}`, {
     method,
     headers: h,
     ...(payload !== undefined ? { body: payload } : {}),
@@ -577,5 +583,117 @@ describe('bad input', () => {
     isProblem(await api('GET', '/v1/approvals?status=pending&status=used', LEAD), 400, 'invalid_request');
     const limited = await api('GET', '/v1/approvals?limit=2', LEAD);
     assert.equal((limited.body.approvals as unknown[]).length, 2);
+  });
+});
+
+describe('failures answer without changing or allowing anything they cannot vouch for', () => {
+  test('an unrecordable change is 500 record_failed; an unreachable store is 503', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'execlayer-admin-faults-'));
+    const audit = await openAuditLog(`sqlite:${join(d, 'audit.db')}`);
+    const approvals = sqliteApprovalStore(join(d, 'state.db'), { recorder: audit });
+    const state = new SqliteAgentStateStore(join(d, 'state.db'), { recorder: audit });
+    const key = newApiKey();
+    const handle = createAdminApiHandler({
+      approvals,
+      state,
+      recorder: audit,
+      authenticate: createAuthenticator({
+        apiKeys: [{ sha256: hashApiKey(key), agent: 'lead', roles: ['approver', 'operator'] }],
+      }),
+    });
+    const server = createServer((req, res) => {
+      void handle(req, res).then((done) => {
+        if (!done) res.writeHead(404).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const at = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const a = await approvals.request(
+        {
+          agent: 'support-bot',
+          tool: 'mail.send',
+          argsDigest: 'a'.repeat(64),
+          policy: 'p1',
+          rule: 'external-mail',
+          reason: 'external recipient',
+          args: {},
+          ttlMs: 60_000,
+          uses: 1,
+        },
+        Date.now(),
+      );
+      await audit.close();
+      const granted = await api('POST', `/v1/approvals/${a.id}/approve`, key, {}, {}, at);
+      isProblem(granted, 500, 'record_failed');
+      const used = await approvals.consumeGrant(
+        { agent: 'support-bot', tool: 'mail.send', argsDigest: 'a'.repeat(64), policy: 'p1' },
+        Date.now(),
+      );
+      assert.equal(used, undefined, 'a grant whose use cannot be recorded is not usable');
+      const suspended = await api('POST', '/v1/agents/support-bot/suspend', key, { reason: 'x' }, {}, at);
+      isProblem(suspended, 500, 'record_failed');
+      assert.match(String(suspended.body.detail), /the change is in effect/);
+      assert.equal((await state.isSuspended('support-bot')).suspended, true);
+
+      await state.close();
+      isProblem(await api('POST', '/v1/stop', key, {}, {}, at), 503, 'store_unavailable');
+      isProblem(await api('GET', '/v1/agents', key, undefined, {}, at), 503, 'store_unavailable');
+      assert.equal(
+        (await state.isSuspended('anyone')).suspended,
+        true,
+        'an unreadable stop switch is pressed',
+      );
+      await approvals.close();
+      isProblem(await api('GET', '/v1/approvals', key, undefined, {}, at), 503, 'store_unavailable');
+      const other = await api('GET', '/v1/decide', key, undefined, {}, at);
+      assert.deepEqual([other.status, other.body], [404, {}], 'paths it does not own are left to others');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test('an authenticator that throws authenticates nobody', async () => {
+    const handle = createAdminApiHandler({
+      approvals: running.opened.approvals,
+      state: running.opened.state,
+      recorder: running.opened.layer.recorder,
+      authenticate: async () => {
+        throw new Error('identity provider down');
+      },
+    });
+    const server = createServer((req, res) => void handle(req, res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const at = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const r = await api('POST', '/v1/stop', OPS, {}, {}, at);
+      isProblem(r, 401, 'unauthenticated');
+      assert.equal((await api('GET', '/v1/agents', OPS)).body.stopped, false);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('the configuration refuses unknown roles, with the place', () => {
+    try {
+      parseConfig(
+        `policy: ./p.yaml\nauth:\n  apiKeys:\n    - { sha256: ${'a'.repeat(64)}, agent: x, roles: [admin] }\n`,
+        '/srv/execlayer.yaml',
+      );
+      assert.fail('expected a ConfigError');
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.equal(e.problems[0]?.line, 4);
+      assert.equal(e.problems[0]?.path, '/auth/apiKeys/0/roles/0');
+    }
+    const ok = parseConfig(
+      `policy: ./p.yaml\nauth:\n  apiKeys:\n    - { sha256: ${'a'.repeat(64)}, agent: x, roles: [operator] }\n  jwt: { jwks: ./k.json, issuer: i, audience: a }\n`,
+      '/srv/execlayer.yaml',
+    );
+    assert.deepEqual(ok.auth.apiKeys[0]?.roles, ['operator']);
+    assert.equal(ok.auth.jwt?.rolesClaim, 'roles');
   });
 });
