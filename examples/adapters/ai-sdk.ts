@@ -12,7 +12,11 @@ import { z } from 'zod';
 import { withExecLayer } from '../../src/adapters/ai-sdk.js';
 import { createExecLayer } from '../../src/runtime/exec-layer.js';
 
-const layer = await createExecLayer({ policy: fileURLToPath(new URL('./policy.yaml', import.meta.url)) });
+// `memory:` keeps this example self-contained; by default the runtime records to sqlite:./execlayer.db.
+const layer = await createExecLayer({
+  policy: fileURLToPath(new URL('./policy.yaml', import.meta.url)),
+  store: 'memory:',
+});
 
 // The application's tools, written as usual.
 const crm = {

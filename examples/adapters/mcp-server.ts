@@ -14,7 +14,11 @@ import { z } from 'zod';
 import { protectMcpServer } from '../../src/adapters/mcp-server.js';
 import { createExecLayer } from '../../src/runtime/exec-layer.js';
 
-const layer = await createExecLayer({ policy: fileURLToPath(new URL('./policy.yaml', import.meta.url)) });
+// `memory:` keeps this example self-contained; by default the runtime records to sqlite:./execlayer.db.
+const layer = await createExecLayer({
+  policy: fileURLToPath(new URL('./policy.yaml', import.meta.url)),
+  store: 'memory:',
+});
 
 // The server's tools, written as usual.
 const server = new McpServer({ name: 'crm', version: '1.0.0' });

@@ -83,7 +83,7 @@ describe('ai-sdk adapter', () => {
   let layer: ExecLayer;
   let dir: string;
   before(async () => {
-    layer = await createExecLayer({ policy });
+    layer = await createExecLayer({ policy, store: 'memory:' });
     dir = mkdtempSync(join(tmpdir(), 'execlayer-ai-sdk-'));
   });
   after(async () => {

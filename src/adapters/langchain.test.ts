@@ -65,7 +65,7 @@ async function agentLoop(model: ScriptedChatModel, tools: readonly { name: strin
 describe('langchain adapter', () => {
   let layer: ExecLayer;
   before(async () => {
-    layer = await createExecLayer({ policy });
+    layer = await createExecLayer({ policy, store: 'memory:' });
   });
   after(async () => {
     await layer.close();

@@ -38,7 +38,7 @@ function outputs(input: unknown): Map<string, string> {
 describe('openai-agents adapter', () => {
   let layer: ExecLayer;
   before(async () => {
-    layer = await createExecLayer({ policy });
+    layer = await createExecLayer({ policy, store: 'memory:' });
   });
   after(async () => {
     await layer.close();

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { memoryApprovalStore } from '../approvals/memory.js';
+import { openAuditLog } from '../audit/log.js';
 import { MemoryLimitStore } from '../limits/memory.js';
 import { MemoryAgentStateStore } from '../state/agent-state.js';
 import type { AuditEvent, Recorder } from '../types.js';
@@ -125,7 +126,7 @@ describe('runtime', () => {
   });
 
   test('a decision with limits but no limit store is denied', async () => {
-    const l = await createExecLayer({ policy: POLICY });
+    const l = await createExecLayer({ policy: POLICY, store: false });
     const d = await l.authorize({ agent: 'bot', tool: 'pay.refund', args: { amount: 1 } });
     assert.equal(d.effect, 'deny');
     assert.equal(d.code, 'store_error');
@@ -191,7 +192,7 @@ describe('runtime', () => {
 
   test('a broken first policy never starts', async () => {
     await assert.rejects(
-      createExecLayer({ policy: { version: 1, agents: { bot: { roles: ['missing'] } } } }),
+      createExecLayer({ policy: { version: 1, agents: { bot: { roles: ['missing'] } } }, store: false }),
       (e: unknown) => e instanceof PolicyError && /unknown role/.test(e.message),
     );
   });
@@ -202,7 +203,12 @@ describe('runtime', () => {
     const v1 = 'version: 1\nagents:\n  bot:\n    rules:\n      - allow: a.x\n';
     writeFileSync(file, v1);
     const events: string[] = [];
-    const l = await createExecLayer({ policy: file, watch: true, onEvent: (e) => events.push(e.type) });
+    const l = await createExecLayer({
+      policy: file,
+      store: 'memory:',
+      watch: true,
+      onEvent: (e) => events.push(e.type),
+    });
     const act = (tool: string) => l.authorize({ agent: 'bot', tool, args: {} });
     assert.equal((await act('a.x')).effect, 'allow');
     const waitFor = async (type: string) => {
@@ -221,4 +227,27 @@ describe('runtime', () => {
     assert.match(readFileSync(file, 'utf8'), /allw/);
     await l.close();
   });
+});
+
+test('by default every decision is recorded durably in the embedded SQLite store', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'execlayer-default-'));
+  const url = `sqlite:${join(dir, 'execlayer.db')}`;
+  const saved = process.env.EXECLAYER_STORE;
+  process.env.EXECLAYER_STORE = url;
+  try {
+    const l = await createExecLayer({ policy: POLICY });
+    const allowed = await l.authorize({ agent: 'bot', tool: 'files.write', args: { path: '/tmp/ok/a' } });
+    const denied = await l.authorize({ agent: 'bot', tool: 'files.write', args: { path: '/etc/x' } });
+    await l.close();
+    const log = await openAuditLog(url);
+    const ids = (await log.tail(10)).flatMap((r) =>
+      r.event?.type === 'decision' ? [r.event.decision.id] : [],
+    );
+    assert.deepEqual(ids, [allowed.id, denied.id]);
+    assert.equal((await log.verify()).ok, true);
+    await log.close();
+  } finally {
+    if (saved === undefined) delete process.env.EXECLAYER_STORE;
+    else process.env.EXECLAYER_STORE = saved;
+  }
 });

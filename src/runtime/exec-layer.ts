@@ -12,13 +12,21 @@ import { formatProblem } from '../policy/problems.js';
 import type { Action, Decision, EnforcementPoint, Json, Recorder } from '../types.js';
 import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
 import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
+import { DEFAULT_STORE, openStores } from './stores.js';
 
 export interface ExecLayerOptions {
   /** Path to a YAML/JSON policy file, or a policy document object. */
   policy: string | Record<string, unknown>;
   /** Reload the policy file when it changes (validated whole, swapped atomically; failures keep the old one). */
   watch?: boolean;
-  /** Where decisions and outcomes are recorded. Without one, decisions are not recorded. */
+  /**
+   * One URL for all state, opened (and closed) by the runtime: `sqlite:./execlayer.db`, `postgres://…`,
+   * `redis://…`, or `memory:` (nothing durable). Default: `$EXECLAYER_STORE`, else `sqlite:./execlayer.db`,
+   * unless backends are given one by one below. `false` opens none: nothing is recorded and a decision
+   * that carries limits is denied — for tests of the bare runtime only.
+   */
+  store?: string | false;
+  /** Where decisions and outcomes are recorded. Without one (and no store), decisions are not recorded. */
   recorder?: Recorder;
   /** Limit counters; without one, a decision that carries limits is denied (fail closed). */
   limits?: LimitPort;
@@ -80,7 +88,19 @@ export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer
   const source = typeof opts.policy === 'string' ? opts.policy : '<object>';
   const loaded = await load(opts.policy);
   if (!loaded.ok) throw new PolicyError(loaded.problems.map(formatProblem));
-  return new Runtime(opts, compile(loaded.policy), source);
+  const engine = compile(loaded.policy);
+  const piecemeal = opts.recorder || opts.limits || opts.approvals || opts.state;
+  const url = opts.store ?? (piecemeal ? false : (process.env.EXECLAYER_STORE ?? DEFAULT_STORE));
+  if (url === false) return new Runtime(opts, engine, source);
+  const stores = await openStores(url);
+  const merged: ExecLayerOptions = {
+    ...opts,
+    recorder: opts.recorder ?? stores.recorder,
+    limits: opts.limits ?? stores.limits,
+    approvals: opts.approvals ?? stores.approvals,
+    state: opts.state ?? stores.state,
+  };
+  return new Runtime(merged, engine, source, () => stores.close());
 }
 
 async function load(policy: string | Record<string, unknown>): Promise<LoadResult> {
@@ -98,8 +118,11 @@ class Runtime implements ExecLayer {
   #watcher: FSWatcher | undefined;
   #reloadTimer: NodeJS.Timeout | undefined;
 
-  constructor(opts: ExecLayerOptions, engine: Engine, source: string) {
+  readonly #closeStores: (() => Promise<void>) | undefined;
+
+  constructor(opts: ExecLayerOptions, engine: Engine, source: string, closeStores?: () => Promise<void>) {
     this.#opts = opts;
+    this.#closeStores = closeStores;
     this.#engine = engine;
     this.recorder = opts.recorder ?? NO_RECORDER;
     this.#now = opts.now ?? Date.now;
@@ -238,6 +261,7 @@ class Runtime implements ExecLayer {
     this.#watcher?.close();
     if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
     await this.flush();
+    await this.#closeStores?.();
   }
 
   async #applyState(action: Action, d: Decision): Promise<Decision> {

@@ -1,0 +1,60 @@
+/**
+ * One URL names all the runtime's state: `sqlite:<file>` (the embedded default: audit trail, limits,
+ * approvals and the stop switch in one file), `postgres://…` or `redis://…` where a backend supports it,
+ * or `memory:` (nothing durable — tests and trials only).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { openApprovalStore } from '../approvals/open.js';
+import type { ApprovalStore } from '../approvals/types.js';
+import { openAuditLog } from '../audit/log.js';
+import { openLimitStore } from '../limits/open.js';
+import type { LimitStore } from '../limits/types.js';
+import type { AgentStateStore } from '../state/agent-state.js';
+import { openAgentStateStore } from '../state/open.js';
+import type { AuditEvent, Recorder } from '../types.js';
+
+/** The embedded default store. */
+export const DEFAULT_STORE = 'sqlite:./execlayer.db';
+
+/** A recorder that keeps events in memory (for `memory:`). */
+export class MemoryRecorder implements Recorder {
+  readonly events: AuditEvent[] = [];
+  async record(event: AuditEvent): Promise<void> {
+    this.events.push(event);
+  }
+}
+
+/** Every backend the runtime uses, opened from one URL; `close` releases them all. */
+export interface Stores {
+  recorder: Recorder;
+  limits: LimitStore;
+  approvals: ApprovalStore;
+  state: AgentStateStore;
+  close(): Promise<void>;
+}
+
+/** Opens the audit log, limit, approval and stop-switch stores named by `url`. Throws when it cannot. */
+export async function openStores(url: string): Promise<Stores> {
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const c of closers.reverse()) await c().catch(() => {});
+  };
+  if (url.startsWith('sqlite:')) mkdirSync(dirname(url.slice('sqlite:'.length)), { recursive: true });
+  try {
+    const audit = url === 'memory:' ? undefined : await openAuditLog(url);
+    const recorder: Recorder = audit ?? new MemoryRecorder();
+    if (audit) closers.push(() => audit.close());
+    const limits = await openLimitStore(url);
+    closers.push(() => limits.close());
+    // Approval and stop-switch changes go to the same audit log as the decisions they affect.
+    const approvals = await openApprovalStore(url, { recorder });
+    closers.push(() => approvals.close());
+    const state = await openAgentStateStore(url, { recorder });
+    closers.push(() => state.close());
+    return { recorder, limits, approvals, state, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
