@@ -26,7 +26,7 @@ export {
   type ExecLayerOptions,
   type RuntimeEvent,
 } from './runtime/exec-layer.js';
-export { DEFAULT_STORE, MemoryRecorder, openStores, type Stores } from './runtime/stores.js';
+export { DEFAULT_STORE, MemoryRecorder, openStores, type Stores, type StoreUrls } from './runtime/stores.js';
 export { createRemoteExecLayer, type RemoteExecLayer, type RemoteExecLayerOptions } from './sdk/remote.js';
 export type {
   Action,

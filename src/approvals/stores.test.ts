@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import pg from 'pg';
-import { PG_ADMIN_URL, pgAvailable, uniqueName } from '../testing/services.js';
+import { tempPostgresDatabase } from '../testing/services.js';
 import { approvalStoreContract } from './contract.js';
 import { memoryApprovalStore } from './memory.js';
 import { openApprovalStore } from './open.js';
@@ -12,24 +12,7 @@ import { postgresApprovalStore } from './postgres.js';
 import { sqliteApprovalStore } from './sqlite.js';
 import { ApprovalError } from './types.js';
 
-/** Creates a throw-away database and returns its URL; drops it after the test. */
-export async function tempDatabase(t: TestContext): Promise<string | undefined> {
-  if (!(await pgAvailable(t))) return undefined;
-  const name = uniqueName('execlayer_test');
-  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(PG_ADMIN_URL);
-  url.pathname = `/${name}`;
-  t.after(async () => {
-    const c = new pg.Client({ connectionString: PG_ADMIN_URL });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await c.end();
-  });
-  return url.toString();
-}
+const tempDatabase = tempPostgresDatabase;
 
 describe('approval store contract: memory', () => {
   approvalStoreContract(it, async (_t, o) => memoryApprovalStore(o));

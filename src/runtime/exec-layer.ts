@@ -12,7 +12,7 @@ import { formatProblem } from '../policy/problems.js';
 import type { Action, Decision, EnforcementPoint, Json, Recorder } from '../types.js';
 import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
 import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
-import { DEFAULT_STORE, openStores } from './stores.js';
+import { DEFAULT_STORE, openStores, type StoreUrls } from './stores.js';
 
 export interface ExecLayerOptions {
   /** Path to a YAML/JSON policy file, or a policy document object. */
@@ -21,11 +21,12 @@ export interface ExecLayerOptions {
   watch?: boolean;
   /**
    * One URL for all state, opened (and closed) by the runtime: `sqlite:./execlayer.db`, `postgres://…`,
-   * `redis://…`, or `memory:` (nothing durable). Default: `$EXECLAYER_STORE`, else `sqlite:./execlayer.db`,
+   * `redis://…`, or `memory:` (nothing durable); or one URL per backend (`{ audit, approvals, limits, state }`,
+   * e.g. PostgreSQL for the audit trail and approvals, Redis for limits and the stop switch). Default: `$EXECLAYER_STORE`, else `sqlite:./execlayer.db`,
    * unless backends are given one by one below. `false` opens none: nothing is recorded and a decision
    * that carries limits is denied — for tests of the bare runtime only.
    */
-  store?: string | false;
+  store?: string | StoreUrls | false;
   /** Where decisions and outcomes are recorded. Without one (and no store), decisions are not recorded. */
   recorder?: Recorder;
   /** Limit counters; without one, a decision that carries limits is denied (fail closed). */

@@ -34,23 +34,39 @@ export interface Stores {
   close(): Promise<void>;
 }
 
-/** Opens the audit log, limit, approval and stop-switch stores named by `url`. Throws when it cannot. */
-export async function openStores(url: string): Promise<Stores> {
+/**
+ * Where each backend lives, for deployments that split them: e.g. the audit trail and approvals on
+ * PostgreSQL, limit counters and the stop switch on Redis. Unset entries use `audit`'s URL.
+ */
+export interface StoreUrls {
+  audit: string;
+  approvals?: string;
+  limits?: string;
+  state?: string;
+}
+
+/** Opens the audit log, limit, approval and stop-switch stores. Throws (naming the URL) when it cannot. */
+export async function openStores(where: string | StoreUrls): Promise<Stores> {
+  const urls = typeof where === 'string' ? { audit: where } : where;
+  const url = urls.audit;
   const closers: Array<() => Promise<void>> = [];
   const closeAll = async () => {
     for (const c of closers.reverse()) await c().catch(() => {});
   };
-  if (url.startsWith('sqlite:')) mkdirSync(dirname(url.slice('sqlite:'.length)), { recursive: true });
+  for (const u of Object.values(urls)) {
+    if (typeof u === 'string' && u.startsWith('sqlite:'))
+      mkdirSync(dirname(u.slice('sqlite:'.length)), { recursive: true });
+  }
   try {
     const audit = url === 'memory:' ? undefined : await openAuditLog(url);
     const recorder: Recorder = audit ?? new MemoryRecorder();
     if (audit) closers.push(() => audit.close());
-    const limits = await openLimitStore(url);
+    const limits = await openLimitStore(urls.limits ?? url);
     closers.push(() => limits.close());
     // Approval and stop-switch changes go to the same audit log as the decisions they affect.
-    const approvals = await openApprovalStore(url, { recorder });
+    const approvals = await openApprovalStore(urls.approvals ?? url, { recorder });
     closers.push(() => approvals.close());
-    const state = await openAgentStateStore(url, { recorder });
+    const state = await openAgentStateStore(urls.state ?? url, { recorder });
     closers.push(() => state.close());
     return { recorder, limits, approvals, state, close: closeAll };
   } catch (err) {

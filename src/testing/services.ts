@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Socket } from 'node:net';
+import pg from 'pg';
 
 export const PG_ADMIN_URL = process.env.EXECLAYER_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const REDIS_URL = process.env.EXECLAYER_TEST_REDIS ?? 'redis://127.0.0.1:6379';
@@ -48,4 +49,30 @@ export function pgAvailable(t: Skippable): Promise<boolean> {
 /** True when Redis is reachable; otherwise skips `t` (or throws under CI=true). */
 export function redisAvailable(t: Skippable): Promise<boolean> {
   return requireService(t, 'Redis', REDIS_URL, 6379);
+}
+
+interface TestContextLike extends Skippable {
+  after(fn: () => Promise<void> | void): void;
+}
+
+/**
+ * Creates a throw-away PostgreSQL database and returns its URL; drops it when the test ends.
+ * Undefined when PostgreSQL is unreachable and the test was skipped.
+ */
+export async function tempPostgresDatabase(t: TestContextLike): Promise<string | undefined> {
+  if (!(await pgAvailable(t))) return undefined;
+  const name = uniqueName('execlayer_test');
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(PG_ADMIN_URL);
+  url.pathname = `/${name}`;
+  t.after(async () => {
+    const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await c.end();
+  });
+  return url.toString();
 }
