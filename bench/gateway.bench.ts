@@ -5,13 +5,23 @@
  * (and, with the default SQLite store, a durable audit record before forwarding).
  *
  * Prints p50/p99 per call for one sequential client, sustained calls/s for 1 and 16 concurrent clients,
- * the gateway process's CPU time per forwarded call (from /proc/<pid>/stat), and ratios.
+ * the gateway process's CPU time per forwarded call (user + system, from /proc/<pid>/stat), and ratios.
+ * Each target is measured BENCH_ROUNDS times, interleaved, and the median of each figure is shown, so a
+ * busy machine skews every target alike.
+ *
+ * 16 clients: over HTTP, 16 sessions on ONE gateway process vs 16 sessions on the one upstream process.
+ * Over stdio a gateway serves exactly one client, so 16 clients means 16 gateway processes (each with its
+ * own upstream process) vs 16 upstream processes direct: twice the processes on the same cores.
  *
  *   npm run bench:gateway                      # defaults
  *   BENCH_CALLS=3000 BENCH_SECONDS=5 BENCH_STORE=memory: npm run bench:gateway
+ *   BENCH_ROUNDS=3                             # more rounds on a noisy machine
+ *   BENCH_ONLY=http                            # only targets whose name contains one of these (comma-separated)
+ *   BENCH_BASELINE=/path/to/other/checkout     # also run that checkout's gateway ("… gateway@base")
+ *   BENCH_PROFILE=/tmp/prof                    # gateway processes write V8 CPU profiles there
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -23,10 +33,21 @@ import { hashApiKey, newApiKey } from '../src/enforce/auth.js';
 
 const REPO = resolve(import.meta.dirname, '..');
 const EVERYTHING = join(REPO, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
-const CLI = ['--import', 'tsx', join(REPO, 'test/fixtures/cli.ts')];
+const PROFILE = process.env.BENCH_PROFILE;
+/** Gateway processes write a V8 CPU profile into BENCH_PROFILE (a directory) when it is set. */
+const cli = (repo: string) => [
+  ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resolve(PROFILE)}`] : []),
+  '--import',
+  'tsx',
+  join(repo, 'test/fixtures/cli.ts'),
+];
+/** Comma-separated subset of targets to run, e.g. `stdio` or `http gateway`. */
+const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
 const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const STORE = process.env.BENCH_STORE ?? 'sqlite:./bench.db';
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
+const BASELINE = process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined;
 const CONCURRENCY = 16;
 const CLK_TCK = 100;
 
@@ -44,10 +65,11 @@ function freePort(): Promise<number> {
   });
 }
 
-function cpuMs(pid: number): number {
+/** User and system CPU time of a process so far, in ms. */
+function cpuMs(pid: number): { user: number; sys: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+  return { user: (Number(fields[11]) * 1000) / CLK_TCK, sys: (Number(fields[12]) * 1000) / CLK_TCK };
 }
 
 async function waitFor(url: string): Promise<void> {
@@ -77,7 +99,7 @@ async function sequential(t: Target) {
   try {
     for (let i = 0; i < 200; i++) await client.callTool({ name: t.tool, arguments: args });
     const pid = t.pid?.();
-    const cpu0 = pid ? cpuMs(pid) : 0;
+    const cpu0 = pid ? cpuMs(pid) : undefined;
     const lat: number[] = [];
     const t0 = performance.now();
     for (let i = 0; i < CALLS; i++) {
@@ -87,7 +109,11 @@ async function sequential(t: Target) {
       if (r.isError) throw new Error(`${t.name}: ${JSON.stringify(r)}`);
     }
     const wall = performance.now() - t0;
-    const cpu = pid ? (cpuMs(pid) - cpu0) / CALLS : undefined;
+    const cpu1 = pid ? cpuMs(pid) : undefined;
+    const cpu =
+      cpu0 && cpu1
+        ? { user: (cpu1.user - cpu0.user) / CALLS, sys: (cpu1.sys - cpu0.sys) / CALLS }
+        : undefined;
     lat.sort((a, b) => a - b);
     return {
       p50: lat[Math.floor(lat.length * 0.5)]!,
@@ -162,6 +188,19 @@ function httpTarget(
   };
 }
 
+interface Row {
+  p50: number;
+  p99: number;
+  rps1: number;
+  rps16: number;
+  cpu?: { user: number; sys: number } | undefined;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)]!;
+}
+
 async function main() {
   const procs: ChildProcess[] = [];
   try {
@@ -189,7 +228,7 @@ roles:
     const upUrl = `http://127.0.0.1:${upPort}/mcp`;
     await waitFor(upUrl);
 
-    const cfg = (upstream: string) => `policy: ./policy.yaml
+    const cfg = (upstream: string) => `policy: ../policy.yaml
 store: "${STORE}"
 agent: bench
 upstreams:
@@ -200,74 +239,103 @@ auth:
 limits: { callTimeoutMs: 30000 }
 http: { maxSessions: 1000 }
 `;
-    writeFileSync(
-      join(dir, 'stdio.yaml'),
-      cfg(`  everything: { command: ${process.execPath}, args: [${EVERYTHING}] }`),
-    );
-    writeFileSync(join(dir, 'http.yaml'), cfg(`  everything: { url: ${upUrl} }`));
-
-    const gwPort = await freePort();
-    const gw = spawn(
-      process.execPath,
-      [...CLI, 'serve', '--config', join(dir, 'http.yaml'), '--port', String(gwPort)],
-      {
-        cwd: REPO,
-        stdio: ['ignore', 'ignore', 'inherit'],
-      },
-    );
-    procs.push(gw);
-    const gwUrl = `http://127.0.0.1:${gwPort}/mcp`;
-    await waitFor(gwUrl);
-
-    const targets = {
-      'stdio direct': stdioTarget('stdio direct', process.execPath, [EVERYTHING], 'echo', false),
-      'stdio gateway': stdioTarget(
-        'stdio gateway',
+    const targets: Target[] = [
+      stdioTarget('stdio direct', process.execPath, [EVERYTHING], 'echo', false),
+      httpTarget('http direct', upUrl, 'echo', {}),
+    ];
+    const trees: Array<[string, string]> = [['', REPO]];
+    if (BASELINE) trees.push(['@base', BASELINE]);
+    for (const [tag, repo] of trees) {
+      const cdir = join(dir, `cfg${tag.replace('@', '-')}`);
+      mkdirSync(cdir);
+      writeFileSync(
+        join(cdir, 'stdio.yaml'),
+        cfg(`  everything: { command: ${process.execPath}, args: [${EVERYTHING}] }`),
+      );
+      writeFileSync(join(cdir, 'http.yaml'), cfg(`  everything: { url: ${upUrl} }`));
+      const gwPort = await freePort();
+      const gw = spawn(
         process.execPath,
-        [...CLI, 'mcp', '--config', join(dir, 'stdio.yaml')],
-        'everything.echo',
-        true,
-      ),
-      'http direct': httpTarget('http direct', upUrl, 'echo', {}),
-      'http gateway': httpTarget(
-        'http gateway',
-        gwUrl,
-        'everything.echo',
-        { authorization: `Bearer ${key}` },
-        () => gw.pid,
-      ),
-    };
+        [...cli(repo), 'serve', '--config', join(cdir, 'http.yaml'), '--port', String(gwPort)],
+        { cwd: repo, stdio: ['ignore', 'ignore', 'ignore'] },
+      );
+      procs.push(gw);
+      const gwUrl = `http://127.0.0.1:${gwPort}/mcp`;
+      await waitFor(gwUrl);
+      targets.push(
+        stdioTarget(
+          `stdio gateway${tag}`,
+          process.execPath,
+          [...cli(repo), 'mcp', '--config', join(cdir, 'stdio.yaml')],
+          'everything.echo',
+          true,
+        ),
+        httpTarget(
+          `http gateway${tag}`,
+          gwUrl,
+          'everything.echo',
+          { authorization: `Bearer ${key}` },
+          () => gw.pid,
+        ),
+      );
+    }
+    const selected = targets
+      .filter((t) => !ONLY || ONLY.some((o) => t.name.includes(o)))
+      .sort((a, b) => a.name.localeCompare(b.name));
 
     console.log(
-      `gateway benchmark: ${CALLS} sequential calls, ${SECONDS}s with ${CONCURRENCY} clients, store ${STORE}, node ${process.version}`,
+      `gateway benchmark: ${CALLS} sequential calls, ${SECONDS}s with ${CONCURRENCY} clients, ${ROUNDS} round(s), store ${STORE}, node ${process.version}`,
     );
-    const rows: Record<
-      string,
-      { p50: number; p99: number; rps1: number; rps16: number; cpu?: number | undefined }
-    > = {};
-    for (const [name, t] of Object.entries(targets)) {
-      const s = await sequential(t);
-      const c = await concurrent(t);
-      rows[name] = { p50: s.p50, p99: s.p99, rps1: s.rps, rps16: c.rps, cpu: s.cpuMsPerCall };
-      console.log(`  ${name.padEnd(14)} done`);
+    const runs = new Map<string, Row[]>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const t of selected) {
+        const s = await sequential(t);
+        const c = await concurrent(t);
+        const list = runs.get(t.name) ?? [];
+        list.push({ p50: s.p50, p99: s.p99, rps1: s.rps, rps16: c.rps, cpu: s.cpuMsPerCall });
+        runs.set(t.name, list);
+        console.log(`  round ${round + 1}: ${t.name} done`);
+      }
+    }
+    const rows: Record<string, Row> = {};
+    for (const [name, list] of runs) {
+      const cpus = list.map((r) => r.cpu).filter((c) => c !== undefined);
+      rows[name] = {
+        p50: median(list.map((r) => r.p50)),
+        p99: median(list.map((r) => r.p99)),
+        rps1: median(list.map((r) => r.rps1)),
+        rps16: median(list.map((r) => r.rps16)),
+        cpu:
+          cpus.length > 0
+            ? { user: median(cpus.map((c) => c.user)), sys: median(cpus.map((c) => c.sys)) }
+            : undefined,
+      };
     }
     const f = (n: number, d = 3) => n.toFixed(d).padStart(9);
-    console.log('\ntransport  path      p50 ms    p99 ms  calls/s(1) calls/s(16)  gw CPU ms/call');
+    console.log(
+      '\npath                  p50 ms    p99 ms  calls/s(1) calls/s(16)  gateway CPU ms/call (user, sys)',
+    );
     for (const [name, r] of Object.entries(rows)) {
-      console.log(
-        `${name.padEnd(18)}${f(r.p50)} ${f(r.p99)} ${f(r.rps1, 0)}   ${f(r.rps16, 0)}   ${r.cpu === undefined ? '        -' : f(r.cpu)}`,
-      );
+      const cpu =
+        r.cpu === undefined
+          ? '        -'
+          : `${f(r.cpu.user + r.cpu.sys)} (${r.cpu.user.toFixed(3)}, ${r.cpu.sys.toFixed(3)})`;
+      console.log(`${name.padEnd(20)}${f(r.p50)} ${f(r.p99)} ${f(r.rps1, 0)}   ${f(r.rps16, 0)}   ${cpu}`);
     }
     console.log(
       '\nadded by the gateway (target: p50 <= 0.3 ms, p99 <= 1 ms, 16-client throughput >= 80% of direct)',
     );
-    for (const tr of ['stdio', 'http']) {
-      const d = rows[`${tr} direct`]!;
-      const g = rows[`${tr} gateway`]!;
+    console.log(
+      '16 clients: http = 16 sessions on one gateway vs 16 on the upstream; stdio = 16 gateway+upstream process pairs vs 16 upstreams',
+    );
+    for (const g of Object.keys(rows).filter((n) => n.includes('gateway'))) {
+      const d = rows[`${g.split(' ')[0]} direct`];
+      const r = rows[g]!;
+      if (!d) continue;
       console.log(
-        `${tr.padEnd(6)} +p50 ${(g.p50 - d.p50).toFixed(3)} ms  +p99 ${(g.p99 - d.p99).toFixed(3)} ms  ` +
-          `throughput(1) ${((g.rps1 / d.rps1) * 100).toFixed(0)}%  throughput(16) ${((g.rps16 / d.rps16) * 100).toFixed(0)}%  ` +
-          `p50 ratio ${(g.p50 / d.p50).toFixed(2)}x`,
+        `${g.padEnd(20)} +p50 ${(r.p50 - d.p50).toFixed(3)} ms  +p99 ${(r.p99 - d.p99).toFixed(3)} ms  ` +
+          `throughput(1) ${((r.rps1 / d.rps1) * 100).toFixed(0)}%  throughput(16) ${((r.rps16 / d.rps16) * 100).toFixed(0)}%  ` +
+          `p50 ratio ${(r.p50 / d.p50).toFixed(2)}x`,
       );
     }
   } finally {
