@@ -6,9 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Authenticator } from '../auth.js';
 import type { McpGateway } from './gateway.js';
+import { HttpSessionTransport } from './http-transport.js';
 import { findForbiddenKey, INVALID_REQUEST, PARSE_ERROR, ScreenedTransport } from './screen.js';
 import type { GatewaySession } from './session.js';
 
@@ -17,7 +17,7 @@ export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => Promise
 
 interface HttpSession {
   agent: string;
-  transport: StreamableHTTPServerTransport;
+  transport: HttpSessionTransport;
   screen: ScreenedTransport;
   session: GatewaySession;
   lastSeen: number;
@@ -164,15 +164,14 @@ export class McpHttpEndpoint {
     principal: string | undefined,
   ): Promise<void> {
     const id = randomUUID();
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => id,
+    const transport = new HttpSessionTransport(id, {
       onsessionclosed: (closed) => {
         const s = this.sessions.get(closed);
         this.sessions.delete(closed);
         if (s) void s.session.close();
       },
     });
-    const screen = new ScreenedTransport(transport, { requireInitialize: false });
+    const screen = new ScreenedTransport(transport, { requireInitialize: false, validated: true });
     const refusal = screen.check(body);
     if (refusal) {
       sendJsonRpcError(res, 400, refusal.id, refusal.code, refusal.message);

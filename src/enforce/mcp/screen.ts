@@ -61,7 +61,7 @@ export function errorResponse(r: Refusal): JSONRPCMessage {
   } as unknown as JSONRPCMessage;
 }
 
-/** Transport wrapper that applies the screen. `requireInitialize` is off for HTTP (the SDK enforces it). */
+/** Transport wrapper that applies the screen. */
 export class ScreenedTransport implements Transport {
   onclose?: (() => void) | undefined;
   onerror?: ((error: Error) => void) | undefined;
@@ -70,12 +70,19 @@ export class ScreenedTransport implements Transport {
   private initializeId: RequestId | undefined;
   private initialized = false;
   private readonly requireInitialize: boolean;
+  private readonly validated: boolean;
 
+  /**
+   * `requireInitialize` is off for HTTP (the transport enforces it). `validated`: the inner transport
+   * delivers only messages it already checked against the JSON-RPC message schema, so they are not
+   * parsed a second time.
+   */
   constructor(
     readonly inner: Transport,
-    opts: { requireInitialize: boolean },
+    opts: { requireInitialize: boolean; validated?: boolean },
   ) {
     this.requireInitialize = opts.requireInitialize;
+    this.validated = opts.validated ?? false;
   }
 
   get sessionId(): string | undefined {
@@ -143,13 +150,16 @@ export class ScreenedTransport implements Transport {
       void this.inner.send(errorResponse(refusal)).catch((e: unknown) => this.onerror?.(e as Error));
       return;
     }
-    const parsed = JSONRPCMessageSchema.safeParse(raw);
-    if (!parsed.success) {
-      const r = { id: rawId(raw), code: INVALID_REQUEST, message: 'invalid json-rpc message' };
-      void this.inner.send(errorResponse(r)).catch((e: unknown) => this.onerror?.(e as Error));
-      return;
+    let msg = raw as JSONRPCMessage;
+    if (!this.validated) {
+      const parsed = JSONRPCMessageSchema.safeParse(raw);
+      if (!parsed.success) {
+        const r = { id: rawId(raw), code: INVALID_REQUEST, message: 'invalid json-rpc message' };
+        void this.inner.send(errorResponse(r)).catch((e: unknown) => this.onerror?.(e as Error));
+        return;
+      }
+      msg = parsed.data;
     }
-    const msg = parsed.data;
     if ('method' in msg && 'id' in msg) {
       this.inFlight.add(msg.id);
       if (msg.method === 'initialize') this.initializeId = msg.id;
