@@ -6,7 +6,6 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
@@ -21,6 +20,7 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { UpstreamConfig } from '../../config/load.js';
+import { HttpUpstreamTransport } from './http-upstream.js';
 
 /** Server-to-client requests the gateway relays from an upstream to its agent. */
 export type RelayedMethod = 'sampling/createMessage' | 'elicitation/create' | 'roots/list';
@@ -135,9 +135,7 @@ export class UpstreamConnection {
       });
       transport = t;
     } else {
-      transport = new StreamableHTTPClientTransport(new URL(this.config.url), {
-        requestInit: { headers: this.config.headers },
-      });
+      transport = new HttpUpstreamTransport(new URL(this.config.url), this.config.headers);
     }
     this.transport = transport;
     client.onclose = () => this.onClosed(client);
