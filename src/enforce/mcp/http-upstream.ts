@@ -46,6 +46,8 @@ export class HttpUpstreamTransport implements Transport {
   private closed = false;
   private retryMs: number | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private readonly inbox: JSONRPCMessage[] = [];
+  private draining = false;
 
   constructor(
     private readonly url: URL,
@@ -125,7 +127,7 @@ export class HttpUpstreamTransport implements Transport {
       } else if (media === 'application/json') {
         const data = JSON.parse(await readText(res)) as unknown;
         const messages = (Array.isArray(data) ? data : [data]).map((m) => JSONRPCMessageSchema.parse(m));
-        for (const m of messages) this.onmessage?.(m);
+        for (const m of messages) this.deliver(m);
       } else {
         res.resume();
         throw new StreamableHTTPError(-1, `Unexpected content type: ${contentType}`);
@@ -135,6 +137,33 @@ export class HttpUpstreamTransport implements Transport {
       throw error;
     }
   }
+
+  /**
+   * Hands messages to the protocol one per event-loop turn. The SDK's protocol dispatches notifications
+   * (progress) a microtask later but responses at once, so a progress notification and the response
+   * read in one chunk would otherwise reach it in the wrong order and the progress would be lost.
+   */
+  private deliver(message: JSONRPCMessage): void {
+    if (this.draining) {
+      this.inbox.push(message);
+      return;
+    }
+    // The gate stays shut until the next turn, so a second message read in this turn waits for it.
+    this.draining = true;
+    this.onmessage?.(message);
+    setImmediate(this.drain);
+  }
+
+  private readonly drain = (): void => {
+    const m = this.inbox.shift();
+    if (m === undefined || this.closed) {
+      this.inbox.length = 0;
+      this.draining = false;
+      return;
+    }
+    this.onmessage?.(m);
+    setImmediate(this.drain);
+  };
 
   /** The standalone GET stream (or a resumed one): server-initiated messages arrive here. */
   private async openStream(options: StreamOptions): Promise<void> {
@@ -203,7 +232,7 @@ export class HttpUpstreamTransport implements Transport {
           if (options.replayMessageId !== undefined)
             (message as { id?: RequestId }).id = options.replayMessageId;
         }
-        this.onmessage?.(message);
+        this.deliver(message);
       } catch (error) {
         this.onerror?.(error as Error);
       }
