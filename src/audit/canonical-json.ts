@@ -26,82 +26,41 @@ const MAX_DEPTH = 256;
  */
 export function canonicalJson(value: unknown): string {
   try {
-    // Fast path: the native serializer with a replacer that hands it key-sorted objects. It bails out (to
-    // the exact writer below) for objects with integer-like keys, whose order JS objects cannot express.
-    const text = JSON.stringify(value, sortingReplacer);
-    if (text === undefined) throw new CanonicalJsonError(`${typeof value} has no json form`, '$');
-    return text;
+    return write(value, 0);
   } catch (e) {
-    try {
-      if (e === INTEGER_KEYS) return write(value, 0);
-      throw e;
-    } catch (e2) {
-      if (e2 instanceof CanonicalJsonError || e2 instanceof TypeError || e2 instanceof RangeError) {
-        throw locate(value, e2 instanceof CanonicalJsonError ? e2 : new CanonicalJsonError(e2.message, '$'));
-      }
-      throw e2;
+    if (e instanceof CanonicalJsonError || e instanceof TypeError || e instanceof RangeError) {
+      throw locate(value, e instanceof CanonicalJsonError ? e : new CanonicalJsonError(e.message, '$'));
     }
+    throw e;
   }
 }
 
-const INTEGER_KEYS = Symbol('integer-like keys');
-const INTEGER_LIKE = /^(?:0|[1-9]\d{0,9})$/;
-
-function sortingReplacer(this: unknown, _key: string, v: unknown): unknown {
-  switch (typeof v) {
-    case 'object': {
-      if (v === null || Array.isArray(v)) return v;
-      const keys = Object.keys(v);
-      let sorted = true;
-      for (let i = 1; i < keys.length; i++) {
-        if (keys[i - 1]! > keys[i]!) {
-          sorted = false;
-          break;
-        }
-      }
-      if (sorted) return v;
-      keys.sort();
-      // A null-prototype object keeps `__proto__` as an ordinary key, as JSON.parse does.
-      const out: Record<string, unknown> = Object.create(null);
-      for (const k of keys) {
-        if (INTEGER_LIKE.test(k)) throw INTEGER_KEYS;
-        out[k] = (v as Record<string, unknown>)[k];
-      }
-      return out;
-    }
-    case 'number':
-      if (!Number.isFinite(v)) throw new CanonicalJsonError('non-finite number', '$');
-      return v;
-    case 'function':
-    case 'symbol':
-    case 'bigint':
-      throw new CanonicalJsonError(`${typeof v} has no json form`, '$');
-    default:
-      return v;
-  }
-}
-
-// The fast path builds strings directly and tracks only depth (a cycle hits the depth limit); the path of a
-// failure is worked out afterwards by `locate`, so the common case pays nothing for error reporting.
+// One pass that writes the text directly: about twice as fast as `JSON.stringify` with a key-sorting
+// replacer (which calls back into JS for every value). Strings go through `JSON.stringify` so escapes are
+// exactly the native ones. Only depth is tracked (a cycle hits the depth limit); the path of a failure is
+// worked out afterwards by `locate`, so the common case pays nothing for error reporting.
 function write(value: unknown, depth: number): string {
   switch (typeof value) {
     case 'string':
       return JSON.stringify(value);
     case 'number':
       if (!Number.isFinite(value)) throw new CanonicalJsonError('non-finite number', '$');
-      return JSON.stringify(value);
+      // Same digits as JSON.stringify for every finite number (-0 included).
+      return `${value}`;
     case 'boolean':
       return value ? 'true' : 'false';
     case 'object': {
       if (value === null) return 'null';
       if (depth >= MAX_DEPTH) throw new CanonicalJsonError(`nesting deeper than ${MAX_DEPTH}`, '$');
       if (Array.isArray(value)) {
-        let out = '[';
-        for (let i = 0; i < value.length; i++) {
-          if (i > 0) out += ',';
+        const n = value.length;
+        if (n === 0) return '[]';
+        // JSON.stringify turns undefined array items into null; do the same so digests agree.
+        const first: unknown = value[0];
+        let out = `[${first === undefined ? 'null' : write(first, depth + 1)}`;
+        for (let i = 1; i < n; i++) {
           const item: unknown = value[i];
-          // JSON.stringify turns undefined array items into null; do the same so digests agree.
-          out += item === undefined ? 'null' : write(item, depth + 1);
+          out += `,${item === undefined ? 'null' : write(item, depth + 1)}`;
         }
         return `${out}]`;
       }
@@ -109,17 +68,30 @@ function write(value: unknown, depth: number): string {
       if (typeof withToJson.toJSON === 'function') {
         return write((withToJson.toJSON as () => unknown)(), depth + 1);
       }
+      // Boxed primitives serialise as their value, as in JSON.stringify.
+      if (value instanceof Number || value instanceof String || value instanceof Boolean) {
+        return write(value.valueOf(), depth);
+      }
+      if (typeof BigInt === 'function' && value instanceof BigInt) {
+        throw new CanonicalJsonError('bigint has no json form', '$');
+      }
       const rec = value as Record<string, unknown>;
       const keys = Object.keys(rec);
-      if (keys.length > 1) keys.sort();
+      const n = keys.length;
+      for (let i = 1; i < n; i++) {
+        if (keys[i - 1]! > keys[i]!) {
+          keys.sort();
+          break;
+        }
+      }
       let out = '{';
       let first = true;
-      for (const k of keys) {
+      for (let i = 0; i < n; i++) {
+        const k = keys[i]!;
         const v = rec[k];
         if (v === undefined) continue;
-        if (!first) out += ',';
+        out += `${first ? '' : ','}${quoteKey(k)}:${write(v, depth + 1)}`;
         first = false;
-        out += `${quoteKey(k)}:${write(v, depth + 1)}`;
       }
       return `${out}}`;
     }

@@ -3,29 +3,20 @@
  * event is durable and rejects with `audit_unavailable` when it cannot be written — callers deny then.
  *
  * GROUP COMMIT: `record` only queues the event (a push and a promise — the cost on the decision's hot path).
- * Everything queued while a transaction is in flight goes into the next one, so one fsync (SQLite) or one
- * commit (PostgreSQL) makes a whole batch durable. Hashing happens inside the store's lock, from the head the
- * store read, so several processes sharing one store still build one gapless chain.
+ * Once per tick the queued events are serialised to canonical JSON and handed to a writer thread
+ * (writer.ts, writer-worker.ts) that owns the write connection; everything that reaches it while a
+ * transaction is in flight goes into the next one, so one fsync (SQLite) or one commit (PostgreSQL) makes a
+ * whole batch durable without blocking this thread. Hashing happens inside the store's lock, from the head
+ * the store read, so several processes sharing one store still build one gapless chain.
  */
 import { existsSync, statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { AuditEvent, Recorder } from '../types.js';
-import { canonicalJson } from './canonical-json.js';
-import { type Checkpoint, loadOrCreateSigningKey, type SigningKey, signCheckpoint } from './checkpoint.js';
-import { AuditError, isAuditError, messageOf } from './errors.js';
-import { Frontier, leafHash } from './merkle.js';
-import {
-  type AuditRecord,
-  type IndexColumns,
-  indexColumns,
-  matchesQuery,
-  RECORD_VERSION,
-  recordHash,
-  type StoredRecord,
-  toAuditRecord,
-} from './record.js';
+import { type Checkpoint, loadOrCreateSigningKey, type SigningKey } from './checkpoint.js';
+import { AuditError } from './errors.js';
+import { type AuditRecord, matchesQuery, type StoredRecord, toAuditRecord } from './record.js';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
-import type { AuditStore, ChainHead, RecordQuery, SealedBatch } from './store.js';
+import type { AuditStore, ChainHead, RecordQuery } from './store.js';
 import {
   type InclusionProof,
   proveInclusion,
@@ -33,6 +24,7 @@ import {
   type VerifyReport,
   verifyStore,
 } from './verify.js';
+import { type Receipt, WriterThread } from './writer.js';
 
 /** Retention default: 183 days, the EU AI Act's six-month minimum for deployers' logs (Art. 26(6)). */
 export const DEFAULT_RETENTION_MS = 183 * 24 * 60 * 60 * 1000;
@@ -143,7 +135,30 @@ export async function openAuditLog(url: string, options: AuditLogOptions = {}): 
     }
     const head = await store.head();
     checkHead(store, head, await store.read(Math.max(0, head.size - 1), 2));
-    return new AuditLog(store, key, options);
+    const writer = new WriterThread(
+      {
+        // The writer opens the file this process opened, whatever the working directory becomes.
+        location: loc.kind === 'sqlite' ? { kind: 'sqlite', path: resolvePath(loc.path) } : loc,
+        sqlite: options.sqlite ?? {},
+        postgres: options.postgres ?? {},
+        privateKey: key.privateKey,
+        publicKey: key.publicKey,
+        publicPem: key.publicPem,
+        keyId: key.keyId,
+        every: Math.max(1, options.checkpointEvery ?? 1000),
+        intervalMs: Math.max(1, options.checkpointIntervalMs ?? 5000),
+        maxBatch: Math.max(1, options.maxBatch ?? 10_000),
+      },
+      store.location,
+      options.now ?? Date.now,
+    );
+    try {
+      await writer.ready();
+    } catch (e) {
+      await writer.close();
+      throw e;
+    }
+    return new AuditLog(store, key, options, writer);
   } catch (e) {
     await store.close().catch(() => undefined);
     throw e;
@@ -187,54 +202,30 @@ export interface PruneResult {
 }
 
 /** What `append` resolves to: where the record landed. */
-export interface Receipt {
-  seq: number;
-  time: number;
-  /** Record hash, hex. */
-  hash: string;
-}
-
-interface Pending {
-  event: AuditEvent;
-  resolve: (r: Receipt | undefined) => void;
-  reject: (e: AuditError) => void;
-  receipt: boolean;
-}
+export type { Receipt };
 
 /** The tamper-evident audit log. Create it with `openAuditLog`. */
 export class AuditLog implements Recorder {
-  private queue: Pending[] = [];
-  private writing = false;
-  private scheduled = false;
   private closing: Promise<void> | null = null;
-  private wantCheckpoint: Array<{
-    resolve: (c: Checkpoint | null) => void;
-    reject: (e: AuditError) => void;
-  }> = [];
-  private idle: Array<() => void> = [];
-  private readonly every: number;
-  private readonly intervalMs: number;
-  private readonly maxBatch: number;
+  private readonly writer: WriterThread;
   private readonly now: () => number;
   private readonly timer: NodeJS.Timeout;
-  private unsigned = 0;
-  private counters = { batches: 0, records: 0, failedBatches: 0, failedRecords: 0 };
 
   constructor(
-    /** The backend; exposed for verification and tools. */
+    /** The backend; exposed for verification and tools. Appends go through the writer's own connection. */
     readonly store: AuditStore,
     private readonly key: SigningKey,
-    options: AuditLogOptions = {},
+    options: AuditLogOptions,
+    writer: WriterThread,
   ) {
-    this.every = Math.max(1, options.checkpointEvery ?? 1000);
-    this.intervalMs = Math.max(1, options.checkpointIntervalMs ?? 5000);
-    this.maxBatch = Math.max(1, options.maxBatch ?? 10_000);
+    const intervalMs = Math.max(1, options.checkpointIntervalMs ?? 5000);
+    this.writer = writer;
     this.now = options.now ?? Date.now;
     this.timer = setInterval(() => {
-      if (this.unsigned > 0 && !this.writing && this.closing === null) {
+      if (this.writer.unsigned > 0 && !this.writer.busy && this.closing === null) {
         this.checkpoint().catch(() => undefined);
       }
-    }, this.intervalMs);
+    }, intervalMs);
     this.timer.unref();
   }
 
@@ -246,7 +237,7 @@ export class AuditLog implements Recorder {
     failedRecords: number;
     queued: number;
   } {
-    return { ...this.counters, queued: this.queue.length };
+    return { ...this.writer.counters, queued: this.writer.queued };
   }
 
   /** The public key (SPKI PEM) that verifies this log's checkpoints. */
@@ -265,150 +256,25 @@ export class AuditLog implements Recorder {
    */
   record(event: AuditEvent): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.enqueue({ event, resolve: resolve as (r: Receipt | undefined) => void, reject, receipt: false });
+      this.writer.enqueue({
+        event,
+        resolve: resolve as (r: Receipt | undefined) => void,
+        reject,
+        receipt: false,
+      });
     });
   }
 
   /** Like `record`, resolving with where the record landed. */
   append(event: AuditEvent): Promise<Receipt> {
     return new Promise<Receipt>((resolve, reject) => {
-      this.enqueue({ event, resolve: resolve as (r: Receipt | undefined) => void, reject, receipt: true });
+      this.writer.enqueue({
+        event,
+        resolve: resolve as (r: Receipt | undefined) => void,
+        reject,
+        receipt: true,
+      });
     });
-  }
-
-  private enqueue(p: Pending): void {
-    if (this.closing !== null) {
-      p.reject(new AuditError('audit_unavailable', `audit log \`${this.store.location}\` is closed`));
-      return;
-    }
-    this.queue.push(p);
-    this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.writing || this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.drain();
-    });
-  }
-
-  private async drain(): Promise<void> {
-    if (this.writing) return;
-    this.writing = true;
-    try {
-      while (this.queue.length > 0 || this.wantCheckpoint.length > 0) {
-        let batch: Pending[];
-        if (this.queue.length <= this.maxBatch) {
-          batch = this.queue;
-          this.queue = [];
-        } else {
-          batch = this.queue.slice(0, this.maxBatch);
-          this.queue = this.queue.slice(this.maxBatch);
-        }
-        const waiters = this.queue.length === 0 ? this.wantCheckpoint.splice(0) : [];
-        await this.write(batch, waiters);
-      }
-    } finally {
-      this.writing = false;
-      for (const f of this.idle.splice(0)) f();
-    }
-  }
-
-  private async write(
-    batch: Pending[],
-    waiters: Array<{ resolve: (c: Checkpoint | null) => void; reject: (e: AuditError) => void }>,
-  ): Promise<void> {
-    const texts: string[] = [];
-    const cols: IndexColumns[] = [];
-    const owners: Pending[] = [];
-    for (const p of batch) {
-      try {
-        texts.push(canonicalJson(p.event));
-        cols.push(indexColumns(p.event));
-        owners.push(p);
-      } catch (e) {
-        p.reject(
-          new AuditError('invalid_event', `audit event cannot be recorded: ${messageOf(e)}`, { cause: e }),
-        );
-      }
-    }
-    if (owners.length === 0 && waiters.length === 0) return;
-    const force = waiters.length > 0;
-    let sealed: SealedBatch;
-    try {
-      sealed = await this.store.append((head) => this.seal(head, texts, cols, force));
-    } catch (e) {
-      // INVARIANT: fail closed — every caller in the batch learns its event was not recorded.
-      const err = isAuditError(e)
-        ? e
-        : new AuditError('audit_unavailable', `audit store failed: ${messageOf(e)}`, { cause: e });
-      this.counters.failedBatches++;
-      this.counters.failedRecords += owners.length;
-      for (const o of owners) o.reject(err);
-      for (const w of waiters) w.reject(err);
-      return;
-    }
-    this.counters.batches++;
-    this.counters.records += owners.length;
-    this.unsigned = sealed.head.size - sealed.head.checkpointSize;
-    const rows = sealed.rows;
-    for (let i = 0; i < owners.length; i++) {
-      const o = owners[i]!;
-      if (o.receipt) {
-        const r = rows[i]!;
-        o.resolve({ seq: r.seq, time: r.time, hash: r.hash.toString('hex') });
-      } else {
-        o.resolve(undefined);
-      }
-    }
-    if (waiters.length > 0) {
-      let cp = sealed.checkpoint;
-      if (cp === null) {
-        try {
-          cp = (await this.store.checkpoints()).at(-1) ?? null;
-        } catch {
-          cp = null;
-        }
-      }
-      for (const w of waiters) w.resolve(cp);
-    }
-  }
-
-  /** Build the batch from the head read under the store's lock. Pure apart from the signature. */
-  private seal(head: ChainHead, texts: string[], cols: IndexColumns[], force: boolean): SealedBatch {
-    const time = Math.max(this.now(), head.time);
-    const frontier = Frontier.from(head.size, head.frontier);
-    const rows: StoredRecord[] = new Array(texts.length);
-    let prev = head.hash;
-    let seq = head.size;
-    for (let i = 0; i < texts.length; i++) {
-      const event = texts[i]!;
-      const hash = recordHash(RECORD_VERSION, prev, seq, time, event);
-      frontier.append(leafHash(hash));
-      rows[i] = { seq, v: RECORD_VERSION, time, hash, event, index: cols[i]! };
-      prev = hash;
-      seq++;
-    }
-    const size = seq;
-    const due =
-      size > head.checkpointSize &&
-      (force || size - head.checkpointSize >= this.every || time - head.checkpointTime >= this.intervalMs);
-    const checkpoint = due ? signCheckpoint(this.key, size, frontier.root(), time) : null;
-    return {
-      rows,
-      checkpoint,
-      head: {
-        size,
-        hash: prev,
-        time,
-        frontier: rows.length > 0 ? frontier.serialize() : head.frontier,
-        checkpointSize: checkpoint ? size : head.checkpointSize,
-        checkpointTime: checkpoint ? time : head.checkpointTime,
-        prunedBefore: head.prunedBefore,
-      },
-    };
   }
 
   /**
@@ -416,18 +282,12 @@ export class AuditLog implements Recorder {
    * the newest checkpoint, or null when the log is empty.
    */
   checkpoint(): Promise<Checkpoint | null> {
-    return new Promise((resolve, reject) => {
-      this.wantCheckpoint.push({ resolve, reject });
-      this.schedule();
-    });
+    return this.writer.checkpoint();
   }
 
   /** Resolves when everything queued so far has been written (or has failed). */
   flush(): Promise<void> {
-    if (!this.writing && !this.scheduled && this.queue.length === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.idle.push(resolve);
-    });
+    return this.writer.flush();
   }
 
   /** Records matching `q`, oldest first unless `q.order` is `desc`. */
@@ -474,17 +334,21 @@ export class AuditLog implements Recorder {
     return { cutoff, before, count, checkpoint, dryRun: options.dryRun === true };
   }
 
-  /** Wait for queued events, sign a final checkpoint, close the store. Later `record` calls reject. */
+  /**
+   * Wait for queued events, sign a final checkpoint, stop the writer thread and close the store. Later
+   * `record` calls reject.
+   */
   close(): Promise<void> {
     if (this.closing === null) {
       this.closing = (async () => {
         clearInterval(this.timer);
         try {
-          if (this.unsigned > 0 || this.queue.length > 0) await this.checkpoint();
+          if (this.writer.unsigned > 0 || this.writer.busy) await this.checkpoint();
           await this.flush();
         } catch {
           // The store is unreachable; the unsigned tail is signed by the next process that opens the log.
         } finally {
+          await this.writer.close();
           await this.store.close();
         }
       })();
