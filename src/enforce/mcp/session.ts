@@ -693,7 +693,7 @@ export class GatewaySession {
       await this.finish(d, false, started, 'unknown tool');
       throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name}\``);
     }
-    await this.refreshPin(entry);
+    if (entry.state !== 'ok') await this.refreshPin(entry);
     if (entry.state !== 'ok') {
       const why = pinReason(entry);
       await this.finish(d, false, started, why);

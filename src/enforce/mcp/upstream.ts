@@ -198,7 +198,8 @@ export class UpstreamConnection {
     params: Record<string, unknown> | undefined,
     opts: { signal?: AbortSignal; onprogress?: RequestOptions['onprogress'] } = {},
   ): Promise<Result> {
-    const client = await this.ready();
+    // The live client without a detour through a promise; `ready()` starts or waits for one otherwise.
+    const client = this.client && !this.closed ? this.client : await this.ready();
     const options: RequestOptions = { timeout: this.timeoutMs };
     if (opts.signal) options.signal = opts.signal;
     if (opts.onprogress) options.onprogress = opts.onprogress;
