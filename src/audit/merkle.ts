@@ -4,6 +4,7 @@
  * (audit) paths and consistency proofs with the RFC 9162 verification algorithms.
  */
 import * as crypto from 'node:crypto';
+import { sha256Leaf, sha256Node } from './sha256-small.js';
 
 /** One-shot SHA-256 (`crypto.hash`, Node >= 20.12) with a streaming fallback for older runtimes. */
 export const sha256: (data: Uint8Array) => Buffer =
@@ -11,29 +12,19 @@ export const sha256: (data: Uint8Array) => Buffer =
     ? (data) => crypto.hash('sha256', data, 'buffer')
     : (data) => crypto.createHash('sha256').update(data).digest();
 
-// Scratch buffers: the prefix byte and the inputs are copied in, hashed at once, never retained.
-const leafScratch = Buffer.alloc(33);
-const nodeScratch = Buffer.alloc(65);
-leafScratch[0] = 0;
-nodeScratch[0] = 1;
+const leafPrefix = Buffer.from([0]);
+const nodePrefix = Buffer.from([1]);
 
 /** SHA-256(0x00 || data). */
 export function leafHash(data: Uint8Array): Buffer {
-  if (data.length === 32) {
-    leafScratch.set(data, 1);
-    return sha256(leafScratch);
-  }
-  return crypto.createHash('sha256').update(leafScratch.subarray(0, 1)).update(data).digest();
+  if (data.length === 32) return sha256Leaf(data);
+  return crypto.createHash('sha256').update(leafPrefix).update(data).digest();
 }
 
 /** SHA-256(0x01 || left || right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  if (left.length === 32 && right.length === 32) {
-    nodeScratch.set(left, 1);
-    nodeScratch.set(right, 33);
-    return sha256(nodeScratch);
-  }
-  return crypto.createHash('sha256').update(nodeScratch.subarray(0, 1)).update(left).update(right).digest();
+  if (left.length === 32 && right.length === 32) return sha256Node(left, right);
+  return crypto.createHash('sha256').update(nodePrefix).update(left).update(right).digest();
 }
 
 /** MTH({}) = SHA-256(""). */

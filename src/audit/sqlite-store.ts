@@ -31,6 +31,28 @@ export interface SqliteStoreOptions {
 
 type Row = [number, number, number, Buffer, string | null];
 
+const INSERT =
+  'INSERT INTO audit_records (seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id) VALUES';
+const ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+const COLUMNS = 11;
+/** Rows per multi-row INSERT (x 11 parameters, well under SQLite's limit of 32 766). */
+const INSERT_ROWS = 32;
+
+function bindRow(params: unknown[], at: number, r: StoredRecord): void {
+  const c = r.index;
+  params[at] = r.seq;
+  params[at + 1] = r.v;
+  params[at + 2] = r.time;
+  params[at + 3] = r.hash;
+  params[at + 4] = r.event;
+  params[at + 5] = c?.type ?? null;
+  params[at + 6] = c?.agent ?? null;
+  params[at + 7] = c?.tool ?? null;
+  params[at + 8] = c?.effect ?? null;
+  params[at + 9] = c?.rule ?? null;
+  params[at + 10] = c?.decisionId ?? null;
+}
+
 function toStored(r: Row): StoredRecord {
   return { seq: r[0], v: r[1], time: r[2], hash: r[3], event: r[4] };
 }
@@ -85,6 +107,8 @@ export class SqliteAuditStore implements AuditStore {
   private closed = false;
   private readonly stmts: ReturnType<SqliteAuditStore['prepare']>;
   private readonly appendTx: Database.Transaction<(seal: Sealer) => SealedBatch>;
+  private readonly params: unknown[] = new Array(INSERT_ROWS * COLUMNS);
+  private readonly single: unknown[] = new Array(COLUMNS);
 
   constructor(
     private readonly db: Database.Database,
@@ -94,22 +118,20 @@ export class SqliteAuditStore implements AuditStore {
     this.appendTx = db.transaction((seal: Sealer) => {
       const head = this.readHead();
       const batch = seal(head);
-      const ins = this.stmts.insert;
-      for (const r of batch.rows) {
-        const c = r.index;
-        ins.run(
-          r.seq,
-          r.v,
-          r.time,
-          r.hash,
-          r.event,
-          c?.type ?? null,
-          c?.agent ?? null,
-          c?.tool ?? null,
-          c?.effect ?? null,
-          c?.rule ?? null,
-          c?.decisionId ?? null,
-        );
+      const rows = batch.rows;
+      // Many rows per statement: one call into SQLite per INSERT_ROWS records instead of one per record.
+      const wide = this.stmts.insertMany;
+      const params = this.params;
+      let i = 0;
+      for (; i + INSERT_ROWS <= rows.length; i += INSERT_ROWS) {
+        for (let j = 0; j < INSERT_ROWS; j++) bindRow(params, j * COLUMNS, rows[i + j]!);
+        wide.run(params);
+      }
+      const one = this.stmts.insert;
+      const single = this.single;
+      for (; i < rows.length; i++) {
+        bindRow(single, 0, rows[i]!);
+        one.run(single);
       }
       const h = batch.head;
       this.stmts.updateHead.run(
@@ -133,9 +155,8 @@ export class SqliteAuditStore implements AuditStore {
       head: db.prepare(
         'SELECT size, hash, time, frontier, cp_size, cp_time, pruned_before FROM audit_head WHERE id = 1',
       ),
-      insert: db.prepare(
-        'INSERT INTO audit_records (seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
+      insert: db.prepare(`${INSERT} ${ROW}`),
+      insertMany: db.prepare(`${INSERT} ${Array(INSERT_ROWS).fill(ROW).join(', ')}`),
       updateHead: db.prepare(
         'UPDATE audit_head SET size = ?, hash = ?, time = ?, frontier = ?, cp_size = ?, cp_time = ?, pruned_before = ? WHERE id = 1',
       ),
