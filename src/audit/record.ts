@@ -133,12 +133,31 @@ export function recordHash(
   // Worst case 3 UTF-8 bytes per UTF-16 unit; grow the scratch buffer instead of measuring the string.
   const need = HEADER + eventJson.length * 3;
   if (need > scratch.length) scratch = Buffer.alloc(Math.max(need, scratch.length * 2));
+  writeHeader(v, prev, seq, time);
+  const n = scratch.write(eventJson, HEADER, 'utf8');
+  return sha256(scratch.subarray(0, HEADER + n));
+}
+
+/** `recordHash` from the event's UTF-8 bytes, as a store keeps them (no text round trip). */
+export function recordHashBytes(
+  v: number,
+  prev: Uint8Array,
+  seq: number,
+  time: number,
+  eventUtf8: Uint8Array,
+): Buffer {
+  const need = HEADER + eventUtf8.length;
+  if (need > scratch.length) scratch = Buffer.alloc(Math.max(need, scratch.length * 2));
+  writeHeader(v, prev, seq, time);
+  scratch.set(eventUtf8, HEADER);
+  return sha256(scratch.subarray(0, need));
+}
+
+function writeHeader(v: number, prev: Uint8Array, seq: number, time: number): void {
   scratch.writeUInt8(v, 0);
   scratch.set(prev, 1);
   writeU64(scratch, 33, seq);
   writeU64(scratch, 41, time);
-  const n = scratch.write(eventJson, HEADER, 'utf8');
-  return sha256(scratch.subarray(0, HEADER + n));
 }
 
 function writeU64(buf: Buffer, offset: number, value: number): void {

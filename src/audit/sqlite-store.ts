@@ -14,6 +14,7 @@ import type { Checkpoint } from './checkpoint.js';
 import { AuditError, messageOf } from './errors.js';
 import { GENESIS_HASH, type StoredRecord } from './record.js';
 import type { AuditStore, ChainHead, RecordQuery, SealedBatch, Sealer } from './store.js';
+import type { PackedRows } from './verify-hash.js';
 
 /** `PRAGMA application_id` of an ExecLayer audit database ("EXLA"). */
 export const SQLITE_APPLICATION_ID = 0x45584c41;
@@ -37,6 +38,13 @@ const ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 const COLUMNS = 11;
 /** Rows per multi-row INSERT (x 11 parameters, well under SQLite's limit of 32 766). */
 const INSERT_ROWS = 32;
+
+/** A fresh copy of `b` that owns its whole buffer (verification transfers it to a worker). */
+function transferable(b: Buffer | null): Uint8Array {
+  const out = new Uint8Array(b?.length ?? 0);
+  if (b !== null) out.set(b);
+  return out;
+}
 
 function bindRow(params: unknown[], at: number, r: StoredRecord): void {
   const c = r.index;
@@ -108,6 +116,7 @@ export class SqliteAuditStore implements AuditStore {
   private readonly stmts: ReturnType<SqliteAuditStore['prepare']>;
   private readonly appendTx: Database.Transaction<(seal: Sealer) => SealedBatch>;
   private readonly params: unknown[] = new Array(INSERT_ROWS * COLUMNS);
+  private readonly readPackedTx: (from: number, limit: number) => PackedRows;
   private readonly single: unknown[] = new Array(COLUMNS);
 
   constructor(
@@ -115,6 +124,43 @@ export class SqliteAuditStore implements AuditStore {
     readonly location: string,
   ) {
     this.stmts = this.prepare();
+    // One read transaction, so both queries see the same snapshot while writers append.
+    this.readPackedTx = db.transaction((from: number, limit: number) => {
+      const nums = this.stmts.readNums.all(from, limit) as Array<
+        [number, number, number, number | null, number | null]
+      >;
+      const blobs = this.stmts.readBlobs.get(from, limit) as [Buffer | null, Buffer | null];
+      const n = nums.length;
+      const packed: PackedRows = {
+        count: n,
+        nums: new Float64Array(3 * n),
+        hashes: transferable(blobs[0]),
+        hashEnds: new Uint32Array(n),
+        events: transferable(blobs[1]),
+        eventEnds: new Uint32Array(n),
+        pruned: new Uint8Array(n),
+      };
+      let h = 0;
+      let e = 0;
+      for (let i = 0; i < n; i++) {
+        const r = nums[i]!;
+        packed.nums[3 * i] = r[0];
+        packed.nums[3 * i + 1] = r[1];
+        packed.nums[3 * i + 2] = r[2];
+        h += r[3] ?? 0;
+        packed.hashEnds[i] = h;
+        if (r[4] === null) packed.pruned[i] = 1;
+        else e += r[4];
+        packed.eventEnds[i] = e;
+      }
+      if (h !== packed.hashes.length || e !== packed.events.length) {
+        throw new AuditError(
+          'audit_unavailable',
+          `audit database \`${this.location}\` changed while being read`,
+        );
+      }
+      return packed;
+    });
     this.appendTx = db.transaction((seal: Sealer) => {
       const head = this.readHead();
       const batch = seal(head);
@@ -165,6 +211,17 @@ export class SqliteAuditStore implements AuditStore {
       ),
       read: db
         .prepare('SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?')
+        .raw(true),
+      readNums: db
+        .prepare(
+          'SELECT seq, v, time, octet_length(hash), octet_length(event) FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?',
+        )
+        .raw(true),
+      // Hashes and event bytes of a whole chunk as two blobs: one value per chunk instead of two per row.
+      readBlobs: db
+        .prepare(
+          "SELECT CAST(group_concat(hash, x'' ORDER BY seq) AS BLOB), CAST(group_concat(CAST(event AS BLOB), x'' ORDER BY seq) AS BLOB) FROM (SELECT seq, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?)",
+        )
         .raw(true),
       checkpoints: db.prepare('SELECT size, root, time, key_id, sig FROM audit_checkpoints ORDER BY size'),
       seqAtTime: db.prepare('SELECT min(seq) AS seq FROM audit_records WHERE time >= ?'),
@@ -222,6 +279,10 @@ export class SqliteAuditStore implements AuditStore {
 
   read(from: number, limit: number): Promise<StoredRecord[]> {
     return this.guard('read', () => (this.stmts.read.all(from, limit) as Row[]).map(toStored));
+  }
+
+  readPacked(from: number, limit: number): Promise<PackedRows> {
+    return this.guard('read', () => this.readPackedTx(from, limit));
   }
 
   query(q: RecordQuery): Promise<StoredRecord[]> {

@@ -56,8 +56,16 @@ export function auditStoreContract(backend: ContractBackend): void {
         }
       });
 
-    const verify = async (log: AuditLog): Promise<VerifyReport> =>
-      verifyStore(log.store, parsePublicKey(log.publicKeyPem), { chunk: 37 });
+    /** Verify on this thread and with a hashing worker; both must report exactly the same. */
+    const verify = async (log: AuditLog): Promise<VerifyReport> => {
+      const key = parsePublicKey(log.publicKeyPem);
+      const inline = await verifyStore(log.store, key, { chunk: 37, workers: 0 });
+      const pooled = await verifyStore(log.store, key, { chunk: 37, workers: 2 });
+      const { rate: _r1, elapsedMs: _e1, ...a } = inline;
+      const { rate: _r2, elapsedMs: _e2, ...b } = pooled;
+      assert.deepEqual(b, a, 'verification in worker threads reports what verification on this thread does');
+      return inline;
+    };
 
     /** Fill a log with `n` decisions and checkpoints every `every`; returns it with a final checkpoint. */
     const filled = async (open: (o?: AuditLogOptions) => Promise<AuditLog>, n: number, every = 10) => {

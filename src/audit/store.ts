@@ -5,6 +5,7 @@
  */
 import type { Checkpoint } from './checkpoint.js';
 import type { StoredRecord } from './record.js';
+import type { PackedRows } from './verify-hash.js';
 
 /** The tip of the log, kept in one row that each append locks and rewrites in the same transaction. */
 export interface ChainHead {
@@ -69,6 +70,11 @@ export interface AuditStore {
   head(): Promise<ChainHead>;
   /** Records with seq in [from, from + limit), in order, pruned ones included (with `event: null`). */
   read(from: number, limit: number): Promise<StoredRecord[]>;
+  /**
+   * Optional: `read`, packed for hashing, with the event as the UTF-8 bytes the store keeps (no text round
+   * trip). Verification uses it when present.
+   */
+  readPacked?(from: number, limit: number): Promise<PackedRows>;
   /** Records matching `q` (pruned records never match). */
   query(q: RecordQuery): Promise<StoredRecord[]>;
   /** All checkpoints, smallest size first. */
