@@ -56,8 +56,12 @@ async function crashAndRecover(url: string, keyPath: string, rounds: number) {
     const acked = new Map<number, number>();
     const c = startChild(url, keyPath, `agent-${round}`, 0, acked);
     const child = await c.ready;
-    // Let it write for a random while, then kill it wherever it is (mid-transaction, mid-fsync, mid-checkpoint).
-    await new Promise((r) => setTimeout(r, 200 + Math.floor(Math.random() * 800)));
+    // Wait for its first acknowledged record (a loaded machine can be slow to start the writer), let it
+    // write for a random while, then kill it wherever it is (mid-transaction, mid-fsync, mid-checkpoint).
+    for (const start = Date.now(); acked.size === 0 && Date.now() - start < 30_000; ) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, 50 + Math.floor(Math.random() * 600)));
     child.kill('SIGKILL');
     await c.exited;
     assert.ok(acked.size > 0, `round ${round}: the child acknowledged nothing (${c.stderr()})`);
