@@ -54,7 +54,9 @@ export class HttpUpstreamTransport implements Transport {
     private readonly headers: Record<string, string> = {},
   ) {
     this.agent =
-      url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+      url.protocol === 'https:'
+        ? new HttpsAgent({ keepAlive: true, noDelay: true })
+        : new HttpAgent({ keepAlive: true, noDelay: true });
   }
 
   get sessionId(): string | undefined {
