@@ -22,6 +22,7 @@ import {
   type AdapterLayer,
   type AdapterOptions,
   authorizeCall,
+  recordFailure,
   recordOutcome,
   refusalError,
   runAllowed,
@@ -114,11 +115,7 @@ function protect(
           yield output;
         }
       } catch (error) {
-        await recordOutcome(layer, verdict.decision, {
-          ok: false,
-          error: error instanceof Error ? error.message : String(error),
-          durationMs: performance.now() - started,
-        });
+        await recordFailure(layer, verdict.decision, error, started);
         throw error;
       }
       await recordOutcome(layer, verdict.decision, {

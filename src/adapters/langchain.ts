@@ -26,6 +26,7 @@ import {
   type AdapterLayer,
   type AdapterOptions,
   authorizeCall,
+  recordFailure,
   recordOutcome,
   ToolCallRefusedError,
   toAction,
@@ -96,11 +97,7 @@ export function protectTool<T extends LangChainTool>(
     try {
       result = await inner.call(this, arg, runManager, config);
     } catch (error) {
-      await recordOutcome(layer, verdict.decision, {
-        ok: false,
-        error: error instanceof Error ? error.message : String(error),
-        durationMs: performance.now() - started,
-      });
+      await recordFailure(layer, verdict.decision, error, started);
       throw error;
     }
     if (isAsyncGenerator(result)) return trackGenerator(layer, verdict.decision, result, started);
@@ -144,11 +141,7 @@ async function* trackGenerator(
     await recordOutcome(layer, decision, { ok: true, result, durationMs: performance.now() - started });
     return result;
   } catch (error) {
-    await recordOutcome(layer, decision, {
-      ok: false,
-      error: error instanceof Error ? error.message : String(error),
-      durationMs: performance.now() - started,
-    });
+    await recordFailure(layer, decision, error, started);
     throw error;
   }
 }

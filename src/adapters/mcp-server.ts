@@ -31,6 +31,7 @@ import {
   authorizeCall,
   DECISION_META_KEY,
   decisionMeta,
+  recordFailure,
   recordOutcome,
   toAction,
 } from './shared.js';
@@ -181,11 +182,7 @@ async function protectedCall(
   try {
     result = await inner(request, extra);
   } catch (error) {
-    await recordOutcome(layer, verdict.decision, {
-      ok: false,
-      error: error instanceof Error ? error.message : String(error),
-      durationMs: performance.now() - started,
-    });
+    await recordFailure(layer, verdict.decision, error, started);
     throw error;
   }
   const isError =

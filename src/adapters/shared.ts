@@ -123,15 +123,25 @@ export async function runAllowed<R>(
   try {
     result = await fn();
   } catch (error) {
-    await recordOutcome(layer, decision, {
-      ok: false,
-      error: error instanceof Error ? error.message : String(error),
-      durationMs: performance.now() - started,
-    });
+    await recordFailure(layer, decision, error, started);
     throw error;
   }
   await recordOutcome(layer, decision, { ok: true, result, durationMs: performance.now() - started });
   return result;
+}
+
+/** Records that an allowed call failed (the error's message, how long it ran). */
+export function recordFailure(
+  layer: AdapterLayer,
+  decision: Decision,
+  error: unknown,
+  started: number,
+): Promise<void> {
+  return recordOutcome(layer, decision, {
+    ok: false,
+    error: error instanceof Error ? error.message : String(error),
+    durationMs: performance.now() - started,
+  });
 }
 
 /** Records an outcome; a recording failure must not turn a finished call into a retry by the model. */
