@@ -153,7 +153,9 @@ async function childExecLayer(dbPath: string): Promise<void> {
       recorderName = `none (sqlite audit log unavailable: ${(e as Error).message})`;
     }
   else recorderName = 'none (recording off, for comparison only)';
-  const layer = await createExecLayer(recorder ? { policy: POLICY, recorder } : { policy: POLICY, store: false });
+  const layer = await createExecLayer(
+    recorder ? { policy: POLICY, recorder } : { policy: POLICY, store: false },
+  );
   const { createAuthenticator, hashApiKey } = await import('../src/enforce/auth.js');
   const authenticate = createAuthenticator(
     { apiKeys: [{ sha256: hashApiKey(API_KEY), agent: 'todo-backend' }] },
