@@ -80,6 +80,7 @@ test('an unknown key is reported at its line and column', () => {
 
 test('a missing environment variable names the variable and where it is used', () => {
   const p = problems(
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: `${NOPE}` is the config's own interpolation syntax
     'policy: ./p.yaml\nupstreams:\n  crm:\n    url: https://x\n    headers:\n      A: "${NOPE}"\n',
   );
   assert.equal(p[0]?.line, 6);
