@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { sqliteApprovalStore } from '../src/approvals/sqlite.js';
 import type { Approval } from '../src/approvals/types.js';
-import { jsonDigest } from '../src/audit/canonical-json.js';
 import { openStore } from '../src/audit/log.js';
+import { jsonDigest } from '../src/canonical-json.js';
 import { SqliteAgentStateStore } from '../src/state/agent-state.js';
 
 const ROOT = join(import.meta.dirname, '..');

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
-import { jsonDigest } from '../audit/canonical-json.js';
+import { jsonDigest } from '../canonical-json.js';
 import type { ApprovalEvent, AuditEvent } from '../types.js';
 import {
   type Approval,

@@ -4,7 +4,7 @@
  * rate cap, and atomic single-binding grant consumption.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { canonicalJson } from '../audit/canonical-json.js';
+import { canonicalJson } from '../canonical-json.js';
 import type { ApprovalEvent, Json, Recorder } from '../types.js';
 import {
   type Approval,

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { jsonDigest } from '../audit/canonical-json.js';
+import { jsonDigest } from '../canonical-json.js';
 import { memoryApprovalStore } from './memory.js';
 import { sqliteApprovalStore } from './sqlite.js';
 import { waitForDecision } from './wait.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
-import { jsonDigest } from '../audit/canonical-json.js';
+import { jsonDigest } from '../canonical-json.js';
 import { memoryApprovalStore } from './memory.js';
 import type { Approval } from './types.js';
 import {

@@ -2,8 +2,9 @@
  * Replay: re-decide recorded decisions with a candidate policy and report what would change. The engine is
  * not imported here — the caller passes the decide function — so this stays a pure library over records.
  */
+
+import { jsonDigest } from '../canonical-json.js';
 import type { Action, Decision, Effect, Json } from '../types.js';
-import { jsonDigest } from './canonical-json.js';
 import type { AuditRecord } from './record.js';
 
 /** Decides one reconstructed action; `at` is the recorded time (ms) for time-dependent rules. */

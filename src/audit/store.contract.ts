@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { jsonDigest } from './canonical-json.js';
+import { jsonDigest } from '../canonical-json.js';
 import { parsePublicKey } from './checkpoint.js';
 import { isAuditError } from './errors.js';
 import { type AuditLog, type AuditLogOptions, openAuditLog } from './log.js';

@@ -1,6 +1,7 @@
 /** Event builders shared by the audit tests and the benchmark. */
+
+import { jsonDigest } from '../canonical-json.js';
 import type { AuditEvent, DecisionEvent, Effect } from '../types.js';
-import { jsonDigest } from './canonical-json.js';
 
 /** A realistic decision event (~500 bytes of canonical JSON) numbered `i`. */
 export function decisionEvent(

@@ -6,8 +6,8 @@
 import type { KeyObject } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
+import { canonicalJson } from '../canonical-json.js';
 import type { AuditEvent } from '../types.js';
-import { canonicalJson } from './canonical-json.js';
 import { type Checkpoint, parsePublicKey, verifyCheckpoint } from './checkpoint.js';
 import { AuditError, messageOf } from './errors.js';
 import {

@@ -11,8 +11,8 @@
  * so the log recovers by itself when the store returns.
  */
 import type { Worker } from 'node:worker_threads';
+import { canonicalJson } from '../canonical-json.js';
 import type { AuditEvent } from '../types.js';
-import { canonicalJson } from './canonical-json.js';
 import type { Checkpoint } from './checkpoint.js';
 import { AuditError, messageOf } from './errors.js';
 import { indexColumns } from './record.js';

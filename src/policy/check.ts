@@ -3,7 +3,7 @@
  * typed argument constraints) so a policy that loads can be evaluated, reports errors and warnings with
  * positions, and produces the checked policy that `compile()` indexes.
  */
-import { digest } from '../canonical-json.js';
+import { jsonDigest } from '../canonical-json.js';
 import { canonicalisers } from '../facts/index.js';
 import type { ApprovalSpec, Effect, LimitScope, LimitSpec, Mode } from '../types.js';
 import { compileCel } from './cel.js';
@@ -508,7 +508,7 @@ export function checkPolicy(
     if (spec.redact) byTool.set(name, new Set(spec.redact));
   const policy: CheckedPolicy = {
     doc,
-    hash: digest(doc),
+    hash: jsonDigest(doc),
     mode: policyMode,
     agents,
     redact: { all: new Set(doc.redact ?? []), byTool },

@@ -4,7 +4,7 @@
  */
 import { type FSWatcher, watch } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { digest } from '../canonical-json.js';
+import { jsonDigest } from '../canonical-json.js';
 import { compile, type Engine } from '../engine/compile.js';
 import { initFacts } from '../facts/index.js';
 import { type LoadResult, loadPolicyFile, loadPolicyObject } from '../policy/load.js';
@@ -196,6 +196,7 @@ class Runtime implements ExecLayer {
     const entry = this.#inflight.get(decision.id);
     await this.#release(decision.id, false);
     this.#inflight.delete(decision.id);
+    const resultDigest = o.result === undefined ? '' : safeDigest(o.result);
     await this.recorder.record({
       type: 'outcome',
       decisionId: decision.id,
@@ -203,7 +204,8 @@ class Runtime implements ExecLayer {
       tool: entry?.tool ?? '',
       ok: o.ok,
       ...(o.error !== undefined ? { error: o.error.slice(0, 2000) } : {}),
-      ...(o.result !== undefined ? { resultDigest: digest(o.result ?? null) } : {}),
+      // A result with no JSON form (a function, a bigint) is recorded without a digest.
+      ...(resultDigest ? { resultDigest } : {}),
       durationMs: o.durationMs,
     });
   }
@@ -318,7 +320,7 @@ class Runtime implements ExecLayer {
     if (d.effect !== 'ask') return d;
     const store = this.#opts.approvals;
     if (!store) return d;
-    const argsDigest = digest(action.args);
+    const argsDigest = jsonDigest(action.args);
     const binding = {
       agent: action.agent,
       tool: action.tool,
@@ -445,7 +447,7 @@ function safeRedact(engine: Engine, action: Action, args: { [k: string]: Json })
 
 function safeDigest(args: unknown): string {
   try {
-    return digest(args);
+    return jsonDigest(args);
   } catch {
     return '';
   }
