@@ -6,10 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import pg from 'pg';
 import { openAuditLog } from '../src/audit/log.js';
 import { decisionEvent } from '../src/audit/testing.js';
-import { PG_ADMIN_URL, pgAvailable, uniqueName } from '../src/testing/services.js';
+import { tempPostgresDatabase } from '../src/testing/services.js';
 
 const CHILD = join(import.meta.dirname, 'audit-child.ts');
 
@@ -102,20 +101,13 @@ describe('audit log survives kill -9', () => {
   });
 
   it('postgres: acknowledged records are all present and the log verifies after each crash', async (t) => {
-    if (!(await pgAvailable(t))) return;
-    const name = uniqueName('execlayer_test');
-    const admin = new pg.Client(PG_ADMIN_URL);
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    const u = new URL(PG_ADMIN_URL);
-    u.pathname = `/${name}`;
+    const url = await tempPostgresDatabase(t);
+    if (!url) return;
     const dir = mkdtempSync(join(tmpdir(), 'execlayer-crash-pg-'));
     try {
-      await crashAndRecover(u.toString(), join(dir, 'audit.key'), 2);
+      await crashAndRecover(url, join(dir, 'audit.key'), 2);
     } finally {
       rmSync(dir, { recursive: true, force: true });
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
     }
   });
 });
