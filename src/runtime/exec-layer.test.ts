@@ -125,6 +125,45 @@ describe('runtime', () => {
     await l.close();
   });
 
+  test('allowed decisions whose outcome never comes are forgotten oldest first, releasing their slots', async () => {
+    const MAX = 65_536;
+    const recorder = new ListRecorder();
+    const l = await createExecLayer({
+      policy: {
+        version: 1,
+        agents: { bot: { roles: ['r'] } },
+        roles: {
+          r: [
+            { id: 'read', allow: 'db.read' },
+            { id: 'run', allow: 'job.run', limit: { concurrent: 1 } },
+          ],
+        },
+      },
+      recorder,
+      limits: new MemoryLimitStore(),
+    });
+    const job = await l.authorize({ agent: 'bot', tool: 'job.run', args: {} });
+    assert.equal(job.effect, 'allow');
+    assert.equal((await l.authorize({ agent: 'bot', tool: 'job.run', args: {} })).code, 'limit_exceeded');
+    const first = await l.authorize({ agent: 'bot', tool: 'db.read', args: {} });
+    for (let i = 0; i < MAX - 1; i++) await l.authorize({ agent: 'bot', tool: 'db.read', args: {} });
+    await l.outcome(first, { ok: true, durationMs: 1 });
+    await l.outcome(job, { ok: true, durationMs: 1 });
+    // `job` was the oldest: forgotten, and its concurrency slot released (not refunded).
+    const again = await l.authorize({ agent: 'bot', tool: 'job.run', args: {} });
+    assert.equal(again.effect, 'allow', 'the slot held by the forgotten decision is free again');
+    const outcomes = recorder.events.filter((e) => e.type === 'outcome');
+    assert.deepEqual(
+      outcomes.map((e) => e.type === 'outcome' && [e.decisionId, e.tool]),
+      [
+        [first.id, 'db.read'],
+        [job.id, ''],
+      ],
+      'the newer decision is still remembered; the evicted one is not',
+    );
+    await l.close();
+  });
+
   test('a decision with limits but no limit store is denied', async () => {
     const l = await createExecLayer({ policy: POLICY, store: false });
     const d = await l.authorize({ agent: 'bot', tool: 'pay.refund', args: { amount: 1 } });

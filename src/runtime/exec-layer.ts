@@ -114,6 +114,13 @@ class Runtime implements ExecLayer {
   readonly #opts: ExecLayerOptions;
   /** Allowed decisions whose outcome is not in yet: what to name in the outcome and what to release. */
   readonly #inflight = new Map<string, { agent: string; tool: string; ticket?: LimitTicketPort }>();
+  /**
+   * The ids tracked last, oldest overwritten first: evicting through this ring is O(1), where taking a
+   * Map's first entry walks every entry deleted before it (a decision API whose callers never report
+   * outcomes made each call pay for tens of thousands of them).
+   */
+  readonly #order: Array<string | undefined> = new Array(MAX_INFLIGHT);
+  #orderAt = 0;
   readonly #pending = new Set<Promise<void>>();
   readonly #now: () => number;
   #watcher: FSWatcher | undefined;
@@ -367,8 +374,14 @@ class Runtime implements ExecLayer {
    */
   #track(id: string, entry: { agent: string; tool: string; ticket?: LimitTicketPort }): void {
     this.#inflight.set(id, entry);
-    if (this.#inflight.size <= MAX_INFLIGHT) return;
-    const [oldest, dropped] = this.#inflight.entries().next().value as [string, { ticket?: LimitTicketPort }];
+    const slot = this.#orderAt;
+    this.#orderAt = (slot + 1) % MAX_INFLIGHT;
+    const oldest = this.#order[slot];
+    this.#order[slot] = id;
+    // The id this slot held was tracked MAX_INFLIGHT calls ago; if its outcome never came, forget it.
+    if (oldest === undefined || oldest === id) return;
+    const dropped = this.#inflight.get(oldest);
+    if (dropped === undefined) return;
     this.#inflight.delete(oldest);
     if (dropped.ticket) void this.#opts.limits?.release(dropped.ticket, { refund: false });
   }
