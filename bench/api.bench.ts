@@ -15,6 +15,8 @@ import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { hashApiKey } from '../src/enforce/auth.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -134,51 +136,40 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function childExecLayer(dbPath: string): Promise<void> {
-  const { createExecLayer } = await import('../src/runtime/exec-layer.js');
-  const { createDecisionApiServer } = await import('../src/enforce/http/index.js');
-  let recorder: import('../src/types.js').Recorder | undefined;
-  let recorderName = 'none';
-  let closeRecorder = async () => {};
-  let countRecords = async () => -1;
-  if (dbPath !== '-')
-    try {
-      const { openAuditLog } = await import('../src/audit/log.js');
-      const log = await openAuditLog(`sqlite:${dbPath}`);
-      recorder = log;
-      recorderName = 'sqlite audit log (WAL, synchronous=FULL)';
-      countRecords = async () => (await log.store.head()).size;
-      closeRecorder = () => log.close();
-    } catch (e) {
-      recorderName = `none (sqlite audit log unavailable: ${(e as Error).message})`;
-    }
-  else recorderName = 'none (recording off, for comparison only)';
-  const layer = await createExecLayer(
-    recorder ? { policy: POLICY, recorder } : { policy: POLICY, store: false },
+/**
+ * The ExecLayer server under test is what users run: `execlayer serve` from the compiled package (bin/ →
+ * dist/), with the Todo policy, the PEP's API key (role `pdp-client`) and the given store — `sqlite:` records
+ * every decision durably before answering; `memory:` keeps records in memory (nothing durable).
+ */
+async function startServe(dir: string, store: string): Promise<Child> {
+  const config = join(dir, `execlayer-${store.startsWith('sqlite:') ? 'sqlite' : 'memory'}.yaml`);
+  writeFileSync(
+    config,
+    [
+      `policy: ${JSON.stringify(POLICY)}`,
+      `store: ${JSON.stringify(store)}`,
+      'auth:',
+      '  apiKeys:',
+      `    - { sha256: ${hashApiKey(API_KEY)}, agent: todo-backend, roles: [pdp-client] }`,
+      '',
+    ].join('\n'),
   );
-  const { createAuthenticator, hashApiKey } = await import('../src/enforce/auth.js');
-  const authenticate = createAuthenticator(
-    { apiKeys: [{ sha256: hashApiKey(API_KEY), agent: 'todo-backend' }] },
-    recorder ? { recorder, point: 'http' } : {},
+  const child = await startProcess(
+    [join(ROOT, 'bin/execlayer.js'), 'serve', '--config', config, '--port', '0', '--json'],
+    'execlayer serve',
   );
-  const server = createDecisionApiServer(layer, { pdpClients: ['todo-backend'], authenticate });
-  server.keepAliveTimeout = 60_000;
-  server.listen(0, '127.0.0.1', () => {
-    process.stdout.write(
-      `${JSON.stringify({ port: (server.address() as AddressInfo).port, recorder: recorderName })}\n`,
-    );
-  });
-  process.once('SIGTERM', () => {
-    server.closeAllConnections();
-    server.close();
-    void (async () => {
-      await layer.close();
-      const records = await countRecords();
-      await closeRecorder();
-      process.stdout.write(`${JSON.stringify({ records })}\n`);
-      process.exit(0);
-    })();
-  });
+  const url = new URL(String(child.first.url));
+  return { ...child, first: { ...child.first, port: Number(url.port) } };
+}
+
+/** Audit records in a SQLite store file (read after the server stopped). */
+function countRecords(path: string): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM audit_records').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
 }
 
 function childBare(): void {
@@ -207,14 +198,20 @@ interface Child {
 }
 
 function startChild(args: string[]): Promise<Child> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    cwd: ROOT,
+  return startProcess(['--import', 'tsx', fileURLToPath(import.meta.url), ...args], args[0] ?? '');
+}
+
+/** Starts `node <argv>` and resolves with the first JSON line it prints on stdout. */
+function startProcess(argv: string[], name: string): Promise<Child> {
+  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
   });
   const lines: Record<string, unknown>[] = [];
   let buf = '';
   return new Promise((resolvePromise, reject) => {
-    proc.once('exit', (code) => reject(new Error(`child ${args[0]} exited with ${code}`)));
+    proc.once('exit', (code) => reject(new Error(`${name} exited with ${code}: ${stderr}`)));
     proc.stdout?.on('data', (d: Buffer) => {
       buf += d.toString();
       let nl = buf.indexOf('\n');
@@ -229,12 +226,11 @@ function startChild(args: string[]): Promise<Child> {
   });
 }
 
-async function stopChild(c: Child): Promise<Record<string, unknown> | undefined> {
+async function stopChild(c: Child): Promise<void> {
   c.proc.removeAllListeners('exit');
   const exited = new Promise<void>((r) => c.proc.once('exit', () => r()));
   c.proc.kill('SIGTERM');
   await exited;
-  return c.lines[1];
 }
 
 async function freePort(): Promise<number> {
@@ -391,9 +387,10 @@ async function main(): Promise<void> {
   const children: Child[] = [];
   let cerbos: { proc: ChildProcess; url: string } | undefined;
   try {
-    const exec = await startChild(['--child-execlayer', join(dir, 'audit.db')]);
+    const auditDb = join(dir, 'audit.db');
+    const exec = await startServe(dir, `sqlite:${auditDb}`);
     children.push(exec);
-    const execNoRec = await startChild(['--child-execlayer', '-']);
+    const execNoRec = await startServe(dir, 'memory:');
     children.push(execNoRec);
     const execNoRecUrl = `http://127.0.0.1:${execNoRec.first.port}`;
     const bare = await startChild(['--child-bare']);
@@ -433,7 +430,9 @@ async function main(): Promise<void> {
     console.log(
       `agreement: ${set.length} single checks (${allows} allow, ${set.length - allows} deny) and ${USERS.length} batches of ${BATCH} — identical`,
     );
-    console.log(`execlayer recorder: ${exec.first.recorder}`);
+    console.log(
+      'execlayer: `execlayer serve` (compiled package); "execlayer" rows record to the SQLite audit log (WAL, synchronous=FULL), durable before each answer; "memory" rows keep records in memory',
+    );
     console.log(
       `machine: ${cpus().length} cpus, load average ${loadavg()
         .map((x) => x.toFixed(1))
@@ -479,7 +478,7 @@ async function main(): Promise<void> {
     );
     await add(
       'single',
-      'execlayer no-rec, single',
+      'execlayer memory, single',
       execNoRecUrl,
       '/access/v1/evaluation',
       single,
@@ -506,7 +505,7 @@ async function main(): Promise<void> {
     );
     await add(
       'batch',
-      `execlayer no-rec, batch ${BATCH}`,
+      `execlayer memory, batch ${BATCH}`,
       execNoRecUrl,
       '/access/v1/evaluations',
       batchBodies,
@@ -532,9 +531,9 @@ async function main(): Promise<void> {
         `execlayer batch vs cerbos single: ${num(oursMany.decisionsPerSec / cerbosOne.decisionsPerSec, 2)}x; ` +
         `execlayer single vs bare floor: ${num(oursOne.reqPerSec / floor.reqPerSec, 2)}x`,
     );
-    const stats = await stopChild(exec);
+    await stopChild(exec);
     children.splice(children.indexOf(exec), 1);
-    if (stats) console.log(`audit records written by the execlayer server: ${num(Number(stats.records))}`);
+    console.log(`audit records written by the execlayer server: ${num(countRecords(auditDb))}`);
   } finally {
     for (const c of children) await stopChild(c).catch(() => undefined);
     cerbos?.proc.kill('SIGTERM');
@@ -543,7 +542,5 @@ async function main(): Promise<void> {
 }
 
 const mode = process.argv[2];
-if (mode === '--child-execlayer')
-  await childExecLayer(process.argv[3] ?? join(tmpdir(), 'execlayer-api-bench.db'));
-else if (mode === '--child-bare') childBare();
+if (mode === '--child-bare') childBare();
 else await main();
