@@ -3,7 +3,7 @@
  * so processes sharing the file never both consume the same grant or both create a pending request.
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import { openSqlite } from '../state/sqlite-db.js';
+import { DEFAULT_BUSY_TIMEOUT_MS, openSqlite, retryBusy } from '../state/sqlite-db.js';
 import {
   type ApprovalBackend,
   type ApprovalRow,
@@ -66,8 +66,11 @@ class SqliteBackend implements ApprovalBackend {
   readonly #s: Stmts;
   #chain: Promise<unknown> = Promise.resolve();
 
+  readonly #busyTimeoutMs: number;
+
   constructor(path: string, busyTimeoutMs?: number) {
-    this.#db = openSqlite(path, busyTimeoutMs === undefined ? {} : { busyTimeoutMs });
+    this.#busyTimeoutMs = busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    this.#db = openSqlite(path, { busyTimeoutMs: this.#busyTimeoutMs });
     const db = this.#db;
     try {
       db.exec(SCHEMA);
@@ -129,7 +132,8 @@ class SqliteBackend implements ApprovalBackend {
         many(s.list, { status: f.status ?? null, agent: f.agent ?? null, limit: f.limit ?? 100 }),
     };
     const run = async (): Promise<T> => {
-      s.begin.run();
+      // Nothing has run before BEGIN: waiting out another process's write lock is safe.
+      await retryBusy(() => s.begin.run(), this.#busyTimeoutMs);
       try {
         const out = await fn(tx);
         s.commit.run();

@@ -14,9 +14,9 @@ import { resolve as resolvePath } from 'node:path';
 import type { AuditEvent, Recorder } from '../types.js';
 import { type Checkpoint, loadOrCreateSigningKey, type SigningKey } from './checkpoint.js';
 import { AuditError } from './errors.js';
-import { type AuditRecord, matchesQuery, type StoredRecord, toAuditRecord } from './record.js';
+import { type AuditRecord, matchesQuery, toAuditRecord } from './record.js';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
-import type { AuditStore, ChainHead, RecordQuery } from './store.js';
+import type { AuditStore, RecordQuery } from './store.js';
 import {
   type InclusionProof,
   proveInclusion,
@@ -133,8 +133,7 @@ export async function openAuditLog(url: string, options: AuditLogOptions = {}): 
         { data: { keyPath } },
       );
     }
-    const head = await store.head();
-    checkHead(store, head, await store.read(Math.max(0, head.size - 1), 2));
+    await checkHead(store);
     const writer = new WriterThread(
       {
         // The writer opens the file this process opened, whatever the working directory becomes.
@@ -165,13 +164,22 @@ export async function openAuditLog(url: string, options: AuditLogOptions = {}): 
   }
 }
 
-function checkHead(store: AuditStore, head: ChainHead, last: StoredRecord[]): void {
-  const tip = last[last.length - 1];
-  const ok =
-    head.size === 0
-      ? last.length === 0
-      : tip !== undefined && tip.seq === head.size - 1 && tip.hash.equals(head.hash);
-  if (!ok) {
+/**
+ * The log must end where its head says: the head's hash is the last record's, and no record lies beyond it.
+ * Another process may append between reading the head and reading the records; then the head has moved on
+ * and the check runs again on the new one. A log that stays inconsistent is refused as damaged.
+ */
+export async function checkHead(store: AuditStore): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const head = await store.head();
+    const last = await store.read(Math.max(0, head.size - 1), 2);
+    const tip = last[last.length - 1];
+    const ok =
+      head.size === 0
+        ? last.length === 0
+        : tip !== undefined && tip.seq === head.size - 1 && tip.hash.equals(head.hash);
+    if (ok) return;
+    if (attempt < 5 && (await store.head()).size !== head.size) continue;
     throw new AuditError(
       'audit_corrupt',
       `audit log \`${store.location}\` does not end where its head says (${head.size} records): it was left untouched; run \`execlayer audit verify\``,

@@ -10,6 +10,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { retryBusy } from '../state/sqlite-db.js';
 import type { Checkpoint } from './checkpoint.js';
 import { AuditError, messageOf } from './errors.js';
 import { GENESIS_HASH, type StoredRecord } from './record.js';
@@ -122,6 +123,7 @@ export class SqliteAuditStore implements AuditStore {
   constructor(
     private readonly db: Database.Database,
     readonly location: string,
+    private readonly busyTimeoutMs: number,
   ) {
     this.stmts = this.prepare();
     // One read transaction, so both queries see the same snapshot while writers append.
@@ -266,11 +268,10 @@ export class SqliteAuditStore implements AuditStore {
         new AuditError('audit_unavailable', `audit database \`${this.location}\` is closed`),
       );
     }
-    try {
-      return Promise.resolve(fn());
-    } catch (e) {
-      return Promise.reject(sqliteError(e, this.location, action));
-    }
+    // Each operation is one statement or one transaction, rolled back whole when it fails: safe to retry.
+    return retryBusy(fn, this.busyTimeoutMs).catch((e: unknown) => {
+      throw sqliteError(e, this.location, action);
+    });
   }
 
   append(seal: Sealer): Promise<SealedBatch> {
@@ -426,14 +427,15 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       data: { path },
     });
   }
+  const busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000));
   let db: Database.Database;
   try {
-    db = new Database(path, { fileMustExist: exists });
+    db = new Database(path, { fileMustExist: exists, timeout: busyTimeoutMs });
   } catch (e) {
     throw sqliteError(e, path, 'open');
   }
   try {
-    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000))}`);
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     const appId = db.pragma('application_id', { simple: true }) as number;
     const tables = db
       .prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'")
@@ -480,7 +482,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
         );
       }
     }
-    return new SqliteAuditStore(db, path);
+    return new SqliteAuditStore(db, path, busyTimeoutMs);
   } catch (e) {
     db.close();
     throw sqliteError(e, path, 'open');

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
-import { openSqlite } from '../state/sqlite-db.js';
+import { DEFAULT_BUSY_TIMEOUT_MS, openSqlite, retryBusy } from '../state/sqlite-db.js';
 import type { Action, LimitSpec } from '../types.js';
 import {
   amountOf,
@@ -57,6 +57,22 @@ interface Stmts {
   begin: BetterSqlite3.Statement;
   commit: BetterSqlite3.Statement;
   rollback: BetterSqlite3.Statement;
+}
+
+/** The counters one `consume` takes, validated. */
+type Plan = { c: CompiledLimit; key: string; amount: number }[];
+
+/** A database failure inside a consume attempt, with the limit being taken when it happened. */
+class LimitStoreFailure extends Error {
+  readonly code: unknown;
+  constructor(
+    override readonly cause: unknown,
+    readonly spec: LimitSpec | undefined,
+  ) {
+    super('limit store failure', { cause });
+    // SQLite's code, so `retryBusy` can tell a busy database from other failures.
+    this.code = (cause as { code?: unknown } | null)?.code;
+  }
 }
 
 /** Options for the SQLite limit store. */
@@ -137,39 +153,74 @@ export class SqliteLimitStore implements LimitStore {
     }
   }
 
-  consume(
+  async consume(
     specs: readonly LimitSpec[],
     action: Action,
     roles: readonly string[],
     nowMs: number,
   ): Promise<LimitResult> {
-    return Promise.resolve(this.consumeSync(specs, action, roles, nowMs));
+    const p = this.#plan(specs, action, roles, nowMs);
+    if ('result' in p) return p.result;
+    try {
+      // Another process may hold the file's write lock: wait for it as long as SQLite's busy timeout would.
+      return await retryBusy(
+        () => this.#consumeOnce(p.s, p.plan, action, roles, nowMs),
+        this.#opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+      );
+    } catch (err) {
+      return storeErrorResult((err as LimitStoreFailure).spec ?? specs[0], (err as LimitStoreFailure).cause);
+    }
   }
 
-  /** Synchronous `consume` (better-sqlite3 is synchronous). Never throws. */
+  /** Synchronous `consume` (better-sqlite3 is synchronous; a busy database is not waited for). Never throws. */
   consumeSync(
     specs: readonly LimitSpec[],
     action: Action,
     roles: readonly string[],
     nowMs: number,
   ): LimitResult {
-    if (specs.length === 0) return { ok: true, ticket: { entries: [], released: false } };
-    // Validate every spec against the action before touching the store.
-    const plan: { c: CompiledLimit; key: string; amount: number }[] = [];
+    const p = this.#plan(specs, action, roles, nowMs);
+    if ('result' in p) return p.result;
+    try {
+      return this.#consumeOnce(p.s, p.plan, action, roles, nowMs);
+    } catch (err) {
+      return storeErrorResult((err as LimitStoreFailure).spec ?? specs[0], (err as LimitStoreFailure).cause);
+    }
+  }
+
+  /** Validates every spec against the action before the store is touched; the counters to take. */
+  #plan(
+    specs: readonly LimitSpec[],
+    action: Action,
+    roles: readonly string[],
+    nowMs: number,
+  ): { result: LimitResult } | { s: Stmts; plan: Plan } {
+    if (specs.length === 0) return { result: { ok: true, ticket: { entries: [], released: false } } };
+    const plan: Plan = [];
     for (const spec of specs) {
       const c = compileLimit(spec);
-      if (c.invalid !== null) return invalidResult(c, c.invalid, 'evaluation_error');
+      if (c.invalid !== null) return { result: invalidResult(c, c.invalid, 'evaluation_error') };
       const k = counterKey(c, action, roles);
-      if (typeof k === 'string') return invalidResult(c, k, 'invalid_action');
+      if (typeof k === 'string') return { result: invalidResult(c, k, 'invalid_action') };
       const amount = amountOf(c, action);
-      if (typeof amount === 'string') return invalidResult(c, amount, 'invalid_action');
-      if (amount > c.max) return exceededResult(c, action, roles, 0, amount, nowMs);
+      if (typeof amount === 'string') return { result: invalidResult(c, amount, 'invalid_action') };
+      if (amount > c.max) return { result: exceededResult(c, action, roles, 0, amount, nowMs) };
       plan.push({ c, key: k.key, amount });
     }
     const s = this.#ensure();
     // INVARIANT: fail closed — no database, no allowance.
     if (s === undefined)
-      return storeErrorResult(specs[0], this.#closed ? new Error('store closed') : this.#openError);
+      return {
+        result: storeErrorResult(specs[0], this.#closed ? new Error('store closed') : this.#openError),
+      };
+    return { s, plan };
+  }
+
+  /**
+   * One attempt at taking every counter of `plan` in one transaction. Throws a `LimitStoreFailure` (after
+   * rolling back) when the database fails; the result otherwise.
+   */
+  #consumeOnce(s: Stmts, plan: Plan, action: Action, roles: readonly string[], nowMs: number): LimitResult {
     let current: CompiledLimit | undefined;
     try {
       if ((++this.#ops & (SWEEP_EVERY - 1)) === 0) {
@@ -196,7 +247,7 @@ export class SqliteLimitStore implements LimitStore {
       } catch {
         // The rollback error adds nothing to the original one.
       }
-      return storeErrorResult(current?.spec ?? specs[0], err);
+      throw new LimitStoreFailure(err, current?.spec);
     }
   }
 

@@ -9,7 +9,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { Redis } from 'ioredis';
 import { failFastRedis, waitReady } from '../limits/redis.js';
 import type { AgentStateEvent, Recorder } from '../types.js';
-import { openSqlite } from './sqlite-db.js';
+import { DEFAULT_BUSY_TIMEOUT_MS, openSqlite, retryBusy } from './sqlite-db.js';
 
 /** The agent id that stands for every agent: the emergency stop. */
 export const ALL_AGENTS = '*';
@@ -204,14 +204,13 @@ export class SqliteAgentStateStore extends BaseStateStore {
   readonly #put: BetterSqlite3.Statement;
   readonly #del: BetterSqlite3.Statement;
   readonly #all: BetterSqlite3.Statement;
+  readonly #busyMs: number;
 
   /** Opens (creating) the file; throws at start-up when it cannot. */
   constructor(path: string, options: AgentStateStoreOptions & { busyTimeoutMs?: number } = {}) {
     super(options);
-    this.#db = openSqlite(
-      path,
-      options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs },
-    );
+    this.#busyMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    this.#db = openSqlite(path, { busyTimeoutMs: this.#busyMs });
     this.#db.exec(
       'CREATE TABLE IF NOT EXISTS agent_state (agent TEXT PRIMARY KEY, by TEXT NOT NULL, reason TEXT, at INTEGER NOT NULL)',
     );
@@ -223,18 +222,20 @@ export class SqliteAgentStateStore extends BaseStateStore {
     this.#all = this.#db.prepare('SELECT agent, by, reason, at FROM agent_state ORDER BY agent');
   }
 
+  // Each is one statement: safe to run again while another process holds the file's lock.
   protected async read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]> {
-    const rows = this.#get.all(agent, ALL_AGENTS) as Row[];
+    const rows = await retryBusy(() => this.#get.all(agent, ALL_AGENTS) as Row[], this.#busyMs);
     return [fromRow(rows.find((r) => r.agent === agent)), fromRow(rows.find((r) => r.agent === ALL_AGENTS))];
   }
   protected async write(s: Suspension): Promise<void> {
-    this.#put.run(s.agent, s.by, s.reason ?? null, s.at);
+    await retryBusy(() => this.#put.run(s.agent, s.by, s.reason ?? null, s.at), this.#busyMs);
   }
   protected async remove(agent: string): Promise<boolean> {
-    return this.#del.run(agent).changes > 0;
+    return (await retryBusy(() => this.#del.run(agent), this.#busyMs)).changes > 0;
   }
   protected async readAll(): Promise<Suspension[]> {
-    return (this.#all.all() as Row[]).map((r) => fromRow(r) as Suspension);
+    const rows = await retryBusy(() => this.#all.all() as Row[], this.#busyMs);
+    return rows.map((r) => fromRow(r) as Suspension);
   }
   async close(): Promise<void> {
     this.#db.close();

@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { canonicalJson } from '../../canonical-json.js';
+import { retryBusy } from '../../state/sqlite-db.js';
 
 /** What the store knows about one tool (by its policy name, e.g. `files.read_file`). */
 export interface ToolPin {
@@ -118,6 +119,9 @@ function fromRow(r: PinRow): ToolPin {
   return pin;
 }
 
+/** How long a pin check waits for other processes' write locks on the shared file. */
+const BUSY_TIMEOUT_MS = 5000;
+
 /** Pins in a table of the embedded SQLite store file (shared with the rest of the state). */
 export class SqliteToolPinStore implements ToolPinStore {
   private readonly db: Database.Database;
@@ -128,9 +132,8 @@ export class SqliteToolPinStore implements ToolPinStore {
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
+    this.db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('busy_timeout = 5000');
     this.db.exec(`CREATE TABLE IF NOT EXISTS execlayer_tool_pins (
       tool TEXT PRIMARY KEY,
       hash TEXT NOT NULL,
@@ -164,7 +167,7 @@ export class SqliteToolPinStore implements ToolPinStore {
       if (firstSeen) this.setPending.run(hash, now, tool);
       return { status: 'changed', firstSeen, pin: fromRow(this.sel.get(tool)!) };
     });
-    return run.immediate();
+    return retryBusy(() => run.immediate(), BUSY_TIMEOUT_MS);
   }
 
   async get(tool: string): Promise<ToolPin | undefined> {
@@ -184,7 +187,7 @@ export class SqliteToolPinStore implements ToolPinStore {
       this.setHash.run(target, by, new Date().toISOString(), tool);
       return fromRow(this.sel.get(tool)!);
     });
-    return run.immediate();
+    return retryBusy(() => run.immediate(), BUSY_TIMEOUT_MS);
   }
 
   async close(): Promise<void> {
