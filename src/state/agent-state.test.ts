@@ -129,6 +129,32 @@ describe('agent state fails closed', () => {
     assert.equal((await s.isSuspended('bot')).suspended, true);
   });
 
+  it('sqlite: a process sees another one suspend and resume on its very next read', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'execlayer-state-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, 's.db');
+    const a = await openAgentStateStore(`sqlite:${path}`);
+    const b = await openAgentStateStore(`sqlite:${path}`);
+    t.after(() => Promise.all([a.close(), b.close()]));
+    // Answers between commits are cached; each commit by another connection must end that.
+    for (let round = 0; round < 3; round++) {
+      assert.equal((await a.isSuspended('bot')).suspended, false);
+      assert.equal((await a.isSuspended('bot')).suspended, false);
+      await b.suspend('bot', 'ops', `round ${round}`);
+      assert.deepEqual(await a.isSuspended('bot'), {
+        suspended: true,
+        by: 'ops',
+        agent: 'bot',
+        at: (await b.list())[0]!.at,
+        reason: `round ${round}`,
+      });
+      assert.equal(await b.resume('bot', 'ops'), true);
+    }
+    await a.suspend('*', 'ops');
+    assert.equal((await a.isSuspended('bot')).suspended, true, 'its own write is seen at once');
+    assert.equal((await b.isSuspended('bot')).suspended, true);
+  });
+
   it('sqlite unreadable (dropped table): reads as suspended', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'execlayer-state-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -197,6 +197,9 @@ function fromRow(r: Row | undefined): Suspension | undefined {
   return s;
 }
 
+/** Agents whose answers the SQLite store keeps between commits to its file. */
+const MAX_CACHED_AGENTS = 10_000;
+
 /** State in a SQLite file; processes sharing the file see a suspend on their next decision. */
 export class SqliteAgentStateStore extends BaseStateStore {
   readonly #db: BetterSqlite3.Database;
@@ -204,7 +207,11 @@ export class SqliteAgentStateStore extends BaseStateStore {
   readonly #put: BetterSqlite3.Statement;
   readonly #del: BetterSqlite3.Statement;
   readonly #all: BetterSqlite3.Statement;
+  readonly #version: BetterSqlite3.Statement;
   readonly #busyMs: number;
+  /** Answers per agent as of `#seenVersion` of the file (this connection's own writes clear it). */
+  readonly #cache = new Map<string, [Suspension | undefined, Suspension | undefined]>();
+  #seenVersion = -1;
 
   /** Opens (creating) the file; throws at start-up when it cannot. */
   constructor(path: string, options: AgentStateStoreOptions & { busyTimeoutMs?: number } = {}) {
@@ -220,18 +227,41 @@ export class SqliteAgentStateStore extends BaseStateStore {
     );
     this.#del = this.#db.prepare('DELETE FROM agent_state WHERE agent = ?');
     this.#all = this.#db.prepare('SELECT agent, by, reason, at FROM agent_state ORDER BY agent');
+    this.#version = this.#db.prepare('PRAGMA data_version').pluck();
   }
 
   // Each is one statement: safe to run again while another process holds the file's lock.
   protected async read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]> {
-    const rows = await retryBusy(() => this.#get.all(agent, ALL_AGENTS) as Row[], this.#busyMs);
-    return [fromRow(rows.find((r) => r.agent === agent)), fromRow(rows.find((r) => r.agent === ALL_AGENTS))];
+    return retryBusy(() => {
+      // `data_version` changes whenever another connection (process) commits to the file: until then the
+      // answers read before still hold, and a decision costs one pragma instead of a query.
+      const version = this.#version.get() as number;
+      if (version !== this.#seenVersion) {
+        this.#cache.clear();
+        this.#seenVersion = version;
+      }
+      let hit = this.#cache.get(agent);
+      if (hit === undefined) {
+        const rows = this.#get.all(agent, ALL_AGENTS) as Row[];
+        hit = [
+          fromRow(rows.find((r) => r.agent === agent)),
+          fromRow(rows.find((r) => r.agent === ALL_AGENTS)),
+        ];
+        if (this.#cache.size >= MAX_CACHED_AGENTS) this.#cache.clear();
+        this.#cache.set(agent, hit);
+      }
+      return hit;
+    }, this.#busyMs);
   }
   protected async write(s: Suspension): Promise<void> {
     await retryBusy(() => this.#put.run(s.agent, s.by, s.reason ?? null, s.at), this.#busyMs);
+    // After the commit: this connection's own writes do not change `data_version`.
+    this.#cache.clear();
   }
   protected async remove(agent: string): Promise<boolean> {
-    return (await retryBusy(() => this.#del.run(agent), this.#busyMs)).changes > 0;
+    const { changes } = await retryBusy(() => this.#del.run(agent), this.#busyMs);
+    this.#cache.clear();
+    return changes > 0;
   }
   protected async readAll(): Promise<Suspension[]> {
     const rows = await retryBusy(() => this.#all.all() as Row[], this.#busyMs);

@@ -418,8 +418,7 @@ function writeJson(
     'x-request-id': rid,
   };
   if (extra !== undefined) Object.assign(headers, extra);
-  res.writeHead(status, headers);
-  res.end(body);
+  writeNextTurn(res, status, headers, body);
 }
 
 /** Writes `p` as an `application/problem+json` response with the request id echoed. */
@@ -437,6 +436,36 @@ export function writeProblem(
     'cache-control': 'no-store',
   };
   if (extra !== undefined) Object.assign(headers, extra);
-  res.writeHead(p.status, headers);
-  res.end(body);
+  writeNextTurn(res, p.status, headers, body);
+}
+
+type PendingWrite = [ServerResponse, number, Record<string, string | number>, string];
+const pendingWrites: PendingWrite[] = [];
+
+/**
+ * Responses are written once per turn of the event loop, after every request read in that turn has been
+ * handled: under load the server's writes (and the client wake-ups each one causes) no longer interleave
+ * with reading and deciding the next requests. Measured with 32 keep-alive connections on two cores: about
+ * 1.6x the decisions per second of writing each response at once (`npm run bench:api`).
+ */
+function writeNextTurn(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string | number>,
+  body: string,
+): void {
+  if (pendingWrites.push([res, status, headers, body]) === 1) setImmediate(flushWrites);
+}
+
+function flushWrites(): void {
+  const writes = pendingWrites.splice(0);
+  for (const [res, status, headers, body] of writes) {
+    try {
+      res.writeHead(status, headers);
+      res.end(body);
+    } catch {
+      // A response that cannot be written (its connection is gone) is dropped; the others still go out.
+      res.destroy();
+    }
+  }
 }
