@@ -96,6 +96,16 @@ test('bad values, names and syntax are problems with positions, never exceptions
   assert.equal(problems('policy: p\nlimits: { callTimeoutMs: -1 }\n')[0]?.line, 2);
   assert.equal(problems('policy: [\n')[0]?.file, FILE);
   assert.match(problems('policy: p\n__proto__: {}\n')[0]!.message, /`__proto__` is not allowed/);
+  // The same YAML screen as policies: aliases, NUL bytes and deep nesting are refused, with positions.
+  const alias = problems('policy: &p p\nagent: *p\n')[0]!;
+  assert.match(alias.message, /aliases are not allowed in a configuration/);
+  assert.deepEqual([alias.line, alias.column, alias.path], [2, 8, '/agent']);
+  const nul = problems('policy: p\nagent: a\u0000b\n')[0]!;
+  assert.deepEqual([nul.line, nul.column, nul.message], [2, 9, 'configuration contains a NUL byte']);
+  assert.match(
+    problems(`policy: p\npins: ${'['.repeat(40)}${']'.repeat(40)}\n`)[0]!.message,
+    /nested deeper than 32/,
+  );
   const dup = `{ sha256: ${'b'.repeat(64)}, agent: a }`;
   assert.match(
     problems(`policy: p\nauth:\n  apiKeys:\n    - ${dup}\n    - ${dup}\n`)[0]!.message,

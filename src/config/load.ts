@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { type DataPath, parseYaml } from '../yaml-source.js';
 import { CONFIG_SCHEMA } from './schema.js';
 
 /** An upstream MCP server started by the gateway over stdio. */
@@ -137,7 +137,12 @@ export const DEFAULT_LIMITS: LimitsConfig = {
 };
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const MAX_CONFIG_DEPTH = 32;
+
+/** A data path as a JSON pointer (`/upstreams/files/args/0`). */
+function toPointer(path: DataPath): string {
+  return path.map((s) => `/${String(s).replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
+}
 
 let validator: ReturnType<Ajv2020['compile']> | undefined;
 function validate(data: unknown): ErrorObject[] {
@@ -167,62 +172,37 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
 
 /** Validates configuration text. `file` names it in problems and anchors relative paths. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const lc = new LineCounter();
+  const parsed = parseYaml(text, {
+    what: 'configuration',
+    maxBytes: MAX_CONFIG_BYTES,
+    maxDepth: MAX_CONFIG_DEPTH,
+  });
+  if (!parsed.ok) {
+    throw new ConfigError(
+      'config_invalid',
+      parsed.problems.map((p) => ({
+        file,
+        line: p.line,
+        column: p.column,
+        path: toPointer(p.path),
+        message: p.message,
+      })),
+    );
+  }
+  const { position, offsetOf } = parsed.source;
   const problems: ConfigProblem[] = [];
   const at = (offset: number | undefined, path: string, message: string) => {
-    const p = lc.linePos(offset ?? 0);
-    problems.push({ file, line: p.line, column: p.col, path, message });
+    problems.push({ file, ...position(offset ?? 0), path, message });
   };
-  if (Buffer.byteLength(text, 'utf8') > MAX_CONFIG_BYTES) {
-    at(0, '', `configuration is larger than ${MAX_CONFIG_BYTES} bytes`);
-    throw new ConfigError('config_invalid', problems);
-  }
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
-  for (const e of doc.errors) at(e.pos[0], '', (e.message.split('\n')[0] ?? 'syntax error').toLowerCase());
-  if (problems.length > 0) throw new ConfigError('config_invalid', problems);
-
-  const walk = (node: unknown, path: string): void => {
-    if (isAlias(node)) {
-      at((node as Node).range?.[0], path, 'yaml aliases are not allowed');
-      return;
-    }
-    if (isMap(node)) {
-      for (const pair of node.items) {
-        const k = pair.key;
-        const key = isScalar(k) ? String(k.value) : '';
-        if (FORBIDDEN_KEYS.has(key)) at((k as Node).range?.[0], path, `key \`${key}\` is not allowed`);
-        walk(pair.value, `${path}/${key}`);
-      }
-    } else if (isSeq(node)) {
-      for (const [i, n] of node.items.entries()) walk(n, `${path}/${i}`);
-    }
-  };
-  walk(doc.contents, '');
-  if (problems.length > 0) throw new ConfigError('config_invalid', problems);
-
-  const data = (doc.toJS({ maxAliasCount: 0 }) ?? {}) as unknown;
-  const locate = (pointer: string, key = false): number | undefined => {
-    const segs = pointer
-      .split('/')
-      .slice(1)
-      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
-    let node: unknown = doc.contents;
-    let last: unknown = node;
-    for (const seg of segs) {
-      if (isMap(node)) {
-        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === seg);
-        if (!pair) break;
-        last = key ? pair.key : pair.value;
-        node = pair.value;
-      } else if (isSeq(node)) {
-        const item = node.items[Number(seg)];
-        if (item === undefined) break;
-        last = item;
-        node = item;
-      } else break;
-    }
-    return (last as Node | null)?.range?.[0];
-  };
+  const data = parsed.source.data ?? {};
+  const locate = (pointer: string, key = false): number | undefined =>
+    offsetOf(
+      pointer
+        .split('/')
+        .slice(1)
+        .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')),
+      key,
+    );
 
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     at(0, '', 'configuration must be a mapping');
