@@ -197,5 +197,15 @@ export interface AuthEvent {
  * cannot be recorded, and callers then deny (fail closed).
  */
 export interface Recorder {
-  record(event: AuditEvent): Promise<void>;
+  record(event: AuditEvent, options?: RecordOptions): Promise<void>;
+}
+
+/** How an event is recorded. */
+export interface RecordOptions {
+  /**
+   * Nothing waits on this event (a denial, an outcome reported after the reply): it may wait a few
+   * milliseconds to share a transaction with the next event someone waits on. It is still durable before
+   * the promise resolves.
+   */
+  lazy?: boolean;
 }

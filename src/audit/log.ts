@@ -11,7 +11,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import type { AuditEvent, Recorder } from '../types.js';
+import type { AuditEvent, Recorder, RecordOptions } from '../types.js';
 import { type Checkpoint, loadOrCreateSigningKey, type SigningKey } from './checkpoint.js';
 import { AuditError } from './errors.js';
 import { type AuditRecord, matchesQuery, toAuditRecord } from './record.js';
@@ -262,13 +262,14 @@ export class AuditLog implements Recorder {
    * Record an event. Resolves once it is durable; rejects with `AuditError` (`audit_unavailable`, or
    * `invalid_event` for a value with no JSON form). The event object must not be changed afterwards.
    */
-  record(event: AuditEvent): Promise<void> {
+  record(event: AuditEvent, options?: RecordOptions): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.writer.enqueue({
         event,
         resolve: resolve as (r: Receipt | undefined) => void,
         reject,
         receipt: false,
+        lazy: options?.lazy === true,
       });
     });
   }

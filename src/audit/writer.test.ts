@@ -125,6 +125,46 @@ describe('audit writer thread', () => {
     }
   });
 
+  it('a lazy record shares the transaction of the next record someone waits on, or goes within 20 ms', async () => {
+    const dir = tempDir();
+    const log = await openAuditLog(`sqlite:${join(dir, 'audit.db')}`);
+    try {
+      await log.record(decisionEvent(0));
+      const before = log.stats().batches;
+      let lazyDone = false;
+      const lazy = log.record(decisionEvent(1), { lazy: true }).then(() => {
+        lazyDone = true;
+      });
+      await new Promise((r) => setTimeout(r, 5));
+      assert.equal(lazyDone, false, 'a lazy record waits for company');
+      await log.record(decisionEvent(2));
+      await lazy;
+      assert.equal(log.stats().batches - before, 1, 'both went in one transaction');
+      const tail = await log.tail(2);
+      assert.deepEqual(
+        tail.map((r) => [r.seq, r.event?.type === 'decision' && r.event.decision.id]),
+        [
+          [1, decisionEvent(1).decision.id],
+          [2, decisionEvent(2).decision.id],
+        ],
+        'in the order they were recorded',
+      );
+      const alone = Date.now();
+      await log.record(decisionEvent(3), { lazy: true });
+      assert.ok(Date.now() - alone < 1000, 'alone, it is committed after a short wait');
+      let flushed = false;
+      const late = log.record(decisionEvent(4), { lazy: true }).then(() => {
+        flushed = true;
+      });
+      await log.flush();
+      assert.equal(flushed, true, 'flush waits for lazy records too');
+      await late;
+    } finally {
+      await log.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a process exits by itself after close, and without close once its records are durable', () => {
     const dir = tempDir();
     try {

@@ -34,6 +34,8 @@ export interface PendingRecord {
   reject: (e: AuditError) => void;
   /** Resolve with a receipt (`append`) rather than undefined (`record`). */
   receipt: boolean;
+  /** Nobody waits on it: it may wait up to LAZY_MS to share a transaction with later records. */
+  lazy?: boolean;
 }
 
 interface Waiter {
@@ -52,6 +54,11 @@ interface Flight {
  * and lets the writer start on the first part of a burst while this thread serialises the next.
  */
 const CHUNK = 512;
+/**
+ * How long a lazy record (one no caller waits on: a denial, an outcome) may wait for a record someone waits
+ * on, so both go in one transaction and one fsync instead of two.
+ */
+const LAZY_MS = 20;
 /** After a writer failed to start, batches are refused for this long before the next start. */
 const RESTART_DELAY_MS = 200;
 /** How long `close` waits for the writer to close its store before terminating it. */
@@ -70,6 +77,9 @@ export class WriterThread {
   private queue: PendingRecord[] = [];
   private wantCheckpoint: Waiter[] = [];
   private scheduled = false;
+  private lazyTimer: NodeJS.Timeout | null = null;
+  /** Queued records someone waits on (not lazy). */
+  private urgent = 0;
   private worker: Worker | null = null;
   private readonly answered = new WeakSet<Worker>();
   private readonly inflight = new Map<number, Flight>();
@@ -112,13 +122,27 @@ export class WriterThread {
     return this.scheduled || this.queue.length > 0 || this.inflight.size > 0;
   }
 
+  /** Send what is queued: now when someone waits on a record, else within LAZY_MS. */
+  private scheduleQueued(): void {
+    if (this.urgent > 0 || this.wantCheckpoint.length > 0) {
+      this.schedule();
+      return;
+    }
+    if (this.queue.length === 0 || this.scheduled || this.lazyTimer !== null) return;
+    this.lazyTimer = setTimeout(() => {
+      this.lazyTimer = null;
+      this.schedule();
+    }, LAZY_MS);
+  }
+
   enqueue(p: PendingRecord): void {
     if (this.closed) {
       p.reject(new AuditError('audit_unavailable', `audit log \`${this.location}\` is closed`));
       return;
     }
     this.queue.push(p);
-    this.schedule();
+    if (p.lazy !== true) this.urgent++;
+    this.scheduleQueued();
   }
 
   /** Sign a checkpoint after everything queued so far; resolves with the newest checkpoint. */
@@ -136,6 +160,7 @@ export class WriterThread {
   /** Resolves when everything queued so far has been committed or has failed. */
   flush(): Promise<void> {
     if (!this.busy) return Promise.resolve();
+    if (this.queue.length > 0) this.schedule();
     return new Promise((resolve) => {
       this.idle.push(resolve);
     });
@@ -159,6 +184,10 @@ export class WriterThread {
   }
 
   private schedule(): void {
+    if (this.lazyTimer !== null) {
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = null;
+    }
     if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => {
@@ -180,6 +209,7 @@ export class WriterThread {
     const n = Math.min(this.queue.length, CHUNK, this.init.maxBatch);
     const part = n === this.queue.length ? this.queue : this.queue.slice(0, n);
     this.queue = n === this.queue.length ? [] : this.queue.slice(n);
+    for (const p of part) if (p.lazy !== true) this.urgent--;
     // A checkpoint waits for everything queued before it was asked for.
     const waiters = this.queue.length === 0 ? this.wantCheckpoint.splice(0) : [];
     const texts: string[] = [];
@@ -204,6 +234,7 @@ export class WriterThread {
       w.postMessage(msg);
       w.ref();
     }
+    // The rest of a burst follows at once: it was queued before this part went out.
     if (this.queue.length > 0 || this.wantCheckpoint.length > 0) this.schedule();
     else this.settleIdle();
   }
@@ -334,7 +365,12 @@ export class WriterThread {
     const queue = this.queue;
     const waiters = this.wantCheckpoint;
     this.queue = [];
+    this.urgent = 0;
     this.wantCheckpoint = [];
+    if (this.lazyTimer !== null) {
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = null;
+    }
     if (queue.length > 0) {
       this.counters.failedBatches++;
       this.counters.failedRecords += queue.length;
@@ -346,7 +382,7 @@ export class WriterThread {
 
   private afterAnswer(w: Worker): void {
     if (this.flightsOf(w).length === 0 && !this.closed) w.unref();
-    if (this.queue.length > 0 || this.wantCheckpoint.length > 0) this.schedule();
+    if (this.queue.length > 0 || this.wantCheckpoint.length > 0) this.scheduleQueued();
     else this.settleIdle();
   }
 

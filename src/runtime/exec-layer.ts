@@ -9,7 +9,7 @@ import { compile, type Engine } from '../engine/compile.js';
 import { initFacts } from '../facts/index.js';
 import { type LoadResult, loadPolicyFile, loadPolicyObject } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
-import type { Action, Decision, EnforcementPoint, Json, Recorder } from '../types.js';
+import type { Action, Decision, EnforcementPoint, Json, Recorder, RecordOptions } from '../types.js';
 import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
 import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
 import { DEFAULT_STORE, openStores, type StoreUrls } from './stores.js';
@@ -55,10 +55,14 @@ export interface ExecLayer {
   authorize(action: Action, opts?: { point?: EnforcementPoint }): Promise<Decision>;
   /** List filtering: true iff some allow/ask rule could let this agent call this tool. */
   visible(agent: string, tool: string): boolean;
-  /** Records the outcome of an allowed action and releases what its limits hold. */
+  /**
+   * Records the outcome of an allowed action and releases what its limits hold. `{ lazy: true }` when
+   * nothing waits on it (see `RecordOptions`).
+   */
   outcome(
     decision: Decision,
     o: { ok: boolean; error?: string; result?: unknown; durationMs: number },
+    options?: RecordOptions,
   ): Promise<void>;
   /** Wraps fn so it runs only when allowed: deny → DeniedError; ask → ApprovalRequiredError. */
   guard<A extends { [k: string]: Json }, R>(
@@ -80,6 +84,8 @@ export interface ExecLayer {
 }
 
 const NO_RECORDER: Recorder = { record: async () => {} };
+/** Records nothing waits on: denials, policy events (see `RecordOptions.lazy`). */
+const LAZY: RecordOptions = { lazy: true };
 /** Most allowed decisions awaiting their outcome that the runtime remembers. */
 const MAX_INFLIGHT = 65_536;
 
@@ -134,7 +140,9 @@ class Runtime implements ExecLayer {
     this.#engine = engine;
     this.recorder = opts.recorder ?? NO_RECORDER;
     this.#now = opts.now ?? Date.now;
-    this.#background(this.recorder.record({ type: 'policy', status: 'loaded', policy: engine.hash, source }));
+    this.#background(
+      this.recorder.record({ type: 'policy', status: 'loaded', policy: engine.hash, source }, LAZY),
+    );
     if (opts.watch && typeof opts.policy === 'string') this.#watch(opts.policy);
   }
 
@@ -171,7 +179,7 @@ class Runtime implements ExecLayer {
       latencyUs: Math.round((performance.now() - started) * 1000),
     };
     if (d.effect !== 'allow') {
-      this.#background(this.recorder.record(event));
+      this.#background(this.recorder.record(event, LAZY));
       return d;
     }
     try {
@@ -191,7 +199,7 @@ class Runtime implements ExecLayer {
         'store_error',
         `denied: the audit trail could not record this decision (${message(e)})`,
       );
-      this.#background(this.recorder.record({ ...event, decision: denied }));
+      this.#background(this.recorder.record({ ...event, decision: denied }, LAZY));
       return denied;
     }
   }
@@ -199,22 +207,26 @@ class Runtime implements ExecLayer {
   async outcome(
     decision: Decision,
     o: { ok: boolean; error?: string; result?: unknown; durationMs: number },
+    options?: RecordOptions,
   ): Promise<void> {
     const entry = this.#inflight.get(decision.id);
     await this.#release(decision.id, false);
     this.#inflight.delete(decision.id);
     const resultDigest = o.result === undefined ? '' : safeDigest(o.result);
-    await this.recorder.record({
-      type: 'outcome',
-      decisionId: decision.id,
-      agent: entry?.agent ?? '',
-      tool: entry?.tool ?? '',
-      ok: o.ok,
-      ...(o.error !== undefined ? { error: o.error.slice(0, 2000) } : {}),
-      // A result with no JSON form (a function, a bigint) is recorded without a digest.
-      ...(resultDigest ? { resultDigest } : {}),
-      durationMs: o.durationMs,
-    });
+    await this.recorder.record(
+      {
+        type: 'outcome',
+        decisionId: decision.id,
+        agent: entry?.agent ?? '',
+        tool: entry?.tool ?? '',
+        ok: o.ok,
+        ...(o.error !== undefined ? { error: o.error.slice(0, 2000) } : {}),
+        // A result with no JSON form (a function, a bigint) is recorded without a digest.
+        ...(resultDigest ? { resultDigest } : {}),
+        durationMs: o.durationMs,
+      },
+      options,
+    );
   }
 
   guard<A extends { [k: string]: Json }, R>(
@@ -411,7 +423,7 @@ class Runtime implements ExecLayer {
         // The old policy stays in force: a broken new policy never replaces a working one.
         this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems });
         this.#background(
-          this.recorder.record({ type: 'policy', status: 'rejected', source: path, problems }),
+          this.recorder.record({ type: 'policy', status: 'rejected', source: path, problems }, LAZY),
         );
         return;
       }
@@ -419,7 +431,7 @@ class Runtime implements ExecLayer {
       this.#engine = compile(r.policy);
       this.#opts.onEvent?.({ type: 'policy_loaded', hash: r.policy.hash, source: path });
       this.#background(
-        this.recorder.record({ type: 'policy', status: 'loaded', policy: r.policy.hash, source: path }),
+        this.recorder.record({ type: 'policy', status: 'loaded', policy: r.policy.hash, source: path }, LAZY),
       );
     };
     this.#watcher = watch(path, () => {

@@ -385,12 +385,16 @@ export class GatewaySession {
    */
   private finish(d: Decision, ok: boolean, started: number, error?: string, result?: unknown): Promise<void> {
     const p = this.ctx.layer
-      .outcome(d, {
-        ok,
-        durationMs: performance.now() - started,
-        ...(error !== undefined ? { error } : {}),
-        ...(result !== undefined ? { result } : {}),
-      })
+      .outcome(
+        d,
+        {
+          ok,
+          durationMs: performance.now() - started,
+          ...(error !== undefined ? { error } : {}),
+          ...(result !== undefined ? { result } : {}),
+        },
+        { lazy: true },
+      )
       .catch((err: unknown) =>
         this.ctx.log(`outcome of decision ${d.id} not recorded: ${(err as Error).message}`),
       );
