@@ -38,7 +38,7 @@ export async function toolsCommand(argv: string[]): Promise<number> {
       throw new UsageError('`tools approve` needs the tool name, e.g. `files.read_file`');
     const config = loadConfigOrReport(values.config, values.json === true);
     if (typeof config === 'number') return config;
-    const pins = openToolPinStore(config.store);
+    const pins = openToolPinStore(config.store.pins);
     try {
       if (sub === 'list') {
         const all = await pins.list();
@@ -79,9 +79,12 @@ export async function toolsCommand(argv: string[]): Promise<number> {
         return EXIT.ask;
       }
       const by = values.by ?? process.env.USER ?? 'operator';
-      if (config.store !== 'memory:') {
+      if (config.store.audit !== 'memory:') {
         // INVARIANT: the approval is recorded before it takes effect.
-        const log = await openAuditLog(config.store);
+        const log = await openAuditLog(
+          config.store.audit,
+          config.store.auditKey === undefined ? {} : { keyPath: config.store.auditKey },
+        );
         try {
           await log.record({
             type: 'tool',

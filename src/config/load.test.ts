@@ -46,7 +46,8 @@ approvals: { wait: block, maxWaitMs: 1000 }
     { FILES_TOKEN: 'f-secret', CRM_TOKEN: 'c-secret' },
   );
   assert.equal(cfg.policy, '/srv/gw/policy.yaml');
-  assert.equal(cfg.store, 'sqlite:/srv/gw/state/execlayer.db');
+  const db = 'sqlite:/srv/gw/state/execlayer.db';
+  assert.deepEqual(cfg.store, { audit: db, approvals: db, limits: db, state: db, pins: db });
   assert.equal(cfg.agent, 'desktop');
   assert.deepEqual(cfg.upstreams.files, {
     kind: 'stdio',
@@ -85,6 +86,42 @@ test('a missing environment variable names the variable and where it is used', (
   );
   assert.equal(p[0]?.line, 6);
   assert.match(p[0]!.message, /environment variable `NOPE` is not set/);
+});
+
+test('store: one URL per backend, defaulting to the audit trail, with secrets from the environment', () => {
+  const cfg = parseConfig(
+    `policy: p.yaml
+store:
+  audit: postgres://gw:\${PG_PASSWORD}@db:5432/execlayer
+  limits: redis://cache:6379
+  state: redis://cache:6379
+`,
+    FILE,
+    { PG_PASSWORD: 's3cret' },
+  );
+  const pg = 'postgres://gw:s3cret@db:5432/execlayer';
+  assert.deepEqual(cfg.store, {
+    audit: pg,
+    approvals: pg,
+    limits: 'redis://cache:6379',
+    state: 'redis://cache:6379',
+    pins: pg,
+    auditKey: '/srv/gw/execlayer-audit.key',
+  });
+  const local = parseConfig(
+    'policy: p.yaml\nstore: { audit: "memory:", pins: "sqlite:pins.db" }\n',
+    FILE,
+    {},
+  );
+  assert.equal(local.store.pins, 'sqlite:/srv/gw/pins.db', 'relative to the config file');
+  // Each backend takes only what it supports: the audit trail is not a Redis, a single URL is embedded.
+  assert.ok(problems('policy: p\nstore: { audit: "redis://x" }\n').length > 0);
+  assert.ok(problems('policy: p\nstore: postgres://db/x\n').length > 0);
+  assert.ok(problems('policy: p\nstore: { audit: "memory:", limits: "postgres://db/x" }\n').length > 0);
+  assert.match(
+    problems('policy: p\nstore: { audit: "memory:", cache: "memory:" }\n')[0]!.message,
+    /unknown key `cache`/,
+  );
 });
 
 test('bad values, names and syntax are problems with positions, never exceptions of other kinds', () => {

@@ -86,14 +86,28 @@ export interface ApprovalsConfig {
   maxWaitMs: number;
 }
 
+/** One URL per backend; a single `store:` URL fills all of them. */
+export interface StoreConfig {
+  audit: string;
+  approvals: string;
+  limits: string;
+  state: string;
+  pins: string;
+  /**
+   * The audit log's signing key: `store.key`, else for a PostgreSQL audit trail `execlayer-audit.key` next
+   * to the config file; unset for SQLite (the key sits beside the database, `<db>.key`).
+   */
+  auditKey?: string;
+}
+
 /** The validated gateway configuration with defaults applied and paths absolute. */
 export interface GatewayConfig {
   /** Absolute path of the file it came from, or `<inline>`. */
   file: string;
   /** Absolute path of the policy file. */
   policy: string;
-  /** `sqlite:<absolute path>` or `memory:`. */
-  store: string;
+  /** Where each backend lives (`sqlite:<absolute path>`, `postgres://…`, `redis://…` or `memory:`). */
+  store: StoreConfig;
   agent?: string;
   upstreams: Record<string, UpstreamConfig>;
   auth: AuthConfig;
@@ -208,9 +222,16 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     at(0, '', 'configuration must be a mapping');
     throw new ConfigError('config_invalid', problems);
   }
-  for (const e of validate(data)) {
-    // oneOf reports every branch; keep the message of the branch that fits best (the first).
+  const errors = validate(data);
+  // oneOf reports every branch. Where a branch of the value's own type failed on something else (a pattern,
+  // an unknown key), that is the message; the other branches' "must be <type>" say nothing.
+  const typeMatched = new Set(
+    errors.filter((e) => e.keyword !== 'type' && e.keyword !== 'oneOf').map((e) => e.instancePath),
+  );
+  const fitsBetter = (path: string) => [...typeMatched].some((p) => p === path || p.startsWith(`${path}/`));
+  for (const e of errors) {
     if (e.keyword === 'oneOf' || e.keyword === 'if') continue;
+    if (e.keyword === 'type' && fitsBetter(e.instancePath)) continue;
     const path = e.instancePath;
     if (e.keyword === 'additionalProperties') {
       const extra = String((e.params as { additionalProperty: string }).additionalProperty);
@@ -229,7 +250,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   const raw = data as Record<string, unknown> & {
     policy: string;
-    store?: string;
+    store?:
+      | string
+      | { audit: string; approvals?: string; limits?: string; state?: string; pins?: string; key?: string };
     agent?: string;
     upstreams?: Record<string, Record<string, unknown>>;
     auth?: {
@@ -316,11 +339,35 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     seen.add(k.sha256);
   });
 
-  const store = raw.store ?? 'sqlite:./execlayer.db';
+  const storeUrl = (url: string, pointer: string): string => {
+    const v = interpolate(url, pointer);
+    return v.startsWith('sqlite:') ? `sqlite:${abs(v.slice('sqlite:'.length))}` : v;
+  };
+  const rawStore = raw.store ?? 'sqlite:./execlayer.db';
+  let store: StoreConfig;
+  if (typeof rawStore === 'string') {
+    const one = storeUrl(rawStore, '/store');
+    store = { audit: one, approvals: one, limits: one, state: one, pins: one };
+  } else {
+    const audit = storeUrl(rawStore.audit, '/store/audit');
+    const each = (k: 'approvals' | 'limits' | 'state' | 'pins') =>
+      rawStore[k] === undefined ? audit : storeUrl(rawStore[k], `/store/${k}`);
+    store = {
+      audit,
+      approvals: each('approvals'),
+      limits: each('limits'),
+      state: each('state'),
+      pins: each('pins'),
+    };
+    if (rawStore.key !== undefined) store.auditKey = abs(rawStore.key);
+  }
+  if (store.auditKey === undefined && !store.audit.startsWith('sqlite:') && store.audit !== 'memory:') {
+    store.auditKey = abs('execlayer-audit.key');
+  }
   const cfg: GatewayConfig = {
     file,
     policy: abs(raw.policy),
-    store: store.startsWith('sqlite:') ? `sqlite:${abs(store.slice('sqlite:'.length))}` : store,
+    store,
     upstreams,
     auth,
     limits: { ...DEFAULT_LIMITS, ...raw.limits },

@@ -21,10 +21,50 @@ export const CONFIG_SCHEMA = {
     $schema: { type: 'string' },
     policy: { type: 'string', minLength: 1, description: 'Policy file, relative to this file.' },
     store: {
-      type: 'string',
-      pattern: '^(sqlite:.+|memory:)$',
       default: 'sqlite:./execlayer.db',
-      description: 'All embedded state: `sqlite:<file>` (relative to this file) or `memory:`.',
+      description:
+        'Where state lives: one `sqlite:<file>` (relative to this file) or `memory:` for all of it, or one URL per backend so replicas can share PostgreSQL and Redis. URLs may take credentials from environment variables, as upstream fields do.',
+      oneOf: [
+        { type: 'string', pattern: '^(sqlite:.+|memory:)$' },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['audit'],
+          properties: {
+            audit: {
+              type: 'string',
+              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+)$',
+              description: 'The audit trail: `sqlite:<file>`, `postgres://…` or `memory:`.',
+            },
+            approvals: {
+              type: 'string',
+              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+)$',
+              description: 'Pending approvals and grants (default: `audit`).',
+            },
+            limits: {
+              type: 'string',
+              pattern: '^(sqlite:.+|memory:|rediss?://.+)$',
+              description: 'Limit counters: `sqlite:<file>`, `redis://…` or `memory:` (default: `audit`).',
+            },
+            state: {
+              type: 'string',
+              pattern: '^(sqlite:.+|memory:|rediss?://.+)$',
+              description: 'The stop switch: `sqlite:<file>`, `redis://…` or `memory:` (default: `audit`).',
+            },
+            pins: {
+              type: 'string',
+              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+)$',
+              description: 'Tool pins (default: `audit`).',
+            },
+            key: {
+              type: 'string',
+              minLength: 1,
+              description:
+                "The audit log's signing key, relative to this file (default: `<db>.key` for SQLite, `execlayer-audit.key` next to this file for PostgreSQL).",
+            },
+          },
+        },
+      ],
     },
     agent: {
       type: 'string',

@@ -46,7 +46,13 @@ export interface StoreUrls {
 }
 
 /** Opens the audit log, limit, approval and stop-switch stores. Throws (naming the URL) when it cannot. */
-export async function openStores(where: string | StoreUrls): Promise<Stores> {
+export async function openStores(
+  where: string | StoreUrls,
+  options: {
+    /** The audit log's signing key (default: `<db>.key` for SQLite, `./execlayer-audit.key` otherwise). */
+    auditKeyPath?: string;
+  } = {},
+): Promise<Stores> {
   const urls = typeof where === 'string' ? { audit: where } : where;
   const url = urls.audit;
   const closers: Array<() => Promise<void>> = [];
@@ -58,7 +64,13 @@ export async function openStores(where: string | StoreUrls): Promise<Stores> {
       mkdirSync(dirname(u.slice('sqlite:'.length)), { recursive: true });
   }
   try {
-    const audit = url === 'memory:' ? undefined : await openAuditLog(url);
+    const audit =
+      url === 'memory:'
+        ? undefined
+        : await openAuditLog(
+            url,
+            options.auditKeyPath === undefined ? {} : { keyPath: options.auditKeyPath },
+          );
     const recorder: Recorder = audit ?? new MemoryRecorder();
     if (audit) closers.push(() => audit.close());
     const limits = await openLimitStore(urls.limits ?? url);

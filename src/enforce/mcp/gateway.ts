@@ -13,7 +13,7 @@ import { type GatewayContext, type GatewayLayer, GatewaySession, type SessionIde
 import { StdioFrontTransport } from './stdio.js';
 
 export interface GatewayOptions {
-  /** Tool pin store; default: the one named by `config.store`. */
+  /** Tool pin store; default: the one named by `config.store.pins`. */
   pins?: ToolPinStore;
   /** Diagnostics sink (upstream stderr, restarts); default: stderr. */
   log?: (line: string) => void;
@@ -30,7 +30,7 @@ export class McpGateway {
     this.ctx = {
       layer,
       config,
-      pins: opts.pins ?? openToolPinStore(config.store),
+      pins: opts.pins ?? openToolPinStore(config.store.pins),
       log: opts.log ?? ((line) => process.stderr.write(`execlayer: ${line}\n`)),
     };
   }

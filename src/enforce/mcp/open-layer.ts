@@ -22,7 +22,11 @@ export async function openLayer(
   config: GatewayConfig,
   opts: { watch?: boolean; onEvent?: (e: RuntimeEvent) => void } = {},
 ): Promise<OpenedLayer> {
-  const stores = await openStores(config.store);
+  const { audit, approvals: approvalsUrl, limits: limitsUrl, state: stateUrl } = config.store;
+  const stores = await openStores(
+    { audit, approvals: approvalsUrl, limits: limitsUrl, state: stateUrl },
+    config.store.auditKey === undefined ? {} : { auditKeyPath: config.store.auditKey },
+  );
   try {
     const { recorder, limits, approvals, state } = stores;
     const layer = await createExecLayer({

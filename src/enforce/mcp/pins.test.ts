@@ -2,8 +2,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
-import { hashToolDefinition, MemoryToolPinStore, SqliteToolPinStore, type ToolPinStore } from './pins.js';
+import { describe, type TestContext, test } from 'node:test';
+import { tempPostgresDatabase } from '../../testing/services.js';
+import {
+  hashToolDefinition,
+  MemoryToolPinStore,
+  PostgresToolPinStore,
+  SqliteToolPinStore,
+  type ToolPinStore,
+} from './pins.js';
 
 const H1 = 'a'.repeat(64);
 const H2 = 'b'.repeat(64);
@@ -12,11 +19,13 @@ const H3 = 'c'.repeat(64);
 /** The contract every ToolPinStore implementation passes. */
 function contract(
   name: string,
-  open: () => { store: ToolPinStore; reopen?: () => ToolPinStore; cleanup(): void },
+  openStore: (t: TestContext) => Promise<{ store: ToolPinStore; cleanup(): void } | undefined>,
 ) {
   describe(`ToolPinStore contract: ${name}`, () => {
-    test('first sight pins; the same hash matches; another hash is held back once', async () => {
-      const { store, cleanup } = open();
+    test('first sight pins; the same hash matches; another hash is held back once', async (t) => {
+      const opened = await openStore(t);
+      if (opened === undefined) return;
+      const { store, cleanup } = opened;
       try {
         assert.equal((await store.check('files.read', H1)).status, 'pinned');
         assert.equal((await store.check('files.read', H1)).status, 'match');
@@ -35,8 +44,10 @@ function contract(
       }
     });
 
-    test('approve makes the pending hash the pin; nothing to approve is undefined', async () => {
-      const { store, cleanup } = open();
+    test('approve makes the pending hash the pin; nothing to approve is undefined', async (t) => {
+      const opened = await openStore(t);
+      if (opened === undefined) return;
+      const { store, cleanup } = opened;
       try {
         assert.equal(await store.approve('nope', 'ops'), undefined);
         await store.check('mem.create', H1);
@@ -52,8 +63,10 @@ function contract(
       }
     });
 
-    test('list is sorted by tool and get returns copies', async () => {
-      const { store, cleanup } = open();
+    test('list is sorted by tool and get returns copies', async (t) => {
+      const opened = await openStore(t);
+      if (opened === undefined) return;
+      const { store, cleanup } = opened;
       try {
         await store.check('b.x', H1);
         await store.check('a.y', H2);
@@ -73,13 +86,35 @@ function contract(
   });
 }
 
-contract('memory', () => ({ store: new MemoryToolPinStore(), cleanup: () => {} }));
-contract('sqlite', () => {
+contract('memory', async () => ({ store: new MemoryToolPinStore(), cleanup: () => {} }));
+contract('sqlite', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pins-'));
   return {
     store: new SqliteToolPinStore(join(dir, 'x.db')),
     cleanup: () => rmSync(dir, { recursive: true }),
   };
+});
+contract('postgres', async (t) => {
+  const url = await tempPostgresDatabase(t);
+  return url === undefined ? undefined : { store: new PostgresToolPinStore(url), cleanup: () => {} };
+});
+
+test('postgres pins are shared between replicas, and concurrent first sights pin once', async (t) => {
+  const url = await tempPostgresDatabase(t);
+  if (url === undefined) return;
+  const a = new PostgresToolPinStore(url);
+  const b = new PostgresToolPinStore(url);
+  try {
+    const first = await Promise.all([a.check('t.x', H1), b.check('t.x', H1)]);
+    assert.deepEqual(first.map((c) => c.status).sort(), ['match', 'pinned'], 'exactly one replica pins it');
+    await a.check('t.x', H2);
+    assert.equal((await b.approve('t.x', 'ops'))?.hash, H2);
+    assert.equal((await a.check('t.x', H2)).status, 'match');
+    assert.equal((await a.get('t.x'))?.approvedBy, 'ops');
+  } finally {
+    await a.close();
+    await b.close();
+  }
 });
 
 test('sqlite pins survive a reopen and are shared between processes using the file', async () => {

@@ -1,12 +1,14 @@
 /**
  * Tool pinning: the sha256 of each upstream tool's canonical definition is recorded on first sight; a
  * later definition with another hash is held back (hidden, calls denied) until an operator approves it.
- * One small interface, two backends (memory, SQLite); `pins.test.ts` runs one contract suite on both.
+ * One small interface, three backends (memory, SQLite, PostgreSQL); `pins.test.ts` runs one contract suite
+ * on all of them.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { canonicalJson } from '../../canonical-json.js';
 import { retryBusy } from '../../state/sqlite-db.js';
 
@@ -195,9 +197,125 @@ export class SqliteToolPinStore implements ToolPinStore {
   }
 }
 
-/** Opens the pin store that belongs to a `store:` URL (`sqlite:<file>` or `memory:`). */
+const PG_SCHEMA = `CREATE TABLE IF NOT EXISTS execlayer_tool_pins (
+  tool TEXT PRIMARY KEY,
+  hash TEXT NOT NULL,
+  pending_hash TEXT,
+  pinned_at TEXT NOT NULL,
+  approved_by TEXT,
+  updated_at TEXT NOT NULL
+)`;
+
+/**
+ * Pins in a PostgreSQL table, shared by every gateway replica using the database. Each method is one
+ * transaction that locks the tool's row. The table is created on first use.
+ */
+export class PostgresToolPinStore implements ToolPinStore {
+  readonly #pool: pg.Pool;
+  #schema: Promise<void> | undefined;
+
+  constructor(url: string) {
+    this.#pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 2000 });
+    // Idle-client errors (server restart) surface on the next query; without a listener they crash the process.
+    this.#pool.on('error', () => {});
+  }
+
+  async check(tool: string, hash: string): Promise<PinCheck> {
+    return this.#tx(async (c) => {
+      const now = new Date().toISOString();
+      const added = await c.query<PinRow>(
+        'INSERT INTO execlayer_tool_pins (tool, hash, pinned_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT (tool) DO NOTHING RETURNING *',
+        [tool, hash, now],
+      );
+      if (added.rows[0]) return { status: 'pinned', firstSeen: true, pin: fromRow(added.rows[0]) };
+      let row = (
+        await c.query<PinRow>('SELECT * FROM execlayer_tool_pins WHERE tool = $1 FOR UPDATE', [tool])
+      ).rows[0]!;
+      if (row.hash === hash) return { status: 'match', firstSeen: false, pin: fromRow(row) };
+      const firstSeen = row.pending_hash !== hash;
+      if (firstSeen) {
+        row = (
+          await c.query<PinRow>(
+            'UPDATE execlayer_tool_pins SET pending_hash = $1, updated_at = $2 WHERE tool = $3 RETURNING *',
+            [hash, now, tool],
+          )
+        ).rows[0]!;
+      }
+      return { status: 'changed', firstSeen, pin: fromRow(row) };
+    });
+  }
+
+  async get(tool: string): Promise<ToolPin | undefined> {
+    await this.#ensureSchema();
+    const r = await this.#pool.query<PinRow>('SELECT * FROM execlayer_tool_pins WHERE tool = $1', [tool]);
+    return r.rows[0] ? fromRow(r.rows[0]) : undefined;
+  }
+
+  async list(): Promise<ToolPin[]> {
+    await this.#ensureSchema();
+    const r = await this.#pool.query<PinRow>('SELECT * FROM execlayer_tool_pins ORDER BY tool');
+    return r.rows.map(fromRow);
+  }
+
+  async approve(tool: string, by: string, hash?: string): Promise<ToolPin | undefined> {
+    return this.#tx(async (c) => {
+      const row = (
+        await c.query<PinRow>('SELECT * FROM execlayer_tool_pins WHERE tool = $1 FOR UPDATE', [tool])
+      ).rows[0];
+      const target = hash ?? row?.pending_hash ?? undefined;
+      if (!row || !target) return undefined;
+      const r = await c.query<PinRow>(
+        'UPDATE execlayer_tool_pins SET hash = $1, pending_hash = NULL, approved_by = $2, updated_at = $3 WHERE tool = $4 RETURNING *',
+        [target, by, new Date().toISOString(), tool],
+      );
+      return fromRow(r.rows[0]!);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+
+  #ensureSchema(): Promise<void> {
+    this.#schema ??= this.#run(async (c) => {
+      // Replicas starting together must not race on CREATE TABLE.
+      await c.query("SELECT pg_advisory_xact_lock(hashtextextended('execlayer:tool_pins:schema', 0))");
+      await c.query(PG_SCHEMA);
+    }).catch((e: unknown) => {
+      this.#schema = undefined;
+      throw e;
+    });
+    return this.#schema;
+  }
+
+  async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    await this.#ensureSchema();
+    return this.#run(fn);
+  }
+
+  async #run<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.#pool.connect();
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+}
+
+/** Opens the pin store that belongs to a store URL (`sqlite:<file>`, `postgres://…` or `memory:`). */
 export function openToolPinStore(store: string): ToolPinStore {
   if (store.startsWith('sqlite:')) return new SqliteToolPinStore(store.slice('sqlite:'.length));
+  if (store.startsWith('postgres://') || store.startsWith('postgresql://'))
+    return new PostgresToolPinStore(store);
   if (store === 'memory:' || store.startsWith('memory:')) return new MemoryToolPinStore();
-  throw new Error(`unsupported store \`${store}\` for tool pins: use \`sqlite:<file>\` or \`memory:\``);
+  throw new Error(
+    `unsupported store \`${store}\` for tool pins: use \`sqlite:<file>\`, \`postgres://…\` or \`memory:\``,
+  );
 }
