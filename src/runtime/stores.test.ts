@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { Redis } from 'ioredis';
 import { openAuditLog } from '../audit/log.js';
@@ -27,7 +30,8 @@ test('scale-out: audit trail and approvals on PostgreSQL, limits and the stop sw
       },
     },
   };
-  const store = { audit: pgUrl, approvals: pgUrl, limits: REDIS_URL, state: REDIS_URL };
+  const auditKey = join(mkdtempSync(join(tmpdir(), 'execlayer-stores-')), 'audit.key');
+  const store = { audit: pgUrl, approvals: pgUrl, limits: REDIS_URL, state: REDIS_URL, auditKey };
   const a = await createExecLayer({ policy, store });
   const b = await createExecLayer({ policy, store }); // a second replica sharing the same stores
   try {
@@ -43,7 +47,7 @@ test('scale-out: audit trail and approvals on PostgreSQL, limits and the stop sw
     await a.close();
     await b.close();
   }
-  const log = await openAuditLog(pgUrl);
+  const log = await openAuditLog(pgUrl, { keyPath: auditKey });
   const decisions = (await log.tail(50)).filter((r) => r.event?.type === 'decision');
   assert.equal(decisions.length, 4);
   assert.equal((await log.verify()).ok, true);

@@ -43,23 +43,19 @@ export interface StoreUrls {
   approvals?: string;
   limits?: string;
   state?: string;
+  /** The audit log's signing key (default: `<db>.key` for SQLite, `./execlayer-audit.key` otherwise). */
+  auditKey?: string;
 }
 
 /** Opens the audit log, limit, approval and stop-switch stores. Throws (naming the URL) when it cannot. */
-export async function openStores(
-  where: string | StoreUrls,
-  options: {
-    /** The audit log's signing key (default: `<db>.key` for SQLite, `./execlayer-audit.key` otherwise). */
-    auditKeyPath?: string;
-  } = {},
-): Promise<Stores> {
-  const urls = typeof where === 'string' ? { audit: where } : where;
+export async function openStores(where: string | StoreUrls): Promise<Stores> {
+  const urls: StoreUrls = typeof where === 'string' ? { audit: where } : where;
   const url = urls.audit;
   const closers: Array<() => Promise<void>> = [];
   const closeAll = async () => {
     for (const c of closers.reverse()) await c().catch(() => {});
   };
-  for (const u of Object.values(urls)) {
+  for (const u of [urls.audit, urls.approvals, urls.limits, urls.state]) {
     if (typeof u === 'string' && u.startsWith('sqlite:'))
       mkdirSync(dirname(u.slice('sqlite:'.length)), { recursive: true });
   }
@@ -67,10 +63,7 @@ export async function openStores(
     const audit =
       url === 'memory:'
         ? undefined
-        : await openAuditLog(
-            url,
-            options.auditKeyPath === undefined ? {} : { keyPath: options.auditKeyPath },
-          );
+        : await openAuditLog(url, urls.auditKey === undefined ? {} : { keyPath: urls.auditKey });
     const recorder: Recorder = audit ?? new MemoryRecorder();
     if (audit) closers.push(() => audit.close());
     const limits = await openLimitStore(urls.limits ?? url);

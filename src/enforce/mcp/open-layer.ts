@@ -22,11 +22,14 @@ export async function openLayer(
   config: GatewayConfig,
   opts: { watch?: boolean; onEvent?: (e: RuntimeEvent) => void } = {},
 ): Promise<OpenedLayer> {
-  const { audit, approvals: approvalsUrl, limits: limitsUrl, state: stateUrl } = config.store;
-  const stores = await openStores(
-    { audit, approvals: approvalsUrl, limits: limitsUrl, state: stateUrl },
-    config.store.auditKey === undefined ? {} : { auditKeyPath: config.store.auditKey },
-  );
+  const { audit, approvals: approvalsUrl, limits: limitsUrl, state: stateUrl, auditKey } = config.store;
+  const stores = await openStores({
+    audit,
+    approvals: approvalsUrl,
+    limits: limitsUrl,
+    state: stateUrl,
+    ...(auditKey === undefined ? {} : { auditKey }),
+  });
   try {
     const { recorder, limits, approvals, state } = stores;
     const layer = await createExecLayer({
