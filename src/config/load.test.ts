@@ -114,6 +114,16 @@ store:
     {},
   );
   assert.equal(local.store.pins, 'sqlite:/srv/gw/pins.db', 'relative to the config file');
+  // A whole URL from the environment is checked once filled in, and never echoed (it may hold a password).
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: `${DB_URL}` is the config's own interpolation syntax
+  const fromEnv = 'policy: p\nstore: { audit: "${DB_URL}" }\n';
+  assert.equal(parseConfig(fromEnv, FILE, { DB_URL: pg }).store.audit, pg);
+  const wrong = problems(fromEnv, { DB_URL: 'redis://:pw@cache' });
+  assert.match(
+    wrong[0]!.message,
+    /`\/store\/audit` must be a `sqlite:<file>`, `postgres:\/\/…` or `memory:` URL/,
+  );
+  assert.doesNotMatch(wrong[0]!.message, /pw/);
   // Each backend takes only what it supports: the audit trail is not a Redis, a single URL is embedded.
   assert.ok(problems('policy: p\nstore: { audit: "redis://x" }\n').length > 0);
   assert.ok(problems('policy: p\nstore: postgres://db/x\n').length > 0);

@@ -153,6 +153,16 @@ export const DEFAULT_LIMITS: LimitsConfig = {
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_CONFIG_DEPTH = 32;
 
+/** What each backend can live in: `sql` for the audit trail, approvals and pins; `kv` for limits and state. */
+const STORE_URL = {
+  sql: /^(sqlite:.+|memory:|postgres(ql)?:\/\/.+)$/,
+  kv: /^(sqlite:.+|memory:|rediss?:\/\/.+)$/,
+} as const;
+const STORE_URL_TEXT = {
+  sql: 'a `sqlite:<file>`, `postgres://…` or `memory:` URL',
+  kv: 'a `sqlite:<file>`, `redis://…` or `memory:` URL',
+} as const;
+
 /** A data path as a JSON pointer (`/upstreams/files/args/0`). */
 function toPointer(path: DataPath): string {
   return path.map((s) => `/${String(s).replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
@@ -339,25 +349,34 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     seen.add(k.sha256);
   });
 
-  const storeUrl = (url: string, pointer: string): string => {
+  const storeUrl = (url: string, pointer: string, kind: 'sql' | 'kv'): string => {
     const v = interpolate(url, pointer);
+    // A URL that came from the environment is checked once its variables are filled in (never echoed:
+    // it may hold a password).
+    if (!STORE_URL[kind].test(v)) {
+      at(
+        locate(pointer),
+        pointer,
+        `\`${pointer}\` must be ${STORE_URL_TEXT[kind]} once its variables are filled in`,
+      );
+    }
     return v.startsWith('sqlite:') ? `sqlite:${abs(v.slice('sqlite:'.length))}` : v;
   };
   const rawStore = raw.store ?? 'sqlite:./execlayer.db';
   let store: StoreConfig;
   if (typeof rawStore === 'string') {
-    const one = storeUrl(rawStore, '/store');
+    const one = storeUrl(rawStore, '/store', 'sql');
     store = { audit: one, approvals: one, limits: one, state: one, pins: one };
   } else {
-    const audit = storeUrl(rawStore.audit, '/store/audit');
-    const each = (k: 'approvals' | 'limits' | 'state' | 'pins') =>
-      rawStore[k] === undefined ? audit : storeUrl(rawStore[k], `/store/${k}`);
+    const audit = storeUrl(rawStore.audit, '/store/audit', 'sql');
+    const each = (k: 'approvals' | 'limits' | 'state' | 'pins', kind: 'sql' | 'kv') =>
+      rawStore[k] === undefined ? audit : storeUrl(rawStore[k], `/store/${k}`, kind);
     store = {
       audit,
-      approvals: each('approvals'),
-      limits: each('limits'),
-      state: each('state'),
-      pins: each('pins'),
+      approvals: each('approvals', 'sql'),
+      limits: each('limits', 'kv'),
+      state: each('state', 'kv'),
+      pins: each('pins', 'sql'),
     };
     if (rawStore.key !== undefined) store.auditKey = abs(rawStore.key);
   }

@@ -33,27 +33,27 @@ export const CONFIG_SCHEMA = {
           properties: {
             audit: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+)$',
+              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
               description: 'The audit trail: `sqlite:<file>`, `postgres://…` or `memory:`.',
             },
             approvals: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+)$',
+              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
               description: 'Pending approvals and grants (default: `audit`).',
             },
             limits: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|rediss?://.+)$',
+              pattern: '^(sqlite:.+|memory:|rediss?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
               description: 'Limit counters: `sqlite:<file>`, `redis://…` or `memory:` (default: `audit`).',
             },
             state: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|rediss?://.+)$',
+              pattern: '^(sqlite:.+|memory:|rediss?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
               description: 'The stop switch: `sqlite:<file>`, `redis://…` or `memory:` (default: `audit`).',
             },
             pins: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+)$',
+              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
               description: 'Tool pins (default: `audit`).',
             },
             key: {
