@@ -17,6 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { hashApiKey } from '../src/enforce/auth.js';
+import { freePort } from '../src/testing/net.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -231,14 +232,6 @@ async function stopChild(c: Child): Promise<void> {
   const exited = new Promise<void>((r) => c.proc.once('exit', () => r()));
   c.proc.kill('SIGTERM');
   await exited;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 const CERBOS_POLICIES: Record<string, string> = {

@@ -22,7 +22,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -30,6 +29,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { hashApiKey, newApiKey } from '../src/enforce/auth.js';
+import { freePort, waitForHttp } from '../src/testing/net.js';
 
 const REPO = resolve(import.meta.dirname, '..');
 const EVERYTHING = join(REPO, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
@@ -56,34 +56,11 @@ const CLK_TCK = 100;
 const dir = mkdtempSync(join(tmpdir(), 'gw-bench-'));
 const key = newApiKey();
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-    s.on('error', rej);
-  });
-}
-
 /** User and system CPU time of a process so far, in ms. */
 function cpuMs(pid: number): { user: number; sys: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { user: (Number(fields[11]) * 1000) / CLK_TCK, sys: (Number(fields[12]) * 1000) / CLK_TCK };
-}
-
-async function waitFor(url: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      await fetch(url, { method: 'GET' });
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`${url} did not come up`);
 }
 
 interface Target {
@@ -228,7 +205,7 @@ roles:
     });
     procs.push(up);
     const upUrl = `http://127.0.0.1:${upPort}/mcp`;
-    await waitFor(upUrl);
+    await waitForHttp(upUrl);
 
     const cfg = (upstream: string) => `policy: ../policy.yaml
 store: "${STORE}"
@@ -263,7 +240,7 @@ http: { maxSessions: 1000 }
       );
       procs.push(gw);
       const gwUrl = `http://127.0.0.1:${gwPort}/mcp`;
-      await waitFor(gwUrl);
+      await waitForHttp(gwUrl);
       targets.push(
         stdioTarget(
           `stdio gateway${tag}`,

