@@ -53,14 +53,6 @@ export function indexColumns(e: AuditEvent): IndexColumns {
         decisionId: e.decision.id,
       };
     case 'outcome':
-      return {
-        type: e.type,
-        agent: e.agent,
-        tool: e.tool,
-        effect: null,
-        rule: null,
-        decisionId: e.decisionId,
-      };
     case 'approval':
       return {
         type: e.type,
@@ -79,7 +71,7 @@ export function indexColumns(e: AuditEvent): IndexColumns {
   }
 }
 
-/** Filters a query can apply to a record's event (the same ones `RecordQuery` carries). */
+/** Filters a query applies to a record's event; `since`/`until` are ms since the epoch (until exclusive). */
 export interface RecordFilter {
   agent?: string;
   tool?: string;

@@ -4,7 +4,7 @@
  * for every backend, so every backend is verified identically.
  */
 import type { Checkpoint } from './checkpoint.js';
-import type { StoredRecord } from './record.js';
+import type { RecordFilter, StoredRecord } from './record.js';
 import type { PackedRows } from './verify-hash.js';
 
 /** The tip of the log, kept in one row that each append locks and rewrites in the same transaction. */
@@ -37,16 +37,8 @@ export interface SealedBatch {
  */
 export type Sealer = (head: ChainHead) => SealedBatch;
 
-/** Filters for `query`. All optional; `since`/`until` are ms since the epoch (until is exclusive). */
-export interface RecordQuery {
-  agent?: string;
-  tool?: string;
-  effect?: string;
-  rule?: string;
-  type?: string;
-  decisionId?: string;
-  since?: number;
-  until?: number;
+/** Filters for `query` (all optional) and how to page through the results. */
+export interface RecordQuery extends RecordFilter {
   /** Only records with seq greater than this (for following a growing log). */
   afterSeq?: number;
   limit?: number;

@@ -121,6 +121,16 @@ function fromRow(r: PinRow): ToolPin {
   return pin;
 }
 
+/** The pins table, the same in SQLite and PostgreSQL. */
+const PINS_SCHEMA = `CREATE TABLE IF NOT EXISTS execlayer_tool_pins (
+  tool TEXT PRIMARY KEY,
+  hash TEXT NOT NULL,
+  pending_hash TEXT,
+  pinned_at TEXT NOT NULL,
+  approved_by TEXT,
+  updated_at TEXT NOT NULL
+)`;
+
 /** How long a pin check waits for other processes' write locks on the shared file. */
 const BUSY_TIMEOUT_MS = 5000;
 
@@ -136,14 +146,7 @@ export class SqliteToolPinStore implements ToolPinStore {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
     this.db.pragma('journal_mode = WAL');
-    this.db.exec(`CREATE TABLE IF NOT EXISTS execlayer_tool_pins (
-      tool TEXT PRIMARY KEY,
-      hash TEXT NOT NULL,
-      pending_hash TEXT,
-      pinned_at TEXT NOT NULL,
-      approved_by TEXT,
-      updated_at TEXT NOT NULL
-    )`);
+    this.db.exec(PINS_SCHEMA);
     this.sel = this.db.prepare('SELECT * FROM execlayer_tool_pins WHERE tool = ?');
     this.ins = this.db.prepare(
       'INSERT INTO execlayer_tool_pins (tool, hash, pinned_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(tool) DO NOTHING',
@@ -196,15 +199,6 @@ export class SqliteToolPinStore implements ToolPinStore {
     if (this.db.open) this.db.close();
   }
 }
-
-const PG_SCHEMA = `CREATE TABLE IF NOT EXISTS execlayer_tool_pins (
-  tool TEXT PRIMARY KEY,
-  hash TEXT NOT NULL,
-  pending_hash TEXT,
-  pinned_at TEXT NOT NULL,
-  approved_by TEXT,
-  updated_at TEXT NOT NULL
-)`;
 
 /**
  * Pins in a PostgreSQL table, shared by every gateway replica using the database. Each method is one
@@ -280,7 +274,7 @@ export class PostgresToolPinStore implements ToolPinStore {
     this.#schema ??= this.#run(async (c) => {
       // Replicas starting together must not race on CREATE TABLE.
       await c.query("SELECT pg_advisory_xact_lock(hashtextextended('execlayer:tool_pins:schema', 0))");
-      await c.query(PG_SCHEMA);
+      await c.query(PINS_SCHEMA);
     }).catch((e: unknown) => {
       this.#schema = undefined;
       throw e;
@@ -295,16 +289,21 @@ export class PostgresToolPinStore implements ToolPinStore {
 
   async #run<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const c = await this.#pool.connect();
+    let broken = false;
     try {
       await c.query('BEGIN');
       const out = await fn(c);
       await c.query('COMMIT');
       return out;
     } catch (err) {
-      await c.query('ROLLBACK').catch(() => {});
+      try {
+        await c.query('ROLLBACK');
+      } catch {
+        broken = true; // The connection is unusable; drop it from the pool.
+      }
       throw err;
     } finally {
-      c.release();
+      c.release(broken);
     }
   }
 }
