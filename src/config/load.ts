@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { type DataPath, parseYaml } from '../yaml-source.js';
-import { CONFIG_SCHEMA } from './schema.js';
+import { CONFIG_SCHEMA, STORE_URL_PATTERN } from './schema.js';
 
 /** An upstream MCP server started by the gateway over stdio. */
 export interface StdioUpstreamConfig {
@@ -153,10 +153,10 @@ export const DEFAULT_LIMITS: LimitsConfig = {
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_CONFIG_DEPTH = 32;
 
-/** What each backend can live in: `sql` for the audit trail, approvals and pins; `kv` for limits and state. */
+/** What each backend can live in, as the schema says. */
 const STORE_URL = {
-  sql: /^(sqlite:.+|memory:|postgres(ql)?:\/\/.+)$/,
-  kv: /^(sqlite:.+|memory:|rediss?:\/\/.+)$/,
+  sql: new RegExp(`^(${STORE_URL_PATTERN.sql})$`),
+  kv: new RegExp(`^(${STORE_URL_PATTERN.kv})$`),
 } as const;
 const STORE_URL_TEXT = {
   sql: 'a `sqlite:<file>`, `postgres://…` or `memory:` URL',

@@ -3,6 +3,19 @@
  * lives at `schema/execlayer-config.schema.json`; a unit test keeps the two identical.
  */
 
+/**
+ * The URLs each backend can live in: `sql` for the audit trail, approvals and tool pins; `kv` for limit
+ * counters and the stop switch. The loader checks URLs from the environment against the same patterns.
+ */
+export const STORE_URL_PATTERN = {
+  sql: 'sqlite:.+|memory:|postgres(ql)?://.+',
+  kv: 'sqlite:.+|memory:|rediss?://.+',
+} as const;
+/** A whole URL from the environment, checked after interpolation. */
+const ENV_URL = '\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*';
+const sqlUrl = `^(${STORE_URL_PATTERN.sql}|${ENV_URL})$`;
+const kvUrl = `^(${STORE_URL_PATTERN.kv}|${ENV_URL})$`;
+
 const stringMap = {
   type: 'object',
   additionalProperties: { type: 'string', maxLength: 65536 },
@@ -33,27 +46,27 @@ export const CONFIG_SCHEMA = {
           properties: {
             audit: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
+              pattern: sqlUrl,
               description: 'The audit trail: `sqlite:<file>`, `postgres://…` or `memory:`.',
             },
             approvals: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
+              pattern: sqlUrl,
               description: 'Pending approvals and grants (default: `audit`).',
             },
             limits: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|rediss?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
+              pattern: kvUrl,
               description: 'Limit counters: `sqlite:<file>`, `redis://…` or `memory:` (default: `audit`).',
             },
             state: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|rediss?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
+              pattern: kvUrl,
               description: 'The stop switch: `sqlite:<file>`, `redis://…` or `memory:` (default: `audit`).',
             },
             pins: {
               type: 'string',
-              pattern: '^(sqlite:.+|memory:|postgres(ql)?://.+|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}.*)$',
+              pattern: sqlUrl,
               description: 'Tool pins (default: `audit`).',
             },
             key: {
