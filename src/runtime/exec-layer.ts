@@ -22,10 +22,10 @@ export interface ExecLayerOptions {
   /**
    * One URL for all state, opened (and closed) by the runtime: `sqlite:./execlayer.db`, `postgres://…`,
    * `redis://…`, or `memory:` (nothing durable); or one URL per backend (`{ audit, approvals, limits, state }`,
-   * e.g. PostgreSQL for the audit trail and approvals, Redis for limits and the stop switch; `auditKey` names
-   * the signing key, default `./execlayer-audit.key` for PostgreSQL). Default: `$EXECLAYER_STORE`, else `sqlite:./execlayer.db`,
-   * unless backends are given one by one below. `false` opens none: nothing is recorded and a decision
-   * that carries limits is denied — for tests of the bare runtime only.
+   * e.g. PostgreSQL for the audit trail and approvals, Redis for limits and the stop switch; `auditKey`
+   * names the signing key, default `./execlayer-audit.key` for PostgreSQL). Default: `$EXECLAYER_STORE`,
+   * else `sqlite:./execlayer.db`, unless backends are given one by one below. `false` opens none: nothing
+   * is recorded and a decision that carries limits is denied — for tests of the bare runtime only.
    */
   store?: string | StoreUrls | false;
   /** Where decisions and outcomes are recorded. Without one (and no store), decisions are not recorded. */
