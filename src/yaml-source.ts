@@ -73,6 +73,8 @@ export function parseYaml(text: string, limits: YamlLimits): YamlParse {
   };
 
   if (Buffer.byteLength(text, 'utf8') > limits.maxBytes) {
+    // Refused before parsing, so no line is counted yet: the problem is at 1:1.
+    lc.addNewLine(0);
     add('too_large', `${limits.what} is larger than ${limits.maxBytes} bytes`, 0, []);
     return { ok: false, problems };
   }

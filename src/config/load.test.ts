@@ -147,6 +147,11 @@ test('bad values, names and syntax are problems with positions, never exceptions
   const alias = problems('policy: &p p\nagent: *p\n')[0]!;
   assert.match(alias.message, /aliases are not allowed in a configuration/);
   assert.deepEqual([alias.line, alias.column, alias.path], [2, 8, '/agent']);
+  const big = problems(`policy: p\n# ${'x'.repeat(1024 * 1024)}\n`);
+  assert.deepEqual(
+    big.map((p) => [p.line, p.column, p.message]),
+    [[1, 1, 'configuration is larger than 1048576 bytes']],
+  );
   const nul = problems('policy: p\nagent: a\u0000b\n')[0]!;
   assert.deepEqual([nul.line, nul.column, nul.message], [2, 9, 'configuration contains a NUL byte']);
   assert.match(

@@ -97,7 +97,8 @@ describe('policy loading', () => {
   });
 
   test('oversized and deeply nested documents are refused', () => {
-    one(loadPolicyText(`${BASE}# ${'x'.repeat(5 * 1024 * 1024)}\n`, 'big.yaml'), 'too_large');
+    const big = one(loadPolicyText(`${BASE}# ${'x'.repeat(5 * 1024 * 1024)}\n`, 'big.yaml'), 'too_large');
+    assert.deepEqual([big.line, big.column], [1, 1], 'a position an editor can open');
     const deep = `version: 1\nagents: {}\nx: ${'['.repeat(100)}${']'.repeat(100)}\n`;
     one(loadPolicyText(deep, 'deep.yaml'), 'too_deep');
   });
