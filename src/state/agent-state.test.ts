@@ -161,6 +161,7 @@ describe('agent state fails closed', () => {
     const path = join(dir, 's.db');
     const s = await openAgentStateStore(`sqlite:${path}`);
     t.after(() => s.close());
+    assert.equal((await s.isSuspended('bot')).suspended, false, 'answer cached before the drop');
     const other = new Database(path);
     other.exec('DROP TABLE agent_state');
     other.close();

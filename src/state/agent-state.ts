@@ -1,8 +1,8 @@
 /**
  * The stop switch: suspending one agent, or every agent at once with the global stop `*`. Every backend
  * (memory, SQLite, Redis) implements `AgentStateStore` and passes the contract in `contract.ts`.
- * Each decision asks the store directly (no cache), so a suspend that has returned stops the very next
- * decision in every process sharing the store.
+ * Each decision asks the store, so a suspend that has returned stops the very next decision in every process
+ * sharing the store (SQLite keeps answers only until the stop switch's version row changes).
  */
 
 import type BetterSqlite3 from 'better-sqlite3';
@@ -197,8 +197,22 @@ function fromRow(r: Row | undefined): Suspension | undefined {
   return s;
 }
 
-/** Agents whose answers the SQLite store keeps between commits to its file. */
+/** Agents whose answers the SQLite store keeps while the stop switch is unchanged. */
 const MAX_CACHED_AGENTS = 10_000;
+
+// The stop switch's own version: triggers bump it on every change to `agent_state`, by this store or by
+// anyone else with the file (the sqlite3 shell included), in the same transaction as the change.
+const SQLITE_SCHEMA = `
+CREATE TABLE IF NOT EXISTS agent_state (agent TEXT PRIMARY KEY, by TEXT NOT NULL, reason TEXT, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS agent_state_version (id INTEGER PRIMARY KEY CHECK (id = 1), v INTEGER NOT NULL);
+INSERT OR IGNORE INTO agent_state_version (id, v) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS agent_state_inserted AFTER INSERT ON agent_state
+  BEGIN UPDATE agent_state_version SET v = v + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS agent_state_updated AFTER UPDATE ON agent_state
+  BEGIN UPDATE agent_state_version SET v = v + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS agent_state_deleted AFTER DELETE ON agent_state
+  BEGIN UPDATE agent_state_version SET v = v + 1 WHERE id = 1; END;
+`;
 
 /** State in a SQLite file; processes sharing the file see a suspend on their next decision. */
 export class SqliteAgentStateStore extends BaseStateStore {
@@ -209,36 +223,42 @@ export class SqliteAgentStateStore extends BaseStateStore {
   readonly #all: BetterSqlite3.Statement;
   readonly #version: BetterSqlite3.Statement;
   readonly #busyMs: number;
-  /** Answers per agent as of `#seenVersion` of the file (this connection's own writes clear it). */
+  /** Answers per agent as of `#seen` (the stop switch's version and the file's schema version). */
   readonly #cache = new Map<string, [Suspension | undefined, Suspension | undefined]>();
-  #seenVersion = -1;
+  #seen = '';
 
   /** Opens (creating) the file; throws at start-up when it cannot. */
   constructor(path: string, options: AgentStateStoreOptions & { busyTimeoutMs?: number } = {}) {
     super(options);
     this.#busyMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     this.#db = openSqlite(path, { busyTimeoutMs: this.#busyMs });
-    this.#db.exec(
-      'CREATE TABLE IF NOT EXISTS agent_state (agent TEXT PRIMARY KEY, by TEXT NOT NULL, reason TEXT, at INTEGER NOT NULL)',
-    );
+    this.#db.exec(SQLITE_SCHEMA);
     this.#get = this.#db.prepare('SELECT agent, by, reason, at FROM agent_state WHERE agent IN (?, ?)');
     this.#put = this.#db.prepare(
       'INSERT INTO agent_state (agent, by, reason, at) VALUES (?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET by = excluded.by, reason = excluded.reason, at = excluded.at',
     );
     this.#del = this.#db.prepare('DELETE FROM agent_state WHERE agent = ?');
     this.#all = this.#db.prepare('SELECT agent, by, reason, at FROM agent_state ORDER BY agent');
-    this.#version = this.#db.prepare('PRAGMA data_version').pluck();
+    // The schema version too: a dropped or altered table (and with it its triggers) must not leave answers
+    // cached from before.
+    this.#version = this.#db
+      .prepare(
+        "SELECT v || '/' || (SELECT schema_version FROM pragma_schema_version) FROM agent_state_version WHERE id = 1",
+      )
+      .pluck();
   }
 
   // Each is one statement: safe to run again while another process holds the file's lock.
   protected async read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]> {
     return retryBusy(() => {
-      // `data_version` changes whenever another connection (process) commits to the file: until then the
-      // answers read before still hold, and a decision costs one pragma instead of a query.
-      const version = this.#version.get() as number;
-      if (version !== this.#seenVersion) {
+      // Commits by other connections (the audit writer's among them) leave the cache alone unless they
+      // changed the stop switch: a decision then costs one read of the version row. Rows are read after
+      // the version, so a cached answer is never older than the version it is kept under.
+      const version = this.#version.get() as string | undefined;
+      if (version === undefined) throw new Error('the stop switch version row is missing');
+      if (version !== this.#seen) {
         this.#cache.clear();
-        this.#seenVersion = version;
+        this.#seen = version;
       }
       let hit = this.#cache.get(agent);
       if (hit === undefined) {
@@ -255,7 +275,6 @@ export class SqliteAgentStateStore extends BaseStateStore {
   }
   protected async write(s: Suspension): Promise<void> {
     await retryBusy(() => this.#put.run(s.agent, s.by, s.reason ?? null, s.at), this.#busyMs);
-    // After the commit: this connection's own writes do not change `data_version`.
     this.#cache.clear();
   }
   protected async remove(agent: string): Promise<boolean> {
