@@ -4,7 +4,7 @@
  * ExecLayer handles this is the RFC 8785 (JCS) form, so the same value always gives the same bytes — the
  * property the audit hash chain and the argument digests rely on.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.js';
 
 /** Thrown for values that have no JSON form (non-finite numbers, bigint, functions, cycles, too deep). */
 export class CanonicalJsonError extends Error {
@@ -147,5 +147,5 @@ function locate(value: unknown, fallback: CanonicalJsonError): CanonicalJsonErro
 
 /** sha256 (lowercase hex) of the canonical JSON of `value` — the form of `argsDigest` in audit events. */
 export function jsonDigest(value: unknown): string {
-  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+  return sha256Hex(canonicalJson(value));
 }

@@ -3,8 +3,9 @@
  * backend provides. The rules: grouping identical pending requests, expiry, who may decide, the approver
  * rate cap, and atomic single-binding grant consumption.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
+import { sha256Hex } from '../sha256.js';
 import type { ApprovalEvent, Json, Recorder } from '../types.js';
 import {
   type Approval,
@@ -50,9 +51,7 @@ const DIGEST = /^[0-9a-f]{64}$/;
 
 /** The key a binding is stored and grouped under: sha256 over its fields, unambiguously framed. */
 export function bindingKey(b: ApprovalBinding): string {
-  return createHash('sha256')
-    .update(canonicalJson([b.agent, b.tool, b.argsDigest, b.policy, b.session ?? null]))
-    .digest('hex');
+  return sha256Hex(canonicalJson([b.agent, b.tool, b.argsDigest, b.policy, b.session ?? null]));
 }
 
 /** A new approval id: `apr_` and 20 hex digits. */

@@ -4,13 +4,8 @@
  * (audit) paths and consistency proofs with the RFC 9162 verification algorithms.
  */
 import * as crypto from 'node:crypto';
+import { sha256 } from '../sha256.js';
 import { sha256Leaf, sha256Node } from './sha256-small.js';
-
-/** One-shot SHA-256 (`crypto.hash`, Node >= 20.12) with a streaming fallback for older runtimes. */
-export const sha256: (data: Uint8Array) => Buffer =
-  typeof crypto.hash === 'function'
-    ? (data) => crypto.hash('sha256', data, 'buffer')
-    : (data) => crypto.createHash('sha256').update(data).digest();
 
 const leafPrefix = Buffer.from([0]);
 const nodePrefix = Buffer.from([1]);
@@ -28,7 +23,7 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
 }
 
 /** MTH({}) = SHA-256(""). */
-export const EMPTY_ROOT: Buffer = crypto.createHash('sha256').digest();
+export const EMPTY_ROOT: Buffer = sha256(new Uint8Array(0));
 
 /** The largest power of two strictly below n (n >= 2). */
 function splitPoint(n: number): number {

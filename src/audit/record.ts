@@ -7,8 +7,9 @@
  *
  * The fixed-width prefix makes the encoding unambiguous; the genesis `prevHash` is 32 zero bytes.
  */
+
+import { sha256 } from '../sha256.js';
 import type { AuditEvent, Effect, EnforcementPoint, Json, Mode } from '../types.js';
-import { sha256 } from './merkle.js';
 
 /** The record format version written today. */
 export const RECORD_VERSION = 1;

@@ -3,11 +3,12 @@
  * (stored as sha256, compared in constant time) and JWTs verified against a JWKS, each mapped to an
  * agent id. Nothing a client sends in a message body can name its agent.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { createLocalJWKSet, createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import { type AuthConfig, CREDENTIAL_ROLES, type CredentialRole } from '../config/load.js';
+import { sha256, sha256Hex } from '../sha256.js';
 import type { EnforcementPoint, Recorder } from '../types.js';
 
 export type { CredentialRole } from '../config/load.js';
@@ -41,7 +42,7 @@ const MAX_TOKEN = 8192;
 
 /** sha256 (hex) of an API key, the form stored in the configuration. */
 export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('hex');
+  return sha256Hex(key);
 }
 
 /** A fresh random API key (`exl_` + 32 random bytes, base64url). */
@@ -126,7 +127,7 @@ export function createAuthenticator(auth: AuthConfig, opts: AuthenticatorOptions
         }
       }
 
-      const digest = createHash('sha256').update(token, 'utf8').digest();
+      const digest = sha256(token);
       // Compare against every key so the time taken does not reveal which (or whether one) matched.
       let found: (typeof keys)[number] | undefined;
       for (const k of keys) {

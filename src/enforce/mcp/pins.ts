@@ -4,12 +4,13 @@
  * One small interface, three backends (memory, SQLite, PostgreSQL); `pins.test.ts` runs one contract suite
  * on all of them.
  */
-import { createHash } from 'node:crypto';
+
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { canonicalJson } from '../../canonical-json.js';
+import { sha256Hex } from '../../sha256.js';
 import { retryBusy } from '../../state/sqlite-db.js';
 
 /** What the store knows about one tool (by its policy name, e.g. `files.read_file`). */
@@ -58,7 +59,7 @@ export function hashToolDefinition(def: PinnedDefinition): string {
     description: def.description ?? null,
     inputSchema: def.inputSchema ?? null,
   });
-  return createHash('sha256').update(body).digest('hex');
+  return sha256Hex(body);
 }
 
 /** Pins held in memory (tests, `store: memory:`). */
