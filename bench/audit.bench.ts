@@ -2,12 +2,14 @@
  * Audit trail benchmark: durable records per second with group commit on SQLite and PostgreSQL, each beside
  * its FLOOR measured in the same run (plain better-sqlite3 / pg inserts of rows of the same size, the same
  * durability settings and the same batch sizes, no hashing); verification speed; and what recording adds
- * to one decision on the hot path (the `record()` enqueue) plus the awaited durability latency.
+ * to one decision on the hot path (the `record()` enqueue) plus the awaited durability latency. Every timed
+ * run, audit log and floor alike, starts after `sync`, with nothing of an earlier run left to write back.
  *
  *   npm run bench:audit
  *   BENCH_RECORDS=50000 BENCH_RUNS=3 BENCH_INFLIGHT=4096 npm run bench:audit
  *   BENCH_PG=0 npm run bench:audit       # SQLite only
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -33,8 +35,18 @@ const PG_URL = process.env.EXECLAYER_TEST_PG ?? 'postgres://postgres@127.0.0.1:5
 const WITH_PG = process.env.BENCH_PG !== '0';
 
 const events: DecisionEvent[] = Array.from({ length: N }, (_, i) => decisionEvent(i));
-const texts = events.map((e) => canonicalJson(e));
-const avgBytes = Math.round(texts.reduce((t, s) => t + Buffer.byteLength(s), 0) / texts.length);
+const avgBytes = Math.round(
+  events.reduce((t, e) => t + Buffer.byteLength(canonicalJson(e)), 0) / Math.max(1, events.length),
+);
+
+/**
+ * The floors' rows: the records' canonical texts, made before each floor run and dropped after it. Kept for
+ * the whole benchmark, 100k of them slowed the audit runs' garbage collection (by about a third on two
+ * cores), a cost no enforcement point carries.
+ */
+function floorTexts(n: number): string[] {
+  return events.slice(0, n).map((e) => canonicalJson(e));
+}
 
 interface Throughput {
   rate: number;
@@ -46,8 +58,18 @@ interface Throughput {
   loopDelayP99: number;
 }
 
+/**
+ * Writes back every dirty page on the machine (`sync`) before a timed run, so no run pays for the previous
+ * one's deferred writeback: after a floor run had left ~100 MB to write back, the next audit run's fsyncs
+ * waited behind it (83–89k records/s without floors in between, 68–72k with them).
+ */
+function settleDisk(): void {
+  execFileSync('sync');
+}
+
 /** `n` records through `log.record` from INFLIGHT concurrent callers; durable records per second. */
 async function auditRun(log: AuditLog, n: number): Promise<Throughput> {
+  settleDisk();
   const before = log.stats();
   let next = 0;
   const delay = monitorEventLoopDelay({ resolution: 1 });
@@ -84,6 +106,7 @@ function columnsOf(i: number): [string, string, string, string, string | null, s
  * rows, no hashing. `plain` has only the primary key; `audit` is the audit schema with its indexes.
  */
 function sqliteFloor(path: string, n: number, batch: number, schema: 'plain' | 'audit'): number {
+  const texts = floorTexts(n);
   if (schema === 'audit') void openSqliteStore(path).close();
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
@@ -100,6 +123,7 @@ function sqliteFloor(path: string, n: number, batch: number, schema: 'plain' | '
     const now = Date.now();
     for (let i = from; i < to; i++) ins.run(i, 1, now, hashes[i & 1023], texts[i], ...columnsOf(i));
   });
+  settleDisk();
   const t0 = performance.now();
   for (let from = 0; from < n; from += batch) tx.immediate(from, Math.min(n, from + batch));
   const s = (performance.now() - t0) / 1000;
@@ -109,12 +133,14 @@ function sqliteFloor(path: string, n: number, batch: number, schema: 'plain' | '
 
 /** Plain PostgreSQL inserts: same rows, one `INSERT … unnest` per transaction of `batch` rows, no hashing. */
 async function pgFloor(url: string, n: number, batch: number): Promise<number> {
+  const texts = floorTexts(n);
   const c = new pg.Client(url);
   await c.connect();
   await c.query(
     'CREATE TABLE floor (seq bigint PRIMARY KEY, v smallint, time bigint, hash bytea, event text, type text, agent text, tool text, effect text, rule text, decision_id text)',
   );
   const hash = randomBytes(32).toString('hex');
+  settleDisk();
   const t0 = performance.now();
   for (let from = 0; from < n; from += batch) {
     const to = Math.min(n, from + batch);
@@ -243,9 +269,11 @@ async function main(): Promise<void> {
       const log = await openAuditLog(`sqlite:${verifyLog}`);
       const key = parsePublicKey(log.publicKeyPem);
       for (let run = 0; run < RUNS; run++) {
+        settleDisk();
         const r = await log.verify();
         if (!r.ok) throw new Error(`verify failed: ${JSON.stringify(r.problems)}`);
         verifyRates.push(r.rate);
+        settleDisk();
         const one = await verifyStore(log.store, key, { workers: 0 });
         if (!one.ok) throw new Error(`verify failed: ${JSON.stringify(one.problems)}`);
         verifyOneThread.push(one.rate);
@@ -271,6 +299,7 @@ async function main(): Promise<void> {
             pq.audit.push(t.rate);
             pq.batch.push(t.avgBatch);
             if (run === 0) {
+              settleDisk();
               const r = await log.verify();
               if (!r.ok) throw new Error(`postgres verify failed: ${JSON.stringify(r.problems)}`);
               pq.verify.push(r.rate);

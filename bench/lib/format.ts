@@ -18,7 +18,8 @@ export function formatRatio(r: number): string {
   if (!Number.isFinite(r)) return String(r);
   if (r >= 100) return `${Math.round(r)}x`;
   if (r >= 10) return `${r.toFixed(0)}x`;
-  return `${r.toFixed(1)}x`;
+  // Below 1x the second digit decides whether a ratio target (0.5x, 0.7x) is met.
+  return `${r.toFixed(r < 1 ? 2 : 1)}x`;
 }
 
 /** Formats an integer with thousands separators: `10,000`. */
