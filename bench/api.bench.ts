@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { hashApiKey } from '../src/enforce/auth.js';
 import { freePort } from '../src/testing/net.js';
+import { settleDisk } from './lib/disk.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -360,7 +361,9 @@ async function run(
   // autocannon ships no type declarations; this is the part of its programmatic API used here.
   const autocannon = ((await import('autocannon' as string)) as { default: Autocannon }).default;
   const requests = bodies.map((body) => ({ method: 'POST' as const, path, body, headers }));
-  // Warm-up (JIT, connection set-up), then the measured run.
+  // Nothing left to write back from an earlier run (a durable run writes hundreds of MB); then warm-up
+  // (JIT, connection set-up) and the measured run.
+  settleDisk();
   await autocannon({ url, connections: CONNECTIONS, duration: 2, requests });
   const r = await autocannon({ url, connections: CONNECTIONS, duration: DURATION_S, requests });
   return {

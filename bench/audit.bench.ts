@@ -9,7 +9,6 @@
  *   BENCH_RECORDS=50000 BENCH_RUNS=3 BENCH_INFLIGHT=4096 npm run bench:audit
  *   BENCH_PG=0 npm run bench:audit       # SQLite only
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -24,6 +23,7 @@ import { decisionEvent } from '../src/audit/testing.js';
 import { verifyStore } from '../src/audit/verify.js';
 import { canonicalJson } from '../src/canonical-json.js';
 import type { DecisionEvent } from '../src/types.js';
+import { settleDisk } from './lib/disk.js';
 import { formatCount, formatRatio, formatUs, markdownTable } from './lib/format.js';
 import { median, summarize } from './lib/stats.js';
 import { clockOverheadUs } from './lib/timer.js';
@@ -56,15 +56,6 @@ interface Throughput {
   /** Event-loop delay during the run (ms): how long a timer or request waited behind the log's work. */
   loopDelayP50: number;
   loopDelayP99: number;
-}
-
-/**
- * Writes back every dirty page on the machine (`sync`) before a timed run, so no run pays for the previous
- * one's deferred writeback: after a floor run had left ~100 MB to write back, the next audit run's fsyncs
- * waited behind it (83–89k records/s without floors in between, 68–72k with them).
- */
-function settleDisk(): void {
-  execFileSync('sync');
 }
 
 /** `n` records through `log.record` from INFLIGHT concurrent callers; durable records per second. */

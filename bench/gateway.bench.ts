@@ -30,6 +30,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { hashApiKey, newApiKey } from '../src/enforce/auth.js';
 import { freePort, waitForHttp } from '../src/testing/net.js';
+import { settleDisk } from './lib/disk.js';
 
 const REPO = resolve(import.meta.dirname, '..');
 const EVERYTHING = join(REPO, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
@@ -74,6 +75,7 @@ interface Target {
 const args = { message: 'hello from the benchmark' };
 
 async function sequential(t: Target) {
+  settleDisk();
   const { client, close } = await t.connect();
   try {
     for (let i = 0; i < 200; i++) await client.callTool({ name: t.tool, arguments: args });
@@ -107,6 +109,7 @@ async function sequential(t: Target) {
 
 /** 16 clients (HTTP: 16 sessions; stdio: 16 connections, each its own process pair) for SECONDS. */
 async function concurrent(t: Target) {
+  settleDisk();
   const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => t.connect()));
   try {
     await Promise.all(
