@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import { Redis } from 'ioredis';
 import { openAuditLog } from '../audit/log.js';
 import { REDIS_URL, redisAvailable, tempPostgresDatabase, uniqueName } from '../testing/services.js';
+import type { AuditEvent } from '../types.js';
 import { createExecLayer } from './exec-layer.js';
+import { MemoryRecorder } from './stores.js';
 
 test('scale-out: audit trail and approvals on PostgreSQL, limits and the stop switch on Redis', async (t) => {
   const pgUrl = await tempPostgresDatabase(t);
@@ -52,4 +54,17 @@ test('scale-out: audit trail and approvals on PostgreSQL, limits and the stop sw
   assert.equal(decisions.length, 4);
   assert.equal((await log.verify()).ok, true);
   await log.close();
+});
+
+test('memory recorder: stays bounded and keeps the newest events in order', async () => {
+  const rec = new MemoryRecorder({ limit: 3 });
+  const ev = (i: number): AuditEvent => ({ type: 'agent', status: 'suspended', agent: `a${i}`, by: 'ops' });
+  for (let i = 0; i < 20; i++) {
+    await rec.record(ev(i));
+    assert.ok(rec.events.length < 6, `at most twice the limit (after ${i + 1}: ${rec.events.length})`);
+  }
+  const kept = rec.events.map((e) => (e.type === 'agent' ? e.agent : ''));
+  assert.deepEqual(kept.slice(-3), ['a17', 'a18', 'a19']);
+  assert.equal(rec.dropped + rec.events.length, 20);
+  assert.equal(kept[0], `a${rec.dropped}`, 'what is dropped is the oldest');
 });

@@ -17,11 +17,29 @@ import type { AuditEvent, Recorder } from '../types.js';
 /** The embedded default store. */
 export const DEFAULT_STORE = 'sqlite:./execlayer.db';
 
-/** A recorder that keeps events in memory (for `memory:`). */
+/**
+ * A recorder that keeps events in memory (for `memory:`): the newest `limit` of them at least (default
+ * 10,000), never more than twice that, so a long-running process with `memory:` does not grow without bound.
+ */
 export class MemoryRecorder implements Recorder {
+  /** Recorded events, oldest first. */
   readonly events: AuditEvent[] = [];
+  /** Events dropped from the front of `events` to keep it bounded. */
+  dropped = 0;
+  readonly #limit: number;
+
+  constructor(options: { limit?: number } = {}) {
+    this.#limit = Math.max(1, options.limit ?? 10_000);
+  }
+
   async record(event: AuditEvent): Promise<void> {
     this.events.push(event);
+    // Trimmed in bulk, so each event costs O(1) on average.
+    if (this.events.length >= 2 * this.#limit) {
+      const n = this.events.length - this.#limit;
+      this.events.splice(0, n);
+      this.dropped += n;
+    }
   }
 }
 
