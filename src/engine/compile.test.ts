@@ -358,3 +358,22 @@ test('a move is checked at both ends: every default path argument must satisfy t
     'deny',
   );
 });
+
+test('max_recipients counts to, cc and bcc together: splitting a mailing across fields does not multiply it', () => {
+  const e = engineFor({
+    version: 1,
+    agents: {
+      a: {
+        rules: [{ allow: 'mail.send', when: { email: { to_domains: ['acme.com'], max_recipients: 3 } } }],
+      },
+    },
+  });
+  const send = (args: Record<string, unknown>) => e.decide(act('mail.send', args, 'a'));
+  assert.equal(send({ to: 'a@acme.com, b@acme.com', cc: 'c@acme.com' }).effect, 'allow');
+  const split = send({ to: 'a@acme.com, b@acme.com', cc: 'c@acme.com', bcc: 'd@acme.com' });
+  assert.equal(split.effect, 'deny');
+  assert.match(split.reason, /4 recipients \(`to`, `cc`, `bcc` together\) exceed the maximum of 3/);
+  // Items of a list count together too; one address in two fields counts once.
+  assert.equal(send({ to: ['a@acme.com', 'b@acme.com', 'c@acme.com', 'd@acme.com'] }).effect, 'deny');
+  assert.equal(send({ to: 'a@acme.com, b@acme.com', cc: 'A@ACME.COM', bcc: 'c@acme.com' }).effect, 'allow');
+});

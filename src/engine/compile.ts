@@ -296,6 +296,8 @@ export function compile(policy: CheckedPolicy): Engine {
           return { kind: 'nomatch', why: `argument \`${canon.defaultArgs.join('` or `')}\` is missing` };
         }
       }
+      const matchAll = canon.matchAll;
+      const all: unknown[] | undefined = matchAll ? [] : undefined;
       for (const name of names) {
         const raw = readArg(args, name);
         if (raw === undefined) return { kind: 'nomatch', why: `argument \`${name}\` is missing` };
@@ -323,7 +325,12 @@ export function compile(policy: CheckedPolicy): Engine {
           ruleFacts[c.name] ??= canon.toJson(f.value);
           const m = canon.match(c.condition, f.value);
           if (!m.ok) return { kind: 'nomatch', why: m.why };
+          all?.push(f.value);
         }
+      }
+      if (matchAll && all) {
+        const m = matchAll(c.condition, all, names);
+        if (!m.ok) return { kind: 'nomatch', why: m.why };
       }
     }
     if (block.cel) {

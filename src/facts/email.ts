@@ -216,10 +216,18 @@ function domainOf(addr: string): string {
   return addr.slice(addr.lastIndexOf('@') + 1);
 }
 
+// `max_recipients` counts distinct recipients over every value read (`to`, `cc` and `bcc` together, each
+// item of a list), so splitting a mailing across fields or items does not multiply the limit.
+function matchAll(c: EmailCondition, all: readonly EmailFacts[], args: readonly string[]): MatchResult {
+  if (c.maxRecipients === undefined) return { ok: true };
+  const distinct = new Set<string>();
+  for (const f of all) for (const a of f.recipients) distinct.add(a.toLowerCase());
+  if (distinct.size <= c.maxRecipients) return { ok: true };
+  const where = args.length > 1 ? ` (${args.map((a) => `\`${a}\``).join(', ')} together)` : '';
+  return { ok: false, why: `${distinct.size} recipients${where} exceed the maximum of ${c.maxRecipients}` };
+}
+
 function match(c: EmailCondition, f: EmailFacts): MatchResult {
-  if (c.maxRecipients !== undefined && f.recipients.length > c.maxRecipients) {
-    return { ok: false, why: `${f.recipients.length} recipients exceed the maximum of ${c.maxRecipients}` };
-  }
   if (c.toDomains !== undefined) {
     const patterns = c.toDomains;
     const bad = f.recipients.filter((a) => !patterns.some((p) => hostMatches(p, domainOf(a))));
@@ -250,5 +258,6 @@ export const emailCanonicaliser: Canonicaliser<EmailCondition, EmailFacts> = {
   compile,
   facts,
   match,
+  matchAll,
   toJson: (f) => ({ recipients: [...f.recipients], domains: [...f.domains] }),
 };

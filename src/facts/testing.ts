@@ -22,7 +22,13 @@ export function harness<C, F>(c: Canonicaliser<C, F>) {
     assert.equal(r.ok, false, `expected ${JSON.stringify(raw)} to be refused`);
     if (!r.ok) assert.match(r.error, pattern);
   };
-  const verdict = (condition: unknown, raw: string) => c.match(cond(condition), facts(raw));
+  /** `match`, then `matchAll` over this one value (as the engine runs them). */
+  const verdict = (condition: unknown, raw: string) => {
+    const k = cond(condition);
+    const f = facts(raw);
+    const m = c.match(k, f);
+    return !m.ok || c.matchAll === undefined ? m : c.matchAll(k, [f], ['value']);
+  };
   const allowed = (condition: unknown, raw: string): boolean => verdict(condition, raw).ok;
   /** The reason a value that must not satisfy the condition gives. */
   const why = (condition: unknown, raw: string): string => {

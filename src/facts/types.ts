@@ -33,6 +33,12 @@ export interface Canonicaliser<C, F> {
   facts(raw: Json): FactResult<F>;
   /** Does the value satisfy the condition? `why` says, for an agent, what was refused and what is allowed. */
   match(condition: C, facts: F): MatchResult;
+  /**
+   * Optional check over every value the condition read in one action, after each passed `match`: limits on
+   * the whole action that splitting a value across arguments must not get around (`email`'s
+   * `max_recipients` over `to`, `cc` and `bcc` together).
+   */
+  matchAll?(condition: C, facts: readonly F[], args: readonly string[]): MatchResult;
   /** Facts as JSON for the audit trail. */
   toJson(facts: F): Json;
 }
