@@ -7,7 +7,6 @@
  *
  * The fixed-width prefix makes the encoding unambiguous; the genesis `prevHash` is 32 zero bytes.
  */
-
 import { sha256 } from '../sha256.js';
 import type { AuditEvent, Effect, EnforcementPoint, Json, Mode } from '../types.js';
 

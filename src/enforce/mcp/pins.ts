@@ -4,7 +4,6 @@
  * One small interface, three backends (memory, SQLite, PostgreSQL); `pins.test.ts` runs one contract suite
  * on all of them.
  */
-
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
