@@ -24,6 +24,8 @@ type Msg = {
   ready?: true;
   verdict?: boolean;
   before?: number;
+  /** The first failure that was not a denial, for the assertion message. */
+  firstError?: string;
 };
 
 async function child(): Promise<void> {
@@ -34,16 +36,19 @@ async function child(): Promise<void> {
     const store = await openLimitStore(url, { prefix });
     process.send?.({ ready: true });
     await new Promise((r) => process.once('message', r));
-    const counts = { ok: 0, denied: 0, errors: 0 };
+    const counts: Msg = { ok: 0, denied: 0, errors: 0 };
     const now = Date.now();
     let next = 0;
     const worker = async () => {
       while (next < 1000) {
         next++;
         const r = await store.consume([SPEC], { agent: 'shared-bot', tool: 't', args: {} }, [], now);
-        if (r.ok) counts.ok++;
-        else if (r.code === 'limit_exceeded') counts.denied++;
-        else counts.errors++;
+        if (r.ok) counts.ok = (counts.ok ?? 0) + 1;
+        else if (r.code === 'limit_exceeded') counts.denied = (counts.denied ?? 0) + 1;
+        else {
+          counts.errors = (counts.errors ?? 0) + 1;
+          counts.firstError ??= `${r.code}: ${r.reason}`;
+        }
       }
     };
     await Promise.all(Array.from({ length: 32 }, worker));
@@ -115,8 +120,8 @@ if (process.env.EXECLAYER_CHILD) {
       const results = kids.map(next);
       for (const k of kids) k.send('go');
       const [a, b] = (await Promise.all(results)) as [Msg, Msg];
-      assert.equal(a.errors, 0);
-      assert.equal(b.errors, 0);
+      assert.equal(a.errors, 0, `first store error: ${a.firstError}`);
+      assert.equal(b.errors, 0, `first store error: ${b.firstError}`);
       assert.equal(
         (a.ok ?? 0) + (b.ok ?? 0),
         500,

@@ -70,10 +70,9 @@ class SqliteBackend implements ApprovalBackend {
 
   constructor(path: string, busyTimeoutMs?: number) {
     this.#busyTimeoutMs = busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
-    this.#db = openSqlite(path, { busyTimeoutMs: this.#busyTimeoutMs });
+    this.#db = openSqlite(path, { busyTimeoutMs: this.#busyTimeoutMs, schema: SCHEMA });
     const db = this.#db;
     try {
-      db.exec(SCHEMA);
       this.#s = {
         get: db.prepare('SELECT * FROM approvals WHERE id = ?'),
         pending: db.prepare("SELECT * FROM approvals WHERE binding = ? AND status = 'pending'"),

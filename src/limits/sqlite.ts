@@ -116,11 +116,10 @@ export class SqliteLimitStore implements LimitStore {
     if (this.#closed || now < this.#nextOpen) return undefined;
     let db: BetterSqlite3.Database | undefined;
     try {
-      db = openSqlite(
-        this.#path,
-        this.#opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: this.#opts.busyTimeoutMs },
-      );
-      db.exec(SCHEMA);
+      db = openSqlite(this.#path, {
+        schema: SCHEMA,
+        ...(this.#opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: this.#opts.busyTimeoutMs }),
+      });
       this.#s = {
         db,
         add: db.prepare(

@@ -231,8 +231,7 @@ export class SqliteAgentStateStore extends BaseStateStore {
   constructor(path: string, options: AgentStateStoreOptions & { busyTimeoutMs?: number } = {}) {
     super(options);
     this.#busyMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
-    this.#db = openSqlite(path, { busyTimeoutMs: this.#busyMs });
-    this.#db.exec(SQLITE_SCHEMA);
+    this.#db = openSqlite(path, { busyTimeoutMs: this.#busyMs, schema: SQLITE_SCHEMA });
     this.#get = this.#db.prepare('SELECT agent, by, reason, at FROM agent_state WHERE agent IN (?, ?)');
     this.#put = this.#db.prepare(
       'INSERT INTO agent_state (agent, by, reason, at) VALUES (?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET by = excluded.by, reason = excluded.reason, at = excluded.at',

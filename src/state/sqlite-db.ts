@@ -8,18 +8,28 @@ import Database from 'better-sqlite3';
 export interface SqliteOpenOptions {
   /** How long a write waits for another process's lock before failing. Default 2000 ms. */
   busyTimeoutMs?: number;
+  /** Statements that create the store's tables; run again from the start if SQLite answers busy. */
+  schema?: string;
 }
 
 /** How long a write waits for another process's lock unless told otherwise. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 2000;
 
-/** Opens (creating if needed) the SQLite file at `path` in WAL mode. Throws when it cannot. */
+/**
+ * Opens (creating if needed) the SQLite file at `path` in WAL mode and creates the store's tables. Several
+ * processes may open one new file at once: a busy answer is waited out for up to the busy timeout. Throws
+ * when it cannot.
+ */
 export function openSqlite(path: string, options: SqliteOpenOptions = {}): Database.Database {
-  const db = new Database(path, { timeout: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS });
+  const timeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  const db = new Database(path, { timeout: timeoutMs });
   try {
-    if (path !== ':memory:') db.pragma('journal_mode = WAL');
-    // NORMAL in WAL mode: a process crash loses nothing; only an OS crash can lose the last commits.
-    db.pragma('synchronous = NORMAL');
+    retryBusySync(() => {
+      if (path !== ':memory:') db.pragma('journal_mode = WAL');
+      // NORMAL in WAL mode: a process crash loses nothing; only an OS crash can lose the last commits.
+      db.pragma('synchronous = NORMAL');
+      if (options.schema !== undefined) db.exec(options.schema);
+    }, timeoutMs);
     return db;
   } catch (err) {
     db.close();
@@ -56,5 +66,24 @@ export async function retryBusy<T>(attempt: () => T, timeoutMs: number): Promise
       if (!isSqliteBusy(e) || Date.now() - start + delay > timeoutMs) throw e;
     }
     await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * `retryBusy` for start-up, where there is no event loop worth keeping free yet (opening a file, creating
+ * its tables): the thread sleeps between attempts. A store whose tables could not be created because another
+ * process was creating them at that instant would otherwise refuse everything until its next reopen.
+ */
+export function retryBusySync<T>(attempt: () => T, timeoutMs: number): T {
+  const start = Date.now();
+  for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
+    try {
+      return attempt();
+    } catch (e) {
+      if (!isSqliteBusy(e) || Date.now() - start + delay > timeoutMs) throw e;
+    }
+    Atomics.wait(pause, 0, 0, delay);
   }
 }

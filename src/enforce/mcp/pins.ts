@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { canonicalJson } from '../../canonical-json.js';
 import { sha256Hex } from '../../sha256.js';
-import { retryBusy } from '../../state/sqlite-db.js';
+import { retryBusy, retryBusySync } from '../../state/sqlite-db.js';
 
 /** What the store knows about one tool (by its policy name, e.g. `files.read_file`). */
 export interface ToolPin {
@@ -145,8 +145,11 @@ export class SqliteToolPinStore implements ToolPinStore {
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
-    this.db.pragma('journal_mode = WAL');
-    this.db.exec(PINS_SCHEMA);
+    // Several gateways may create one new file at once: a busy answer is waited out, not fatal.
+    retryBusySync(() => {
+      this.db.pragma('journal_mode = WAL');
+      this.db.exec(PINS_SCHEMA);
+    }, BUSY_TIMEOUT_MS);
     this.sel = this.db.prepare('SELECT * FROM execlayer_tool_pins WHERE tool = ?');
     this.ins = this.db.prepare(
       'INSERT INTO execlayer_tool_pins (tool, hash, pinned_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(tool) DO NOTHING',
