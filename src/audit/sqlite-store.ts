@@ -10,7 +10,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { retryBusy } from '../state/sqlite-db.js';
+import { retryBusy, retryBusySync } from '../state/sqlite-db.js';
 import type { Checkpoint } from './checkpoint.js';
 import { AuditError, messageOf } from './errors.js';
 import { GENESIS_HASH, type StoredRecord } from './record.js';
@@ -459,12 +459,17 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
         );
       }
     }
-    const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
+    // Another process creating the same file at this instant can make these answer busy at once (both hold
+    // a read lock and want the write lock): wait that out instead of failing the open.
+    const mode = retryBusySync(
+      () => db.pragma('journal_mode = WAL', { simple: true }) as string,
+      busyTimeoutMs,
+    );
     if (mode !== 'wal')
       throw new AuditError('audit_unavailable', `cannot enable wal on \`${path}\` (got ${mode})`);
     db.pragma('synchronous = FULL');
     if (appId !== SQLITE_APPLICATION_ID) {
-      db.transaction(() => {
+      const create = db.transaction(() => {
         db.exec(SCHEMA);
         db.prepare('INSERT OR IGNORE INTO audit_head VALUES (1, 0, ?, 0, ?, 0, 0, 0)').run(
           GENESIS_HASH,
@@ -472,7 +477,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
         );
         db.pragma(`application_id = ${SQLITE_APPLICATION_ID}`);
         db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      }).immediate();
+      });
+      retryBusySync(() => create.immediate(), busyTimeoutMs);
     } else {
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) {
