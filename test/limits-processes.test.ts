@@ -54,6 +54,20 @@ async function child(): Promise<void> {
     await Promise.all(Array.from({ length: 32 }, worker));
     await store.close();
     process.send?.(counts);
+  } else if (mode === 'open') {
+    // Per message {url, at}: open the store at that instant (as the other processes do), take one call.
+    process.send?.({ ready: true });
+    for (;;) {
+      const m = await new Promise<{ url: string; at: number } | 'done'>((r) => process.once('message', r));
+      if (m === 'done') break;
+      while (Date.now() < m.at) {
+        // Spin: every process reaches the open in the same millisecond.
+      }
+      const store = await openLimitStore(m.url, { prefix });
+      const r = await store.consume([SPEC], { agent: 'opener', tool: 't', args: {} }, [], Date.now());
+      await store.close();
+      process.send?.(r.ok ? { ok: 1 } : { errors: 1, firstError: `${r.code}: ${r.reason}` });
+    }
   } else if (mode === 'decider') {
     // Decides in a tight loop; when told that suspend() has returned, the next decision must be denied.
     const store = await openAgentStateStore(url, { prefix });
@@ -158,6 +172,26 @@ if (process.env.EXECLAYER_CHILD) {
       const prefix = `${uniqueName('test_hammer')}:`;
       t.after(() => dropKeys(prefix));
       await hammer(() => REDIS_URL, prefix);
+    });
+
+    it('sqlite: processes creating one new file at the same instant all open it', async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'execlayer-proc-'));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      // Each holds a read lock and wants the write lock to turn on WAL: SQLite refuses all but one at once,
+      // without its busy handler (about a third of such opens failed before the open retried).
+      const kids = [0, 1, 2].map(() => spawn('open', '', ''));
+      t.after(() => {
+        for (const k of kids) if (k.connected) k.send('done');
+      });
+      await Promise.all(kids.map(next));
+      for (let round = 0; round < 10; round++) {
+        const results = kids.map(next);
+        const msg = { url: `sqlite:${join(dir, `o${round}.db`)}`, at: Date.now() + 30 };
+        for (const k of kids) k.send(msg);
+        for (const r of await Promise.all(results)) {
+          assert.equal(r.ok, 1, `round ${round}: a consume right after opening: ${r.firstError}`);
+        }
+      }
     });
 
     it('sqlite: two processes sharing one file get exactly 500 in total', async (t) => {
