@@ -60,12 +60,24 @@ export function isSqliteBusy(e: unknown): boolean {
 export async function retryBusy<T>(attempt: () => T, timeoutMs: number): Promise<T> {
   const start = Date.now();
   for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
-    try {
-      return attempt();
-    } catch (e) {
-      if (!isSqliteBusy(e) || Date.now() - start + delay > timeoutMs) throw e;
-    }
+    const r = tryOnce(attempt, start, delay, timeoutMs);
+    if (r !== undefined) return r.value;
     await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+/** One attempt: its value, or undefined when SQLite was busy and there is time for another after `delay`. */
+function tryOnce<T>(
+  attempt: () => T,
+  start: number,
+  delay: number,
+  timeoutMs: number,
+): { value: T } | undefined {
+  try {
+    return { value: attempt() };
+  } catch (e) {
+    if (!isSqliteBusy(e) || Date.now() - start + delay > timeoutMs) throw e;
+    return undefined;
   }
 }
 
@@ -79,11 +91,8 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
 export function retryBusySync<T>(attempt: () => T, timeoutMs: number): T {
   const start = Date.now();
   for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
-    try {
-      return attempt();
-    } catch (e) {
-      if (!isSqliteBusy(e) || Date.now() - start + delay > timeoutMs) throw e;
-    }
+    const r = tryOnce(attempt, start, delay, timeoutMs);
+    if (r !== undefined) return r.value;
     Atomics.wait(pause, 0, 0, delay);
   }
 }
