@@ -5,6 +5,7 @@
  * pending request, one approver racing the rate cap).
  */
 import pg from 'pg';
+import { pgTransaction } from '../state/pg-db.js';
 import {
   type ApprovalBackend,
   type ApprovalRow,
@@ -54,73 +55,60 @@ class PostgresBackend implements ApprovalBackend {
     this.#pool = pool;
   }
 
-  async transaction<T>(fn: (tx: ApprovalTx) => Promise<T>): Promise<T> {
-    const c = await this.#pool.connect();
-    const rows = async (sql: string, params: unknown[]) =>
-      (await c.query<ApprovalRow>(sql, params)).rows.map(fromRow);
-    const tx: ApprovalTx = {
-      lock: async (key) =>
-        void (await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key])),
-      get: async (id) => (await rows('SELECT * FROM approvals WHERE id = $1 FOR UPDATE', [id]))[0],
-      pendingFor: (b) =>
-        rows("SELECT * FROM approvals WHERE binding = $1 AND status = 'pending' FOR UPDATE", [b]),
-      grantsFor: (b, now) =>
-        rows(
-          "SELECT * FROM approvals WHERE binding = $1 AND status = 'granted' AND used < uses AND expires_at > $2 ORDER BY created_at FOR UPDATE",
-          [b, now],
-        ),
-      insert: async (a, binding) =>
-        void (await c.query(
-          `INSERT INTO approvals (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
-          toValues(a, binding),
-        )),
-      update: async (a) =>
-        void (await c.query(
-          'UPDATE approvals SET status = $1, used = $2, expires_at = $3, decided_at = $4, approver = $5, note = $6 WHERE id = $7',
-          [a.status, a.used, a.expiresAt, a.decidedAt ?? null, a.approver ?? null, a.note ?? null, a.id],
-        )),
-      decisionsSince: async (approver, since) =>
-        Number(
-          (
-            await c.query<{ n: string }>(
-              'SELECT count(*) AS n FROM approvals WHERE approver = $1 AND decided_at > $2',
-              [approver, since],
-            )
-          ).rows[0]?.n ?? 0,
-        ),
-      due: (now) =>
-        rows(
-          "SELECT * FROM approvals WHERE status IN ('pending', 'granted') AND expires_at <= $1 ORDER BY id FOR UPDATE",
-          [now],
-        ),
-      list: (f: ApprovalFilter) =>
-        rows(
-          `SELECT * FROM approvals WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR agent = $2)
-           ORDER BY created_at DESC, id DESC LIMIT $3`,
-          [f.status ?? null, f.agent ?? null, f.limit ?? 100],
-        ),
-    };
-    let broken = false;
-    try {
-      await c.query('BEGIN');
-      const out = await fn(tx);
-      await c.query('COMMIT');
-      return out;
-    } catch (err) {
-      try {
-        await c.query('ROLLBACK');
-      } catch {
-        broken = true; // The connection is unusable; drop it from the pool.
-      }
-      throw err;
-    } finally {
-      c.release(broken);
-    }
+  transaction<T>(fn: (tx: ApprovalTx) => Promise<T>): Promise<T> {
+    return pgTransaction(this.#pool, (c) => fn(approvalTx(c)));
   }
 
   close(): Promise<void> {
     return this.#pool.end();
   }
+}
+
+/** The approval engine's queries on one connection inside a transaction. */
+function approvalTx(c: pg.PoolClient): ApprovalTx {
+  const rows = async (sql: string, params: unknown[]) =>
+    (await c.query<ApprovalRow>(sql, params)).rows.map(fromRow);
+  return {
+    lock: async (key) => void (await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key])),
+    get: async (id) => (await rows('SELECT * FROM approvals WHERE id = $1 FOR UPDATE', [id]))[0],
+    pendingFor: (b) =>
+      rows("SELECT * FROM approvals WHERE binding = $1 AND status = 'pending' FOR UPDATE", [b]),
+    grantsFor: (b, now) =>
+      rows(
+        "SELECT * FROM approvals WHERE binding = $1 AND status = 'granted' AND used < uses AND expires_at > $2 ORDER BY created_at FOR UPDATE",
+        [b, now],
+      ),
+    insert: async (a, binding) =>
+      void (await c.query(
+        `INSERT INTO approvals (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+        toValues(a, binding),
+      )),
+    update: async (a) =>
+      void (await c.query(
+        'UPDATE approvals SET status = $1, used = $2, expires_at = $3, decided_at = $4, approver = $5, note = $6 WHERE id = $7',
+        [a.status, a.used, a.expiresAt, a.decidedAt ?? null, a.approver ?? null, a.note ?? null, a.id],
+      )),
+    decisionsSince: async (approver, since) =>
+      Number(
+        (
+          await c.query<{ n: string }>(
+            'SELECT count(*) AS n FROM approvals WHERE approver = $1 AND decided_at > $2',
+            [approver, since],
+          )
+        ).rows[0]?.n ?? 0,
+      ),
+    due: (now) =>
+      rows(
+        "SELECT * FROM approvals WHERE status IN ('pending', 'granted') AND expires_at <= $1 ORDER BY id FOR UPDATE",
+        [now],
+      ),
+    list: (f: ApprovalFilter) =>
+      rows(
+        `SELECT * FROM approvals WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR agent = $2)
+           ORDER BY created_at DESC, id DESC LIMIT $3`,
+        [f.status ?? null, f.agent ?? null, f.limit ?? 100],
+      ),
+  };
 }
 
 /** Options for the PostgreSQL approval store. */

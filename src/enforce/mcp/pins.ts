@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { canonicalJson } from '../../canonical-json.js';
 import { sha256Hex } from '../../sha256.js';
+import { pgTransaction } from '../../state/pg-db.js';
 import { retryBusy, retryBusySync } from '../../state/sqlite-db.js';
 
 /** What the store knows about one tool (by its policy name, e.g. `files.read_file`). */
@@ -274,7 +275,7 @@ export class PostgresToolPinStore implements ToolPinStore {
   }
 
   #ensureSchema(): Promise<void> {
-    this.#schema ??= this.#run(async (c) => {
+    this.#schema ??= pgTransaction(this.#pool, async (c) => {
       // Replicas starting together must not race on CREATE TABLE.
       await c.query("SELECT pg_advisory_xact_lock(hashtextextended('execlayer:tool_pins:schema', 0))");
       await c.query(PINS_SCHEMA);
@@ -287,27 +288,7 @@ export class PostgresToolPinStore implements ToolPinStore {
 
   async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     await this.#ensureSchema();
-    return this.#run(fn);
-  }
-
-  async #run<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.#pool.connect();
-    let broken = false;
-    try {
-      await c.query('BEGIN');
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
-    } catch (err) {
-      try {
-        await c.query('ROLLBACK');
-      } catch {
-        broken = true; // The connection is unusable; drop it from the pool.
-      }
-      throw err;
-    } finally {
-      c.release(broken);
-    }
+    return pgTransaction(this.#pool, fn);
   }
 }
 
