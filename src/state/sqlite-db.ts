@@ -10,6 +10,11 @@ export interface SqliteOpenOptions {
   busyTimeoutMs?: number;
   /** Statements that create the store's tables; run again from the start if SQLite answers busy. */
   schema?: string;
+  /**
+   * `FULL` fsyncs every commit, for state that must survive an OS crash too (tool pins). Default `NORMAL`:
+   * in WAL mode a process crash loses nothing; only an OS crash can lose the last commits.
+   */
+  synchronous?: 'NORMAL' | 'FULL';
 }
 
 /** How long a write waits for another process's lock unless told otherwise. */
@@ -26,8 +31,7 @@ export function openSqlite(path: string, options: SqliteOpenOptions = {}): Datab
   try {
     retryBusySync(() => {
       if (path !== ':memory:') db.pragma('journal_mode = WAL');
-      // NORMAL in WAL mode: a process crash loses nothing; only an OS crash can lose the last commits.
-      db.pragma('synchronous = NORMAL');
+      db.pragma(`synchronous = ${options.synchronous ?? 'NORMAL'}`);
       if (options.schema !== undefined) db.exec(options.schema);
     }, timeoutMs);
     return db;

@@ -22,14 +22,8 @@ export async function openLayer(
   config: GatewayConfig,
   opts: { watch?: boolean; onEvent?: (e: RuntimeEvent) => void } = {},
 ): Promise<OpenedLayer> {
-  const { audit, approvals: approvalsUrl, limits: limitsUrl, state: stateUrl, auditKey } = config.store;
-  const stores = await openStores({
-    audit,
-    approvals: approvalsUrl,
-    limits: limitsUrl,
-    state: stateUrl,
-    ...(auditKey === undefined ? {} : { auditKey }),
-  });
+  // The tool pins' URL is opened by the gateway itself (`openToolPinStore`).
+  const stores = await openStores(config.store);
   try {
     const { recorder, limits, approvals, state } = stores;
     const layer = await createExecLayer({

@@ -6,12 +6,12 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import pg from 'pg';
 import { canonicalJson } from '../../canonical-json.js';
 import { sha256Hex } from '../../sha256.js';
 import { pgTransaction } from '../../state/pg-db.js';
-import { retryBusy, retryBusySync } from '../../state/sqlite-db.js';
+import { openSqlite, retryBusy } from '../../state/sqlite-db.js';
 
 /** What the store knows about one tool (by its policy name, e.g. `files.read_file`). */
 export interface ToolPin {
@@ -145,12 +145,8 @@ export class SqliteToolPinStore implements ToolPinStore {
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
-    // Several gateways may create one new file at once: a busy answer is waited out, not fatal.
-    retryBusySync(() => {
-      this.db.pragma('journal_mode = WAL');
-      this.db.exec(PINS_SCHEMA);
-    }, BUSY_TIMEOUT_MS);
+    // A pin is the trust decision about a tool: it must survive an OS crash, so every commit is fsynced.
+    this.db = openSqlite(file, { busyTimeoutMs: BUSY_TIMEOUT_MS, schema: PINS_SCHEMA, synchronous: 'FULL' });
     this.sel = this.db.prepare('SELECT * FROM execlayer_tool_pins WHERE tool = ?');
     this.ins = this.db.prepare(
       'INSERT INTO execlayer_tool_pins (tool, hash, pinned_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(tool) DO NOTHING',
