@@ -40,11 +40,77 @@ const COLUMNS = 11;
 /** Rows per multi-row INSERT (x 11 parameters, well under SQLite's limit of 32 766). */
 const INSERT_ROWS = 32;
 
-/** A fresh copy of `b` that owns its whole buffer (verification transfers it to a worker). */
+/** `b` as a Uint8Array that owns its whole buffer (verification transfers it to a worker); copied if not. */
 function transferable(b: Buffer | null): Uint8Array {
-  const out = new Uint8Array(b?.length ?? 0);
-  if (b !== null) out.set(b);
-  return out;
+  if (b === null) return new Uint8Array(0);
+  if (b.byteOffset === 0 && b.buffer.byteLength === b.length) return new Uint8Array(b.buffer, 0, b.length);
+  return new Uint8Array(b);
+}
+
+/**
+ * Unpack one `readChunk` row: `nums` is `seq,v,time,hash length,event length` per record, comma-separated
+ * (event length -1 where the content was pruned). Parsed by hand: a split and a `Number` per field cost more
+ * than reading the chunk.
+ */
+function packChunk(
+  hashBlob: Buffer | null,
+  eventBlob: Buffer | null,
+  nums: string,
+  location: string,
+): PackedRows {
+  const fields: number[] = [];
+  let value = 0;
+  let sign = 1;
+  let digits = 0;
+  for (let i = 0, len = nums.length; i <= len; i++) {
+    const c = i < len ? nums.charCodeAt(i) : 44;
+    if (c >= 48 && c <= 57) {
+      value = value * 10 + (c - 48);
+      digits++;
+    } else if (c === 45 && digits === 0 && sign === 1) {
+      sign = -1;
+    } else if (c === 44 && digits > 0) {
+      fields.push(sign * value);
+      value = 0;
+      sign = 1;
+      digits = 0;
+    } else if (len > 0) {
+      throw new AuditError(
+        'audit_corrupt',
+        `audit database \`${location}\` holds a record with a non-integer field`,
+      );
+    }
+  }
+  const n = fields.length / 5;
+  const packed: PackedRows = {
+    count: n,
+    nums: new Float64Array(3 * n),
+    hashes: transferable(hashBlob),
+    hashEnds: new Uint32Array(n),
+    events: transferable(eventBlob),
+    eventEnds: new Uint32Array(n),
+    pruned: new Uint8Array(n),
+  };
+  let h = 0;
+  let e = 0;
+  for (let i = 0; i < n; i++) {
+    packed.nums[3 * i] = fields[5 * i]!;
+    packed.nums[3 * i + 1] = fields[5 * i + 1]!;
+    packed.nums[3 * i + 2] = fields[5 * i + 2]!;
+    h += fields[5 * i + 3]!;
+    packed.hashEnds[i] = h;
+    const eventLength = fields[5 * i + 4]!;
+    if (eventLength < 0) packed.pruned[i] = 1;
+    else e += eventLength;
+    packed.eventEnds[i] = e;
+  }
+  if (!Number.isInteger(n) || h !== packed.hashes.length || e !== packed.events.length) {
+    throw new AuditError(
+      'audit_corrupt',
+      `audit database \`${location}\` returned a chunk whose lengths do not add up`,
+    );
+  }
+  return packed;
 }
 
 function bindRow(params: unknown[], at: number, r: StoredRecord): void {
@@ -117,7 +183,6 @@ export class SqliteAuditStore implements AuditStore {
   private readonly stmts: ReturnType<SqliteAuditStore['prepare']>;
   private readonly appendTx: Database.Transaction<(seal: Sealer) => SealedBatch>;
   private readonly params: unknown[] = new Array(INSERT_ROWS * COLUMNS);
-  private readonly readPackedTx: (from: number, limit: number) => PackedRows;
   private readonly single: unknown[] = new Array(COLUMNS);
 
   constructor(
@@ -126,43 +191,6 @@ export class SqliteAuditStore implements AuditStore {
     private readonly busyTimeoutMs: number,
   ) {
     this.stmts = this.prepare();
-    // One read transaction, so both queries see the same snapshot while writers append.
-    this.readPackedTx = db.transaction((from: number, limit: number) => {
-      const nums = this.stmts.readNums.all(from, limit) as Array<
-        [number, number, number, number | null, number | null]
-      >;
-      const blobs = this.stmts.readBlobs.get(from, limit) as [Buffer | null, Buffer | null];
-      const n = nums.length;
-      const packed: PackedRows = {
-        count: n,
-        nums: new Float64Array(3 * n),
-        hashes: transferable(blobs[0]),
-        hashEnds: new Uint32Array(n),
-        events: transferable(blobs[1]),
-        eventEnds: new Uint32Array(n),
-        pruned: new Uint8Array(n),
-      };
-      let h = 0;
-      let e = 0;
-      for (let i = 0; i < n; i++) {
-        const r = nums[i]!;
-        packed.nums[3 * i] = r[0];
-        packed.nums[3 * i + 1] = r[1];
-        packed.nums[3 * i + 2] = r[2];
-        h += r[3] ?? 0;
-        packed.hashEnds[i] = h;
-        if (r[4] === null) packed.pruned[i] = 1;
-        else e += r[4];
-        packed.eventEnds[i] = e;
-      }
-      if (h !== packed.hashes.length || e !== packed.events.length) {
-        throw new AuditError(
-          'audit_unavailable',
-          `audit database \`${this.location}\` changed while being read`,
-        );
-      }
-      return packed;
-    });
     this.appendTx = db.transaction((seal: Sealer) => {
       const head = this.readHead();
       const batch = seal(head);
@@ -214,19 +242,17 @@ export class SqliteAuditStore implements AuditStore {
       read: db
         .prepare('SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?')
         .raw(true),
-      readNums: db
+      // A whole chunk in one statement and one snapshot: the hashes and the event bytes as two blobs and
+      // each row's `seq,v,time,hash length,event length` (-1: pruned) as one text, instead of a JS row
+      // per record. The aggregates take the rows in the order the ordered subquery yields them (seq order);
+      // an `ORDER BY seq` inside group_concat would sort them again and cost a third of verification.
+      // Should a future SQLite concatenate in another order, the blobs no longer line up with the rows and
+      // their lengths and hashes: verification then reports damage; it can never pass a log it did not check.
+      readChunk: db
         .prepare(
-          'SELECT seq, v, time, octet_length(hash), octet_length(event) FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?',
-        )
-        .raw(true),
-      // Hashes and event bytes of a whole chunk as two blobs: one value per chunk instead of two per row.
-      // The aggregates take the rows in the order the ordered subquery yields them (seq order); an
-      // `ORDER BY seq` inside group_concat would sort them again and cost a third of verification. Should a
-      // future SQLite concatenate in another order, the blobs no longer line up with the rows and their
-      // lengths and hashes: verification then reports damage; it can never pass a log it did not check.
-      readBlobs: db
-        .prepare(
-          "SELECT CAST(group_concat(hash, x'') AS BLOB), CAST(group_concat(CAST(event AS BLOB), x'') AS BLOB) FROM (SELECT seq, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?)",
+          "SELECT CAST(group_concat(hash, x'') AS BLOB), CAST(group_concat(CAST(event AS BLOB), x'') AS BLOB), " +
+            "group_concat(seq || ',' || v || ',' || time || ',' || octet_length(hash) || ',' || ifnull(octet_length(event), -1), ',') " +
+            'FROM (SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?)',
         )
         .raw(true),
       checkpoints: db.prepare('SELECT size, root, time, key_id, sig FROM audit_checkpoints ORDER BY size'),
@@ -287,7 +313,14 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   readPacked(from: number, limit: number): Promise<PackedRows> {
-    return this.guard('read', () => this.readPackedTx(from, limit));
+    return this.guard('read', () => {
+      const [hashes, events, nums] = this.stmts.readChunk.get(from, limit) as [
+        Buffer | null,
+        Buffer | null,
+        string | null,
+      ];
+      return packChunk(hashes, events, nums ?? '', this.location);
+    });
   }
 
   query(q: RecordQuery): Promise<StoredRecord[]> {
