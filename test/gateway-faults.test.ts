@@ -115,6 +115,52 @@ test('a hung upstream call ends with a timeout error; the upstream stays usable'
   }
 });
 
+test('an agent that cancels a call cancels it upstream, and the call is answered no more', async () => {
+  const calls = join(dir, 'cancel.log');
+  appendFileSync(calls, '');
+  const l = await makeLayer(policy);
+  const c = await connectInProcess(
+    l,
+    makeConfig({
+      upstreams: {
+        odd: {
+          command: process.execPath,
+          args: [join(FIXTURES, 'odd-server.mjs'), 'hang'],
+          env: { CALLS_FILE: calls },
+        },
+      },
+    }),
+    'a',
+  );
+  try {
+    for (let i = 0; i < 20; i++) {
+      if ((await c.client.listTools()).tools.some((t) => t.name === 'odd.sleep')) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const ac = new AbortController();
+    const pending = c.client.callTool({ name: 'odd.sleep', arguments: {} }, undefined, { signal: ac.signal });
+    await until(async () => (readFileSync(calls, 'utf8').includes('sleep {}') ? true : undefined), 10_000);
+    ac.abort('the user changed their mind');
+    await assert.rejects(pending, /changed their mind/);
+    // The cancellation reached the upstream's handler.
+    await until(
+      async () => (readFileSync(calls, 'utf8').includes('cancelled sleep') ? true : undefined),
+      10_000,
+    );
+    // Its outcome is recorded as failed; the session goes on.
+    await until(async () => {
+      const o = l.recorder.events.findLast((e) => e.type === 'outcome');
+      return o?.type === 'outcome' && o.tool === 'odd.sleep' && o.ok === false ? true : undefined;
+    }, 10_000);
+    assert.equal(
+      text(await c.client.callTool({ name: 'odd.ok', arguments: { text: 'after' } })),
+      'ok: after',
+    );
+  } finally {
+    await c.close();
+  }
+});
+
 test('an upstream that writes garbage to stdout does not break the session', async () => {
   const l = await makeLayer(policy);
   const c = await connectInProcess(

@@ -61,7 +61,7 @@ export class McpGateway {
   /** Serves one session on any SDK transport, behind the message screen. */
   async connect(transport: Transport, identity: SessionIdentity): Promise<GatewaySession> {
     const session = this.createSession(identity);
-    await session.server.connect(new ScreenedTransport(transport, { requireInitialize: true }));
+    await session.connect(new ScreenedTransport(transport, { requireInitialize: true }));
     return session;
   }
 

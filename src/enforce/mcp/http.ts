@@ -193,7 +193,7 @@ export class McpHttpEndpoint {
       this.gateway.sessions.delete(session);
       void session.close();
     };
-    await session.server.connect(screen);
+    await session.connect(screen);
     await transport.handleRequest(req, res, body);
     if (!transport.sessionId) {
       // The SDK refused the initialize request; nothing was opened.

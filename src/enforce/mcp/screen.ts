@@ -52,6 +52,26 @@ function rawId(msg: unknown): RequestId | null {
   return null;
 }
 
+const REQUEST_KEYS = new Set(['jsonrpc', 'id', 'method', 'params']);
+
+/**
+ * True for a request the SDK's message schema accepts as it stands: exactly the request keys, version 2.0,
+ * a string or safe-integer id, a string method, and params absent or an object without `_meta`. Such a
+ * message parses to an equal copy of itself, so it skips the parse; every other message is parsed.
+ */
+export function isPlainRequest(raw: unknown): boolean {
+  if (typeof raw !== 'object' || raw === null) return false;
+  const m = raw as Record<string, unknown>;
+  for (const k in m) if (!REQUEST_KEYS.has(k)) return false;
+  const p = m.params;
+  return (
+    m.jsonrpc === '2.0' &&
+    (typeof m.id === 'string' || Number.isSafeInteger(m.id)) &&
+    typeof m.method === 'string' &&
+    (p === undefined || (typeof p === 'object' && p !== null && !Array.isArray(p) && !('_meta' in p)))
+  );
+}
+
 /** A JSON-RPC error response for a refused message. */
 export function errorResponse(r: Refusal): JSONRPCMessage {
   return {
@@ -151,7 +171,7 @@ export class ScreenedTransport implements Transport {
       return;
     }
     let msg = raw as JSONRPCMessage;
-    if (!this.validated) {
+    if (!this.validated && !isPlainRequest(raw)) {
       const parsed = JSONRPCMessageSchema.safeParse(raw);
       if (!parsed.success) {
         const r = { id: rawId(raw), code: INVALID_REQUEST, message: 'invalid json-rpc message' };

@@ -6,13 +6,16 @@
 import { performance } from 'node:perf_hooks';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { UriTemplate } from '@modelcontextprotocol/sdk/shared/uriTemplate.js';
 import {
   CallToolRequestSchema,
   type CallToolResult,
+  CallToolResultSchema,
   CompleteRequestSchema,
   ErrorCode,
   GetPromptRequestSchema,
+  type JSONRPCMessage,
   ListPromptsRequestSchema,
   ListResourcesRequestSchema,
   ListResourceTemplatesRequestSchema,
@@ -83,6 +86,8 @@ interface ToolEntry {
 }
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+/** What deciding and forwarding a call needs of its request: the SDK's extra, or the direct lane's. */
+type CallExtra = Pick<Extra, 'signal' | 'requestId' | '_meta' | 'sendNotification'>;
 
 /** The gateway's MCP server for one agent connection. */
 export class GatewaySession {
@@ -97,6 +102,8 @@ export class GatewaySession {
   private readonly active = new Map<string, RequestId[]>();
   private closed = false;
   private readonly outcomes = new Set<Promise<void>>();
+  /** `tools/call` requests on the direct lane, by request id, for cancellation. */
+  private readonly direct = new Map<RequestId, AbortController>();
 
   constructor(
     private readonly ctx: GatewayContext,
@@ -123,6 +130,69 @@ export class GatewaySession {
     };
     this.server.onclose = () => void this.close();
     this.register();
+  }
+
+  /**
+   * Connects the agent side. A well-formed `tools/call` with no `_meta` (so no progress token and no task)
+   * takes a direct lane past the SDK's request machinery — two schema parses of the request, an
+   * AbortController, a handler extra and a response chain per call — into the same `callTool`, and its
+   * answer goes out on the same screened transport; its result is validated as the SDK validates it.
+   * Everything else, malformed `tools/call` requests included, goes the SDK's way and gets its errors.
+   */
+  async connect(transport: Transport): Promise<void> {
+    await this.server.connect(transport);
+    const sdk = transport.onmessage;
+    transport.onmessage = (msg, extra) => {
+      if (!this.directCall(transport, msg)) sdk?.(msg, extra);
+    };
+  }
+
+  /** Takes `msg` on the direct lane when it qualifies (see `connect`); false leaves it to the SDK. */
+  private directCall(transport: Transport, msg: JSONRPCMessage): boolean {
+    if (!('method' in msg)) return false;
+    if (msg.method === 'notifications/cancelled') {
+      const id = (msg.params as { requestId?: unknown } | undefined)?.requestId;
+      if (typeof id === 'string' || typeof id === 'number')
+        this.direct.get(id)?.abort('cancelled by the agent');
+      return false;
+    }
+    if (msg.method !== 'tools/call' || !('id' in msg) || this.closed) return false;
+    const p = msg.params as Record<string, unknown> | undefined;
+    if (
+      !isObject(p) ||
+      typeof p.name !== 'string' ||
+      (p.arguments !== undefined && !isObject(p.arguments)) ||
+      p._meta !== undefined ||
+      p.task !== undefined
+    ) {
+      return false;
+    }
+    const id = msg.id;
+    const ac = new AbortController();
+    this.direct.set(id, ac);
+    const extra: CallExtra = {
+      signal: ac.signal,
+      requestId: id,
+      sendNotification: (n) =>
+        ac.signal.aborted
+          ? Promise.resolve()
+          : transport.send({ jsonrpc: '2.0', ...n } as JSONRPCMessage, { relatedRequestId: id }),
+    };
+    const params = { name: p.name, arguments: p.arguments as Record<string, unknown> | undefined };
+    void this.callTool(params, extra)
+      .then(checkedResult)
+      .then(
+        (result) => (ac.signal.aborted ? undefined : transport.send({ jsonrpc: '2.0', id, result })),
+        (err: unknown) =>
+          ac.signal.aborted ? undefined : transport.send({ jsonrpc: '2.0', id, error: errorBody(err) }),
+      )
+      .catch((err: unknown) =>
+        this.ctx.log(`response to request ${String(id)} not sent: ${(err as Error).message}`),
+      )
+      .finally(() => {
+        if (this.direct.get(id) === ac) this.direct.delete(id);
+      });
+    return true;
   }
 
   private ensureUpstreams(): void {
@@ -347,7 +417,7 @@ export class GatewaySession {
   }
 
   /** Authorizes, and for `ask` either waits for the approval (then re-authorizes) or returns the ask. */
-  private async settle(action: Action, extra: Extra): Promise<Decision> {
+  private async settle(action: Action, extra: CallExtra): Promise<Decision> {
     const first = await this.ctx.layer.authorize(action, { point: 'mcp' });
     const { wait, maxWaitMs } = this.ctx.config.approvals;
     if (first.effect !== 'ask' || wait !== 'block' || !first.approvalId) return first;
@@ -670,7 +740,7 @@ export class GatewaySession {
 
   private async callTool(
     params: { name: string; arguments?: Record<string, unknown> | undefined; _meta?: unknown },
-    extra: Extra,
+    extra: CallExtra,
   ): Promise<CallToolResult> {
     const limits = this.ctx.config.limits;
     const name = params.name;
@@ -746,10 +816,33 @@ export class GatewaySession {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const ac of this.direct.values()) ac.abort('session closed');
     await Promise.all([...this.upstreams.values()].map((u) => u.close()));
     await Promise.all([...this.outcomes]);
     await this.server.close().catch(() => {});
   }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A `tools/call` result as the SDK's server checks it before answering (same error when it is not one). */
+function checkedResult(result: CallToolResult): CallToolResult {
+  const r = CallToolResultSchema.safeParse(result);
+  if (!r.success)
+    throw new McpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${r.error.message}`);
+  return r.data;
+}
+
+/** The JSON-RPC error body the SDK's server sends for a handler's error. */
+function errorBody(err: unknown): { code: number; message: string; data?: unknown } {
+  const e = err as { code?: unknown; message?: unknown; data?: unknown } | null;
+  return {
+    code: Number.isSafeInteger(e?.code) ? (e?.code as number) : ErrorCode.InternalError,
+    message: typeof e?.message === 'string' ? e.message : 'Internal error',
+    ...(e?.data !== undefined ? { data: e.data } : {}),
+  };
 }
 
 function forwardOpts(extra: Extra): { signal: AbortSignal } {
