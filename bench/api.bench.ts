@@ -7,6 +7,7 @@
  *
  *   npm run bench:api                 # 10 s per run
  *   BENCH_DURATION=5 npm run bench:api
+ *   BENCH_PROFILE=/tmp/prof           # the ExecLayer servers write V8 CPU profiles there
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +28,7 @@ const CERBOS_BIN = join(ROOT, 'node_modules/@cerbos/cerbos-linux-x64/cerbos-linu
 const API_KEY = 'bench-pep-key';
 const CONNECTIONS = 32;
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
+const PROFILE = process.env.BENCH_PROFILE;
 const BATCH = 10;
 
 // ---------------------------------------------------------------------------------------------------
@@ -157,7 +159,12 @@ async function startServe(dir: string, store: string): Promise<Child> {
     ].join('\n'),
   );
   const child = await startProcess(
-    [join(ROOT, 'bin/execlayer.js'), 'serve', '--config', config, '--port', '0', '--json'],
+    [
+      ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resolve(PROFILE)}`] : []),
+      join(ROOT, 'bin/execlayer.js'),
+      'serve',
+      ...['--config', config, '--port', '0', '--json'],
+    ],
     'execlayer serve',
   );
   const url = new URL(String(child.first.url));
