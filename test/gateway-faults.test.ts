@@ -7,7 +7,16 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { connectInProcess, EVERYTHING, FIXTURES, makeConfig, makeLayer, text } from './gateway-helpers.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import {
+  connectDirect,
+  connectInProcess,
+  EVERYTHING,
+  FIXTURES,
+  makeConfig,
+  makeLayer,
+  text,
+} from './gateway-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gw-faults-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -161,6 +170,38 @@ test('an agent that cancels a call cancels it upstream, and the call is answered
   }
 });
 
+test("an upstream's JSON-RPC error reaches the agent as the direct call sees it", async () => {
+  const server = [join(FIXTURES, 'odd-server.mjs'), 'hang'];
+  const l = await makeLayer(policy);
+  const c = await connectInProcess(
+    l,
+    makeConfig({ upstreams: { odd: { command: process.execPath, args: server } } }),
+    'a',
+  );
+  const direct = await connectDirect(process.execPath, server);
+  try {
+    const viaGateway = await c.client.callTool({ name: 'odd.fail', arguments: {} }).catch((e: unknown) => e);
+    const straight = await direct.callTool({ name: 'fail', arguments: {} }).catch((e: unknown) => e);
+    assert.ok(viaGateway instanceof McpError && straight instanceof McpError);
+    assert.deepEqual(
+      { code: viaGateway.code, message: viaGateway.message, data: viaGateway.data },
+      { code: straight.code, message: straight.message, data: straight.data },
+    );
+    assert.equal(viaGateway.code, -32042);
+    // The same when a progress token takes the call through the SDK's request handling instead of the direct lane.
+    const withProgress = await c.client
+      .callTool({ name: 'odd.fail', arguments: {} }, undefined, { onprogress: () => {} })
+      .catch((e: unknown) => e);
+    assert.ok(withProgress instanceof McpError);
+    assert.equal(withProgress.message, straight.message);
+    const outcome = l.recorder.events.findLast((e) => e.type === 'outcome');
+    assert.ok(outcome?.type === 'outcome' && outcome.tool === 'odd.fail' && outcome.ok === false);
+  } finally {
+    await direct.close();
+    await c.close();
+  }
+});
+
 test('an upstream that writes garbage to stdout does not break the session', async () => {
   const l = await makeLayer(policy);
   const c = await connectInProcess(
@@ -201,7 +242,11 @@ test('an upstream that cannot start is reported; the other upstreams keep workin
     'a',
   );
   try {
-    assert.deepEqual((await c.client.listTools()).tools.map((t) => t.name).sort(), ['odd.ok', 'odd.sleep']);
+    assert.deepEqual((await c.client.listTools()).tools.map((t) => t.name).sort(), [
+      'odd.fail',
+      'odd.ok',
+      'odd.sleep',
+    ]);
     // The broken upstream has no listed tools, so nothing can be forwarded to it.
     const r = await c.client.callTool({ name: 'broken.anything', arguments: {} }).catch((e: Error) => e);
     assert.ok(r instanceof Error ? /unknown tool/.test(r.message) : r.isError === true);

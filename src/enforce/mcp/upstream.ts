@@ -13,6 +13,7 @@ import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
   ListRootsRequestSchema,
+  McpError,
   type Notification,
   type Result,
   ResultSchema,
@@ -269,6 +270,13 @@ export class UpstreamConnection {
         },
       );
     }
+    if (err instanceof McpError) {
+      // The upstream answered with a JSON-RPC error: keep its message as it was sent (the SDK's client
+      // prefixes "MCP error <code>: " to it, and the agent's client would prefix it once more).
+      const prefix = `MCP error ${err.code}: `;
+      const message = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+      return upstreamRpcError(err.code, message, err.data);
+    }
     return err instanceof Error ? err : new Error(String(err));
   }
 
@@ -282,6 +290,13 @@ export class UpstreamConnection {
     if (c) await c.close().catch(() => {});
     else if (this.connecting) await this.connecting.then((cl) => cl.close()).catch(() => {});
   }
+}
+
+/** An upstream's JSON-RPC error, passed on to the agent with the code, message and data it was sent with. */
+function upstreamRpcError(code: number, message: string, data: unknown): McpError {
+  const e = new McpError(code, message, data);
+  e.message = message;
+  return e;
 }
 
 function errorMessage(err: unknown): string {
