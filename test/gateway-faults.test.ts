@@ -44,6 +44,35 @@ async function until<T>(fn: () => Promise<T | undefined>, timeoutMs: number): Pr
   }
 }
 
+/**
+ * A gateway in front of odd-server in `hang` mode that records its calls (and cancellations) in a file,
+ * listing its tools before the test goes on (a loaded machine starts it slowly).
+ */
+async function hangingUpstream(name: string, limits?: { callTimeoutMs: number }) {
+  const calls = join(dir, `${name}.log`);
+  appendFileSync(calls, '');
+  const l = await makeLayer(policy);
+  const c = await connectInProcess(
+    l,
+    makeConfig({
+      upstreams: {
+        odd: {
+          command: process.execPath,
+          args: [join(FIXTURES, 'odd-server.mjs'), 'hang'],
+          env: { CALLS_FILE: calls },
+        },
+      },
+      ...(limits ? { limits } : {}),
+    }),
+    'a',
+  );
+  for (let i = 0; i < 20; i++) {
+    if ((await c.client.listTools()).tools.some((t) => t.name === 'odd.sleep')) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { l, c, calls };
+}
+
 test('an upstream killed mid-call yields a clean error, a failed outcome, and a restart', async () => {
   const l = await makeLayer(policy);
   const c = await connectInProcess(
@@ -87,29 +116,8 @@ test('an upstream killed mid-call yields a clean error, a failed outcome, and a 
 });
 
 test('a hung upstream call ends with a timeout error; the upstream stays usable', async () => {
-  const calls = join(dir, 'hang.log');
-  appendFileSync(calls, '');
-  const l = await makeLayer(policy);
-  const c = await connectInProcess(
-    l,
-    makeConfig({
-      upstreams: {
-        odd: {
-          command: process.execPath,
-          args: [join(FIXTURES, 'odd-server.mjs'), 'hang'],
-          env: { CALLS_FILE: calls },
-        },
-      },
-      limits: { callTimeoutMs: 2000 },
-    }),
-    'a',
-  );
+  const { c } = await hangingUpstream('hang', { callTimeoutMs: 2000 });
   try {
-    // The upstream must be up and listing before the hang is timed (a loaded machine starts it slowly).
-    for (let i = 0; i < 20; i++) {
-      if ((await c.client.listTools()).tools.some((t) => t.name === 'odd.sleep')) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
     const t0 = Date.now();
     const r = await c.client.callTool({ name: 'odd.sleep', arguments: {} });
     assert.equal(r.isError, true);
@@ -125,27 +133,8 @@ test('a hung upstream call ends with a timeout error; the upstream stays usable'
 });
 
 test('an agent that cancels a call cancels it upstream, and the call is answered no more', async () => {
-  const calls = join(dir, 'cancel.log');
-  appendFileSync(calls, '');
-  const l = await makeLayer(policy);
-  const c = await connectInProcess(
-    l,
-    makeConfig({
-      upstreams: {
-        odd: {
-          command: process.execPath,
-          args: [join(FIXTURES, 'odd-server.mjs'), 'hang'],
-          env: { CALLS_FILE: calls },
-        },
-      },
-    }),
-    'a',
-  );
+  const { l, c, calls } = await hangingUpstream('cancel');
   try {
-    for (let i = 0; i < 20; i++) {
-      if ((await c.client.listTools()).tools.some((t) => t.name === 'odd.sleep')) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
     const ac = new AbortController();
     const pending = c.client.callTool({ name: 'odd.sleep', arguments: {} }, undefined, { signal: ac.signal });
     await until(async () => (readFileSync(calls, 'utf8').includes('sleep {}') ? true : undefined), 10_000);
