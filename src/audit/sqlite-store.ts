@@ -243,15 +243,15 @@ export class SqliteAuditStore implements AuditStore {
         .prepare('SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?')
         .raw(true),
       // A whole chunk in one statement and one snapshot: the hashes and the event bytes as two blobs and
-      // each row's `seq,v,time,hash length,event length` (-1: pruned) as one text, instead of a JS row
-      // per record. The aggregates take the rows in the order the ordered subquery yields them (seq order);
+      // each row's `seq,v,time,hash length,event length` as one text (-1 for a missing value, so a row
+      // stays in the text and is reported by its number), instead of a JS row per record. The aggregates take the rows in the order the ordered subquery yields them (seq order);
       // an `ORDER BY seq` inside group_concat would sort them again and cost a third of verification.
       // Should a future SQLite concatenate in another order, the blobs no longer line up with the rows and
       // their lengths and hashes: verification then reports damage; it can never pass a log it did not check.
       readChunk: db
         .prepare(
           "SELECT CAST(group_concat(hash, x'') AS BLOB), CAST(group_concat(CAST(event AS BLOB), x'') AS BLOB), " +
-            "group_concat(seq || ',' || v || ',' || time || ',' || octet_length(hash) || ',' || ifnull(octet_length(event), -1), ',') " +
+            "group_concat(seq || ',' || ifnull(v, -1) || ',' || ifnull(time, -1) || ',' || octet_length(hash) || ',' || ifnull(octet_length(event), -1), ',') " +
             'FROM (SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?)',
         )
         .raw(true),

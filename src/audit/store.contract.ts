@@ -199,6 +199,22 @@ export function auditStoreContract(backend: ContractBackend): void {
       assert.equal(r.problems[0]!.code, 'record_modified');
     });
 
+    withLog('a rewritten format version or time is named by its sequence number', async ({ open, loc }) => {
+      const log = await filled(open, 40);
+      await loc.exec('UPDATE audit_records SET v = ? WHERE seq = ?', [7, 4]);
+      await loc.exec('UPDATE audit_records SET time = ? WHERE seq = ?', [-5, 9]);
+      const r = await verify(log);
+      assert.equal(r.firstBadSeq, 4);
+      // The stored hashes are untouched, so the signed roots still match: the records themselves are named.
+      assert.deepEqual(
+        r.problems.map((p) => [p.code, p.seq]),
+        [
+          ['record_version_unknown', 4],
+          ['record_modified', 9],
+        ],
+      );
+    });
+
     withLog('a deleted record is named by its sequence number', async ({ open, loc }) => {
       const log = await filled(open, 40);
       await loc.exec('DELETE FROM audit_records WHERE seq = ?', [23]);

@@ -81,23 +81,26 @@ export function hashRows(rows: PackedRows, prev: Uint8Array): HashedRows {
     const hStart = i === 0 ? 0 : hashEnds[i - 1]!;
     const stored = hashes.subarray(hStart, hashEnds[i]!);
     const v = nums[3 * i + 1]!;
+    const seq = nums[3 * i]!;
+    const time = nums[3 * i + 2]!;
     if (pruned[i] === 1 || v !== RECORD_VERSION) {
       chain[i] = 2;
+    } else if (!isU64(seq) || !isU64(time)) {
+      // No record this log wrote holds such a number: it was rewritten (its hash cannot even be formed).
+      chain[i] = 0;
     } else {
       const eStart = i === 0 ? 0 : eventEnds[i - 1]!;
-      const got = recordHashBytes(
-        v,
-        prevHash,
-        nums[3 * i]!,
-        nums[3 * i + 2]!,
-        events.subarray(eStart, eventEnds[i]!),
-      );
+      const got = recordHashBytes(v, prevHash, seq, time, events.subarray(eStart, eventEnds[i]!));
       chain[i] = got.equals(stored) ? 1 : 0;
     }
     leaves.set(leafHash(stored), 32 * i);
     prevHash = stored;
   }
   return { chain, leaves };
+}
+
+function isU64(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0;
 }
 
 /** Reader → verify worker. */
