@@ -176,6 +176,15 @@ export function auditStoreContract(backend: ContractBackend): void {
         const resigned = structuredClone(proof);
         resigned.checkpoint.size += 1;
         assert.equal(verifyProof(resigned, log.publicKeyPem).ok, false);
+        // Numbers no record can hold are a malformed proof, not an exception.
+        for (const field of ['time', 'seq'] as const) {
+          const negative = structuredClone(proof);
+          negative.record[field] = -1;
+          if (field === 'seq') negative.seq = -1;
+          const r = verifyProof(negative, log.publicKeyPem);
+          assert.equal(r.ok, false);
+          assert.equal(!r.ok && r.code, 'malformed_proof');
+        }
       }
       const other = parsePublicKey(log.publicKeyPem);
       assert.equal(other.asymmetricKeyType, 'ed25519');

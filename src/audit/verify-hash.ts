@@ -99,8 +99,9 @@ export function hashRows(rows: PackedRows, prev: Uint8Array): HashedRows {
   return { chain, leaves };
 }
 
-function isU64(n: number): boolean {
-  return Number.isSafeInteger(n) && n >= 0;
+/** A number a record's seq or time can hold (an unsigned 64-bit field, within JavaScript's safe range). */
+export function isU64(n: unknown): n is number {
+  return Number.isSafeInteger(n) && (n as number) >= 0;
 }
 
 /** Reader → verify worker. */

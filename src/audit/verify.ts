@@ -29,6 +29,7 @@ import {
   type HashResponse,
   hashOf,
   hashRows,
+  isU64,
   type PackedRows,
   packRecords,
   transferList,
@@ -515,8 +516,8 @@ export function verifyProof(proof: unknown, publicKeyPem: string): ProofCheck {
     !HEX32.test(r.hash) ||
     typeof cp.root !== 'string' ||
     !HEX32.test(cp.root) ||
-    !Number.isSafeInteger(r.seq) ||
-    !Number.isSafeInteger(r.time) ||
+    !isU64(r.seq) ||
+    !isU64(r.time) ||
     !Number.isSafeInteger(cp.size) ||
     !Number.isSafeInteger(cp.time) ||
     typeof cp.sig !== 'string' ||
