@@ -301,6 +301,29 @@ export function auditStoreContract(backend: ContractBackend): void {
     });
 
     withLog(
+      'a checkpoint row or head frontier rewritten out of shape fails verification',
+      async ({ open, loc }) => {
+        const log = await filled(open, 30);
+        // A checkpoint moved to a size no checkpoint has is not silently dropped.
+        await loc.exec('UPDATE audit_checkpoints SET size = ? WHERE size = ?', [-1, 11]);
+        let r = await verify(log);
+        assert.equal(r.ok, false);
+        assert.equal(r.problems[0]!.code, 'checkpoint_signature_invalid');
+        assert.match(r.problems[0]!.message, /size -1/);
+        await loc.exec('UPDATE audit_checkpoints SET size = ? WHERE size = ?', [11, -1]);
+        assert.equal((await verify(log)).ok, true);
+        // A head frontier of the right length that does not match the records would make the next append
+        // sign a wrong root.
+        const head = await log.store.head();
+        await loc.exec('UPDATE audit_head SET frontier = ? WHERE id = 1', [
+          Buffer.alloc(head.frontier.length, 7),
+        ]);
+        r = await verify(log);
+        assert.deepEqual([r.ok, r.problems[0]?.code, r.firstBadSeq], [false, 'head_mismatch', 30]);
+      },
+    );
+
+    withLog(
       'a forged checkpoint signature or a wrong public key fails verification',
       async ({ open, loc }) => {
         const log = await filled(open, 30);

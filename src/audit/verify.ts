@@ -164,7 +164,8 @@ export async function verifyStore(
   const started = performance.now();
   const chunk = options.chunk ?? 10_000;
   const head = await store.head();
-  const cps = (await store.checkpoints()).filter((c) => c.size > 0);
+  const allCps = await store.checkpoints();
+  const cps = allCps.filter((c) => c.size > 0);
   const trusted = [...(options.trusted ?? [])].sort((a, b) => a.size - b.size);
   const problems: VerifyProblem[] = [];
   const lastCp = cps[cps.length - 1] ?? null;
@@ -371,6 +372,21 @@ export async function verifyStore(
         code: 'head_mismatch',
         seq: Math.min(head.size, expected),
         message: `the head row (${head.size} records) does not match the last record (${expected} records)`,
+      });
+    } else if (expected > 0 && !head.frontier.equals(frontier.serialize())) {
+      add({
+        code: 'head_mismatch',
+        seq: expected,
+        message: `the head row's Merkle frontier does not match the ${expected} records: the next append would sign a wrong root`,
+      });
+    }
+    const odd = allCps.find((c) => !isU64(c.size));
+    if (problems.length === 0 && odd !== undefined) {
+      add({
+        code: 'checkpoint_signature_invalid',
+        seq: 0,
+        range: [0, expected],
+        message: `a checkpoint row holds size ${odd.size}, which no signed checkpoint has: the checkpoint table was altered`,
       });
     }
     const t = trusted[tIdx];
