@@ -49,7 +49,7 @@ function transferable(b: Buffer | null): Uint8Array {
 
 /**
  * Unpack one `readChunk` row: `nums` is `seq,v,time,hash length,event length` per record, comma-separated
- * (event length -1 where the content was pruned). Parsed by hand: a split and a `Number` per field cost more
+ * (-1 for a missing value; event length -1 where the content was pruned). Parsed by hand: a split and a `Number` per field cost more
  * than reading the chunk.
  */
 function packChunk(
@@ -244,10 +244,11 @@ export class SqliteAuditStore implements AuditStore {
         .raw(true),
       // A whole chunk in one statement and one snapshot: the hashes and the event bytes as two blobs and
       // each row's `seq,v,time,hash length,event length` as one text (-1 for a missing value, so a row
-      // stays in the text and is reported by its number), instead of a JS row per record. The aggregates take the rows in the order the ordered subquery yields them (seq order);
-      // an `ORDER BY seq` inside group_concat would sort them again and cost a third of verification.
-      // Should a future SQLite concatenate in another order, the blobs no longer line up with the rows and
-      // their lengths and hashes: verification then reports damage; it can never pass a log it did not check.
+      // stays in the text and is reported by its number), instead of a JS row per record. The aggregates
+      // take the rows in the order the ordered subquery yields them (seq order); an `ORDER BY seq` inside
+      // group_concat would sort them again and cost a third of verification. Should a future SQLite
+      // concatenate in another order, the blobs no longer line up with the rows and their lengths and
+      // hashes: verification then reports damage; it can never pass a log it did not check.
       readChunk: db
         .prepare(
           "SELECT CAST(group_concat(hash, x'') AS BLOB), CAST(group_concat(CAST(event AS BLOB), x'') AS BLOB), " +

@@ -54,21 +54,26 @@ function rawId(msg: unknown): RequestId | null {
 
 const REQUEST_KEYS = new Set(['jsonrpc', 'id', 'method', 'params']);
 
+/** A JSON object: not null, not an array. */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 /**
  * True for a request the SDK's message schema accepts as it stands: exactly the request keys, version 2.0,
  * a string or safe-integer id, a string method, and params absent or an object without `_meta`. Such a
  * message parses to an equal copy of itself, so it skips the parse; every other message is parsed.
  */
 export function isPlainRequest(raw: unknown): boolean {
-  if (typeof raw !== 'object' || raw === null) return false;
-  const m = raw as Record<string, unknown>;
+  if (!isObject(raw)) return false;
+  const m = raw;
   for (const k in m) if (!REQUEST_KEYS.has(k)) return false;
   const p = m.params;
   return (
     m.jsonrpc === '2.0' &&
     (typeof m.id === 'string' || Number.isSafeInteger(m.id)) &&
     typeof m.method === 'string' &&
-    (p === undefined || (typeof p === 'object' && p !== null && !Array.isArray(p) && !('_meta' in p)))
+    (p === undefined || (isObject(p) && !('_meta' in p)))
   );
 }
 

@@ -42,6 +42,7 @@ import type { ExecLayer } from '../../runtime/exec-layer.js';
 import { DECISION_META_KEY, decisionMeta, refusalText } from '../../runtime/refusal.js';
 import type { Action, Decision, Json } from '../../types.js';
 import { hashToolDefinition, type ToolPinStore } from './pins.js';
+import { isObject } from './screen.js';
 import { type RelayedMethod, UpstreamConnection, UpstreamError } from './upstream.js';
 
 /** What the gateway needs from the runtime. */
@@ -821,10 +822,6 @@ export class GatewaySession {
     await Promise.all([...this.outcomes]);
     await this.server.close().catch(() => {});
   }
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** A `tools/call` result as the SDK's server checks it before answering (same error when it is not one). */
