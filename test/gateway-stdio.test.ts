@@ -232,6 +232,25 @@ test('bad input over stdio gets JSON-RPC errors and never reaches the upstream',
     raw.send({ jsonrpc: '2.0', id: 7, method: 'files/delete_everything', params: {} });
     assert.equal(errorOf(await raw.byId(7)).code, -32601);
 
+    // Malformed tools/call params (arguments not an object, name not a string) are protocol errors and
+    // never run, whichever way the call is taken.
+    raw.send({
+      jsonrpc: '2.0',
+      id: 71,
+      method: 'tools/call',
+      params: { name: 'files.write_file', arguments: [join(out, 'array.txt'), 'x'] },
+    });
+    assert.deepEqual(errorOf(await raw.byId(71)), {
+      code: -32602,
+      message: 'invalid tools/call request: `params.arguments` must be an object',
+    });
+    raw.send({ jsonrpc: '2.0', id: 72, method: 'tools/call', params: { name: 5, arguments: {} } });
+    assert.deepEqual(errorOf(await raw.byId(72)), {
+      code: -32602,
+      message: 'invalid tools/call request: `params.name` must be a string',
+    });
+    assert.equal(existsSync(join(out, 'array.txt')), false);
+
     // Missing id: a tools/call without id is a notification; it is never executed.
     raw.send({
       jsonrpc: '2.0',

@@ -137,8 +137,8 @@ export class GatewaySession {
    * Connects the agent side. A well-formed `tools/call` with no `_meta` (so no progress token and no task)
    * takes a direct lane past the SDK's request machinery — two schema parses of the request, an
    * AbortController, a handler extra and a response chain per call — into the same `callTool`, and its
-   * answer goes out on the same screened transport; its result is validated as the SDK validates it.
-   * Everything else, malformed `tools/call` requests included, goes the SDK's way and gets its errors.
+   * answer goes out on the same screened transport; its result is validated as the SDK validates it. A
+   * `tools/call` with malformed params is refused here with invalid-params. Everything else goes the SDK's way.
    */
   async connect(transport: Transport): Promise<void> {
     await this.server.connect(transport);
@@ -158,17 +158,18 @@ export class GatewaySession {
       return false;
     }
     if (msg.method !== 'tools/call' || !('id' in msg) || this.closed) return false;
-    const p = msg.params as Record<string, unknown> | undefined;
-    if (
-      !isObject(p) ||
-      typeof p.name !== 'string' ||
-      (p.arguments !== undefined && !isObject(p.arguments)) ||
-      p._meta !== undefined ||
-      p.task !== undefined
-    ) {
-      return false;
-    }
     const id = msg.id;
+    const p = toolCallParams(msg.params);
+    if (typeof p === 'string') {
+      // Refused here with invalid-params and a readable reason (the SDK's schema parse would answer
+      // internal-error with its validator's dump); nothing is decided or forwarded.
+      const error = { code: ErrorCode.InvalidParams, message: `invalid tools/call request: ${p}` };
+      void transport.send({ jsonrpc: '2.0', id, error }).catch((err: unknown) => {
+        this.ctx.log(`response to request ${String(id)} not sent: ${(err as Error).message}`);
+      });
+      return true;
+    }
+    if (p === undefined) return false;
     const ac = new AbortController();
     this.direct.set(id, ac);
     const extra: CallExtra = {
@@ -179,8 +180,7 @@ export class GatewaySession {
           ? Promise.resolve()
           : transport.send({ jsonrpc: '2.0', ...n } as JSONRPCMessage, { relatedRequestId: id }),
     };
-    const params = { name: p.name, arguments: p.arguments as Record<string, unknown> | undefined };
-    void this.callTool(params, extra)
+    void this.callTool(p, extra)
       .then(checkedResult)
       .then(
         (result) => (ac.signal.aborted ? undefined : transport.send({ jsonrpc: '2.0', id, result })),
@@ -822,6 +822,20 @@ export class GatewaySession {
     await Promise.all([...this.outcomes]);
     await this.server.close().catch(() => {});
   }
+}
+
+/**
+ * The params of a `tools/call` for the direct lane: the call, or why the params are malformed, or undefined
+ * when they carry `_meta` or a task (progress and tasks are the SDK's).
+ */
+function toolCallParams(
+  p: unknown,
+): { name: string; arguments: Record<string, unknown> | undefined } | string | undefined {
+  if (!isObject(p)) return '`params` must be an object';
+  if (typeof p.name !== 'string') return '`params.name` must be a string';
+  if (p.arguments !== undefined && !isObject(p.arguments)) return '`params.arguments` must be an object';
+  if (p._meta !== undefined || p.task !== undefined) return undefined;
+  return { name: p.name, arguments: p.arguments };
 }
 
 /** A `tools/call` result as the SDK's server checks it before answering (same error when it is not one). */
