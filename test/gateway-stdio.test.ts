@@ -232,8 +232,8 @@ test('bad input over stdio gets JSON-RPC errors and never reaches the upstream',
     raw.send({ jsonrpc: '2.0', id: 7, method: 'files/delete_everything', params: {} });
     assert.equal(errorOf(await raw.byId(7)).code, -32601);
 
-    // Malformed tools/call params (arguments not an object, name not a string) are protocol errors and
-    // never run, whichever way the call is taken.
+    // Malformed tools/call params (arguments not an object, name not a string) are refused with
+    // invalid-params and a reason, and never run.
     raw.send({
       jsonrpc: '2.0',
       id: 71,
