@@ -6,6 +6,8 @@
  *
  * Prints p50/p99 per call for one sequential client, sustained calls/s for 1 and 16 concurrent clients,
  * the gateway process's CPU time per forwarded call (user + system, from /proc/<pid>/stat), and ratios.
+ * The floor, in the same run: a relay process (bench/lib/relay.mjs) that copies bytes between client and
+ * upstream and does nothing else — what the extra process hop alone costs on this machine.
  * Each target is measured BENCH_ROUNDS times, interleaved, and the median of each figure is shown, so a
  * busy machine skews every target alike.
  *
@@ -34,6 +36,8 @@ import { settleDisk } from './lib/disk.js';
 
 const REPO = resolve(import.meta.dirname, '..');
 const EVERYTHING = join(REPO, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
+/** The floor: a process that copies bytes between client and upstream and does nothing else. */
+const RELAY = join(REPO, 'bench/lib/relay.mjs');
 const PROFILE = process.env.BENCH_PROFILE;
 /**
  * The gateway as users run it: the `execlayer` command from the compiled package (`npm run bench:gateway`
@@ -221,9 +225,21 @@ auth:
 limits: { callTimeoutMs: 30000 }
 http: { maxSessions: 1000 }
 `;
+    const relayPort = await freePort();
+    const relay = spawn(process.execPath, [RELAY, 'http', String(relayPort), upUrl], { stdio: 'ignore' });
+    procs.push(relay);
+    await waitForHttp(`http://127.0.0.1:${relayPort}/mcp`);
     const targets: Target[] = [
       stdioTarget('stdio direct', process.execPath, [EVERYTHING], 'echo', false),
       httpTarget('http direct', upUrl, 'echo', {}),
+      stdioTarget(
+        'stdio relay',
+        process.execPath,
+        [RELAY, 'stdio', process.execPath, EVERYTHING],
+        'echo',
+        true,
+      ),
+      httpTarget('http relay', `http://127.0.0.1:${relayPort}/mcp`, 'echo', {}, () => relay.pid),
     ];
     const trees: Array<[string, string]> = [['', REPO]];
     if (BASELINE) trees.push(['@base', BASELINE]);
@@ -295,7 +311,7 @@ http: { maxSessions: 1000 }
     }
     const f = (n: number, d = 3) => n.toFixed(d).padStart(9);
     console.log(
-      '\npath                  p50 ms    p99 ms  calls/s(1) calls/s(16)  gateway CPU ms/call (user, sys)',
+      '\npath                  p50 ms    p99 ms  calls/s(1) calls/s(16)  gateway/relay CPU ms/call (user, sys)',
     );
     for (const [name, r] of Object.entries(rows)) {
       const cpu =
@@ -304,13 +320,30 @@ http: { maxSessions: 1000 }
           : `${f(r.cpu.user + r.cpu.sys)} (${r.cpu.user.toFixed(3)}, ${r.cpu.sys.toFixed(3)})`;
       console.log(`${name.padEnd(20)}${f(r.p50)} ${f(r.p99)} ${f(r.rps1, 0)}   ${f(r.rps16, 0)}   ${cpu}`);
     }
+    const added = (r: Row, d: Row) => r.p50 - d.p50;
+    const cpuOf = (r: Row | undefined) => (r?.cpu ? r.cpu.user + r.cpu.sys : Number.NaN);
+    console.log(
+      '\nagainst the floor (a relay process that copies bytes and does nothing else: the cost of the hop alone)',
+    );
+    for (const g of Object.keys(rows).filter((n) => n.includes('gateway'))) {
+      const transport = g.split(' ')[0];
+      const d = rows[`${transport} direct`];
+      const f = rows[`${transport} relay`];
+      const r = rows[g]!;
+      if (!d || !f) continue;
+      console.log(
+        `${g.padEnd(20)} +p50 ${(added(r, d) / added(f, d)).toFixed(1)}x the relay's (${added(f, d).toFixed(3)} ms)  ` +
+          `CPU ${(cpuOf(r) / cpuOf(f)).toFixed(1)}x the relay's (${cpuOf(f).toFixed(3)} ms)  ` +
+          `throughput(16) ${((r.rps16 / f.rps16) * 100).toFixed(0)}% of the relay's`,
+      );
+    }
     console.log(
       '\nadded by the gateway (target: p50 <= 0.3 ms, p99 <= 1 ms, 16-client throughput >= 70% of direct, gateway CPU <= 0.150 ms per call)',
     );
     console.log(
       '16 clients: http = 16 sessions on one gateway vs 16 on the upstream; stdio = 16 gateway+upstream process pairs vs 16 upstreams',
     );
-    for (const g of Object.keys(rows).filter((n) => n.includes('gateway'))) {
+    for (const g of Object.keys(rows).filter((n) => !n.includes('direct'))) {
       const d = rows[`${g.split(' ')[0]} direct`];
       const r = rows[g]!;
       if (!d) continue;
