@@ -250,6 +250,24 @@ test('bad input over stdio gets JSON-RPC errors and never reaches the upstream',
       message: 'invalid tools/call request: `params.name` must be a string',
     });
     assert.equal(existsSync(join(out, 'array.txt')), false);
+    // Every other method with malformed params: invalid-params naming the field, not an internal error.
+    const malformed: Array<[string, unknown, RegExp]> = [
+      ['resources/read', { uri: 5 }, /^invalid resources\/read request: `params\.uri`: .*expected string/],
+      ['prompts/get', { arguments: {} }, /^invalid prompts\/get request: `params\.name`: .*expected string/],
+      ['logging/setLevel', { level: 'loud' }, /^invalid logging\/setLevel request: `params\.level`: /],
+      [
+        'completion/complete',
+        { ref: { type: 'ref/none' } },
+        /^invalid completion\/complete request: `params\./,
+      ],
+      ['tools/list', { cursor: 7 }, /^invalid tools\/list request: `params\.cursor`: /],
+    ];
+    for (const [i, [method, params, message]] of malformed.entries()) {
+      raw.send({ jsonrpc: '2.0', id: 80 + i, method, params });
+      const e = errorOf(await raw.byId(80 + i));
+      assert.equal(e.code, -32602, `${method}: ${JSON.stringify(e)}`);
+      assert.match(e.message, message);
+    }
 
     // Missing id: a tools/call without id is a notification; it is never executed.
     raw.send({

@@ -15,6 +15,7 @@ import {
   CompleteRequestSchema,
   ErrorCode,
   GetPromptRequestSchema,
+  InitializeRequestSchema,
   type JSONRPCMessage,
   ListPromptsRequestSchema,
   ListResourcesRequestSchema,
@@ -22,6 +23,7 @@ import {
   ListToolsRequestSchema,
   McpError,
   type Notification,
+  PingRequestSchema,
   type Prompt,
   ReadResourceRequestSchema,
   type RequestId,
@@ -37,6 +39,7 @@ import {
   type Tool,
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
+import type { ZodType } from 'zod';
 import type { GatewayConfig } from '../../config/load.js';
 import type { ExecLayer } from '../../runtime/exec-layer.js';
 import { DECISION_META_KEY, decisionMeta, refusalText } from '../../runtime/refusal.js';
@@ -144,8 +147,19 @@ export class GatewaySession {
     await this.server.connect(transport);
     const sdk = transport.onmessage;
     transport.onmessage = (msg, extra) => {
-      if (!this.directCall(transport, msg)) sdk?.(msg, extra);
+      if (this.directCall(transport, msg)) return;
+      const why = 'method' in msg && 'id' in msg ? malformedRequest(msg) : undefined;
+      if (why === undefined) sdk?.(msg, extra);
+      else this.refuseParams(transport, (msg as { id: RequestId }).id, why);
     };
+  }
+
+  /** Answers a request whose params are malformed with invalid-params and `why`; nothing is decided. */
+  private refuseParams(transport: Transport, id: RequestId, why: string): void {
+    const error = { code: ErrorCode.InvalidParams, message: why };
+    void transport.send({ jsonrpc: '2.0', id, error }).catch((err: unknown) => {
+      this.ctx.log(`response to request ${String(id)} not sent: ${(err as Error).message}`);
+    });
   }
 
   /** Takes `msg` on the direct lane when it qualifies (see `connect`); false leaves it to the SDK. */
@@ -161,12 +175,7 @@ export class GatewaySession {
     const id = msg.id;
     const p = toolCallParams(msg.params);
     if (typeof p === 'string') {
-      // Refused here with invalid-params and a readable reason (the SDK's schema parse would answer
-      // internal-error with its validator's dump); nothing is decided or forwarded.
-      const error = { code: ErrorCode.InvalidParams, message: `invalid tools/call request: ${p}` };
-      void transport.send({ jsonrpc: '2.0', id, error }).catch((err: unknown) => {
-        this.ctx.log(`response to request ${String(id)} not sent: ${(err as Error).message}`);
-      });
+      this.refuseParams(transport, id, `invalid tools/call request: ${p}`);
       return true;
     }
     if (p === undefined) return false;
@@ -836,6 +845,40 @@ function toolCallParams(
   if (p.arguments !== undefined && !isObject(p.arguments)) return '`params.arguments` must be an object';
   if (p._meta !== undefined || p.task !== undefined) return undefined;
   return { name: p.name, arguments: p.arguments };
+}
+
+/** The request schemas of the methods a session answers, by method. */
+const REQUEST_SCHEMAS: ReadonlyMap<string, ZodType> = new Map(
+  [
+    InitializeRequestSchema,
+    PingRequestSchema,
+    ListToolsRequestSchema,
+    CallToolRequestSchema,
+    ListResourcesRequestSchema,
+    ListResourceTemplatesRequestSchema,
+    ReadResourceRequestSchema,
+    SubscribeRequestSchema,
+    UnsubscribeRequestSchema,
+    ListPromptsRequestSchema,
+    GetPromptRequestSchema,
+    CompleteRequestSchema,
+    SetLevelRequestSchema,
+  ].map((schema) => [schema.shape.method.value, schema as ZodType]),
+);
+
+/**
+ * Why a request's params do not fit its method's schema (the first problem, with its field), or undefined
+ * when they fit or the method is not one of ours. The SDK's own parse would answer internal-error with its
+ * validator's dump; an agent gets invalid-params that names the field instead.
+ */
+export function malformedRequest(msg: { method: string }): string | undefined {
+  const schema = REQUEST_SCHEMAS.get(msg.method);
+  const r = schema?.safeParse(msg);
+  if (!r || r.success) return undefined;
+  const issue = r.error.issues[0];
+  const path = issue?.path.length ? `\`${issue.path.join('.')}\`: ` : '';
+  const what = (issue?.message ?? 'malformed').replace(/^Invalid input: /, '').toLowerCase();
+  return `invalid ${msg.method} request: ${path}${what}`;
 }
 
 /** A `tools/call` result as the SDK's server checks it before answering (same error when it is not one). */
