@@ -432,6 +432,8 @@ const http = (() => {
   const server = createDecisionApiServer(
     {
       authorize: (a, o) => layer.authorize(a, o),
+      outcome: (d, o, opts) => layer.outcome(d, o, opts),
+      awaitingOutcome: (id) => layer.awaitingOutcome(id),
       get recorder() {
         return layer.recorder;
       },

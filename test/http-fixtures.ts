@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAuthenticator, hashApiKey } from '../src/enforce/auth.js';
 import { createDecisionApiServer, type DecisionApiOptions } from '../src/enforce/http/index.js';
-import { createExecLayer, type ExecLayer } from '../src/runtime/exec-layer.js';
+import { createExecLayer, type ExecLayer, type ExecLayerOptions } from '../src/runtime/exec-layer.js';
 import type { AuditEvent, Recorder } from '../src/types.js';
 
 /** Keeps every event in memory, in order. */
@@ -31,15 +31,17 @@ export interface RunningApi {
 
 /**
  * Starts a real ExecLayer and the decision API server on 127.0.0.1:<ephemeral>. `keys` maps API keys to
- * agents; an agent whose key has the role `pdp-client` may ask about any subject.
+ * agents; an agent whose key has the role `pdp-client` may ask about any subject. `stores` adds backends
+ * beside the collecting recorder (a limit store for policies with limits).
  */
 export async function startApi(
   policy: string | Record<string, unknown>,
   keys: Record<string, { agent: string; roles?: string[] }>,
   extra: Partial<Omit<DecisionApiOptions, 'authenticate'>> = {},
+  stores: Pick<ExecLayerOptions, 'limits'> = {},
 ): Promise<RunningApi> {
   const recorder = new CollectingRecorder();
-  const layer = await createExecLayer({ policy, recorder });
+  const layer = await createExecLayer({ policy, recorder, ...stores });
   const authenticate = createAuthenticator(
     { apiKeys: Object.entries(keys).map(([key, v]) => ({ sha256: hashApiKey(key), agent: v.agent })) },
     { recorder, point: 'http' },

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { jsonDigest } from '../src/canonical-json.js';
+import { MemoryLimitStore } from '../src/limits/memory.js';
 import { ApprovalRequiredError, DeniedError } from '../src/runtime/errors.js';
 import { createRemoteExecLayer } from '../src/sdk/remote.js';
 import { type RunningApi, startApi } from './http-fixtures.js';
@@ -30,7 +32,11 @@ async function listen(server: Server): Promise<string> {
 describe('remote sdk', () => {
   let api: RunningApi;
   before(async () => {
-    api = await startApi(POLICY, { 'k-report': { agent: 'report-bot' } });
+    api = await startApi(POLICY, {
+      'k-report': { agent: 'report-bot' },
+      'k-other': { agent: 'other-bot' },
+      'k-pep': { agent: 'backend', roles: ['pdp-client'] },
+    });
   });
   after(async () => {
     await api?.close();
@@ -78,6 +84,96 @@ describe('remote sdk', () => {
     );
     await assert.rejects(share({}), (e: unknown) => e instanceof ApprovalRequiredError);
     assert.deepEqual(ran, ['export 5']);
+  });
+
+  test('guard reports each outcome to the server: recorded, linked to its decision, with the result digest', async () => {
+    const sdk = createRemoteExecLayer({ url: api.url, apiKey: 'k-report' });
+    const exportRows = sdk.guard(
+      async (args: { rows: number }) => {
+        if (args.rows === 13) throw new Error('disk full');
+        return { exported: args.rows };
+      },
+      { agent: 'report-bot', tool: 'reports.export' },
+    );
+    assert.deepEqual(await exportRows({ rows: 7 }), { exported: 7 });
+    await assert.rejects(exportRows({ rows: 13 }), /disk full/);
+    const [okDecision, failedDecision] = api.recorder.decisions().slice(-2);
+    const outcomes = api.recorder.events.filter((e) => e.type === 'outcome');
+    const of = (id: string | undefined) => outcomes.find((e) => e.decisionId === id);
+    assert.deepEqual(
+      { ...of(okDecision?.decision.id), durationMs: 0 },
+      {
+        type: 'outcome',
+        decisionId: okDecision?.decision.id,
+        agent: 'report-bot',
+        tool: 'reports.export',
+        ok: true,
+        resultDigest: jsonDigest({ exported: 7 }),
+        durationMs: 0,
+      },
+    );
+    assert.equal(of(failedDecision?.decision.id)?.ok, false);
+    assert.equal(of(failedDecision?.decision.id)?.error, 'disk full');
+  });
+
+  test('/v1/outcome accepts an outcome once, from the deciding agent or a pdp-client, and names what is wrong', async () => {
+    const sdk = createRemoteExecLayer({ url: api.url, apiKey: 'k-report' });
+    const other = createRemoteExecLayer({ url: api.url, apiKey: 'k-other' });
+    const pep = createRemoteExecLayer({ url: api.url, apiKey: 'k-pep' });
+    const d = await sdk.authorize({ agent: 'report-bot', tool: 'reports.read', args: {} });
+    assert.equal(d.effect, 'allow');
+    const before = api.recorder.events.length;
+    await assert.rejects(
+      other.outcome(d, { ok: true, durationMs: 1 }),
+      /HTTP 403: caller `other-bot` may not ask about subject `report-bot`/,
+    );
+    await sdk.outcome(d, { ok: true, durationMs: 1 });
+    await assert.rejects(
+      sdk.outcome(d, { ok: true, durationMs: 1 }),
+      /HTTP 404: decision `[^`]+` is not an allowed decision/,
+    );
+    const denied = await sdk.authorize({ agent: 'report-bot', tool: 'reports.export', args: { rows: 1000 } });
+    await assert.rejects(sdk.outcome(denied, { ok: true, durationMs: 1 }), /HTTP 404/);
+    const forPep = await sdk.authorize({ agent: 'report-bot', tool: 'reports.read', args: {} });
+    await pep.outcome(forPep, { ok: false, error: 'timeout', durationMs: 2 });
+    // Two outcomes recorded (and the refused report), nothing for the refused or repeated ones.
+    const outcomes = api.recorder.events.slice(before).filter((e) => e.type === 'outcome');
+    assert.deepEqual(
+      outcomes.map((e) => [e.decisionId, e.ok]),
+      [
+        [d.id, true],
+        [forPep.id, false],
+      ],
+    );
+    assert.equal(api.recorder.events.slice(before).filter((e) => e.type === 'auth').length, 1);
+
+    const post = (body: unknown) =>
+      fetch(`${api.url}/v1/outcome`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer k-report', 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      }).then(async (r) => ({
+        status: r.status,
+        body: (await r.json()) as { code: string; pointer?: string },
+      }));
+    const fresh = await sdk.authorize({ agent: 'report-bot', tool: 'reports.read', args: {} });
+    for (const [body, pointer] of [
+      [{ decision: fresh.id, ok: 'yes', durationMs: 1 }, '/ok'],
+      [{ decision: fresh.id, ok: true }, '/durationMs'],
+      [{ decision: fresh.id, ok: true, durationMs: -1 }, '/durationMs'],
+      [{ decision: fresh.id, ok: true, durationMs: 1, resultDigest: 'abc' }, '/resultDigest'],
+      [{ decision: fresh.id, ok: true, durationMs: 1, error: 5 }, '/error'],
+      [{ decision: fresh.id, ok: true, durationMs: 1, result: { rows: 1 } }, '/result'],
+      [{ ok: true, durationMs: 1 }, '/decision'],
+    ] as const) {
+      const r = await post(body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.body.code, 'invalid_request');
+      assert.equal(r.body.pointer, pointer);
+    }
+    // None of the malformed reports consumed the decision: a well-formed one is still accepted.
+    const ok = await post({ decision: fresh.id, ok: true, durationMs: 1, resultDigest: jsonDigest([]) });
+    assert.equal(ok.status, 200);
   });
 
   test('a wrong api key is a deny with the HTTP status, not an exception', async () => {
@@ -141,4 +237,47 @@ describe('remote sdk', () => {
       await new Promise<void>((resolve) => liar.close(() => resolve()));
     }
   });
+});
+
+test('a concurrency limit is held while a remote guard runs and freed by its reported outcome', async () => {
+  const policy = {
+    version: 1,
+    agents: { 'job-bot': { owner: 'ops@acme.com', roles: ['runner'] } },
+    roles: { runner: [{ id: 'one-at-a-time', allow: 'jobs.run', limit: { concurrent: 1 } }] },
+  };
+  const api = await startApi(
+    policy,
+    { 'k-job': { agent: 'job-bot' } },
+    {},
+    { limits: new MemoryLimitStore() },
+  );
+  try {
+    const sdk = createRemoteExecLayer({ url: api.url, apiKey: 'k-job' });
+    let finish: () => void = () => {};
+    const running = new Promise<void>((r) => {
+      finish = r;
+    });
+    const runs: string[] = [];
+    const run = sdk.guard(
+      async (args: { job: string }) => {
+        runs.push(args.job);
+        if (args.job === 'long') await running;
+        return args.job;
+      },
+      { agent: 'job-bot', tool: 'jobs.run' },
+    );
+    const long = run({ job: 'long' });
+    while (runs.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await assert.rejects(
+      run({ job: 'second' }),
+      (e: unknown) => e instanceof DeniedError && e.decision.code === 'limit_exceeded',
+    );
+    finish();
+    assert.equal(await long, 'long');
+    // Without the outcome the slot would stay taken until its lease ran out (15 minutes).
+    for (const job of ['a', 'b', 'c']) assert.equal(await run({ job }), job);
+    assert.deepEqual(runs, ['long', 'a', 'b', 'c']);
+  } finally {
+    await api.close();
+  }
 });

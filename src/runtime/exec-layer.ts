@@ -57,14 +57,20 @@ export interface ExecLayer {
   /** List filtering: true iff some allow/ask rule could let this agent call this tool. */
   visible(agent: string, tool: string): boolean;
   /**
-   * Records the outcome of an allowed action and releases what its limits hold. `{ lazy: true }` when
-   * nothing waits on it (see `RecordOptions`).
+   * Records the outcome of an allowed action and releases what its limits hold. The record carries the
+   * digest of `result` (or `resultDigest`, when the result stayed elsewhere). `{ lazy: true }` when nothing
+   * waits on it (see `RecordOptions`).
    */
   outcome(
-    decision: Decision,
-    o: { ok: boolean; error?: string; result?: unknown; durationMs: number },
+    decision: Pick<Decision, 'id'>,
+    o: { ok: boolean; error?: string; result?: unknown; resultDigest?: string; durationMs: number },
     options?: RecordOptions,
   ): Promise<void>;
+  /**
+   * The agent and tool of an allowed decision of this runtime whose outcome is not in yet (the newest
+   * 65,536 are remembered), or undefined.
+   */
+  awaitingOutcome(decisionId: string): { agent: string; tool: string } | undefined;
   /** Wraps fn so it runs only when allowed: deny → DeniedError; ask → ApprovalRequiredError. */
   guard<A extends { [k: string]: Json }, R>(
     fn: (args: A) => Promise<R>,
@@ -206,14 +212,14 @@ class Runtime implements ExecLayer {
   }
 
   async outcome(
-    decision: Decision,
-    o: { ok: boolean; error?: string; result?: unknown; durationMs: number },
+    decision: Pick<Decision, 'id'>,
+    o: { ok: boolean; error?: string; result?: unknown; resultDigest?: string; durationMs: number },
     options?: RecordOptions,
   ): Promise<void> {
     const entry = this.#inflight.get(decision.id);
     await this.#release(decision.id, false);
     this.#inflight.delete(decision.id);
-    const resultDigest = o.result === undefined ? '' : safeDigest(o.result);
+    const resultDigest = o.result === undefined ? (o.resultDigest ?? '') : safeDigest(o.result);
     await this.recorder.record(
       {
         type: 'outcome',
@@ -228,6 +234,11 @@ class Runtime implements ExecLayer {
       },
       options,
     );
+  }
+
+  awaitingOutcome(decisionId: string): { agent: string; tool: string } | undefined {
+    const e = this.#inflight.get(decisionId);
+    return e && { agent: e.agent, tool: e.tool };
   }
 
   guard<A extends { [k: string]: Json }, R>(

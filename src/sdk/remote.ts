@@ -1,10 +1,12 @@
 /**
- * Remote mode for the SDK: the same `authorize(action)` / `guard(fn, meta)` surface as an in-process
- * ExecLayer, backed by `POST /v1/decide` on an ExecLayer server. Every call asks the server; nothing is
- * cached, so a policy change or suspension applies to the next call. Any failure (network, timeout,
- * non-2xx, malformed answer) is a deny Decision with code `internal_error`: `authorize` never throws.
+ * Remote mode for the SDK: the same `authorize(action)` / `outcome(decision, o)` / `guard(fn, meta)`
+ * surface as an in-process ExecLayer, backed by `POST /v1/decide` and `POST /v1/outcome` on an ExecLayer
+ * server. Every call asks the server; nothing is cached, so a policy change or suspension applies to the
+ * next call. Any failure (network, timeout, non-2xx, malformed answer) is a deny Decision with code
+ * `internal_error`: `authorize` never throws.
  */
 import { randomUUID } from 'node:crypto';
+import { jsonDigest } from '../canonical-json.js';
 import { ApprovalRequiredError, DeniedError } from '../runtime/errors.js';
 import type { Action, Decision, DecisionCode, Effect, Json } from '../types.js';
 
@@ -21,7 +23,19 @@ export interface RemoteExecLayerOptions {
 export interface RemoteExecLayer {
   /** Asks the server; resolves to its Decision, or to a deny Decision when the server cannot answer. */
   authorize(action: Action): Promise<Decision>;
-  /** Returns a function that runs fn only when allowed: deny -> throws DeniedError; ask -> ApprovalRequiredError. */
+  /**
+   * Reports the outcome of an allowed action (`POST /v1/outcome`): recorded on the server, linked to the
+   * decision, and releases what its limits hold. Only the SHA-256 digest of `result`'s canonical JSON is
+   * sent. Rejects when the server did not record it.
+   */
+  outcome(
+    decision: Pick<Decision, 'id'>,
+    o: { ok: boolean; error?: string; result?: unknown; durationMs: number },
+  ): Promise<void>;
+  /**
+   * Returns a function that runs fn only when allowed (deny -> throws DeniedError; ask ->
+   * ApprovalRequiredError) and reports its outcome, as the in-process `guard` does.
+   */
   guard<A extends Record<string, Json>, R>(
     fn: (args: A) => Promise<R>,
     meta: { agent: string; tool: string; session?: string; onBehalfOf?: string },
@@ -34,7 +48,7 @@ const MAX_RESPONSE_BYTES = 1_048_576;
 
 /** Creates the remote SDK client. No request is made until the first `authorize`. */
 export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecLayer {
-  const endpoint = `${opts.url.replace(/\/+$/, '')}/v1/decide`;
+  const base = opts.url.replace(/\/+$/, '');
   const timeoutMs = opts.timeoutMs ?? 5000;
   const headers = {
     'content-type': 'application/json',
@@ -42,13 +56,12 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
     accept: 'application/json',
   };
 
-  async function authorize(action: Action): Promise<Decision> {
-    let body: string;
-    try {
-      body = JSON.stringify(action);
-    } catch (err) {
-      return denied('the action could not be serialised as JSON', err);
-    }
+  /** POSTs `body` to `path`; the parsed JSON answer of a 2xx, or why there is none. */
+  async function post(
+    path: string,
+    body: string,
+  ): Promise<{ ok: true; value: unknown } | { ok: false; why: string; cause?: unknown }> {
+    const endpoint = `${base}${path}`;
     let res: Response;
     try {
       res = await fetch(endpoint, {
@@ -58,20 +71,20 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
-      // INVARIANT: fail closed — an unreachable or slow decision server means deny.
       const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
-      return denied(
-        timedOut
+      return {
+        ok: false,
+        why: timedOut
           ? `the decision server did not answer within ${timeoutMs} ms`
           : `the decision server at \`${endpoint}\` is unreachable`,
-        err,
-      );
+        cause: err,
+      };
     }
     let text: string;
     try {
       text = await res.text();
     } catch (err) {
-      return denied('the decision server response could not be read', err);
+      return { ok: false, why: 'the decision server response could not be read', cause: err };
     }
     if (!res.ok) {
       let detail = '';
@@ -81,17 +94,50 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
       } catch {
         // Not a problem document; the status alone is reported.
       }
-      return denied(`the decision server answered HTTP ${res.status}${detail}`);
+      return { ok: false, why: `the decision server answered HTTP ${res.status}${detail}` };
     }
-    if (text.length > MAX_RESPONSE_BYTES) return denied('the decision server response is too large');
-    let parsed: unknown;
+    if (text.length > MAX_RESPONSE_BYTES)
+      return { ok: false, why: 'the decision server response is too large' };
     try {
-      parsed = JSON.parse(text);
+      return { ok: true, value: JSON.parse(text) };
     } catch (err) {
-      return denied('the decision server response is not JSON', err);
+      return { ok: false, why: 'the decision server response is not JSON', cause: err };
     }
-    // INVARIANT: fail closed — only a well-formed Decision is believed; anything else is a deny.
-    return isDecision(parsed) ? parsed : denied('the decision server response is not a decision');
+  }
+
+  async function authorize(action: Action): Promise<Decision> {
+    let body: string;
+    try {
+      body = JSON.stringify(action);
+    } catch (err) {
+      return denied('the action could not be serialised as JSON', err);
+    }
+    // INVARIANT: fail closed — an unreachable, slow or failing decision server means deny, and only a
+    // well-formed Decision is believed.
+    const r = await post('/v1/decide', body);
+    if (!r.ok) return denied(r.why, r.cause);
+    return isDecision(r.value) ? r.value : denied('the decision server response is not a decision');
+  }
+
+  async function outcome(
+    decision: Pick<Decision, 'id'>,
+    o: { ok: boolean; error?: string; result?: unknown; durationMs: number },
+  ): Promise<void> {
+    const report: Record<string, Json> = { decision: decision.id, ok: o.ok, durationMs: o.durationMs };
+    if (o.error !== undefined) report.error = o.error.slice(0, 2000);
+    if (o.result !== undefined) {
+      // Only the digest leaves this process; a result with no JSON form is reported without one.
+      try {
+        report.resultDigest = jsonDigest(o.result);
+      } catch {
+        // no digest
+      }
+    }
+    const r = await post('/v1/outcome', JSON.stringify(report));
+    if (!r.ok) {
+      const why = r.cause instanceof Error && r.cause.message ? ` (${r.cause.message})` : '';
+      throw new Error(`the outcome of decision ${decision.id} was not recorded: ${r.why}${why}`);
+    }
   }
 
   function guard<A extends Record<string, Json>, R>(
@@ -105,11 +151,26 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
       const d = await authorize(action);
       if (d.effect === 'ask') throw new ApprovalRequiredError(d);
       if (d.effect !== 'allow') throw new DeniedError(d);
-      return fn(args);
+      // As in-process: the outcome (success or error, result digest, duration) goes on record, linked to
+      // the decision, and frees what the decision's limits hold (concurrency slots).
+      const t0 = performance.now();
+      let result: R;
+      try {
+        result = await fn(args);
+      } catch (e) {
+        await outcome(d, {
+          ok: false,
+          error: e instanceof Error ? e.message : String(e),
+          durationMs: performance.now() - t0,
+        });
+        throw e;
+      }
+      await outcome(d, { ok: true, result, durationMs: performance.now() - t0 });
+      return result;
     };
   }
 
-  return { authorize, guard };
+  return { authorize, outcome, guard };
 }
 
 function denied(reason: string, cause?: unknown): Decision {

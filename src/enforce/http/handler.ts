@@ -1,6 +1,7 @@
 /**
  * The decision API over node:http: AuthZEN 1.0 (`/access/v1/evaluation`, `/access/v1/evaluations`,
- * `/.well-known/authzen-configuration`) and the native endpoints (`/v1/decide`, `/v1/decide/batch`).
+ * `/.well-known/authzen-configuration`) and the native endpoints (`/v1/decide`, `/v1/decide/batch`,
+ * `/v1/outcome`).
  * Hand-written routing, one body parse per request, responses written with JSON.stringify.
  */
 import { randomUUID } from 'node:crypto';
@@ -21,7 +22,10 @@ export type AuthResult =
 export type Authenticate = (req: IncomingMessage) => Promise<AuthResult>;
 
 /** The parts of ExecLayer the decision API uses. */
-export type DecisionLayer = Pick<ExecLayer, 'authorize' | 'recorder' | 'policyHash'>;
+export type DecisionLayer = Pick<
+  ExecLayer,
+  'authorize' | 'outcome' | 'awaitingOutcome' | 'recorder' | 'policyHash'
+>;
 
 export interface DecisionApiOptions {
   /** Identifies the caller. It records its own rejections (e.g. `createAuthenticator(auth, { recorder })`). */
@@ -51,13 +55,14 @@ export const DEFAULT_MAX_BODY_BYTES = 1_048_576;
 /** Default cap on evaluations per batch. */
 export const DEFAULT_MAX_BATCH = 1000;
 
-type RouteKind = 'evaluation' | 'evaluations' | 'config' | 'decide' | 'decide_batch';
+type RouteKind = 'evaluation' | 'evaluations' | 'config' | 'decide' | 'decide_batch' | 'outcome';
 const ROUTES: ReadonlyMap<string, { kind: RouteKind; method: 'GET' | 'POST' }> = new Map([
   ['/access/v1/evaluation', { kind: 'evaluation', method: 'POST' }],
   ['/access/v1/evaluations', { kind: 'evaluations', method: 'POST' }],
   ['/.well-known/authzen-configuration', { kind: 'config', method: 'GET' }],
   ['/v1/decide', { kind: 'decide', method: 'POST' }],
   ['/v1/decide/batch', { kind: 'decide_batch', method: 'POST' }],
+  ['/v1/outcome', { kind: 'outcome', method: 'POST' }],
 ] as const);
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
@@ -260,6 +265,27 @@ export function createDecisionApiHandler(
           writeJson(res, 200, `{"decisions":${JSON.stringify(decisions)}}`, rid);
           return true;
         }
+        case 'outcome': {
+          const parsed = parseOutcome(json);
+          if (!parsed.ok) return reject(res, parsed.problem, rid);
+          const { decision, ...o } = parsed.value;
+          const pending = layer.awaitingOutcome(decision);
+          if (pending === undefined) {
+            const why = `decision \`${decision}\` is not an allowed decision of this server awaiting its outcome (unknown, already reported, or made by another server)`;
+            return reject(res, problem(404, 'unknown_decision', why, '/decision'), rid);
+          }
+          if (!mayAsk(caller, pending.agent)) {
+            return forbid(res, req, rid, point, caller, pending.agent, '/decision');
+          }
+          try {
+            await layer.outcome({ id: decision }, o);
+          } catch (err) {
+            const why = `the outcome of decision \`${decision}\` could not be recorded (${err instanceof Error ? err.message : String(err)})`;
+            return reject(res, problem(503, 'outcome_not_recorded', why), rid);
+          }
+          writeJson(res, 200, JSON.stringify({ decision, recorded: true }), rid);
+          return true;
+        }
       }
     } catch {
       // INVARIANT: fail closed — an unexpected error answers 500 with no decision, never an allow.
@@ -373,6 +399,57 @@ function parseNativeAction(
   const checked = parseAction(candidate);
   if (!checked.ok) return badReq(checked.error, base);
   return { ok: true, value: checked.action };
+}
+
+interface ReportedOutcome {
+  decision: string;
+  ok: boolean;
+  durationMs: number;
+  error?: string;
+  resultDigest?: string;
+}
+
+const OUTCOME_KEYS: ReadonlySet<string> = new Set(['decision', 'ok', 'durationMs', 'error', 'resultDigest']);
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const MAX_ERROR_CHARS = 2000;
+
+/** `{decision, ok, durationMs, error?, resultDigest?}`: an outcome reported for an allowed decision. */
+function parseOutcome(
+  raw: JsonObject,
+): { ok: true; value: ReportedOutcome } | { ok: false; problem: Problem } {
+  const bad = (detail: string, pointer: string) => ({
+    ok: false as const,
+    problem: problem(400, 'invalid_request', detail, pointer),
+  });
+  for (const k in raw) {
+    if (!OUTCOME_KEYS.has(k))
+      return bad(
+        `unknown member \`${k}\`: an outcome has decision, ok, durationMs, error, resultDigest`,
+        pointerJoin('', k),
+      );
+  }
+  const { decision, ok, durationMs, error, resultDigest } = raw;
+  if (typeof decision !== 'string' || decision === '' || decision.length > 200)
+    return bad('decision must be the id of a decision (a non-empty string)', '/decision');
+  if (typeof ok !== 'boolean') return bad('ok must be true or false', '/ok');
+  if (typeof durationMs !== 'number' || !Number.isFinite(durationMs) || durationMs < 0)
+    return bad('durationMs must be a non-negative number of milliseconds', '/durationMs');
+  const value: ReportedOutcome = { decision, ok, durationMs };
+  if (error !== undefined) {
+    if (typeof error !== 'string') return bad('error must be a string', '/error');
+    if (error.length > MAX_ERROR_CHARS)
+      return bad(`error has ${error.length} characters; the limit is ${MAX_ERROR_CHARS}`, '/error');
+    value.error = error;
+  }
+  if (resultDigest !== undefined) {
+    if (typeof resultDigest !== 'string' || !SHA256_HEX.test(resultDigest))
+      return bad(
+        'resultDigest must be the lowercase hex SHA-256 of the canonical JSON of the result',
+        '/resultDigest',
+      );
+    value.resultDigest = resultDigest;
+  }
+  return { ok: true, value };
 }
 
 function failedDecision(policy: string, err: unknown): Decision {

@@ -27,6 +27,8 @@ export type ProblemCode =
   | 'not_found'
   | 'method_not_allowed'
   | 'internal_error'
+  | 'unknown_decision'
+  | 'outcome_not_recorded'
   // Operator API (src/enforce/admin/).
   | 'forbidden'
   | 'not_allowed'
@@ -49,6 +51,8 @@ const TITLES: Record<ProblemCode, string> = {
   not_found: 'Not found',
   method_not_allowed: 'Method not allowed',
   internal_error: 'Internal error',
+  unknown_decision: 'No decision awaits this outcome',
+  outcome_not_recorded: 'Outcome not recorded',
   forbidden: 'Role required',
   not_allowed: 'Not allowed to decide this approval',
   expired: 'Approval expired',
