@@ -1,10 +1,11 @@
 /**
  * The decision API over node:http: AuthZEN 1.0 (`/access/v1/evaluation`, `/access/v1/evaluations`,
- * `/.well-known/authzen-configuration`) and the native endpoints (`/v1/decide`, `/v1/decide/batch`,
- * `/v1/outcome`).
+ * `/.well-known/authzen-configuration`), the native endpoints (`/v1/decide`, `/v1/decide/batch`,
+ * `/v1/outcome`) and their OpenAPI 3.1 description (`/openapi.json`, schema/decision-api.openapi.json).
  * Hand-written routing, one body parse per request, responses written with JSON.stringify.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { parseAction } from '../../engine/action.js';
 import type { ExecLayer } from '../../runtime/exec-layer.js';
@@ -55,15 +56,19 @@ export const DEFAULT_MAX_BODY_BYTES = 1_048_576;
 /** Default cap on evaluations per batch. */
 export const DEFAULT_MAX_BATCH = 1000;
 
-type RouteKind = 'evaluation' | 'evaluations' | 'config' | 'decide' | 'decide_batch' | 'outcome';
+type RouteKind = 'evaluation' | 'evaluations' | 'config' | 'openapi' | 'decide' | 'decide_batch' | 'outcome';
 const ROUTES: ReadonlyMap<string, { kind: RouteKind; method: 'GET' | 'POST' }> = new Map([
   ['/access/v1/evaluation', { kind: 'evaluation', method: 'POST' }],
   ['/access/v1/evaluations', { kind: 'evaluations', method: 'POST' }],
   ['/.well-known/authzen-configuration', { kind: 'config', method: 'GET' }],
+  ['/openapi.json', { kind: 'openapi', method: 'GET' }],
   ['/v1/decide', { kind: 'decide', method: 'POST' }],
   ['/v1/decide/batch', { kind: 'decide_batch', method: 'POST' }],
   ['/v1/outcome', { kind: 'outcome', method: 'POST' }],
 ] as const);
+
+/** Every path this handler answers (documented in schema/decision-api.openapi.json). */
+export const DECISION_API_PATHS: readonly string[] = [...ROUTES.keys()];
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 const HOST = /^[A-Za-z0-9.\-:[\]]{1,255}$/;
@@ -151,6 +156,10 @@ export function createDecisionApiHandler(
       }
       if (route.kind === 'config') {
         writeJson(res, 200, configBody(opts.publicUrl, req.headers.host), rid);
+        return true;
+      }
+      if (route.kind === 'openapi') {
+        writeJson(res, 200, openApiText(), rid);
         return true;
       }
       const point: EnforcementPoint =
@@ -475,6 +484,15 @@ function configBody(publicUrl: string | undefined, host: string | undefined): st
     access_evaluation_endpoint: `${base}/access/v1/evaluation`,
     access_evaluations_endpoint: `${base}/access/v1/evaluations`,
   });
+}
+
+/** `schema/decision-api.openapi.json` of this package (from `src/` or `dist/` alike), read once. */
+const OPENAPI_FILE = new URL('../../../schema/decision-api.openapi.json', import.meta.url);
+let openApi: string | undefined;
+
+function openApiText(): string {
+  openApi ??= readFileSync(OPENAPI_FILE, 'utf8');
+  return openApi;
 }
 
 function requestIdOf(req: IncomingMessage): string {
