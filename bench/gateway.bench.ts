@@ -155,6 +155,35 @@ function stdioTarget(name: string, command: string, argv: string[], tool: string
   };
 }
 
+/**
+ * `fetch` for the benchmark's SDK clients: each request gets its own AbortSignal, linked to the one the
+ * SDK's Streamable HTTP transport passes (shared by every request of a connection) until the response body
+ * ends. undici adds a listener to the signal it is given and drops it only at garbage collection, so with
+ * the shared signal every call left one behind: thousands per run, each reported by a
+ * MaxListenersExceededWarning, at the same cost to the direct and the gateway rows.
+ */
+const requestScopedFetch: typeof fetch = async (url, init) => {
+  const parent = init?.signal;
+  if (!parent) return fetch(url, init);
+  const own = new AbortController();
+  const abort = () => own.abort(parent.reason);
+  if (parent.aborted) abort();
+  parent.addEventListener('abort', abort, { once: true });
+  const unlink = () => parent.removeEventListener('abort', abort);
+  try {
+    const res = await fetch(url, { ...init, signal: own.signal });
+    if (!res.body) {
+      unlink();
+      return res;
+    }
+    const body = res.body.pipeThrough(new TransformStream({ flush: unlink }));
+    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  } catch (err) {
+    unlink();
+    throw err;
+  }
+};
+
 function httpTarget(
   name: string,
   url: string,
@@ -168,7 +197,12 @@ function httpTarget(
     ...(pid ? { pid } : {}),
     async connect() {
       const client = new Client({ name: 'bench', version: '1' });
-      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(url), {
+          requestInit: { headers },
+          fetch: requestScopedFetch,
+        }),
+      );
       return { client, close: () => client.close() };
     },
   };
@@ -332,7 +366,7 @@ http: { maxSessions: 1000 }
       const r = rows[g]!;
       if (!d || !f) continue;
       console.log(
-        `${g.padEnd(20)} +p50 ${(added(r, d) / added(f, d)).toFixed(1)}x the relay's (${added(f, d).toFixed(3)} ms)  ` +
+        `${g.padEnd(20)} +p50 ${added(f, d) > 0 ? `${(added(r, d) / added(f, d)).toFixed(1)}x` : `${added(r, d).toFixed(3)} ms vs`} the relay's (${added(f, d).toFixed(3)} ms)  ` +
           `CPU ${(cpuOf(r) / cpuOf(f)).toFixed(1)}x the relay's (${cpuOf(f).toFixed(3)} ms)  ` +
           `throughput(16) ${((r.rps16 / f.rps16) * 100).toFixed(0)}% of the relay's`,
       );
