@@ -239,18 +239,22 @@ describe('remote sdk', () => {
   });
 });
 
-test('a concurrency limit is held while a remote guard runs and freed by its reported outcome', async () => {
+test('a concurrency limit is held while a remote guard runs and freed by its reported outcome, once', async () => {
   const policy = {
     version: 1,
     agents: { 'job-bot': { owner: 'ops@acme.com', roles: ['runner'] } },
     roles: { runner: [{ id: 'one-at-a-time', allow: 'jobs.run', limit: { concurrent: 1 } }] },
   };
-  const api = await startApi(
-    policy,
-    { 'k-job': { agent: 'job-bot' } },
-    {},
-    { limits: new MemoryLimitStore() },
-  );
+  // The in-memory store, with a release that takes as long as a networked store's round trip.
+  const memory = new MemoryLimitStore();
+  const limits: Pick<MemoryLimitStore, 'consume' | 'release'> = {
+    consume: (...a) => memory.consume(...a),
+    release: async (...a) => {
+      await new Promise((r) => setTimeout(r, 30));
+      return memory.release(...a);
+    },
+  };
+  const api = await startApi(policy, { 'k-job': { agent: 'job-bot' } }, {}, { limits });
   try {
     const sdk = createRemoteExecLayer({ url: api.url, apiKey: 'k-job' });
     let finish: () => void = () => {};
@@ -277,6 +281,17 @@ test('a concurrency limit is held while a remote guard runs and freed by its rep
     // Without the outcome the slot would stay taken until its lease ran out (15 minutes).
     for (const job of ['a', 'b', 'c']) assert.equal(await run({ job }), job);
     assert.deepEqual(runs, ['long', 'a', 'b', 'c']);
+
+    // Two reports of one outcome at once: one is recorded and releases the slot, the other is refused.
+    const d = await sdk.authorize({ agent: 'job-bot', tool: 'jobs.run', args: { job: 'manual' } });
+    assert.equal(d.effect, 'allow');
+    const raced = await Promise.allSettled([
+      sdk.outcome(d, { ok: true, durationMs: 1 }),
+      sdk.outcome(d, { ok: false, durationMs: 1 }),
+    ]);
+    assert.deepEqual(raced.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    const reports = api.recorder.events.filter((e) => e.type === 'outcome' && e.decisionId === d.id);
+    assert.equal(reports.length, 1);
   } finally {
     await api.close();
   }

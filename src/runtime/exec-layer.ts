@@ -216,9 +216,10 @@ class Runtime implements ExecLayer {
     o: { ok: boolean; error?: string; result?: unknown; resultDigest?: string; durationMs: number },
     options?: RecordOptions,
   ): Promise<void> {
+    // Taken before anything is awaited: a second report of the same outcome finds nothing awaiting it.
     const entry = this.#inflight.get(decision.id);
-    await this.#release(decision.id, false);
     this.#inflight.delete(decision.id);
+    if (entry?.ticket && this.#opts.limits) await this.#opts.limits.release(entry.ticket, { refund: false });
     const resultDigest = o.result === undefined ? (o.resultDigest ?? '') : safeDigest(o.result);
     await this.recorder.record(
       {
