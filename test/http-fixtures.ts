@@ -21,6 +21,19 @@ export class CollectingRecorder implements Recorder {
   }
 }
 
+/** One agent that may read reports, export small ones (a CEL condition) and share only with approval. */
+export const REPORT_POLICY = {
+  version: 1,
+  agents: { 'report-bot': { owner: 'data@acme.com', roles: ['reporter'] } },
+  roles: {
+    reporter: [
+      { id: 'read-reports', allow: 'reports.read' },
+      { id: 'small-exports', allow: 'reports.export', when: { cel: 'args.rows <= 100' } },
+      { id: 'share-needs-approval', ask: 'reports.share' },
+    ],
+  },
+};
+
 export interface RunningApi {
   url: string;
   layer: ExecLayer;

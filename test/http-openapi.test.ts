@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { DECISION_API_PATHS } from '../src/enforce/http/handler.js';
-import { type RunningApi, startApi } from './http-fixtures.js';
+import { REPORT_POLICY, type RunningApi, startApi } from './http-fixtures.js';
 
 const spec = JSON.parse(
   readFileSync(new URL('../schema/decision-api.openapi.json', import.meta.url), 'utf8'),
@@ -30,18 +30,6 @@ function validator(ref: string): ValidateFunction {
   return v;
 }
 
-const POLICY = {
-  version: 1,
-  agents: { 'report-bot': { owner: 'data@acme.com', roles: ['reporter'] } },
-  roles: {
-    reporter: [
-      { id: 'read-reports', allow: 'reports.read' },
-      { id: 'small-exports', allow: 'reports.export', when: { cel: 'args.rows <= 100' } },
-      { id: 'share-needs-approval', ask: 'reports.share' },
-    ],
-  },
-};
-
 interface Exchange {
   method: 'GET' | 'POST';
   path: string;
@@ -54,7 +42,7 @@ interface Exchange {
 describe('the OpenAPI description of the decision API', () => {
   let api: RunningApi;
   before(async () => {
-    api = await startApi(POLICY, { 'k-report': { agent: 'report-bot' } }, { maxBodyBytes: 4096 });
+    api = await startApi(REPORT_POLICY, { 'k-report': { agent: 'report-bot' } }, { maxBodyBytes: 4096 });
   });
   after(async () => {
     await api?.close();

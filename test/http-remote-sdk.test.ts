@@ -10,19 +10,7 @@ import { jsonDigest } from '../src/canonical-json.js';
 import { MemoryLimitStore } from '../src/limits/memory.js';
 import { ApprovalRequiredError, DeniedError } from '../src/runtime/errors.js';
 import { createRemoteExecLayer } from '../src/sdk/remote.js';
-import { type RunningApi, startApi } from './http-fixtures.js';
-
-const POLICY = {
-  version: 1,
-  agents: { 'report-bot': { owner: 'data@acme.com', roles: ['reporter'] } },
-  roles: {
-    reporter: [
-      { id: 'read-reports', allow: 'reports.read' },
-      { id: 'small-exports', allow: 'reports.export', when: { cel: 'args.rows <= 100' } },
-      { id: 'share-needs-approval', ask: 'reports.share' },
-    ],
-  },
-};
+import { REPORT_POLICY, type RunningApi, startApi } from './http-fixtures.js';
 
 async function listen(server: Server): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -32,7 +20,7 @@ async function listen(server: Server): Promise<string> {
 describe('remote sdk', () => {
   let api: RunningApi;
   before(async () => {
-    api = await startApi(POLICY, {
+    api = await startApi(REPORT_POLICY, {
       'k-report': { agent: 'report-bot' },
       'k-other': { agent: 'other-bot' },
       'k-pep': { agent: 'backend', roles: ['pdp-client'] },
