@@ -1,6 +1,7 @@
 // The enforcement contract: one list of actions, run through every enforcement point — the SDK
-// (`authorize`, `guard`), each framework adapter, the HTTP decision API and the MCP gateway — and every
-// point must give the same effect, rule and code, and run the tool exactly when the effect is allow.
+// (`authorize`, `guard`), each framework adapter, the HTTP decision API, the remote SDK over it and the MCP
+// gateway — and every point must give the same effect, rule and code, and run the tool exactly when the
+// effect is allow.
 // A point that cannot express a case says why in its `skip` list.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -31,6 +32,7 @@ import { createDecisionApiServer } from '../src/enforce/http/index.js';
 import { McpGateway } from '../src/enforce/mcp/gateway.js';
 import { ApprovalRequiredError, DeniedError } from '../src/runtime/errors.js';
 import { createExecLayer, type ExecLayer } from '../src/runtime/exec-layer.js';
+import { createRemoteExecLayer, type RemoteExecLayer } from '../src/sdk/remote.js';
 import type { AuditEvent, Decision, Effect, Json } from '../src/types.js';
 
 setTracingDisabled(true);
@@ -428,7 +430,8 @@ const mcpServerAdapter = (() => {
 
 // --- HTTP decision API ------------------------------------------------------------------------------
 
-const http = (() => {
+/** The decision API over the shared runtime on an ephemeral port, the caller a `pdp-client`. */
+function decisionApi() {
   const server = createDecisionApiServer(
     {
       authorize: (a, o) => layer.authorize(a, o),
@@ -443,12 +446,22 @@ const http = (() => {
     },
     { authenticate: async () => ({ ok: true, agent: 'contract-pep', roles: ['pdp-client'] }) },
   );
+  return {
+    async listen(): Promise<string> {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const http = (() => {
+  const api = decisionApi();
   let base = '';
   const point: Point = {
     name: 'http: /v1/decide',
     async setup() {
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      base = await api.listen();
     },
     async run(c) {
       const res = await fetch(`${base}/v1/decide`, {
@@ -466,7 +479,41 @@ const http = (() => {
       assert.equal(res.status, 200);
       return observe(body);
     },
-    teardown: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    teardown: () => api.close(),
+  };
+  return point;
+})();
+
+const remoteGuard = (() => {
+  const api = decisionApi();
+  let remote: RemoteExecLayer;
+  const point: Point = {
+    name: 'remote sdk: guard',
+    async setup() {
+      remote = createRemoteExecLayer({ url: await api.listen(), apiKey: 'contract' });
+    },
+    async run(c) {
+      let ran = false;
+      const guarded = remote.guard(
+        async () => {
+          ran = true;
+          return 'ok';
+        },
+        { agent: c.agent, tool: c.tool },
+      );
+      try {
+        await guarded(c.args);
+      } catch (e) {
+        if (e instanceof DeniedError || e instanceof ApprovalRequiredError) return observe(e.decision, ran);
+        throw e;
+      }
+      // The guard reported the outcome to the server, linked to the decision it was given.
+      const last = await lastDecision('http');
+      const reported = events.some((e) => e.type === 'outcome' && e.decisionId === last.id && e.ok);
+      assert.ok(reported, 'the allowed call ran but its outcome was not recorded');
+      return observe(last, ran);
+    },
+    teardown: () => api.close(),
   };
   return point;
 })();
@@ -549,6 +596,7 @@ const POINTS: Point[] = [
   langchainPoint,
   mcpServerAdapter,
   http,
+  remoteGuard,
   gateway,
 ];
 

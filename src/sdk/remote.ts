@@ -3,7 +3,8 @@
  * surface as an in-process ExecLayer, backed by `POST /v1/decide` and `POST /v1/outcome` on an ExecLayer
  * server. Every call asks the server; nothing is cached, so a policy change or suspension applies to the
  * next call. Any failure (network, timeout, non-2xx, malformed answer) is a deny Decision with code
- * `internal_error`: `authorize` never throws.
+ * `internal_error` (`invalid_action` when the server refused the action itself as malformed): `authorize`
+ * never throws.
  */
 import { randomUUID } from 'node:crypto';
 import { jsonDigest } from '../canonical-json.js';
@@ -60,7 +61,7 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
   async function post(
     path: string,
     body: string,
-  ): Promise<{ ok: true; value: unknown } | { ok: false; why: string; cause?: unknown }> {
+  ): Promise<{ ok: true; value: unknown } | { ok: false; why: string; cause?: unknown; problem?: string }> {
     const endpoint = `${base}${path}`;
     let res: Response;
     try {
@@ -88,13 +89,16 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
     }
     if (!res.ok) {
       let detail = '';
+      let code: string | undefined;
       try {
-        const p = JSON.parse(text) as { detail?: unknown };
+        const p = JSON.parse(text) as { detail?: unknown; code?: unknown };
         if (typeof p.detail === 'string') detail = `: ${p.detail}`;
+        if (typeof p.code === 'string') code = p.code;
       } catch {
         // Not a problem document; the status alone is reported.
       }
-      return { ok: false, why: `the decision server answered HTTP ${res.status}${detail}` };
+      const why = `the decision server answered HTTP ${res.status}${detail}`;
+      return code === undefined ? { ok: false, why } : { ok: false, why, problem: `${res.status} ${code}` };
     }
     if (text.length > MAX_RESPONSE_BYTES)
       return { ok: false, why: 'the decision server response is too large' };
@@ -115,7 +119,11 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
     // INVARIANT: fail closed — an unreachable, slow or failing decision server means deny, and only a
     // well-formed Decision is believed.
     const r = await post('/v1/decide', body);
-    if (!r.ok) return denied(r.why, r.cause);
+    if (!r.ok) {
+      // The server refused the action itself as malformed: the deny every in-process point gives for it.
+      const code = r.problem === '400 invalid_request' ? 'invalid_action' : 'internal_error';
+      return denied(r.why, r.cause, code);
+    }
     return isDecision(r.value) ? r.value : denied('the decision server response is not a decision');
   }
 
@@ -173,7 +181,7 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
   return { authorize, outcome, guard };
 }
 
-function denied(reason: string, cause?: unknown): Decision {
+function denied(reason: string, cause?: unknown, code: DecisionCode = 'internal_error'): Decision {
   const why = cause instanceof Error && cause.message ? ` (${cause.message})` : '';
   return {
     id: randomUUID(),
@@ -182,7 +190,7 @@ function denied(reason: string, cause?: unknown): Decision {
     reason: `${reason}${why}; denied`,
     policy: '',
     mode: 'enforce',
-    code: 'internal_error' satisfies DecisionCode,
+    code,
   };
 }
 
