@@ -16,11 +16,11 @@ import { EXIT, flags, runCommand, UsageError } from './util.js';
 
 const HELP = `usage: execlayer serve [--config execlayer.yaml] [--host <addr>] [--port <n>] [--json]
 
-Serves the MCP gateway over Streamable HTTP at /mcp, the decision API (/v1/decide, AuthZEN) and the
-operator API (/v1/approvals, /v1/agents, /v1/stop, /v1/resume-all) on the same port. Each request is
-authenticated (bearer API key or JWT, see \`auth:\` in the config) and the agent id comes from the
-credential; the operator API also needs the credential role \`approver\` or \`operator\`. Requests whose
-Host or Origin is not allowed get 403 (DNS-rebinding defence).
+Serves the MCP gateway over Streamable HTTP at /mcp, the decision API (/v1/decide, /v1/outcome,
+AuthZEN; described at /openapi.json) and the operator API (/v1/approvals, /v1/agents, /v1/stop,
+/v1/resume-all) on the same port. Each request is authenticated (bearer API key or JWT, see \`auth:\` in
+the config) and the agent id comes from the credential; the operator API also needs the credential role
+\`approver\` or \`operator\`. Requests whose Host or Origin is not allowed get 403 (DNS-rebinding defence).
 
 options:
   -c, --config <file>   gateway configuration (default ./execlayer.yaml)
