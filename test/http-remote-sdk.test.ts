@@ -122,6 +122,17 @@ describe('remote sdk', () => {
     );
     const denied = await sdk.authorize({ agent: 'report-bot', tool: 'reports.export', args: { rows: 1000 } });
     await assert.rejects(sdk.outcome(denied, { ok: true, durationMs: 1 }), /HTTP 404/);
+    // A decision the same runtime gave another enforcement point (the gateway, the SDK) is reported there.
+    const viaGateway = await api.layer.authorize(
+      { agent: 'report-bot', tool: 'reports.read', args: {} },
+      { point: 'mcp' },
+    );
+    assert.equal(viaGateway.effect, 'allow');
+    await assert.rejects(sdk.outcome(viaGateway, { ok: false, durationMs: 1 }), /HTTP 404/);
+    assert.ok(
+      api.layer.awaitingOutcome(viaGateway.id),
+      'the refused report must leave the decision awaiting',
+    );
     const forPep = await sdk.authorize({ agent: 'report-bot', tool: 'reports.read', args: {} });
     await pep.outcome(forPep, { ok: false, error: 'timeout', durationMs: 2 });
     // Two outcomes recorded (and the refused report), nothing for the refused or repeated ones.

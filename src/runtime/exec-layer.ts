@@ -67,10 +67,10 @@ export interface ExecLayer {
     options?: RecordOptions,
   ): Promise<void>;
   /**
-   * The agent and tool of an allowed decision of this runtime whose outcome is not in yet (the newest
-   * 65,536 are remembered), or undefined.
+   * The agent, tool and enforcement point of an allowed decision of this runtime whose outcome is not in
+   * yet (the newest 65,536 are remembered), or undefined.
    */
-  awaitingOutcome(decisionId: string): { agent: string; tool: string } | undefined;
+  awaitingOutcome(decisionId: string): { agent: string; tool: string; point: EnforcementPoint } | undefined;
   /** Wraps fn so it runs only when allowed: deny → DeniedError; ask → ApprovalRequiredError. */
   guard<A extends { [k: string]: Json }, R>(
     fn: (args: A) => Promise<R>,
@@ -91,6 +91,13 @@ export interface ExecLayer {
 }
 
 const NO_RECORDER: Recorder = { record: async () => {} };
+/** An allowed decision whose outcome is not in yet: what to name in the outcome and what to release. */
+interface Awaiting {
+  agent: string;
+  tool: string;
+  point: EnforcementPoint;
+  ticket?: LimitTicketPort;
+}
 /** Records nothing waits on: denials, policy events (see `RecordOptions.lazy`). */
 const LAZY: RecordOptions = { lazy: true };
 /** Most allowed decisions awaiting their outcome that the runtime remembers. */
@@ -126,7 +133,7 @@ class Runtime implements ExecLayer {
   readonly recorder: Recorder;
   readonly #opts: ExecLayerOptions;
   /** Allowed decisions whose outcome is not in yet: what to name in the outcome and what to release. */
-  readonly #inflight = new Map<string, { agent: string; tool: string; ticket?: LimitTicketPort }>();
+  readonly #inflight = new Map<string, Awaiting>();
   /**
    * The ids tracked last, oldest overwritten first: evicting through this ring is O(1), where taking a
    * Map's first entry walks every entry deleted before it (a decision API whose callers never report
@@ -172,7 +179,7 @@ class Runtime implements ExecLayer {
     try {
       d = engine.decide(action, this.#now());
       d = await this.#applyState(action, d);
-      d = await this.#applyLimits(action, d);
+      d = await this.#applyLimits(action, d, opts.point ?? 'sdk');
       d = await this.#applyApprovals(action, d, engine);
     } catch (e) {
       // INVARIANT: fail closed — any error on the way is a deny with a reason.
@@ -196,7 +203,7 @@ class Runtime implements ExecLayer {
       if (entry) {
         entry.agent = event.action.agent;
         entry.tool = event.action.tool;
-      } else this.#track(d.id, { agent: event.action.agent, tool: event.action.tool });
+      } else this.#track(d.id, { agent: event.action.agent, tool: event.action.tool, point: event.point });
       return d;
     } catch (e) {
       await this.#release(d.id, true);
@@ -237,9 +244,9 @@ class Runtime implements ExecLayer {
     );
   }
 
-  awaitingOutcome(decisionId: string): { agent: string; tool: string } | undefined {
+  awaitingOutcome(decisionId: string): { agent: string; tool: string; point: EnforcementPoint } | undefined {
     const e = this.#inflight.get(decisionId);
-    return e && { agent: e.agent, tool: e.tool };
+    return e && { agent: e.agent, tool: e.tool, point: e.point };
   }
 
   guard<A extends { [k: string]: Json }, R>(
@@ -314,7 +321,7 @@ class Runtime implements ExecLayer {
     return denyFrom(d.policy, 'suspended', why);
   }
 
-  async #applyLimits(action: Action, d: Decision): Promise<Decision> {
+  async #applyLimits(action: Action, d: Decision, point: EnforcementPoint): Promise<Decision> {
     const allowedForReal = d.effect === 'allow' && (d.wouldBe === undefined || d.wouldBe === 'allow');
     if (!allowedForReal || !d.limits || d.limits.length === 0) return d;
     const store = this.#opts.limits;
@@ -328,7 +335,7 @@ class Runtime implements ExecLayer {
     }
     const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
     if (r.ok) {
-      this.#track(d.id, { agent: action.agent, tool: action.tool, ticket: r.ticket });
+      this.#track(d.id, { agent: action.agent, tool: action.tool, point, ticket: r.ticket });
       return d;
     }
     const code =
@@ -397,7 +404,7 @@ class Runtime implements ExecLayer {
    * decision API) must not grow memory without bound: past the cap the oldest entries are dropped and
    * their concurrency slots freed (the stores also reclaim slots by lease).
    */
-  #track(id: string, entry: { agent: string; tool: string; ticket?: LimitTicketPort }): void {
+  #track(id: string, entry: Awaiting): void {
     this.#inflight.set(id, entry);
     const slot = this.#orderAt;
     this.#orderAt = (slot + 1) % MAX_INFLIGHT;

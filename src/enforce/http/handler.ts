@@ -278,8 +278,9 @@ export function createDecisionApiHandler(
           const parsed = parseOutcome(json);
           if (!parsed.ok) return reject(res, parsed.problem, rid);
           const { decision, ...o } = parsed.value;
+          // Only decisions this API gave: the outcome of a gateway or in-process call is reported there.
           const pending = layer.awaitingOutcome(decision);
-          if (pending === undefined) {
+          if (pending === undefined || (pending.point !== 'http' && pending.point !== 'authzen')) {
             const why = `decision \`${decision}\` is not an allowed decision of this server awaiting its outcome (unknown, already reported, or made by another server)`;
             return reject(res, problem(404, 'unknown_decision', why, '/decision'), rid);
           }
