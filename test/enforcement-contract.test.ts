@@ -241,26 +241,38 @@ const sdkAuthorize: Point = {
   run: async (c) => observe(await layer.authorize({ agent: c.agent, tool: c.tool, args: c.args })),
 };
 
+type Guard = Pick<ExecLayer, 'guard'>['guard'];
+
+/**
+ * Runs case `c` through a `guard`: the refusal's decision when it threw one, or else the decision `allowed`
+ * names (the guard returns only the result), with whether the tool ran.
+ */
+async function throughGuard(guard: Guard, c: Case, allowed: () => Promise<Decision>): Promise<Observed> {
+  let ran = false;
+  const guarded = guard(
+    async () => {
+      ran = true;
+      return 'ok';
+    },
+    { agent: c.agent, tool: c.tool },
+  );
+  try {
+    await guarded(c.args);
+  } catch (e) {
+    if (e instanceof DeniedError || e instanceof ApprovalRequiredError) return observe(e.decision, ran);
+    throw e;
+  }
+  return observe(await allowed(), ran);
+}
+
 const sdkGuard: Point = {
   name: 'sdk: guard',
-  async run(c) {
-    let ran = false;
-    const guarded = layer.guard(
-      async () => {
-        ran = true;
-        return 'ok';
-      },
-      { agent: c.agent, tool: c.tool },
-    );
-    try {
-      await guarded(c.args);
-    } catch (e) {
-      if (e instanceof DeniedError || e instanceof ApprovalRequiredError) return observe(e.decision, ran);
-      throw e;
-    }
-    const last = await lastDecision();
-    return observe(last, ran);
-  },
+  run: (c) =>
+    throughGuard(
+      (fn, meta) => layer.guard(fn, meta),
+      c,
+      () => lastDecision(),
+    ),
 };
 
 // --- Framework adapters -----------------------------------------------------------------------------
@@ -492,27 +504,14 @@ const remoteGuard = (() => {
     async setup() {
       remote = createRemoteExecLayer({ url: await api.listen(), apiKey: 'contract' });
     },
-    async run(c) {
-      let ran = false;
-      const guarded = remote.guard(
-        async () => {
-          ran = true;
-          return 'ok';
-        },
-        { agent: c.agent, tool: c.tool },
-      );
-      try {
-        await guarded(c.args);
-      } catch (e) {
-        if (e instanceof DeniedError || e instanceof ApprovalRequiredError) return observe(e.decision, ran);
-        throw e;
-      }
-      // The guard reported the outcome to the server, linked to the decision it was given.
-      const last = await lastDecision('http');
-      const reported = events.some((e) => e.type === 'outcome' && e.decisionId === last.id && e.ok);
-      assert.ok(reported, 'the allowed call ran but its outcome was not recorded');
-      return observe(last, ran);
-    },
+    run: (c) =>
+      throughGuard(remote.guard, c, async () => {
+        // The guard reported the outcome to the server, linked to the decision it was given.
+        const last = await lastDecision('http');
+        const reported = events.some((e) => e.type === 'outcome' && e.decisionId === last.id && e.ok);
+        assert.ok(reported, 'the allowed call ran but its outcome was not recorded');
+        return last;
+      }),
     teardown: () => api.close(),
   };
   return point;
