@@ -13,7 +13,7 @@
  */
 import { parseAction } from '../../engine/action.js';
 import type { Action, Json } from '../../types.js';
-import { type Problem, pointerJoin, problem } from './problem.js';
+import { invalidRequest, type ParseResult, type Problem, pointerJoin, problem } from './problem.js';
 
 /** Longest accepted subject/resource type or id, and action name. */
 export const MAX_NAME_LENGTH = 256;
@@ -40,8 +40,6 @@ export interface Evaluation {
   subjectPointer: string;
 }
 
-export type ParseResult<T> = { ok: true; value: T } | { ok: false; problem: Problem };
-
 /** A parsed `POST /access/v1/evaluations` body. `single` is true when no `evaluations` array was sent. */
 export interface EvaluationsRequest {
   single: boolean;
@@ -53,15 +51,12 @@ function isObject(v: unknown): v is JsonObject {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-function bad(detail: string, pointer: string): { ok: false; problem: Problem } {
-  return { ok: false, problem: problem(400, 'invalid_request', detail, pointer) };
-}
-
 function checkName(v: unknown, what: string, pointer: string): { ok: false; problem: Problem } | undefined {
-  if (v === undefined) return bad(`${what} is required`, pointer);
-  if (typeof v !== 'string') return bad(`${what} must be a string`, pointer);
-  if (v.length === 0) return bad(`${what} must not be empty`, pointer);
-  if (v.length > MAX_NAME_LENGTH) return bad(`${what} is longer than ${MAX_NAME_LENGTH} characters`, pointer);
+  if (v === undefined) return invalidRequest(`${what} is required`, pointer);
+  if (typeof v !== 'string') return invalidRequest(`${what} must be a string`, pointer);
+  if (v.length === 0) return invalidRequest(`${what} must not be empty`, pointer);
+  if (v.length > MAX_NAME_LENGTH)
+    return invalidRequest(`${what} is longer than ${MAX_NAME_LENGTH} characters`, pointer);
   return undefined;
 }
 
@@ -83,11 +78,11 @@ export function parseEvaluationRequest(body: JsonObject): ParseResult<Evaluation
 export function parseEvaluationsRequest(body: JsonObject, maxBatch: number): ParseResult<EvaluationsRequest> {
   let semantic: EvaluationsSemantic = 'execute_all';
   if (body.options !== undefined) {
-    if (!isObject(body.options)) return bad('options must be an object', '/options');
+    if (!isObject(body.options)) return invalidRequest('options must be an object', '/options');
     const s = body.options.evaluations_semantic;
     if (s !== undefined) {
       if (typeof s !== 'string' || !SEMANTICS.has(s)) {
-        return bad(
+        return invalidRequest(
           `evaluations_semantic \`${String(typeof s === 'string' ? s : JSON.stringify(s))}\` is not supported: use execute_all, deny_on_first_deny or permit_on_first_permit`,
           '/options/evaluations_semantic',
         );
@@ -101,7 +96,7 @@ export function parseEvaluationsRequest(body: JsonObject, maxBatch: number): Par
     if (!one.ok) return one;
     return { ok: true, value: { single: true, semantic, evaluations: [one.value] } };
   }
-  if (!Array.isArray(items)) return bad('evaluations must be an array', '/evaluations');
+  if (!Array.isArray(items)) return invalidRequest('evaluations must be an array', '/evaluations');
   if (items.length > maxBatch) {
     return {
       ok: false,
@@ -114,13 +109,14 @@ export function parseEvaluationsRequest(body: JsonObject, maxBatch: number): Par
     };
   }
   for (const key of ['subject', 'action', 'resource', 'context'] as const) {
-    if (body[key] !== undefined && !isObject(body[key])) return bad(`${key} must be an object`, `/${key}`);
+    if (body[key] !== undefined && !isObject(body[key]))
+      return invalidRequest(`${key} must be an object`, `/${key}`);
   }
   const evaluations: Evaluation[] = [];
   for (let i = 0; i < items.length; i++) {
     const item = items[i];
     const base = `/evaluations/${i}`;
-    if (!isObject(item)) return bad('each evaluation must be an object', base);
+    if (!isObject(item)) return invalidRequest('each evaluation must be an object', base);
     // Item values replace the top-level defaults whole (AuthZEN 1.0, "Default values").
     const pick = (key: 'subject' | 'action' | 'resource' | 'context'): [Json | undefined, string] =>
       item[key] !== undefined ? [item[key], `${base}/${key}`] : [body[key], `/${key}`];
@@ -145,12 +141,12 @@ function buildEvaluation(
   context: Json | undefined,
   cp: string,
 ): ParseResult<Evaluation> {
-  if (subject === undefined) return bad('subject is required', sp);
-  if (!isObject(subject)) return bad('subject must be an object', sp);
+  if (subject === undefined) return invalidRequest('subject is required', sp);
+  if (!isObject(subject)) return invalidRequest('subject must be an object', sp);
   const st = checkName(subject.type, 'subject type', `${sp}/type`);
   if (st) return st;
   if (!SUBJECT_TYPES.has(subject.type as string)) {
-    return bad(
+    return invalidRequest(
       `subject type \`${subject.type as string}\` is not supported: use \`agent\` or \`user\``,
       `${sp}/type`,
     );
@@ -158,19 +154,19 @@ function buildEvaluation(
   const si = checkName(subject.id, 'subject id', `${sp}/id`);
   if (si) return si;
   if (subject.properties !== undefined && !isObject(subject.properties)) {
-    return bad('subject properties must be an object', `${sp}/properties`);
+    return invalidRequest('subject properties must be an object', `${sp}/properties`);
   }
 
-  if (action === undefined) return bad('action is required', ap);
-  if (!isObject(action)) return bad('action must be an object', ap);
+  if (action === undefined) return invalidRequest('action is required', ap);
+  if (!isObject(action)) return invalidRequest('action must be an object', ap);
   const an = checkName(action.name, 'action name', `${ap}/name`);
   if (an) return an;
   if (action.properties !== undefined && !isObject(action.properties)) {
-    return bad('action properties must be an object', `${ap}/properties`);
+    return invalidRequest('action properties must be an object', `${ap}/properties`);
   }
 
-  if (resource === undefined) return bad('resource is required', rp);
-  if (!isObject(resource)) return bad('resource must be an object', rp);
+  if (resource === undefined) return invalidRequest('resource is required', rp);
+  if (!isObject(resource)) return invalidRequest('resource must be an object', rp);
   const rt = checkName(resource.type, 'resource type', `${rp}/type`);
   if (rt) return rt;
   if (resource.id !== undefined) {
@@ -178,14 +174,14 @@ function buildEvaluation(
     if (ri) return ri;
   }
   if (resource.properties !== undefined && !isObject(resource.properties)) {
-    return bad('resource properties must be an object', `${rp}/properties`);
+    return invalidRequest('resource properties must be an object', `${rp}/properties`);
   }
 
-  if (context !== undefined && !isObject(context)) return bad('context must be an object', cp);
+  if (context !== undefined && !isObject(context)) return invalidRequest('context must be an object', cp);
   if (context !== undefined) {
     for (const k of RESERVED_CONTEXT) {
       if (context[k] !== undefined) {
-        return bad(
+        return invalidRequest(
           `context member \`${k}\` is reserved: the mapper sets it from the request`,
           pointerJoin(cp, k),
         );
@@ -216,7 +212,7 @@ function buildEvaluation(
   // The engine's own validation (tool name alphabet, sizes, depth) applies at the edge, so bad input is a
   // 400 that names the field rather than a recorded invalid_action deny.
   const checked = parseAction(out);
-  if (!checked.ok) return bad(checked.error, pointerFor(checked.error, sp, ap, rp, cp));
+  if (!checked.ok) return invalidRequest(checked.error, pointerFor(checked.error, sp, ap, rp, cp));
   return { ok: true, value: { action: checked.action, subjectId, subjectPointer: sp } };
 }
 

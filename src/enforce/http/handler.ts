@@ -12,7 +12,14 @@ import type { ExecLayer } from '../../runtime/exec-layer.js';
 import type { Action, Decision, EnforcementPoint, Json } from '../../types.js';
 import { type Evaluation, parseEvaluationRequest, parseEvaluationsRequest } from './authzen.js';
 import { isJsonContentType, readJsonBody } from './body.js';
-import { type Problem, pointerJoin, problem, problemBody } from './problem.js';
+import {
+  invalidRequest,
+  type ParseResult,
+  type Problem,
+  pointerJoin,
+  problem,
+  problemBody,
+} from './problem.js';
 
 /** What an authenticator says about a request. `roles` may carry `pdp-client` (see `DecisionApiOptions`). */
 export type AuthResult =
@@ -377,37 +384,29 @@ function prefersReasons(req: IncomingMessage): boolean {
   return false;
 }
 
-function parseNativeAction(
-  raw: Json | undefined,
-  base: string,
-  callerAgent: string,
-): { ok: true; value: Action } | { ok: false; problem: Problem } {
-  const badReq = (detail: string, pointer: string) => ({
-    ok: false as const,
-    problem: problem(400, 'invalid_request', detail, pointer),
-  });
+function parseNativeAction(raw: Json | undefined, base: string, callerAgent: string): ParseResult<Action> {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
-    return badReq('an action must be a JSON object', base);
+    return invalidRequest('an action must be a JSON object', base);
   for (const k in raw) {
     if (!NATIVE_KEYS.has(k))
-      return badReq(
+      return invalidRequest(
         `unknown member \`${k}\`: an action has agent, tool, args, session, onBehalfOf, delegation, context`,
         pointerJoin(base, k),
       );
   }
   if (raw.agent !== undefined && typeof raw.agent !== 'string')
-    return badReq('agent must be a string', `${base}/agent`);
-  if (raw.tool === undefined) return badReq('tool is required', `${base}/tool`);
-  if (typeof raw.tool !== 'string') return badReq('tool must be a string', `${base}/tool`);
+    return invalidRequest('agent must be a string', `${base}/agent`);
+  if (raw.tool === undefined) return invalidRequest('tool is required', `${base}/tool`);
+  if (typeof raw.tool !== 'string') return invalidRequest('tool must be a string', `${base}/tool`);
   if (
     raw.args !== undefined &&
     (raw.args === null || typeof raw.args !== 'object' || Array.isArray(raw.args))
   ) {
-    return badReq('args must be an object', `${base}/args`);
+    return invalidRequest('args must be an object', `${base}/args`);
   }
   const candidate = { ...raw, agent: raw.agent ?? callerAgent, args: raw.args ?? {} };
   const checked = parseAction(candidate);
-  if (!checked.ok) return badReq(checked.error, base);
+  if (!checked.ok) return invalidRequest(checked.error, base);
   return { ok: true, value: checked.action };
 }
 
@@ -424,36 +423,33 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 const MAX_ERROR_CHARS = 2000;
 
 /** `{decision, ok, durationMs, error?, resultDigest?}`: an outcome reported for an allowed decision. */
-function parseOutcome(
-  raw: JsonObject,
-): { ok: true; value: ReportedOutcome } | { ok: false; problem: Problem } {
-  const bad = (detail: string, pointer: string) => ({
-    ok: false as const,
-    problem: problem(400, 'invalid_request', detail, pointer),
-  });
+function parseOutcome(raw: JsonObject): ParseResult<ReportedOutcome> {
   for (const k in raw) {
     if (!OUTCOME_KEYS.has(k))
-      return bad(
+      return invalidRequest(
         `unknown member \`${k}\`: an outcome has decision, ok, durationMs, error, resultDigest`,
         pointerJoin('', k),
       );
   }
   const { decision, ok, durationMs, error, resultDigest } = raw;
   if (typeof decision !== 'string' || decision === '' || decision.length > 200)
-    return bad('decision must be the id of a decision (a non-empty string)', '/decision');
-  if (typeof ok !== 'boolean') return bad('ok must be true or false', '/ok');
+    return invalidRequest('decision must be the id of a decision (a non-empty string)', '/decision');
+  if (typeof ok !== 'boolean') return invalidRequest('ok must be true or false', '/ok');
   if (typeof durationMs !== 'number' || !Number.isFinite(durationMs) || durationMs < 0)
-    return bad('durationMs must be a non-negative number of milliseconds', '/durationMs');
+    return invalidRequest('durationMs must be a non-negative number of milliseconds', '/durationMs');
   const value: ReportedOutcome = { decision, ok, durationMs };
   if (error !== undefined) {
-    if (typeof error !== 'string') return bad('error must be a string', '/error');
+    if (typeof error !== 'string') return invalidRequest('error must be a string', '/error');
     if (error.length > MAX_ERROR_CHARS)
-      return bad(`error has ${error.length} characters; the limit is ${MAX_ERROR_CHARS}`, '/error');
+      return invalidRequest(
+        `error has ${error.length} characters; the limit is ${MAX_ERROR_CHARS}`,
+        '/error',
+      );
     value.error = error;
   }
   if (resultDigest !== undefined) {
     if (typeof resultDigest !== 'string' || !SHA256_HEX.test(resultDigest))
-      return bad(
+      return invalidRequest(
         'resultDigest must be the lowercase hex SHA-256 of the canonical JSON of the result',
         '/resultDigest',
       );

@@ -70,6 +70,14 @@ export function problem(status: number, code: ProblemCode, detail: string, point
   return p;
 }
 
+/** A parsed part of a request, or the problem that refuses it. */
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; problem: Problem };
+
+/** A `400 invalid_request` refusal: what was wrong, and the JSON pointer of the field. */
+export function invalidRequest(detail: string, pointer: string): { ok: false; problem: Problem } {
+  return { ok: false, problem: problem(400, 'invalid_request', detail, pointer) };
+}
+
 /** The JSON body of a problem (RFC 9457 members plus the `code` and `pointer` extensions). */
 export function problemBody(p: Problem): string {
   return JSON.stringify({
