@@ -206,8 +206,7 @@ class Runtime implements ExecLayer {
       } else this.#track(d.id, { agent: event.action.agent, tool: event.action.tool, point: event.point });
       return d;
     } catch (e) {
-      await this.#release(d.id, true);
-      this.#inflight.delete(d.id);
+      await this.#untrack(d.id, true);
       const denied = denyFrom(
         engine.hash,
         'store_error',
@@ -223,10 +222,7 @@ class Runtime implements ExecLayer {
     o: { ok: boolean; error?: string; result?: unknown; resultDigest?: string; durationMs: number },
     options?: RecordOptions,
   ): Promise<void> {
-    // Taken before anything is awaited: a second report of the same outcome finds nothing awaiting it.
-    const entry = this.#inflight.get(decision.id);
-    this.#inflight.delete(decision.id);
-    if (entry?.ticket && this.#opts.limits) await this.#opts.limits.release(entry.ticket, { refund: false });
+    const entry = await this.#untrack(decision.id, false);
     const resultDigest = o.result === undefined ? (o.resultDigest ?? '') : safeDigest(o.result);
     await this.recorder.record(
       {
@@ -418,12 +414,15 @@ class Runtime implements ExecLayer {
     if (dropped.ticket) void this.#opts.limits?.release(dropped.ticket, { refund: false });
   }
 
-  async #release(decisionId: string, refund: boolean): Promise<void> {
+  /**
+   * Takes a decision off the awaiting list — at once, before anything is awaited, so a second report of the
+   * same outcome finds nothing — then releases what its limits hold. Returns what was awaiting, if anything.
+   */
+  async #untrack(decisionId: string, refund: boolean): Promise<Awaiting | undefined> {
     const entry = this.#inflight.get(decisionId);
-    if (!entry?.ticket || !this.#opts.limits) return;
-    const ticket = entry.ticket;
-    delete entry.ticket;
-    await this.#opts.limits.release(ticket, { refund });
+    this.#inflight.delete(decisionId);
+    if (entry?.ticket && this.#opts.limits) await this.#opts.limits.release(entry.ticket, { refund });
+    return entry;
   }
 
   #background(p: Promise<void>): void {
