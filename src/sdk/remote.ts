@@ -61,7 +61,9 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
   async function post(
     path: string,
     body: string,
-  ): Promise<{ ok: true; value: unknown } | { ok: false; why: string; cause?: unknown; problem?: string }> {
+  ): Promise<
+    { ok: true; value: unknown } | { ok: false; why: string; cause?: unknown; status?: number; code?: string }
+  > {
     const endpoint = `${base}${path}`;
     let res: Response;
     try {
@@ -98,7 +100,9 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
         // Not a problem document; the status alone is reported.
       }
       const why = `the decision server answered HTTP ${res.status}${detail}`;
-      return code === undefined ? { ok: false, why } : { ok: false, why, problem: `${res.status} ${code}` };
+      return code === undefined
+        ? { ok: false, why, status: res.status }
+        : { ok: false, why, status: res.status, code };
     }
     if (text.length > MAX_RESPONSE_BYTES)
       return { ok: false, why: 'the decision server response is too large' };
@@ -121,7 +125,7 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
     const r = await post('/v1/decide', body);
     if (!r.ok) {
       // The server refused the action itself as malformed: the deny every in-process point gives for it.
-      const code = r.problem === '400 invalid_request' ? 'invalid_action' : 'internal_error';
+      const code = r.status === 400 && r.code === 'invalid_request' ? 'invalid_action' : 'internal_error';
       return denied(r.why, r.cause, code);
     }
     return isDecision(r.value) ? r.value : denied('the decision server response is not a decision');
