@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { DECISION_API_PATHS } from '../src/enforce/http/handler.js';
+import { pointerJoin } from '../src/enforce/http/problem.js';
 import { REPORT_POLICY, type RunningApi, startApi } from './http-fixtures.js';
 
 const spec = JSON.parse(
@@ -18,13 +19,13 @@ const spec = JSON.parse(
 // The whole document is one schema resource, so `#/components/...` references resolve inside it.
 const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
 ajv.addSchema({ ...spec, $id: 'openapi' });
-const pointer = (...tokens: string[]) =>
-  tokens.map((t) => t.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
+/** The JSON pointer (RFC 6901) of a location in the document, e.g. `/paths/~1v1~1decide/post`. */
+const pointer = (...tokens: string[]) => tokens.reduce(pointerJoin, '');
 const validators = new Map<string, ValidateFunction>();
 function validator(ref: string): ValidateFunction {
   let v = validators.get(ref);
   if (v === undefined) {
-    v = ajv.compile({ $ref: `openapi#/${ref}` });
+    v = ajv.compile({ $ref: `openapi#${ref}` });
     validators.set(ref, v);
   }
   return v;
@@ -168,15 +169,15 @@ describe('the OpenAPI description of the decision API', () => {
       // A method the path does not take is not an operation of the document: its 405 is a Problem.
       const ref =
         x.status === 405 && spec.paths[x.path]?.[x.method.toLowerCase()] === undefined
-          ? 'components/schemas/Problem'
-          : `${op}/${pointer('responses', String(x.status), 'content', type, 'schema')}`;
-      const documented = ajv.getSchema(`openapi#/${ref}`);
+          ? pointer('components', 'schemas', 'Problem')
+          : `${op}${pointer('responses', String(x.status), 'content', type, 'schema')}`;
+      const documented = ajv.getSchema(`openapi#${ref}`);
       assert.ok(documented, `${what}: the document has no ${type} response schema for it`);
       const body = (await r.json()) as unknown;
       const check = validator(ref);
       assert.ok(check(body), `${what}: ${JSON.stringify(body)} ${ajv.errorsText(check.errors)}`);
       if (x.status === 200 && x.body !== undefined) {
-        const req = validator(`${op}/${pointer('requestBody', 'content', 'application/json', 'schema')}`);
+        const req = validator(`${op}${pointer('requestBody', 'content', 'application/json', 'schema')}`);
         assert.ok(req(x.body), `${what}: request ${ajv.errorsText(req.errors)}`);
       }
     }

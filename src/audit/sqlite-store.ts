@@ -49,8 +49,8 @@ function transferable(b: Buffer | null): Uint8Array {
 
 /**
  * Unpack one `readChunk` row: `nums` is `seq,v,time,hash length,event length` per record, comma-separated
- * (-1 for a missing value; event length -1 where the content was pruned). Parsed by hand: a split and a `Number` per field cost more
- * than reading the chunk.
+ * (-1 for a missing value; event length -1 where the content was pruned). Parsed by hand: a split and a
+ * `Number` per field cost more than reading the chunk.
  */
 function packChunk(
   hashBlob: Buffer | null,

@@ -140,8 +140,9 @@ export class GatewaySession {
    * Connects the agent side. A well-formed `tools/call` with no `_meta` (so no progress token and no task)
    * takes a direct lane past the SDK's request machinery — two schema parses of the request, an
    * AbortController, a handler extra and a response chain per call — into the same `callTool`, and its
-   * answer goes out on the same screened transport; its result is validated as the SDK validates it. A
-   * `tools/call` with malformed params is refused here with invalid-params. Everything else goes the SDK's way.
+   * answer goes out on the same screened transport; its result is validated as the SDK validates it. Every
+   * other request is first checked against its method's schema; one with malformed params (a `tools/call`
+   * included) is refused here with invalid-params naming the field. The rest goes the SDK's way.
    */
   async connect(transport: Transport): Promise<void> {
     await this.server.connect(transport);
