@@ -164,12 +164,20 @@ describe('remote sdk', () => {
       [{ decision: fresh.id, ok: true, durationMs: 1, error: 5 }, '/error'],
       [{ decision: fresh.id, ok: true, durationMs: 1, result: { rows: 1 } }, '/result'],
       [{ ok: true, durationMs: 1 }, '/decision'],
+      // Oversized and hostile fields.
+      [{ decision: 'd'.repeat(201), ok: true, durationMs: 1 }, '/decision'],
+      [{ decision: fresh.id, ok: true, durationMs: 1, error: 'e'.repeat(2001) }, '/error'],
+      [{ decision: fresh.id, ok: true, durationMs: Number.MAX_VALUE * 10 }, '/durationMs'],
+      [{ decision: fresh.id, ok: true, durationMs: 1, resultDigest: 'A'.repeat(64) }, '/resultDigest'],
     ] as const) {
       const r = await post(body);
       assert.equal(r.status, 400, JSON.stringify(body));
       assert.equal(r.body.code, 'invalid_request');
       assert.equal(r.body.pointer, pointer);
     }
+    const huge = await post({ decision: fresh.id, ok: false, durationMs: 1, error: 'x'.repeat(1_100_000) });
+    assert.equal(huge.status, 413);
+    assert.equal(huge.body.code, 'payload_too_large');
     // None of the malformed reports consumed the decision: a well-formed one is still accepted.
     const ok = await post({ decision: fresh.id, ok: true, durationMs: 1, resultDigest: jsonDigest([]) });
     assert.equal(ok.status, 200);
