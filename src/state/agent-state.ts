@@ -226,6 +226,8 @@ export class SqliteAgentStateStore extends BaseStateStore {
   /** Answers per agent as of `#seen` (the stop switch's version and the file's schema version). */
   readonly #cache = new Map<string, [Suspension | undefined, Suspension | undefined]>();
   #seen = '';
+  /** The version read the decisions started in this turn of the event loop wait for. */
+  #versionRead: Promise<void> | null = null;
 
   /** Opens (creating) the file; throws at start-up when it cannot. */
   constructor(path: string, options: AgentStateStoreOptions & { busyTimeoutMs?: number } = {}) {
@@ -249,16 +251,9 @@ export class SqliteAgentStateStore extends BaseStateStore {
 
   // Each is one statement: safe to run again while another process holds the file's lock.
   protected async read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]> {
+    this.#versionRead ??= this.#readVersionSoon();
+    await this.#versionRead;
     return retryBusy(() => {
-      // Commits by other connections (the audit writer's among them) leave the cache alone unless they
-      // changed the stop switch: a decision then costs one read of the version row. Rows are read after
-      // the version, so a cached answer is never older than the version it is kept under.
-      const version = this.#version.get() as string | undefined;
-      if (version === undefined) throw new Error('the stop switch version row is missing');
-      if (version !== this.#seen) {
-        this.#cache.clear();
-        this.#seen = version;
-      }
       let hit = this.#cache.get(agent);
       if (hit === undefined) {
         const rows = this.#get.all(agent, ALL_AGENTS) as Row[];
@@ -271,6 +266,30 @@ export class SqliteAgentStateStore extends BaseStateStore {
       }
       return hit;
     }, this.#busyMs);
+  }
+
+  /**
+   * Decisions that start in one turn of the event loop share one read of the version row, made in the
+   * check phase that follows, after all of them started: a suspend that committed before a decision started
+   * is still seen by it, and a burst of concurrent decisions pays for one read instead of one each (every
+   * audit commit to the same file makes that read go to the file again). Commits by other connections leave
+   * the cache alone unless they changed the stop switch. Rows are read after the version, so a cached answer
+   * is never older than the version it is kept under.
+   */
+  #readVersionSoon(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      setImmediate(() => {
+        this.#versionRead = null;
+        retryBusy(() => {
+          const version = this.#version.get() as string | undefined;
+          if (version === undefined) throw new Error('the stop switch version row is missing');
+          if (version !== this.#seen) {
+            this.#cache.clear();
+            this.#seen = version;
+          }
+        }, this.#busyMs).then(resolve, reject);
+      });
+    });
   }
   protected async write(s: Suspension): Promise<void> {
     await retryBusy(() => this.#put.run(s.agent, s.by, s.reason ?? null, s.at), this.#busyMs);
