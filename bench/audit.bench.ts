@@ -18,11 +18,9 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { parsePublicKey } from '../src/audit/checkpoint.js';
 import { type AuditLog, openAuditLog } from '../src/audit/log.js';
 import { openSqliteStore } from '../src/audit/sqlite-store.js';
 import { decisionEvent } from '../src/audit/testing.js';
-import { verifyStore } from '../src/audit/verify.js';
 import { canonicalJson } from '../src/canonical-json.js';
 import type { DecisionEvent } from '../src/types.js';
 import { settleDisk } from './lib/disk.js';
@@ -37,13 +35,12 @@ const PG_URL = process.env.EXECLAYER_TEST_PG ?? 'postgres://postgres@127.0.0.1:5
 const WITH_PG = process.env.BENCH_PG !== '0';
 
 /**
- * Verification is timed in a process of its own, as `execlayer audit verify` runs: in this process the
- * 100k events kept for the audit runs made every garbage collection during verification slower (158k
- * records/s in one run against 208–233k for the same log verified by the command).
+ * SQLite verification is timed as users run it: the built `execlayer audit verify` in a process of its own.
+ * In this process the 100k events kept for the audit runs made every garbage collection during
+ * verification slower (158k records/s in one run against 208–233k for the same log verified by the command).
  */
-const VERIFY_CHILD = '--verify-child';
-const IS_VERIFY_CHILD = process.argv[2] === VERIFY_CHILD;
-const events: DecisionEvent[] = IS_VERIFY_CHILD ? [] : Array.from({ length: N }, (_, i) => decisionEvent(i));
+const CLI = fileURLToPath(new URL('../bin/execlayer.js', import.meta.url));
+const events: DecisionEvent[] = Array.from({ length: N }, (_, i) => decisionEvent(i));
 const avgBytes = Math.round(
   events.reduce((t, e) => t + Buffer.byteLength(canonicalJson(e)), 0) / Math.max(1, events.length),
 );
@@ -411,30 +408,25 @@ async function main(): Promise<void> {
   }
 }
 
-/** Verifies the SQLite log at `path` in a fresh process (after `sync`); its records per second. */
+/** Verifies the SQLite log at `path` with the built `execlayer audit verify` (after `sync`); records per second. */
 function verifyInChild(path: string, mode: 'default' | 'one-thread'): number {
   settleDisk();
   const out = execFileSync(
     process.execPath,
-    ['--import', 'tsx', fileURLToPath(import.meta.url), VERIFY_CHILD, path, mode],
+    [
+      CLI,
+      'audit',
+      'verify',
+      '--store',
+      `sqlite:${path}`,
+      '--json',
+      ...(mode === 'one-thread' ? ['--workers', '0'] : []),
+    ],
     { encoding: 'utf8' },
   );
-  return (JSON.parse(out) as { rate: number }).rate;
+  const r = JSON.parse(out) as { ok: boolean; rate: number; problems: unknown[] };
+  if (!r.ok) throw new Error(`verify failed: ${JSON.stringify(r.problems)}`);
+  return r.rate;
 }
 
-async function verifyChild(path: string, mode: string): Promise<void> {
-  const log = await openAuditLog(`sqlite:${path}`);
-  try {
-    const r =
-      mode === 'one-thread'
-        ? await verifyStore(log.store, parsePublicKey(log.publicKeyPem), { workers: 0 })
-        : await log.verify();
-    if (!r.ok) throw new Error(`verify failed: ${JSON.stringify(r.problems)}`);
-    process.stdout.write(`${JSON.stringify({ rate: r.rate })}\n`);
-  } finally {
-    await log.close();
-  }
-}
-
-if (IS_VERIFY_CHILD) await verifyChild(process.argv[3] as string, process.argv[4] as string);
-else await main();
+await main();

@@ -99,6 +99,14 @@ describe('execlayer audit', () => {
     r = await audit('verify', '--store', `sqlite:${copy}`, '--json', '--progress');
     assert.equal(JSON.parse(r.out).firstBadSeq, 41);
     assert.match(r.err, /verifying: \d+\/60 records/);
+    for (const workers of ['0', '2']) {
+      r = await audit('verify', '--store', `sqlite:${copy}`, '--json', '--workers', workers);
+      assert.equal(r.code, 1, `--workers ${workers}`);
+      assert.equal(JSON.parse(r.out).firstBadSeq, 41, `--workers ${workers}`);
+    }
+    r = await audit('verify', '--store', store, '--workers', 'two');
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--workers `two` is not a whole number/);
 
     r = await audit('verify', '--store', `sqlite:${join(dir, 'nope.db')}`);
     assert.equal(r.code, 3);

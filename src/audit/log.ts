@@ -80,9 +80,13 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** How much of an SQLite file the read-only tools map into memory (see `SqliteStoreOptions.mmapBytes`). */
+const READ_ONLY_MMAP_BYTES = 1 << 30;
+
 /**
  * Open just the store behind a URL (no signing key): what read-only tools such as `verify` and `export` use.
- * SQLite files are never created here.
+ * SQLite files are never created here unless `create` says so; read-only opens (`create` false) read
+ * SQLite files through a memory map.
  */
 export async function openStore(
   url: string,
@@ -90,7 +94,12 @@ export async function openStore(
 ): Promise<AuditStore> {
   const loc = parseStoreUrl(url);
   if (loc.kind === 'sqlite') {
-    return openSqliteStore(loc.path, { ...options.sqlite, create: options.create ?? false });
+    const create = options.create ?? false;
+    return openSqliteStore(loc.path, {
+      ...(create ? {} : { mmapBytes: READ_ONLY_MMAP_BYTES }),
+      ...options.sqlite,
+      create,
+    });
   }
   const { openPostgresStore } = await import('./postgres-store.js');
   return openPostgresStore(loc.url, options.postgres ?? {});

@@ -52,7 +52,7 @@ Run \`execlayer audit <command> --help\` for its options.
 ${COMMON}`;
 
 const SUB_HELP: Record<string, string> = {
-  verify: `usage: execlayer audit verify [--store <url>] [--key <public.pem>] [--trusted <checkpoint.json>] [--progress] [--json]
+  verify: `usage: execlayer audit verify [--store <url>] [--key <public.pem>] [--trusted <checkpoint.json>] [--workers N] [--progress] [--json]
 
 Recomputes every record hash and chain link, the Merkle root at every checkpoint, every checkpoint
 signature and the RFC 6962 consistency proof between consecutive checkpoints. Names the first bad
@@ -63,6 +63,8 @@ from the log itself (then a warning says so: pass --key for an independent check
   --key-file <file>  signing key file to derive the public key from (default: beside the store)
   --trusted <file>   a checkpoint held outside the log (JSON {size, root, time, keyId, sig}, or a proof);
                      the log must still contain it. May be repeated.
+  --workers N        hashing threads beside the reading one (default: one per core beyond the first, at
+                     most 4, for logs of 50 000 records or more); 0 verifies on one thread
   --progress         progress on stderr (default when stderr is a terminal)
 
 ${COMMON}`,
@@ -283,11 +285,13 @@ async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
       key: { type: 'string' },
       'key-file': { type: 'string' },
       trusted: { type: 'string', multiple: true },
+      workers: { type: 'string' },
       progress: { type: 'boolean' },
     },
     false,
   );
   if (values.help) return help('verify', io);
+  const workers = values.workers === undefined ? undefined : positiveInt('--workers', values.workers, 0);
   const url = values.store ?? defaultStoreUrl();
   const trustedFlag = (values as unknown as { trusted?: string[] }).trusted ?? [];
   const trusted = trustedFlag.map(parseTrusted);
@@ -302,7 +306,11 @@ async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
       const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
       io.stderr.write(`\rverifying: ${done}/${total} records (${pct}%)`);
     };
-    const report = await verifyStore(store, anchor.key, showProgress ? { trusted, onProgress } : { trusted });
+    const report = await verifyStore(store, anchor.key, {
+      trusted,
+      ...(showProgress ? { onProgress } : {}),
+      ...(workers === undefined ? {} : { workers }),
+    });
     if (showProgress) io.stderr.write('\n');
     if (values.json)
       io.stdout.write(
