@@ -147,8 +147,9 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
     }
     const r = await post('/v1/outcome', JSON.stringify(report));
     if (!r.ok) {
-      const why = r.cause instanceof Error && r.cause.message ? ` (${r.cause.message})` : '';
-      throw new Error(`the outcome of decision ${decision.id} was not recorded: ${r.why}${why}`);
+      throw new Error(
+        `the outcome of decision ${decision.id} was not recorded: ${r.why}${causeText(r.cause)}`,
+      );
     }
   }
 
@@ -185,13 +186,17 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
   return { authorize, outcome, guard };
 }
 
+/** ` (<message>)` of an Error that has one, else nothing. */
+function causeText(cause: unknown): string {
+  return cause instanceof Error && cause.message ? ` (${cause.message})` : '';
+}
+
 function denied(reason: string, cause?: unknown, code: DecisionCode = 'internal_error'): Decision {
-  const why = cause instanceof Error && cause.message ? ` (${cause.message})` : '';
   return {
     id: randomUUID(),
     effect: 'deny',
     rule: null,
-    reason: `${reason}${why}; denied`,
+    reason: `${reason}${causeText(cause)}; denied`,
     policy: '',
     mode: 'enforce',
     code,
