@@ -99,7 +99,8 @@ describe('execlayer audit', () => {
     r = await audit('verify', '--store', `sqlite:${copy}`, '--json', '--progress');
     assert.equal(JSON.parse(r.out).firstBadSeq, 41);
     assert.match(r.err, /verifying: \d+\/60 records/);
-    for (const workers of ['0', '2']) {
+    // 100000 asks for far more threads than anyone should get: capped (at 16), it still names the record.
+    for (const workers of ['0', '2', '100000']) {
       r = await audit('verify', '--store', `sqlite:${copy}`, '--json', '--workers', workers);
       assert.equal(r.code, 1, `--workers ${workers}`);
       assert.equal(JSON.parse(r.out).firstBadSeq, 41, `--workers ${workers}`);
