@@ -2,7 +2,7 @@
  * Helpers shared by the canonicalisers: reading condition objects from policy YAML with precise,
  * field-keyed errors, and quoting user input in messages.
  */
-import type { ConditionError } from './types.js';
+import type { ConditionError, ConditionFields } from './types.js';
 
 /** Longest piece of user input echoed back in a message; the rest is elided. */
 const QUOTE_MAX = 120;
@@ -30,7 +30,8 @@ export class ConditionReader {
   readonly errors: ConditionError[] = [];
   readonly obj: Record<string, unknown>;
 
-  constructor(condition: unknown, kind: string, allowed: readonly string[]) {
+  constructor(condition: unknown, kind: string, fields: ConditionFields) {
+    const allowed = Object.keys(fields);
     if (condition === null || typeof condition !== 'object' || Array.isArray(condition)) {
       this.obj = {};
       this.errors.push({

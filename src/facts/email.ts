@@ -11,8 +11,9 @@
 import { domainToASCII } from 'node:url';
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
+import { integer, stringList } from './fields.js';
 import { compileHostPattern, type HostPattern, hostMatches, showHostPattern } from './host-pattern.js';
-import type { Canonicaliser, CompileResult, FactResult, MatchResult } from './types.js';
+import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
 
 /** Longest address accepted (RFC 5321 path limit less the angle brackets). */
 export const ADDRESS_MAX = 254;
@@ -190,8 +191,17 @@ export function parseRecipients(raw: string): FactResult<EmailFacts> {
   return { ok: true, value: { recipients, domains } };
 }
 
+/** The fields of an `email` condition (the one definition: schema, loader and docs test read it). */
+const FIELDS: ConditionFields = {
+  to_domains: stringList('Every recipient must be at one of these domains (`*.x` for subdomains).', {
+    allowList: true,
+  }),
+  to: stringList('Every recipient must be one of these addresses.', { allowList: true }),
+  max_recipients: integer('At most this many distinct recipients in all values read.', 1, 10_000),
+};
+
 function compile(condition: unknown): CompileResult<EmailCondition> {
-  const r = new ConditionReader(condition, 'email', ['to_domains', 'to', 'max_recipients']);
+  const r = new ConditionReader(condition, 'email', FIELDS);
   const toDomains = r.strings('to_domains', (e) => compileHostPattern(e, normaliseDomain));
   const to = r.strings('to', (e) => {
     const a = parseAddrSpec(e);
@@ -254,6 +264,8 @@ function match(c: EmailCondition, f: EmailFacts): MatchResult {
 /** The `email` canonicaliser. */
 export const emailCanonicaliser: Canonicaliser<EmailCondition, EmailFacts> = {
   name: 'email',
+  description: 'Email recipient facts.',
+  fields: FIELDS,
   defaultArgs: ['to', 'cc', 'bcc'],
   compile,
   facts,

@@ -11,7 +11,8 @@
  */
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
-import type { Canonicaliser, CompileResult, FactResult, MatchResult } from './types.js';
+import { flag, stringList } from './fields.js';
+import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
 
 /** Longest path accepted (Linux PATH_MAX). */
 export const PATH_MAX = 4096;
@@ -96,8 +97,15 @@ function compileEntry(entry: string): { ok: true; value: string } | { ok: false;
   return { ok: true, value: entry };
 }
 
+/** The fields of a `path` condition (the one definition: schema, loader and docs test read it). */
+const FIELDS: ConditionFields = {
+  under: stringList('Every path must be one of these directories or inside one.', { allowList: true }),
+  not_under: stringList('No path may be one of these directories or inside one.'),
+  allow_traversal: flag('Accept a `..` segment (default false).'),
+};
+
 function compile(condition: unknown): CompileResult<PathCondition> {
-  const r = new ConditionReader(condition, 'path', ['under', 'not_under', 'allow_traversal']);
+  const r = new ConditionReader(condition, 'path', FIELDS);
   const under = r.strings('under', compileEntry);
   const notUnder = r.strings('not_under', compileEntry);
   const allowTraversal = r.bool('allow_traversal') ?? false;
@@ -136,6 +144,8 @@ function match(c: PathCondition, f: PathFacts): MatchResult {
 /** The `path` canonicaliser. */
 export const pathCanonicaliser: Canonicaliser<PathCondition, PathFacts> = {
   name: 'path',
+  description: 'File path facts (absolute, normalised, segment-aware).',
+  fields: FIELDS,
   defaultArgs: ['path', 'file', 'filename', 'file_path', 'filepath', 'source', 'destination'],
   compile,
   facts,

@@ -13,7 +13,8 @@ import { createRequire } from 'node:module';
 import { Language, Parser, type TreeCursor } from 'web-tree-sitter';
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
-import type { Canonicaliser, CompileResult, FactResult, MatchResult } from './types.js';
+import { flag, stringList } from './fields.js';
+import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
 
 /** Longest command line accepted. */
 export const SHELL_MAX = 64 * 1024;
@@ -479,16 +480,19 @@ function hasControl(s: string): boolean {
   return false;
 }
 
+/** The fields of a `shell` condition (the one definition: schema, loader and docs test read it). */
+const FIELDS: ConditionFields = {
+  programs: stringList('Every program run must be one of these, matched exactly.', { allowList: true }),
+  allow_pipes: flag('Accept `|` and `|&` (default false).'),
+  allow_redirects: flag('Accept redirections, here-documents and here-strings (default false).'),
+  allow_substitution: flag('Accept `$(...)`, backticks and process substitution (default false).'),
+  allow_chaining: flag('Accept `;`, `&&`, `||`, newlines and control flow (default false).'),
+  allow_background: flag('Accept `&` (default false).'),
+  allow_assignments: flag('Accept variable assignments such as `FOO=1 cmd` (default false).'),
+};
+
 function compile(condition: unknown): CompileResult<ShellCondition> {
-  const r = new ConditionReader(condition, 'shell', [
-    'programs',
-    'allow_pipes',
-    'allow_redirects',
-    'allow_substitution',
-    'allow_chaining',
-    'allow_background',
-    'allow_assignments',
-  ]);
+  const r = new ConditionReader(condition, 'shell', FIELDS);
   const programs = r.strings('programs', (p) =>
     p === '' || /\s/.test(p) || hasControl(p)
       ? { ok: false, error: `${quote(p)} is not a program name` }
@@ -565,6 +569,8 @@ function match(c: ShellCondition, f: ShellFacts): MatchResult {
 /** The `shell` canonicaliser. */
 export const shellCanonicaliser: Canonicaliser<ShellCondition, ShellFacts> = {
   name: 'shell',
+  description: 'Shell command facts from a bash parser.',
+  fields: FIELDS,
   defaultArgs: ['command', 'cmd', 'script', 'shell'],
   compile,
   facts,

@@ -11,7 +11,8 @@
 import { loadModule, parseSync } from 'libpg-query';
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
-import type { Canonicaliser, CompileResult, FactResult, MatchResult } from './types.js';
+import { integer, stringList } from './fields.js';
+import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
 
 /** Longest SQL text accepted. */
 export const SQL_MAX = 100_000;
@@ -507,15 +508,18 @@ function namesOf(f: SqlFacts): ParsedSql {
 
 const STATEMENT_KIND = /^[a-z_]+$/;
 
+/** The fields of a `sql` condition (the one definition: schema, loader and docs test read it). */
+const FIELDS: ConditionFields = {
+  statements: stringList('Allowed statement kinds: select, insert, update, delete, …', { allowList: true }),
+  tables: stringList('Every table read or written must be one of these.', { allowList: true }),
+  reads: stringList('Every table read must be one of these.', { allowList: true }),
+  writes: stringList('Every table written must be one of these (`[]`: read-only).', { allowList: true }),
+  functions: stringList('Every function called must be one of these.', { allowList: true }),
+  max_statements: integer('Most statements in one value (default 1).', 1, 1000),
+};
+
 function compile(condition: unknown): CompileResult<SqlCondition> {
-  const r = new ConditionReader(condition, 'sql', [
-    'statements',
-    'tables',
-    'reads',
-    'writes',
-    'functions',
-    'max_statements',
-  ]);
+  const r = new ConditionReader(condition, 'sql', FIELDS);
   const statements = r.strings('statements', (s) => {
     const k = s.toLowerCase();
     return STATEMENT_KIND.test(k)
@@ -589,6 +593,8 @@ function match(c: SqlCondition, f: SqlFacts): MatchResult {
 /** The `sql` canonicaliser. */
 export const sqlCanonicaliser: Canonicaliser<SqlCondition, SqlFacts> = {
   name: 'sql',
+  description: 'SQL facts from the PostgreSQL parser.',
+  fields: FIELDS,
   defaultArgs: ['sql', 'query', 'statement'],
   compile,
   facts,

@@ -22,10 +22,42 @@ export type MatchResult = { ok: true } | { ok: false; why: string };
 /** Names of the typed constraints a policy can use under `when:` / `unless:`. */
 export type CanonicaliserName = 'path' | 'url' | 'sql' | 'shell' | 'email';
 
+/**
+ * One field of a canonicaliser's condition. The policy's JSON Schema, the loader's list of accepted
+ * fields and the documentation test all read these, so docs, schema and code cannot drift apart.
+ */
+export interface ConditionField {
+  /** JSON Schema (draft-07) of the field's value. */
+  schema: Readonly<Record<string, unknown>>;
+  /** What the field means, for editors. */
+  description: string;
+  /** An allow-list ("every value is in the list"): a deny/ask rule with it under `when` gets a warning. */
+  allowList?: boolean;
+}
+
+/** The fields a canonicaliser's condition accepts, by the name a policy writes. */
+export type ConditionFields = Readonly<Record<string, ConditionField>>;
+
+/** A load-time warning about a compiled condition (a dangerous default, a field that widens a lot). */
+export interface ConditionWarning {
+  /** Field the warning concerns (`''` for the whole condition). */
+  field: string;
+  code: string;
+  message: string;
+  hint?: string;
+}
+
 /** One canonicaliser: compile a condition once, parse argument values into facts, match them. */
 export interface Canonicaliser<C, F> {
   name: CanonicaliserName;
-  /** Argument names read when a condition names none (first present wins; `email` reads all of to/cc/bcc). */
+  /** One line on what the facts come from, for the JSON Schema. */
+  description: string;
+  /** Every field a condition may hold besides `arg`/`args` (the one definition; see ConditionField). */
+  fields: ConditionFields;
+  /**
+   * Argument names read when a condition names none: every one present is checked (a move's `source`
+   * and `destination`, an email's `to`, `cc` and `bcc`).
+   */
   defaultArgs: readonly string[];
   /** Validates and normalises a condition from the policy at load time; problems are messages keyed by field. */
   compile(condition: unknown): CompileResult<C>;
@@ -41,4 +73,6 @@ export interface Canonicaliser<C, F> {
   matchAll?(condition: C, facts: readonly F[], args: readonly string[]): MatchResult;
   /** Facts as JSON for the audit trail. */
   toJson(facts: F): Json;
+  /** Warnings `execlayer validate` shows for a compiled condition of an allow rule. */
+  warnings?(condition: C): ConditionWarning[];
 }

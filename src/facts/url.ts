@@ -10,8 +10,9 @@
  */
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
+import { flag, integerList, stringList } from './fields.js';
 import { compileHostPattern, type HostPattern, hostMatches, showHostPattern } from './host-pattern.js';
-import type { Canonicaliser, CompileResult, FactResult, MatchResult } from './types.js';
+import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
 
 /** Longest URL accepted. */
 export const URL_MAX = 8192;
@@ -105,8 +106,18 @@ export function normaliseHost(entry: string): { ok: true; value: string } | { ok
   return { ok: true, value: r.value.host };
 }
 
+/** The fields of a `url` condition (the one definition: schema, loader and docs test read it). */
+const FIELDS: ConditionFields = {
+  hosts: stringList('Exact hosts, `*.example.com` label-aware wildcards, or IP literals.', {
+    allowList: true,
+  }),
+  schemes: stringList('Allowed schemes (default https and http).'),
+  ports: integerList("Allowed ports (default: only the scheme's default port).", 1, 65535),
+  allow_userinfo: flag('Accept `user:pass@` in the URL (default false).'),
+};
+
 function compile(condition: unknown): CompileResult<UrlCondition> {
-  const r = new ConditionReader(condition, 'url', ['hosts', 'schemes', 'ports', 'allow_userinfo']);
+  const r = new ConditionReader(condition, 'url', FIELDS);
   const hosts = r.strings('hosts', (e) => compileHostPattern(e, normaliseHost));
   const schemes = r.strings('schemes', (e) => {
     const s = e.toLowerCase().replace(/:$/, '');
@@ -167,6 +178,8 @@ function match(c: UrlCondition, f: UrlFacts): MatchResult {
 /** The `url` canonicaliser. */
 export const urlCanonicaliser: Canonicaliser<UrlCondition, UrlFacts> = {
   name: 'url',
+  description: 'URL facts (WHATWG parse, normalised host).',
+  fields: FIELDS,
   defaultArgs: ['url', 'uri', 'href', 'endpoint'],
   compile,
   facts,

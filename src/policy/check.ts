@@ -69,13 +69,15 @@ const AGENT_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
 const DEFAULT_APPROVAL_TTL = 15 * 60_000;
 const SCOPES: readonly LimitScope[] = ['agent', 'role', 'tool', 'session', 'principal', 'global'];
 /** Conditions that list what is allowed; under `deny`/`ask` + `when` they rarely mean what the author thinks. */
-const ALLOW_LISTS: Record<CanonName, string[]> = {
-  path: ['under'],
-  url: ['hosts'],
-  sql: ['tables', 'statements', 'reads', 'writes'],
-  shell: ['programs'],
-  email: ['to_domains', 'to'],
-};
+/** Allow-list fields of each canonicaliser ("every value is in the list"), from its declarations. */
+const ALLOW_LISTS = Object.fromEntries(
+  Object.entries(canonicalisers).map(([name, c]) => [
+    name,
+    Object.entries(c.fields)
+      .filter(([, f]) => f.allowList === true)
+      .map(([k]) => k),
+  ]),
+) as Record<CanonName, string[]>;
 
 export function checkPolicy(
   doc: PolicyDocument,
@@ -291,6 +293,12 @@ export function checkPolicy(
         .filter(([k]) => k !== 'arg' && k !== 'args')
         .map(([k, v]) => `${k} ${Array.isArray(v) ? `[${v.join(', ')}]` : String(v)}`);
       parts.push(`${name}${args ? ` (${args.join(', ')})` : ''}: ${fields.join('; ')}`);
+      if (effect === 'allow' && !negated) {
+        for (const w of canon.warnings?.(r.value) ?? []) {
+          const at = w.field ? [...path, name, ...w.field.split('.')] : [...path, name];
+          report('warning', w.code, `${name}: ${w.message}`, at, w.hint);
+        }
+      }
       if (!negated && effect !== 'allow') {
         const lists = ALLOW_LISTS[name].filter((k) => k in cond);
         if (lists.length > 0) {

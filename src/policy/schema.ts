@@ -1,7 +1,10 @@
 /**
  * JSON Schema (draft-07) of the policy file. The loader validates with it; `schema/policy.schema.json`
- * is this object written out for editors (a test keeps the two identical).
+ * is this object written out for editors (a test keeps the two identical). The fields of the typed
+ * conditions (`path`, `url`, `sql`, `shell`, `email`) come from each canonicaliser's own declaration.
  */
+import { canonicalisers } from '../facts/index.js';
+import type { Canonicaliser } from '../facts/types.js';
 
 const mode = {
   enum: ['enforce', 'shadow'],
@@ -24,10 +27,14 @@ const argSelector = {
   },
 };
 
-function canon(description: string, fields: Record<string, unknown>) {
+/** A canonicaliser's condition, from its own field declarations (the one definition of its fields). */
+function canon(c: Canonicaliser<unknown, unknown>) {
+  const fields: Record<string, unknown> = {};
+  for (const [name, f] of Object.entries(c.fields))
+    fields[name] = { ...f.schema, description: f.description };
   return {
     type: 'object',
-    description,
+    description: c.description,
     additionalProperties: false,
     properties: { ...argSelector, ...fields },
   };
@@ -38,42 +45,11 @@ const conditions = {
   additionalProperties: false,
   description: 'All given conditions must hold.',
   properties: {
-    path: canon('File path facts (absolute, normalised, segment-aware).', {
-      under: { ...strings, description: 'Every path must be inside one of these directories.' },
-      not_under: { ...strings, description: 'No path may be inside these directories.' },
-    }),
-    url: canon('URL facts (WHATWG parse, normalised host).', {
-      hosts: {
-        ...strings,
-        description: 'Exact hosts, `*.example.com` label-aware wildcards, or IP literals.',
-      },
-      schemes: strings,
-      ports: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } },
-      allow_userinfo: { type: 'boolean' },
-    }),
-    sql: canon('SQL facts from the PostgreSQL parser.', {
-      statements: { ...strings, description: 'Allowed statement kinds: select, insert, update, delete, …' },
-      tables: { ...strings, description: 'Every table read or written must be one of these.' },
-      reads: strings,
-      writes: strings,
-      max_statements: { type: 'integer', minimum: 1 },
-    }),
-    shell: canon('Shell command facts from a bash parser.', {
-      programs: { ...strings, description: 'Every program run must be one of these.' },
-      allow_pipes: { type: 'boolean' },
-      allow_redirects: { type: 'boolean' },
-      allow_substitution: { type: 'boolean' },
-      allow_chaining: { type: 'boolean' },
-      allow_background: { type: 'boolean' },
-    }),
-    email: canon('Email recipient facts.', {
-      to_domains: {
-        ...strings,
-        description: 'Every recipient must be at one of these domains (`*.x` for subdomains).',
-      },
-      to: strings,
-      max_recipients: { type: 'integer', minimum: 1 },
-    }),
+    path: canon(canonicalisers.path),
+    url: canon(canonicalisers.url),
+    sql: canon(canonicalisers.sql),
+    shell: canon(canonicalisers.shell),
+    email: canon(canonicalisers.email),
     args: {
       type: 'object',
       description: 'Typed constraints on individual arguments (no coercion: "5" is not a number).',
