@@ -194,7 +194,9 @@ describe('hostile actions', () => {
 
   test('tool names with case, whitespace or Unicode tricks are never allowed', () => {
     const args = { sql: 'select * from customers' };
-    denied(support.decide(act('DB.query', args)), 'no_matching_rule');
+    denied(support.decide(act('DB.query', args)), 'invalid_action');
+    assert.match(support.decide(act('DB.query', args)).reason, /only looks like `db.query`/);
+    denied(support.decide(act('db.quety', args)), 'no_matching_rule');
     denied(support.decide(act('db.query ', args)), 'invalid_action');
     denied(support.decide(act(' db.query', args)), 'invalid_action');
     denied(support.decide(act('db.qu\u200bery', args)), 'invalid_action');
@@ -206,9 +208,13 @@ describe('hostile actions', () => {
     assert.match(d.reason, /not valid/);
   });
 
-  test('deny rules match whatever the case', () => {
-    const d = support.decide(act('Files.Write_File', { path: '/srv/kb/x', content: '' }));
-    assert.equal(d.rule, 'no-destructive-tools');
+  test('a case or look-alike variant of a known tool is refused before any rule', () => {
+    for (const tool of ['Files.Write_File', 'files.write-file', 'fi1es.write_file', 'files:write_file']) {
+      const d = support.decide(act(tool, { path: '/srv/kb/x', content: '' }));
+      denied(d, 'invalid_action');
+      assert.equal(d.rule, null);
+      assert.match(d.reason, /only looks like `files.write_file`/);
+    }
   });
 
   test('non-string tool names and malformed actions', () => {
@@ -261,8 +267,9 @@ describe('hostile actions', () => {
   });
 
   test('numbers are never coerced from strings', () => {
-    denied(support.decide(act('payments.refund', { amount: '5', currency: 'EUR' })), 'no_matching_rule');
-    denied(support.decide(act('payments.refund', { amount: [5], currency: 'EUR' })), 'no_matching_rule');
+    // `payments.refund` declares `amount: { type: number }`: a string or a list is refused before any rule.
+    denied(support.decide(act('payments.refund', { amount: '5', currency: 'EUR' })), 'invalid_action');
+    denied(support.decide(act('payments.refund', { amount: [5], currency: 'EUR' })), 'invalid_action');
   });
 
   test('decide never throws, whatever it is given', () => {

@@ -5,11 +5,12 @@
 import { canonicalisers } from '../facts/index.js';
 import type { CelInputs } from '../policy/cel.js';
 import type { CheckedAgent, CheckedPolicy, CheckedRule, CompiledConditions } from '../policy/check.js';
-import { readArg } from '../policy/conditions.js';
+import { hasType, readArg } from '../policy/conditions.js';
 import { compileGlob, type Glob, globMatch } from '../policy/glob.js';
 import type { Action, Decision, DecisionCode, Effect, Json, LimitSpec, Mode } from '../types.js';
 import { checkAction } from './action.js';
 import { nextDecisionId } from './ids.js';
+import { indexNames } from './tool-names.js';
 
 /** The compiled, immutable decision function and what enforcement points need beside it. */
 export interface Engine {
@@ -71,6 +72,11 @@ interface Ctx {
 
 export function compile(policy: CheckedPolicy): Engine {
   const index = new Map<string, AgentIndex>();
+  const declared = declaredArgs(policy);
+  const names = indexNames([
+    ...[...policy.agents.values()].flatMap((a) => a.rules.flatMap((r) => r.patterns)),
+    ...Object.keys(policy.doc.tools ?? {}),
+  ]);
   for (const agent of policy.agents.values()) {
     const idx: AgentIndex = {
       agent,
@@ -194,6 +200,24 @@ export function compile(policy: CheckedPolicy): Engine {
       );
     }
     const tool = action.tool;
+    // INVARIANT: a look-alike of a known tool is refused before any rule, so it never reaches a
+    // case-insensitive ask rule (an approval request) or a tool the upstream spells that way.
+    const imitated = names.imitated(tool);
+    if (imitated !== undefined) {
+      return finish(
+        'enforce',
+        'deny',
+        'invalid_action',
+        null,
+        `tool name \`${tool}\` only looks like \`${imitated}\`: call tools by their exact names`,
+        undefined,
+        idx,
+      );
+    }
+    const undeclared = declared.get(tool)?.(action.args);
+    if (undeclared !== undefined) {
+      return finish(idx.agent.mode, 'deny', 'invalid_action', null, undeclared, undefined, idx);
+    }
     const lower = tool.toLowerCase();
     const entry = idx.tools.get(lower);
     const ctx: Ctx = { action, now, facts: undefined, cache: undefined, agentInfo: idx.info, cel: undefined };
@@ -282,7 +306,17 @@ export function compile(policy: CheckedPolicy): Engine {
   const evalBlock = (block: CompiledConditions, ctx: Ctx): Outcome => {
     const args = ctx.action.args;
     for (const a of block.args) {
-      const v = a.test(readArg(args, a.name));
+      const raw = readArg(args, a.name);
+      // INVARIANT: a list is checked item by item unless the constraint is about the list itself.
+      if (Array.isArray(raw) && !a.wholeList) {
+        if (raw.length === 0) return { kind: 'nomatch', why: `argument \`${a.name}\` is an empty list` };
+        for (const item of raw) {
+          const v = a.test(item);
+          if (!v.ok) return { kind: 'nomatch', why: `an item of ${v.why}` };
+        }
+        continue;
+      }
+      const v = a.test(raw);
       if (!v.ok) return { kind: 'nomatch', why: v.why };
     }
     let ruleFacts: Record<string, Json> | undefined;
@@ -298,6 +332,7 @@ export function compile(policy: CheckedPolicy): Engine {
       }
       const matchAll = canon.matchAll;
       const all: unknown[] | undefined = matchAll ? [] : undefined;
+      let checked = 0;
       for (const name of names) {
         const raw = readArg(args, name);
         if (raw === undefined) return { kind: 'nomatch', why: `argument \`${name}\` is missing` };
@@ -322,11 +357,16 @@ export function compile(policy: CheckedPolicy): Engine {
           }
           if (!f.ok) return { kind: 'error', error: `${c.name} argument \`${name}\`: ${f.error}` };
           ruleFacts ??= {};
-          ruleFacts[c.name] ??= canon.toJson(f.value);
+          ((ruleFacts[c.name] as Json[] | undefined) ?? (ruleFacts[c.name] = [])).push(canon.toJson(f.value));
           const m = canon.match(c.condition, f.value);
           if (!m.ok) return { kind: 'nomatch', why: m.why };
           all?.push(f.value);
+          checked++;
         }
+      }
+      // INVARIANT: fail closed — a condition that checked no value (only empty lists) does not hold.
+      if (checked === 0) {
+        return { kind: 'nomatch', why: `argument \`${names.join('` or `')}\` holds no value to check` };
       }
       if (matchAll && all) {
         const m = matchAll(c.condition, all, names);
@@ -382,6 +422,36 @@ export function compile(policy: CheckedPolicy): Engine {
 }
 
 const MATCH: Outcome = { kind: 'match' };
+
+/**
+ * Declared tools are strict: for a tool whose arguments the policy declares (`tools.<name>.args`),
+ * returns a check that names the first argument outside the declaration (names compared exactly) or of
+ * a type the declaration does not give.
+ */
+function declaredArgs(
+  policy: CheckedPolicy,
+): Map<string, (args: { [k: string]: Json }) => string | undefined> {
+  const out = new Map<string, (args: { [k: string]: Json }) => string | undefined>();
+  for (const [tool, spec] of Object.entries(policy.doc.tools ?? {})) {
+    if (spec.args === undefined) continue;
+    const types = new Map(
+      Object.entries(spec.args).map(([k, a]) => [k, a.type === undefined ? undefined : [a.type].flat()]),
+    );
+    const list = [...types.keys()].map((k) => `\`${k}\``).join(', ') || 'none';
+    out.set(tool, (args) => {
+      for (const k of Object.keys(args)) {
+        if (!types.has(k)) return `\`${tool}\` takes no argument \`${k}\` (its declared arguments: ${list})`;
+        const want = types.get(k);
+        const v = args[k] as Json;
+        if (want !== undefined && !want.some((t) => hasType(v, t)))
+          return `argument \`${k}\` of \`${tool}\` must be ${want.join(' or ')}`;
+      }
+      return undefined;
+    });
+  }
+  return out;
+}
+
 const BLOCKING = ['deny', 'ask'] as const;
 
 /**

@@ -68,8 +68,10 @@ export interface CheckedPolicy {
 const AGENT_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
 const DEFAULT_APPROVAL_TTL = 15 * 60_000;
 const SCOPES: readonly LimitScope[] = ['agent', 'role', 'tool', 'session', 'principal', 'global'];
-/** Conditions that list what is allowed; under `deny`/`ask` + `when` they rarely mean what the author thinks. */
-/** Allow-list fields of each canonicaliser ("every value is in the list"), from its declarations. */
+/**
+ * Allow-list fields of each canonicaliser ("every value is in the list"), from its declarations: under
+ * `deny`/`ask` + `when` they rarely mean what the author thinks.
+ */
 const ALLOW_LISTS = Object.fromEntries(
   Object.entries(canonicalisers).map(([name, c]) => [
     name,

@@ -12,6 +12,8 @@ export interface ArgCheck {
   /** Dotted argument path. */
   name: string;
   summary: string;
+  /** The constraint is about the list itself (`type: array`); otherwise a list is checked item by item. */
+  wholeList: boolean;
   test(value: Json | undefined): Verdict;
 }
 
@@ -81,10 +83,12 @@ export function compileArgConstraint(
       return { ok: false, why: `argument \`${name}\` must match \`${c.glob}\`` };
     return PASS;
   };
-  return { ok: true, value: { name, summary, test }, ...(neverMatches ? { neverMatches } : {}) };
+  const wholeList = type === 'array' || c.present === false;
+  return { ok: true, value: { name, summary, wholeList, test }, ...(neverMatches ? { neverMatches } : {}) };
 }
 
-function hasType(v: Json, type: string): boolean {
+/** Is `v` of the policy type `type`? Strict: numbers are finite, integers safe, `"5"` is a string. */
+export function hasType(v: Json, type: string): boolean {
   switch (type) {
     case 'number':
       return typeof v === 'number' && Number.isFinite(v);
