@@ -3,7 +3,7 @@
  * behind the gateway; the official MCP client plays the support agent; the support policy decides;
  * the SQLite audit trail records every decision and is verified at the end.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,12 +18,13 @@ import { EXIT, flags, out, printJson, runCommand } from './util.js';
 const HELP = `usage: execlayer demo [--dir <dir>] [--json]
 
 Runs the gateway end to end on embedded defaults: the MCP filesystem server (@modelcontextprotocol/
-server-filesystem) behind the gateway, the official MCP client as the agent \`support-bot\`, the support
-policy (examples/demo/policy.yaml), and a SQLite audit trail that is verified at the end.
+server-filesystem, or a built-in file server with the same tools when it is not installed) behind the
+gateway, the official MCP client as the agent \`support-bot\`, the support policy (examples/demo/
+policy.yaml, copied to <dir>/policy.yaml), and a SQLite audit trail that is verified at the end.
 
 options:
-  --dir <dir>   working directory for the demo's files and database (default /tmp/execlayer-demo;
-                the policy's knowledge base is <dir>/kb, so keep the default unless you edit the policy)
+  --dir <dir>   working directory for the demo's files, policy and database (default
+                /tmp/execlayer-demo); the knowledge base is <dir>/kb
   --json        print the steps as JSON
   -h, --help    show this help
 
@@ -46,31 +47,24 @@ export async function demoCommand(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     const dir = resolve(values.dir ?? '/tmp/execlayer-demo');
-    const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-    const policy = join(root, 'examples/demo/policy.yaml');
-    let server: string;
-    try {
-      server = createRequire(import.meta.url).resolve(
-        '@modelcontextprotocol/server-filesystem/dist/index.js',
-      );
-    } catch {
-      out(
-        'the demo needs @modelcontextprotocol/server-filesystem (a development dependency): run `npm ci` in the repository',
-      );
-      return EXIT.error;
-    }
+    const here = dirname(fileURLToPath(import.meta.url));
+    const upstream = demoUpstream(here);
 
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(join(dir, 'kb'), { recursive: true });
     writeFileSync(join(dir, 'kb/returns.md'), '# Returns\nCustomers may return items within 30 days.\n');
     writeFileSync(join(dir, 'secrets.txt'), 'payroll: confidential\n');
+    // The shipped demo policy names /tmp/execlayer-demo; a copy in the demo directory names that one.
+    const template = readFileSync(join(here, '../../examples/demo/policy.yaml'), 'utf8');
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, template.replaceAll('/tmp/execlayer-demo', dir));
     const store = `sqlite:${join(dir, 'execlayer.db')}`;
     const config = parseConfig(
       JSON.stringify({
         policy,
         store,
         agent: 'support-bot',
-        upstreams: { files: { command: process.execPath, args: [server, dir] } },
+        upstreams: { files: { command: process.execPath, args: [upstream.script, dir] } },
       }),
       join(dir, 'execlayer.yaml'),
     );
@@ -78,7 +72,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     const log = (line: string) => {
       if (!values.json) out(line);
     };
-    log(`ExecLayer demo — gateway in front of the MCP filesystem server, working in ${dir}\n`);
+    log(`ExecLayer demo — gateway in front of ${upstream.name}, working in ${dir}\n`);
     const opened = await openLayer(config);
     const gateway = new McpGateway(opened.layer, config, { log: () => {} });
     const [agentSide, gatewaySide] = InMemoryTransport.createLinkedPair();
@@ -154,4 +148,20 @@ export async function demoCommand(argv: string[]): Promise<number> {
       log(ok ? '\nevery action was decided as the policy says.' : '\nSOME STEPS DID NOT BEHAVE AS EXPECTED');
     return ok ? EXIT.ok : EXIT.fail;
   });
+}
+
+/**
+ * The real MCP filesystem server when it is installed (a repository checkout), else the built-in
+ * demo upstream that ships with the package.
+ */
+function demoUpstream(here: string): { script: string; name: string } {
+  try {
+    const script = createRequire(import.meta.url).resolve(
+      '@modelcontextprotocol/server-filesystem/dist/index.js',
+    );
+    return { script, name: 'the MCP filesystem server (@modelcontextprotocol/server-filesystem)' };
+  } catch {
+    const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+    return { script: join(here, `demo-upstream.${ext}`), name: "ExecLayer's built-in demo file server" };
+  }
 }

@@ -9,7 +9,7 @@
  * guessed at: parse errors, line continuations, carriage returns and control characters, reserved
  * words such as `time` and `coproc` where tree-sitter expects a command, and any `$(` or backtick in text the parser treated as literal (e.g. some here-documents).
  */
-import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { Language, Parser, type TreeCursor } from 'web-tree-sitter';
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
@@ -68,7 +68,9 @@ export function initShell(): Promise<void> {
   if (parser !== null) return Promise.resolve();
   loading ??= (async () => {
     await Parser.init();
-    const wasm = createRequire(import.meta.url).resolve('tree-sitter-bash/tree-sitter-bash.wasm');
+    // The grammar ships with the package (grammars/), so installing it runs no native build of
+    // tree-sitter-bash; a test keeps the copy identical to the tree-sitter-bash development dependency.
+    const wasm = fileURLToPath(new URL('../../grammars/tree-sitter-bash.wasm', import.meta.url));
     const lang = await Language.load(wasm);
     const p = new Parser();
     p.setLanguage(lang);

@@ -7,14 +7,25 @@ import type { Decision, Json } from '../types.js';
 /** Key under which refused MCP results carry the decision summary in `_meta`. */
 export const DECISION_META_KEY = 'execlayer.dev/decision';
 
+/** What refused a call that no rule decided, by decision code. */
+const REFUSED_BY: Partial<Record<Decision['code'], string>> = {
+  no_matching_rule: 'no rule allows it',
+  unknown_agent: 'unknown agent',
+  invalid_action: 'invalid call',
+  suspended: 'agent suspended',
+  limit_exceeded: 'limit reached',
+  store_error: 'a store did not answer',
+  upstream_error: 'upstream unavailable',
+};
+
 /** Words the model can act on. */
 export function refusalText(d: Decision): string {
   if (d.effect === 'ask') {
     if (!d.approvalId) return `approval required, but no approval store is configured: ${d.reason}`;
     return `approval pending (id ${d.approvalId}): ask an approver to run \`execlayer approvals approve ${d.approvalId}\`, then retry the same call. ${d.reason}`;
   }
-  const rule = d.rule ? `rule \`${d.rule}\`` : 'no rule allows it';
-  let text = `denied by policy (${rule}, code ${d.code}, decision ${d.id}): ${d.reason}`;
+  const by = d.rule ? `rule \`${d.rule}\`` : (REFUSED_BY[d.code] ?? d.code.replaceAll('_', ' '));
+  let text = `denied by policy (${by}, code ${d.code}, decision ${d.id}): ${d.reason}`;
   if (d.retryAfterMs !== undefined && d.retryAfterMs >= 0) text += ` Retry after ${d.retryAfterMs} ms.`;
   return text;
 }
