@@ -41,6 +41,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = 
     summary: 'verify, prove, query, export and prune the tamper-evident audit trail',
     load: async () => (await import('./audit.js')).auditCommand,
   },
+  policy: {
+    summary: 'suggest a least-privilege policy from recorded traffic',
+    load: async () => (await import('./policy.js')).policyCommand,
+  },
   replay: {
     summary: 're-decide recorded actions under a candidate policy and report what changes',
     load: async () => (await import('./replay.js')).replayCommand,
