@@ -6,8 +6,12 @@
  * rebinding Hosts and foreign Origins refused; unauthenticated bodies are refused without being read.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { type Socket, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -15,7 +19,7 @@ import { createAuthenticator, hashApiKey, newApiKey } from '../../src/enforce/au
 import { McpGateway } from '../../src/enforce/mcp/gateway.js';
 import { type GatewayHttpServer, startGatewayHttp } from '../../src/enforce/mcp/http.js';
 import { MemoryToolPinStore } from '../../src/enforce/mcp/pins.js';
-import { EVERYTHING, type Layer, makeConfig, makeLayer, text } from '../gateway-helpers.js';
+import { EVERYTHING, type Layer, makeConfig, makeLayer, REPO, text } from '../gateway-helpers.js';
 
 const keys = { alpha: newApiKey(), beta: newApiKey(), gamma: newApiKey() };
 const policy = {
@@ -414,5 +418,74 @@ describe('unauthenticated bodies', () => {
     assert.match(answer, /invalid api key/);
     assert.ok(Date.now() - started < 2000, 'answered and closed at once');
     assert.equal(f.http.connections.stats().open, 0);
+  });
+});
+
+describe('the open-file limit', () => {
+  test('`execlayer serve` under `ulimit -n 256`: 400 idle sockets do not lock an agent out', {
+    timeout: 90_000,
+  }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'front-door-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'policy.yaml'), JSON.stringify(policy));
+    writeFileSync(
+      join(dir, 'execlayer.yaml'),
+      JSON.stringify({
+        policy: './policy.yaml',
+        store: 'memory:',
+        upstreams: { everything: { command: process.execPath, args: [EVERYTHING] } },
+        auth: { apiKeys: [{ sha256: hashApiKey(keys.alpha), agent: 'alpha' }] },
+        http: { port: 0 },
+      }),
+    );
+    // Soft and hard (Node raises its soft limit to the hard one): what a service manager's limit of 1024
+    // does, at a size a test can reach.
+    const child = spawn(
+      'bash',
+      [
+        '-c',
+        'ulimit -n 256 && exec "$0" --import tsx src/cli/main.ts serve --config "$1" --json',
+        process.execPath,
+        join(dir, 'execlayer.yaml'),
+      ],
+      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    t.after(() => {
+      child.kill('SIGTERM');
+    });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString('utf8');
+    });
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString('utf8');
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) resolve((JSON.parse(line) as { url: string }).url);
+      });
+      child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+    });
+    const port = Number(new URL(url).port);
+    const socks = Array.from({ length: 400 }, (_, i) => idleSocket(port, i % 2 ? 'silent' : 'trickle'));
+    t.after(() => {
+      for (const s of socks) s.socket.destroy();
+    });
+    // Let the gateway accept them all (and close the oldest past its cap of 256 / 2 = 128).
+    await waitFor(() => socks.filter((s) => s.closedAt !== undefined).length >= 400 - 128, 10_000);
+    const started = Date.now();
+    const client = new Client({ name: 'agent', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(url), {
+        requestInit: { headers: { authorization: `Bearer ${keys.alpha}` } },
+      }),
+    );
+    assert.equal(await echo(client, 'under the limit'), 'Echo: under the limit');
+    const took = Date.now() - started;
+    await client.close();
+    t.diagnostic(`initialize and one call under 400 idle sockets: ${took} ms`);
+    assert.ok(took < 10_000, `took ${took} ms`);
+    const closedByCap = socks.filter((s) => s.closedAt !== undefined).length;
+    assert.ok(closedByCap >= 400 - 128, `closed ${closedByCap} of 400 idle sockets`);
   });
 });
