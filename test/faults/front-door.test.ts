@@ -120,12 +120,15 @@ interface Idle {
   socket: Socket;
   openedAt: number;
   closedAt: number | undefined;
+  received: string;
 }
 function idleSocket(port: number, mode: 'silent' | 'trickle'): Idle {
   const socket = tcpConnect(port, '127.0.0.1');
-  const idle: Idle = { socket, openedAt: Date.now(), closedAt: undefined };
+  const idle: Idle = { socket, openedAt: Date.now(), closedAt: undefined, received: '' };
   socket.on('error', () => {});
-  socket.on('data', () => {});
+  socket.on('data', (c: Buffer) => {
+    idle.received += c.toString('utf8');
+  });
   let timer: NodeJS.Timeout | undefined;
   socket.on('close', () => {
     idle.closedAt = Date.now();
@@ -230,11 +233,12 @@ describe('connections and deadlines', () => {
     // Node checks the deadline every 250 ms here (a quarter of it): closed within 1 s + one interval.
     assert.ok(longest < 1000 + 250 + 500, `longest-lived socket: ${longest} ms`);
     assert.ok(Math.min(...lifetimes) >= 900, `shortest-lived socket: ${Math.min(...lifetimes)} ms`);
+    for (const s of socks) assert.match(s.received, /^HTTP\/1\.1 408 /);
   });
 
   test('a flood of idle unauthenticated sockets past the cap does not block an authenticated agent', {
     timeout: 60_000,
-  }, async () => {
+  }, async (t) => {
     const cap = 60;
     const f = await frontDoor({ headersTimeoutMs: 5000, requestTimeoutMs: 10_000, maxConnections: cap });
     const socks: Idle[] = [];
@@ -258,6 +262,9 @@ describe('connections and deadlines', () => {
       assert.equal(await echo(a.client, 'and again'), 'Echo: and again');
       await a.client.close();
       const stats = f.http.connections.stats();
+      t.diagnostic(
+        `initialize and one call under the flood: ${took} ms; evicted ${stats.evicted}, peak ${peak}`,
+      );
       assert.ok(took < 5000, `initialize and one call took ${took} ms under the flood`);
       assert.ok(stats.evicted >= 100, `evicted ${stats.evicted}`);
       assert.ok(peak <= cap, `peak open connections ${peak} (cap ${cap})`);
