@@ -138,7 +138,7 @@ export function guardServer(server: Server, limits: FrontDoorLimits): Connection
   return guard;
 }
 
-/** How often Node should check the header and request deadlines: a quarter of the shorter, 100–1000 ms. */
+/** How often Node should check the header and request deadlines: a quarter of the header deadline, 100–1000 ms. */
 export function checkingIntervalMs(limits: Pick<FrontDoorLimits, 'headersTimeoutMs'>): number {
   return Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4)));
 }
