@@ -107,6 +107,8 @@ test('the gateway passes every conformance scenario the upstream passes directly
   assert.ok(passedDirect.length >= 10, `the upstream passes ${passedDirect.length} scenarios directly`);
   const lost = passedDirect.filter((s) => viaGateway.get(s) !== true);
   assert.deepEqual(lost, [], `scenarios passed directly but not through the gateway: ${lost.join(', ')}`);
+  // Loopback Host and Origin accepted, a rebinding Host/Origin refused, whatever the upstream does.
+  assert.equal(viaGateway.get('dns-rebinding-protection'), true, 'dns-rebinding-protection');
   t.diagnostic(
     `direct: ${passedDirect.length} passed; gateway: ${[...viaGateway].filter(([, ok]) => ok).length} passed`,
   );

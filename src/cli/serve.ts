@@ -6,6 +6,7 @@
 import type { GatewayConfig } from '../config/load.js';
 import { createAdminApiHandler } from '../enforce/admin/index.js';
 import { createAuthenticator } from '../enforce/auth.js';
+import { openFileLimit } from '../enforce/front-door.js';
 import { createDecisionApiHandler } from '../enforce/http/index.js';
 import { McpGateway } from '../enforce/mcp/gateway.js';
 import { type GatewayHttpServer, type HttpHandler, startGatewayHttp } from '../enforce/mcp/http.js';
@@ -21,6 +22,8 @@ AuthZEN; described at /openapi.json) and the operator API (/v1/approvals, /v1/ag
 /v1/resume-all) on the same port. Each request is authenticated (bearer API key or JWT, see \`auth:\` in
 the config) and the agent id comes from the credential; the operator API also needs the credential role
 \`approver\` or \`operator\`. Requests whose Host or Origin is not allowed get 403 (DNS-rebinding defence).
+Sessions are capped per agent and in all, connections are capped, and requests must arrive within
+their deadlines (\`http.*\` in the config, see docs/gateway.md "Front-door limits").
 
 options:
   -c, --config <file>   gateway configuration (default ./execlayer.yaml)
@@ -61,6 +64,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
     if (typeof config === 'number') return config;
     if (config.auth.apiKeys.length === 0 && !config.auth.jwt) {
       process.stderr.write('execlayer: warning: no `auth:` configured — every request will get 401\n');
+    }
+    const files = openFileLimit();
+    const cap = config.http.maxConnections;
+    if (files !== undefined && cap !== undefined && cap >= files) {
+      process.stderr.write(
+        `execlayer: warning: http.maxConnections (${cap}) is not below the open-file limit (${files}): ` +
+          'idle sockets can exhaust descriptors before the cap closes any\n',
+      );
     }
     let running: RunningServer;
     try {

@@ -75,10 +75,21 @@ export interface HttpConfig {
   port: number;
   /** Host header values accepted (DNS-rebinding defence); empty = loopback names on the bound port. */
   allowedHosts: string[];
-  /** Origin header values accepted when an Origin is sent; empty = none. */
+  /** Origin header values accepted besides the loopback origins on the bound port (always accepted). */
   allowedOrigins: string[];
+  /** Open MCP sessions in all. */
   maxSessions: number;
+  /** Open MCP sessions one agent may hold. */
+  maxSessionsPerAgent: number;
   sessionIdleMs: number;
+  /** Open TCP connections; unset = 1024, or half the process's open-file limit when lower. */
+  maxConnections?: number;
+  /** Node's `headersTimeout`: time to send a request's headers. */
+  headersTimeoutMs: number;
+  /** Node's `requestTimeout`: time to send a whole request (headers and body), not the response. */
+  requestTimeoutMs: number;
+  /** Node's `keepAliveTimeout`: idle time between requests on one connection. */
+  keepAliveTimeoutMs: number;
 }
 
 export interface ApprovalsConfig {
@@ -149,6 +160,13 @@ export const DEFAULT_LIMITS: LimitsConfig = {
   maxResultBytes: 8 * 1024 * 1024,
   maxMessageBytes: 16 * 1024 * 1024,
 };
+
+/** Default deadlines of the HTTP front doors (`http.*`); see src/enforce/front-door.ts. */
+export const DEFAULT_HTTP_LIMITS = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 65_000,
+} as const;
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_CONFIG_DEPTH = 32;
@@ -396,12 +414,33 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       allowedHosts: raw.http?.allowedHosts ?? [],
       allowedOrigins: raw.http?.allowedOrigins ?? [],
       maxSessions: raw.http?.maxSessions ?? 256,
+      maxSessionsPerAgent: raw.http?.maxSessionsPerAgent ?? 32,
       sessionIdleMs: raw.http?.sessionIdleMs ?? 30 * 60_000,
+      headersTimeoutMs: raw.http?.headersTimeoutMs ?? DEFAULT_HTTP_LIMITS.headersTimeoutMs,
+      requestTimeoutMs: raw.http?.requestTimeoutMs ?? DEFAULT_HTTP_LIMITS.requestTimeoutMs,
+      keepAliveTimeoutMs: raw.http?.keepAliveTimeoutMs ?? DEFAULT_HTTP_LIMITS.keepAliveTimeoutMs,
+      ...(raw.http?.maxConnections !== undefined ? { maxConnections: raw.http.maxConnections } : {}),
     },
     approvals: { wait: raw.approvals?.wait ?? 'return', maxWaitMs: raw.approvals?.maxWaitMs ?? 120_000 },
     pins: raw.pins ?? {},
   };
   if (raw.agent !== undefined) cfg.agent = raw.agent;
+  // Node refuses a header deadline past the whole-request deadline; say so here, with the place.
+  if (cfg.http.headersTimeoutMs > cfg.http.requestTimeoutMs) {
+    const p = raw.http?.headersTimeoutMs !== undefined ? '/http/headersTimeoutMs' : '/http/requestTimeoutMs';
+    at(
+      locate(p),
+      p,
+      `\`http.headersTimeoutMs\` (${cfg.http.headersTimeoutMs}) must not exceed \`http.requestTimeoutMs\` (${cfg.http.requestTimeoutMs})`,
+    );
+  }
+  if (cfg.http.maxSessionsPerAgent > cfg.http.maxSessions && raw.http?.maxSessionsPerAgent !== undefined) {
+    at(
+      locate('/http/maxSessionsPerAgent'),
+      '/http/maxSessionsPerAgent',
+      `\`http.maxSessionsPerAgent\` (${cfg.http.maxSessionsPerAgent}) must not exceed \`http.maxSessions\` (${cfg.http.maxSessions})`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError('config_invalid', dedupe(problems));
   return cfg;
 }

@@ -178,9 +178,50 @@ export const CONFIG_SCHEMA = {
         host: { type: 'string', minLength: 1 },
         port: { type: 'integer', minimum: 0, maximum: 65535 },
         allowedHosts: { type: 'array', items: { type: 'string' } },
-        allowedOrigins: { type: 'array', items: { type: 'string' } },
-        maxSessions: { type: 'integer', minimum: 1, maximum: 100000 },
+        allowedOrigins: {
+          type: 'array',
+          items: { type: 'string' },
+          description:
+            'Origins accepted besides the loopback origins on the bound port (`http://127.0.0.1:<port>`, `http://localhost:<port>`, `http://[::1]:<port>`), which are always accepted.',
+        },
+        maxSessions: { type: 'integer', minimum: 1, maximum: 100000, default: 256 },
+        maxSessionsPerAgent: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 100000,
+          default: 32,
+          description: 'Open MCP sessions one agent may hold at once (at most `maxSessions`).',
+        },
         sessionIdleMs: { type: 'integer', minimum: 1000 },
+        maxConnections: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 1000000,
+          description:
+            'Open TCP connections; past it the oldest connection that has not authenticated is closed. Default 1024, or half the open-file limit when that is lower.',
+        },
+        headersTimeoutMs: {
+          type: 'integer',
+          minimum: 100,
+          maximum: 600000,
+          default: 10000,
+          description: "Time a client has to send a request's headers, from its first byte.",
+        },
+        requestTimeoutMs: {
+          type: 'integer',
+          minimum: 100,
+          maximum: 3600000,
+          default: 30000,
+          description:
+            'Time a client has to send a whole request (headers and body); responses, SSE streams included, are not limited.',
+        },
+        keepAliveTimeoutMs: {
+          type: 'integer',
+          minimum: 100,
+          maximum: 600000,
+          default: 65000,
+          description: 'How long an idle keep-alive connection is kept open between requests.',
+        },
       },
     },
     approvals: {

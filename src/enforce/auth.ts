@@ -10,6 +10,7 @@ import { createLocalJWKSet, createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify 
 import { type AuthConfig, CREDENTIAL_ROLES, type CredentialRole } from '../config/load.js';
 import { sha256, sha256Hex } from '../sha256.js';
 import type { EnforcementPoint, Recorder } from '../types.js';
+import { markAuthenticated } from './front-door.js';
 
 export type { CredentialRole } from '../config/load.js';
 
@@ -90,7 +91,7 @@ export function createAuthenticator(auth: AuthConfig, opts: AuthenticatorOptions
     return { ok: false, status: 401, reason };
   };
 
-  return async (req) => {
+  const check = async (req: IncomingMessage): Promise<AuthResult> => {
     try {
       const header = req.headers.authorization;
       if (typeof header !== 'string' || header === '') return await reject(req, 'missing bearer token');
@@ -145,6 +146,12 @@ export function createAuthenticator(auth: AuthConfig, opts: AuthenticatorOptions
       // INVARIANT: fail closed — an error while authenticating authenticates nobody.
       return reject(req, `authentication failed: ${(err as Error).message}`);
     }
+  };
+  return async (req) => {
+    const result = await check(req);
+    // The connection cap keeps authenticated connections when it must close one (front-door.ts).
+    if (result.ok) markAuthenticated(req.socket);
+    return result;
   };
 }
 

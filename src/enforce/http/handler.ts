@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { parseAction } from '../../engine/action.js';
 import type { ExecLayer } from '../../runtime/exec-layer.js';
 import type { Action, Decision, EnforcementPoint, Json } from '../../types.js';
+import { checkingIntervalMs, frontDoorLimits, guardServer } from '../front-door.js';
 import { type Evaluation, parseEvaluationRequest, parseEvaluationsRequest } from './authzen.js';
 import { isJsonContentType, readJsonBody } from './body.js';
 import {
@@ -180,8 +181,12 @@ export function createDecisionApiHandler(
         who = { ok: false, status: 401, reason: 'authentication failed' };
       }
       if (!who.ok) {
-        // The authenticator records its own rejections (createAuthenticator with a recorder).
-        writeProblem(res, problem(401, 'unauthenticated', who.reason), rid, { 'www-authenticate': 'Bearer' });
+        // The authenticator records its own rejections (createAuthenticator with a recorder). The body
+        // is never read: the connection closes instead.
+        writeProblem(res, problem(401, 'unauthenticated', who.reason), rid, {
+          'www-authenticate': 'Bearer',
+          connection: 'close',
+        });
         return true;
       }
       const caller: Caller = {
@@ -318,15 +323,19 @@ export function createDecisionApiHandler(
 
 /**
  * A standalone server with only the decision API; any other path gets a 404 problem. Used by tests and the
- * benchmark; `execlayer serve` mounts the handler next to its other routes instead.
+ * benchmark; `execlayer serve` mounts the handler next to its other routes instead. It has the same
+ * deadlines and connection cap as `serve` with the configuration's defaults (src/enforce/front-door.ts).
  */
 export function createDecisionApiServer(layer: DecisionLayer, opts: DecisionApiOptions): Server {
   const handle = createDecisionApiHandler(layer, opts);
-  return createServer((req, res) => {
+  const limits = frontDoorLimits();
+  const server = createServer({ connectionsCheckingInterval: checkingIntervalMs(limits) }, (req, res) => {
     void handle(req, res).then((handled) => {
       if (!handled) writeProblem(res, problem(404, 'not_found', 'no such endpoint'), requestIdOf(req));
     });
   });
+  guardServer(server, limits);
+  return server;
 }
 
 const PREF_APPLIED = { 'preference-applied': 'reasons' } as const;

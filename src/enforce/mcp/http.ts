@@ -1,12 +1,15 @@
 /**
  * The Streamable HTTP front door (`execlayer serve`): `/mcp` with bearer authentication, sessions
- * bound to the authenticated agent, Host/Origin checks against DNS rebinding, and bounded, strictly
- * decoded bodies. Other paths go to mounted handlers (the HTTP decision API).
+ * bound to the authenticated agent and capped per agent and in all, Host/Origin checks against DNS
+ * rebinding, and bounded, strictly decoded bodies. Other paths go to mounted handlers (the HTTP
+ * decision API). Unauthenticated requests cost a header check and a hash: the body of a request is
+ * read only after its credential is accepted, and every refusal before that closes the connection.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Authenticator } from '../auth.js';
+import { type ConnectionGuard, checkingIntervalMs, frontDoorLimits, guardServer } from '../front-door.js';
 import type { McpGateway } from './gateway.js';
 import { HttpSessionTransport } from './http-transport.js';
 import { findForbiddenKey, INVALID_REQUEST, PARSE_ERROR, ScreenedTransport } from './screen.js';
@@ -78,7 +81,12 @@ export class McpHttpEndpoint {
     }
     const who = await this.opts.authenticate(req);
     if (!who.ok) {
-      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' });
+      // INVARIANT: an unauthenticated request's body is never read; closing the connection stops it.
+      res.writeHead(401, {
+        'content-type': 'application/json',
+        'www-authenticate': 'Bearer',
+        connection: 'close',
+      });
       res.end(JSON.stringify({ error: 'unauthenticated', reason: who.reason }));
       return;
     }
@@ -88,7 +96,9 @@ export class McpHttpEndpoint {
     if (method === 'POST') {
       const read = await readBody(req, this.gateway.config.limits.maxMessageBytes);
       if (!read.ok) {
-        sendJsonRpcError(res, read.status, null, read.code, read.message);
+        // An oversized body is not drained: the connection closes instead.
+        const close = read.status === 413 ? { connection: 'close' } : {};
+        sendJsonRpcError(res, read.status, null, read.code, read.message, undefined, close);
         return;
       }
       body = read.value;
@@ -120,8 +130,12 @@ export class McpHttpEndpoint {
         );
         return;
       }
-      if (this.sessions.size >= this.gateway.config.http.maxSessions) {
-        sendJsonRpcError(res, 503, idOf(body), -32000, 'too many open sessions; retry later');
+      const full = this.sessionCapReached(who.agent);
+      if (full) {
+        sendJsonRpcError(res, full.status, idOf(body), -32000, full.message, {
+          limit: full.limit,
+          max: full.max,
+        });
         return;
       }
       await this.open(req, res, body, who.agent, who.principal);
@@ -154,6 +168,36 @@ export class McpHttpEndpoint {
       }
     }
     await entry.transport.handleRequest(req, res, body);
+  }
+
+  /**
+   * Which session cap a new session of `agent` would break, if any. The per-agent cap comes first so
+   * that one agent cannot fill the gateway: it reaches its own cap long before the global one.
+   */
+  private sessionCapReached(
+    agent: string,
+  ): { status: number; limit: string; max: number; message: string } | undefined {
+    const { maxSessions, maxSessionsPerAgent } = this.gateway.config.http;
+    let mine = 0;
+    for (const s of this.sessions.values()) if (s.agent === agent) mine++;
+    const perAgent = Math.min(maxSessionsPerAgent, maxSessions);
+    if (mine >= perAgent) {
+      return {
+        status: 429,
+        limit: 'http.maxSessionsPerAgent',
+        max: perAgent,
+        message: `agent \`${agent}\` already has ${mine} open sessions, the most one agent may hold (http.maxSessionsPerAgent = ${perAgent}): end one with DELETE or let one idle out`,
+      };
+    }
+    if (this.sessions.size >= maxSessions) {
+      return {
+        status: 503,
+        limit: 'http.maxSessions',
+        max: maxSessions,
+        message: `the gateway has ${this.sessions.size} open sessions, its limit (http.maxSessions = ${maxSessions}); retry later`,
+      };
+    }
+    return undefined;
   }
 
   private async open(
@@ -220,35 +264,61 @@ export function refuseForeignOrigin(
 ): boolean {
   const host = (req.headers.host ?? '').toLowerCase();
   if (!allowedHosts.includes(host)) {
-    res.writeHead(403, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: 'forbidden', reason: `host \`${host}\` is not allowed` }));
+    res.writeHead(403, { 'content-type': 'application/json', connection: 'close' });
+    res.end(JSON.stringify({ error: 'forbidden', reason: `host \`${clip(host)}\` is not allowed` }));
     return true;
   }
   const origin = req.headers.origin;
   if (origin !== undefined && !allowedOrigins.includes(origin.toLowerCase())) {
-    res.writeHead(403, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: 'forbidden', reason: `origin \`${origin}\` is not allowed` }));
+    res.writeHead(403, { 'content-type': 'application/json', connection: 'close' });
+    res.end(JSON.stringify({ error: 'forbidden', reason: `origin \`${clip(origin)}\` is not allowed` }));
     return true;
   }
   return false;
 }
 
-/** Default Host values: the loopback names on the bound port. */
+function clip(s: string): string {
+  return s.length > 200 ? `${s.slice(0, 200)}…` : s;
+}
+
+/** Default Host values: the loopback names on the bound port (port 80 also without it). */
 export function loopbackHosts(port: number): string[] {
-  return [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
+  const hosts = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
+  return port === 80 ? [...hosts, '127.0.0.1', 'localhost', '[::1]'] : hosts;
+}
+
+/**
+ * The gateway's own loopback origins on the bound port, always accepted: a page on one of them is served
+ * by this server's own port, and a rebinding attacker's page has its own name in its Origin.
+ */
+export function loopbackOrigins(port: number): string[] {
+  return loopbackHosts(port).map((h) => `http://${h}`);
+}
+
+/** Refuses a body declared larger than `max` before anything else looks at the request. */
+function refuseDeclaredTooLarge(req: IncomingMessage, res: ServerResponse, max: number): boolean {
+  const declared = Number(req.headers['content-length']);
+  if (!Number.isFinite(declared) || declared <= max) return false;
+  sendJsonRpcError(res, 413, null, INVALID_REQUEST, `message exceeds the limit of ${max} bytes`, undefined, {
+    connection: 'close',
+  });
+  return true;
 }
 
 export interface GatewayHttpServer {
   server: Server;
   endpoint: McpHttpEndpoint;
+  /** The connection cap (open, authenticated, evicted and refused connections). */
+  connections: ConnectionGuard;
   /** e.g. `http://127.0.0.1:8787/mcp` */
   url: string;
   close(): Promise<void>;
 }
 
 /**
- * Starts the HTTP front door: Host/Origin checks, then `/mcp`, then each mounted handler in order
- * (e.g. the decision API from `createDecisionApiHandler`), then 404.
+ * Starts the HTTP front door: the connection cap and deadlines (`http.*`, see front-door.ts), Host/Origin
+ * checks, the declared body size, then `/mcp`, then each mounted handler in order (e.g. the decision API
+ * from `createDecisionApiHandler`), then 404.
  */
 export async function startGatewayHttp(
   gateway: McpGateway,
@@ -258,10 +328,13 @@ export async function startGatewayHttp(
   const endpoint = new McpHttpEndpoint(gateway, { authenticate: opts.authenticate });
   const handlers = [endpoint.handle, ...(opts.handlers ?? [])];
   let allowedHosts: string[] = [];
-  const allowedOrigins = cfg.allowedOrigins.map((o) => o.toLowerCase());
-  const server = createServer((req, res) => {
+  let allowedOrigins: string[] = [];
+  const maxBody = gateway.config.limits.maxMessageBytes;
+  const limits = frontDoorLimits(cfg);
+  const server = createServer({ connectionsCheckingInterval: checkingIntervalMs(limits) }, (req, res) => {
     void (async () => {
       if (refuseForeignOrigin(req, res, allowedHosts, allowedOrigins)) return;
+      if (refuseDeclaredTooLarge(req, res, maxBody)) return;
       for (const h of handlers) {
         if (await h(req, res)) return;
       }
@@ -271,7 +344,7 @@ export async function startGatewayHttp(
       if (!res.headersSent) res.writeHead(500).end();
     });
   });
-  server.keepAliveTimeout = 65_000;
+  const connections = guardServer(server, limits);
   const host = opts.host ?? cfg.host;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -284,10 +357,12 @@ export async function startGatewayHttp(
   allowedHosts = (cfg.allowedHosts.length > 0 ? cfg.allowedHosts : loopbackHosts(port)).map((h) =>
     h.toLowerCase(),
   );
+  allowedOrigins = [...cfg.allowedOrigins, ...loopbackOrigins(port)].map((o) => o.toLowerCase());
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return {
     server,
     endpoint,
+    connections,
     url: `http://${shownHost}:${port}/mcp`,
     close: async () => {
       await endpoint.close();
@@ -300,31 +375,39 @@ export async function startGatewayHttp(
 type BodyRead = { ok: true; value: unknown } | { ok: false; status: number; code: number; message: string };
 
 async function readBody(req: IncomingMessage, max: number): Promise<BodyRead> {
+  const tooLarge: BodyRead = {
+    ok: false,
+    status: 413,
+    code: INVALID_REQUEST,
+    message: `message exceeds the limit of ${max} bytes`,
+  };
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) {
-    req.resume();
-    return {
-      ok: false,
-      status: 413,
-      code: INVALID_REQUEST,
-      message: `message exceeds the limit of ${max} bytes`,
+  if (Number.isFinite(declared) && declared > max) return tooLarge;
+  // Listening for data (not `for await`) so that an oversized body can be left unread and answered
+  // with 413: leaving an async iterator early would destroy the socket before the answer is written.
+  type Read = { ok: true; chunks: Buffer[]; size: number } | { ok: false; why: 'size' | 'error' };
+  const read = await new Promise<Read>((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.off('data', onData);
+        req.pause();
+        resolve({ ok: false, why: 'size' });
+        return;
+      }
+      chunks.push(chunk);
     };
+    req.on('data', onData);
+    req.once('end', () => resolve({ ok: true, chunks, size }));
+    req.once('error', () => resolve({ ok: false, why: 'error' }));
+  });
+  if (!read.ok) {
+    if (read.why === 'size') return tooLarge;
+    return { ok: false, status: 400, code: INVALID_REQUEST, message: 'the message could not be read' };
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > max) {
-      req.resume();
-      return {
-        ok: false,
-        status: 413,
-        code: INVALID_REQUEST,
-        message: `message exceeds the limit of ${max} bytes`,
-      };
-    }
-    chunks.push(chunk as Buffer);
-  }
+  const { chunks, size } = read;
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks, size));
@@ -359,7 +442,10 @@ function sendJsonRpcError(
   id: string | number | null,
   code: number,
   message: string,
+  data?: Record<string, unknown>,
+  headers: Record<string, string> = {},
 ): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ jsonrpc: '2.0', id, error: { code, message } }));
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  const error = data === undefined ? { code, message } : { code, message, data };
+  res.end(JSON.stringify({ jsonrpc: '2.0', id, error }));
 }
