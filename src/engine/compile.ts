@@ -357,7 +357,9 @@ export function compile(policy: CheckedPolicy): Engine {
           }
           if (!f.ok) return { kind: 'error', error: `${c.name} argument \`${name}\`: ${f.error}` };
           ruleFacts ??= {};
-          ((ruleFacts[c.name] as Json[] | undefined) ?? (ruleFacts[c.name] = [])).push(canon.toJson(f.value));
+          const seen = (ruleFacts[c.name] as Json[] | undefined) ?? [];
+          seen.push(canon.toJson(f.value));
+          ruleFacts[c.name] = seen;
           const m = canon.match(c.condition, f.value);
           if (!m.ok) return { kind: 'nomatch', why: m.why };
           all?.push(f.value);

@@ -82,7 +82,9 @@ export function suggestPolicy(
     const when = holdsForAll(u, inferred, (dropped) => loosened.push(`${u.agent}/${id}: ${dropped}`));
     const rule: Record<string, unknown> = { id, allow: u.tool };
     if (Object.keys(when).length > 0) rule.when = when;
-    (agents[u.agent] ??= { rules: [] }).rules.push(rule);
+    const agent = agents[u.agent] ?? { rules: [] };
+    agent.rules.push(rule);
+    agents[u.agent] = agent;
     comments.set(`${u.agent}\u0000${id}`, evidence(u));
   }
   const doc = { version: 1 as const, mode, agents };
