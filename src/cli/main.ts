@@ -9,6 +9,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = 
     summary: 'run the gateway end to end on embedded defaults and verify the audit trail',
     load: async () => (await import('./demo.js')).demoCommand,
   },
+  init: {
+    summary: "put the gateway in front of an MCP client's servers (config, shadow policy, client config)",
+    load: async () => (await import('./init.js')).initCommand,
+  },
   mcp: {
     summary: 'serve the MCP gateway over stdio (for Claude Desktop/Code, Cursor)',
     load: async () => (await import('./mcp.js')).mcpCommand,
