@@ -190,7 +190,7 @@ function warnings(c: PathCondition): ConditionWarning[] {
     out.push({
       field: c.under === undefined ? '' : 'under',
       code: 'path_anywhere',
-      message: `${c.under === undefined ? 'no `under`' : '`under: [/]`'}: any path on the machine is allowed (\`/etc/shadow\`, \`~/.ssh\`)`,
+      message: `${c.under === undefined ? 'no `under`' : '`under: [/]`'}: any path on the machine is allowed (\`/etc/shadow\`, \`/root/.ssh\`)`,
       hint: 'list the directories the tool may touch: `under: [/srv/data]`',
     });
   }
