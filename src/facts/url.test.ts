@@ -76,7 +76,7 @@ describe('url facts', () => {
       ['https://api.acme.com:0443/', 'https://api.acme.com/'],
       ['https://api.acme.com:/', 'https://api.acme.com/'],
       ['https://@api.acme.com/', 'https://api.acme.com/'],
-      ['https://a@b@api.acme.com/', 'https://a%40b@api.acme.com/'],
+      ['https://a@b@api.acme.com/', 'https://***@api.acme.com/'], // userinfo masked
       ["https://api.acme.com/?q='x'", 'https://api.acme.com/?q=%27x%27'],
       ['https://api.acme.com/a"b', 'https://api.acme.com/a%22b'],
       ['file://localhost/etc/passwd', 'file:///etc/passwd'],
@@ -109,6 +109,17 @@ describe('url facts', () => {
     refused('https://api.acme.com../', /empty label/);
     refused(443, /must be a string, got a number/);
     refused(['https://api.acme.com'], /got an array/);
+  });
+
+  test('credentials never appear in a refusal', () => {
+    for (const u of [
+      'https://user:s3cret@api.acme.com/a b',
+      'https://u:s3cret@b@api.acme.com/',
+      'https://u:s3cret@API%2e.com/',
+    ]) {
+      const r = c.facts(u);
+      assert.ok(!r.ok && !r.error.includes('s3cret') && r.error.includes('***@'), JSON.stringify(r));
+    }
   });
 
   test('credentials are flagged and never reach the audit trail', () => {

@@ -81,6 +81,15 @@ function classify(host: string): UrlFacts['hostKind'] {
   return 'dns';
 }
 
+/**
+ * Quotes a url for a message with any credentials masked: refusals reach the agent and the audit trail.
+ * Masks from `//` to the last `@` before the path, as both WHATWG and the clients that split at the
+ * first `@` would include it in the userinfo.
+ */
+function show(raw: string): string {
+  return quote(raw.replace(/^([^/?#]*\/\/)[^/?#]*@/, '$1***@'));
+}
+
 /** End of the authority that starts at `from` (after `//`): the first `/`, `?` or `#`, or the end. */
 function authorityEnd(s: string, from: number): number {
   for (let i = from; i < s.length; i++) {
@@ -125,40 +134,40 @@ export function parseUrl(raw: string): FactResult<UrlFacts> {
   if (raw.length === 0) return { ok: false, error: 'url is empty' };
   if (raw.length > URL_MAX) return { ok: false, error: `url is longer than ${URL_MAX} characters` };
   if (hasUnsafeChars(raw)) {
-    return { ok: false, error: `url ${quote(raw)} contains whitespace, a control character or a backslash` };
+    return { ok: false, error: `url ${show(raw)} contains whitespace, a control character or a backslash` };
   }
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
-    return { ok: false, error: `url ${quote(raw)} does not parse (an absolute url is required)` };
+    return { ok: false, error: `url ${show(raw)} does not parse (an absolute url is required)` };
   }
   // biome-ignore lint/suspicious/noControlCharactersInRegex: every non-ASCII character is refused
   if (/[^\u0000-\u007f]/.test(raw)) {
     // WHATWG maps IDNA hosts (`ｅｘａｍｐｌｅ`, `faß`) and percent-encodes paths; clients map differently.
     return {
       ok: false,
-      error: `url ${quote(raw)} contains non-ascii characters; send ${quote(u.href)} (punycode host, percent-encoded path)`,
+      error: `url ${show(raw)} contains non-ascii characters; send ${show(u.href)} (punycode host, percent-encoded path)`,
     };
   }
   if (repaired(raw, u)) {
     return {
       ok: false,
-      error: `url ${quote(raw)} is not in canonical form (other clients may read it differently); send ${quote(u.href)}`,
+      error: `url ${show(raw)} is not in canonical form (other clients may read it differently); send ${show(u.href)}`,
     };
   }
   const scheme = u.protocol.slice(0, -1);
   let host = u.hostname;
   if (host.endsWith('.')) host = host.slice(0, -1);
   if (host.startsWith('.') || host.endsWith('.') || host.includes('..')) {
-    return { ok: false, error: `url ${quote(raw)} has an empty label in its host` };
+    return { ok: false, error: `url ${show(raw)} has an empty label in its host` };
   }
   const hostKind = classify(host);
   if (hostKind === 'dns' && u.host !== '' && !/^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/.test(host)) {
     // WHATWG keeps `!`, `;`, `$`, `*`, ... in a host; resolvers and TLS libraries do not agree on them.
     return {
       ok: false,
-      error: `url ${quote(raw)} has a host with characters other than letters, digits, \`-\`, \`_\` and dots`,
+      error: `url ${show(raw)} has a host with characters other than letters, digits, \`-\`, \`_\` and dots`,
     };
   }
   const port = u.port !== '' ? Number(u.port) : (DEFAULT_PORTS[scheme] ?? null);
