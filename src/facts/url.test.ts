@@ -88,6 +88,11 @@ describe('url facts', () => {
     }
   });
 
+  test('opaque hosts of other schemes are compared lowercased', () => {
+    assert.ok(allowed({ hosts: ['git.acme.com'], schemes: ['ssh'], ports: [22] }, 'ssh://Git.Acme.com:22/repo'));
+    refused('ssh://%41cme.com/', /letters, digits/);
+  });
+
   test('hosts with characters resolvers disagree on are refused', () => {
     refused('https://api.acme.com;.evil.com/', /letters, digits/);
     refused('https://evil!api.acme.com/', /letters, digits/);

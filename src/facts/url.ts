@@ -157,7 +157,8 @@ export function parseUrl(raw: string): FactResult<UrlFacts> {
     };
   }
   const scheme = u.protocol.slice(0, -1);
-  let host = u.hostname;
+  // Special schemes lowercase the host already; an opaque host (`ssh://Host/`) keeps its case in WHATWG.
+  let host = u.hostname.toLowerCase();
   if (host.endsWith('.')) host = host.slice(0, -1);
   if (host.startsWith('.') || host.endsWith('.') || host.includes('..')) {
     return { ok: false, error: `url ${show(raw)} has an empty label in its host` };
