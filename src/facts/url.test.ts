@@ -89,7 +89,9 @@ describe('url facts', () => {
   });
 
   test('opaque hosts of other schemes are compared lowercased', () => {
-    assert.ok(allowed({ hosts: ['git.acme.com'], schemes: ['ssh'], ports: [22] }, 'ssh://Git.Acme.com:22/repo'));
+    assert.ok(
+      allowed({ hosts: ['git.acme.com'], schemes: ['ssh'], ports: [22] }, 'ssh://Git.Acme.com:22/repo'),
+    );
     refused('ssh://%41cme.com/', /letters, digits/);
   });
 
