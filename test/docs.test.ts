@@ -182,7 +182,7 @@ test('docs/policy.md lists exactly the conditions `when` accepts', () => {
 
 test('docs/policy.md lists exactly the typed constraints `args` accepts', () => {
   const argKeys = keysOf(conditionSchema.properties.args.additionalProperties.properties);
-  assert.deepEqual(tableNames('docs/policy.md', /^## Typed argument constraints/, 'constraint'), argKeys);
+  assert.deepEqual(tableNames('docs/policy.md', /^## Typed argument constraints/, 'key'), argKeys);
 });
 
 test('the reference policy in docs/policy.md shows every top-level and agent key', () => {

@@ -312,12 +312,12 @@ export function compile(policy: CheckedPolicy): Engine {
         if (raw.length === 0) return { kind: 'nomatch', why: `argument \`${a.name}\` is an empty list` };
         for (const item of raw) {
           const v = a.test(item);
-          if (!v.ok) return { kind: 'nomatch', why: `an item of ${v.why}` };
+          if (!v.ok) return argOutcome(v, `an item of ${v.why}`);
         }
         continue;
       }
       const v = a.test(raw);
-      if (!v.ok) return { kind: 'nomatch', why: v.why };
+      if (!v.ok) return argOutcome(v, v.why);
     }
     let ruleFacts: Record<string, Json> | undefined;
     for (const c of block.canon) {
@@ -424,6 +424,14 @@ export function compile(policy: CheckedPolicy): Engine {
 }
 
 const MATCH: Outcome = { kind: 'match' };
+
+/**
+ * A failed typed constraint: a value of another type, or a missing one, cannot be judged by it — an
+ * error, so a deny or ask rule matches (fail closed: `"5000"` must not slip past `deny ... gt: 1000`).
+ */
+function argOutcome(v: { why: string; undecidable?: true }, why: string): Outcome {
+  return v.undecidable ? { kind: 'error', error: why } : { kind: 'nomatch', why };
+}
 
 /**
  * Declared tools are strict: for a tool whose arguments the policy declares (`tools.<name>.args`),

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
 import { emailCanonicaliser as c } from './email.js';
-import { harness } from './testing.js';
+import { harness, mutate } from './testing.js';
 
 const { cond, facts, refused, verdict } = harness(c);
 
@@ -24,15 +24,48 @@ describe('email facts', () => {
     assert.deepEqual(facts('"<ceo@acme.com>" <x@evil.com>').recipients, ['x@evil.com']);
   });
 
-  test('IDN domains become punycode', () => {
-    assert.deepEqual(facts('a@\u0430cme.com').domains, ['xn--cme-5cd.com']);
+  test('non-ASCII domains are refused with their punycode form; punycode passes as sent', () => {
+    refused('a@\u0430cme.com', /non-ascii.*send the domain as `xn--cme-5cd\.com`/);
+    // Full-width letters map to `acme.com` under IDNA, but not in every mail library: refused.
+    refused('a@\uff41\uff43\uff4d\uff45.com', /non-ascii/);
+    refused('Jane <a@acme\u3002com>', /non-ascii/);
+    assert.deepEqual(facts('a@xn--cme-5cd.com').domains, ['xn--cme-5cd.com']);
+    // A display name may be any script: it does not route.
+    assert.deepEqual(facts('Jos\u00e9 N\u00fa\u00f1ez <jose@acme.com>').recipients, ['jose@acme.com']);
+  });
+
+  test('empty values hold no recipients; unquoted display names with spaces are read as nodemailer does', () => {
+    assert.deepEqual(facts(''), { recipients: [], domains: [] });
+    assert.deepEqual(facts('  '), { recipients: [], domains: [] });
+    refused(null, /must be a string, got null/); // like every non-string: omit the key instead
+    assert.deepEqual(facts('Jane Doe <jane@acme.com>').recipients, ['jane@acme.com']);
+    assert.deepEqual(facts('J. O\'Brien-Smith <j@acme.com>, "Roe, R." <r@acme.com>').recipients, [
+      'j@acme.com',
+      'r@acme.com',
+    ]);
+    // nodemailer splits `Doe, Jane <..>` into `Doe` (no address) and `Jane <..>`: refused, not guessed.
+    refused('Doe, Jane <jane@acme.com>', /no `@`/);
   });
 
   test('refuses what a mail library might read differently', () => {
-    refused('', /empty/);
     refused('alice', /no `@`/);
     refused('a@b@acme.com', /more than one `@`/);
     refused('"a@evil.com"@acme.com', /quoted local part/);
+    refused('"john doe"@acme.com', /quoted local part/);
+    refused('user%evil.com@acme.com', /`%` or `!`/);
+    refused('evil.com!user@acme.com', /`%` or `!`/);
+    refused('<@relay.acme.com:x@evil.com>', /more than one `@`/);
+    refused('@relay.acme.com:x@evil.com', /group/);
+    refused('"=?utf-8?b?PHhAZXZpbC5jb20+?=" <a@acme.com>', /encoded-word/);
+    refused('=?utf-8?q?x?= <a@acme.com>', /display name that must be quoted/);
+    refused('a@acme.com; x@evil.com', /group/);
+    refused('a\u200b@acme.com', /invisible/);
+    refused('Jane \u202eDoe <a@acme.com>', /invisible/);
+    refused('a@acme.com\ud800', /invisible or unpaired/);
+    refused('Jane <a@evil.com> <b@acme.com>', /text after `>`/);
+    refused('<a@evil.com<b@acme.com>>', /nested/);
+    refused('a.@acme.com', /invalid local part/);
+    refused('.a@acme.com', /invalid local part/);
     refused('alice@', /no domain/);
     refused('alice@[127.0.0.1]', /ip-literal/);
     refused('alice@127.0.0.1', /looks like an ip address/);
@@ -81,7 +114,17 @@ describe('email conditions', () => {
   });
 
   test('an IDN homograph does not match the ASCII domain', () => {
-    assert.equal(verdict(internal, 'a@\u0430cme.com').ok, false);
+    assert.equal(c.facts('a@\u0430cme.com').ok, false);
+    assert.equal(verdict(internal, 'a@xn--cme-5cd.com').ok, false);
+  });
+
+  test('an empty value passes every condition: it sends nothing', () => {
+    assert.deepEqual(verdict({ ...internal, max_recipients: 1 }, ''), { ok: true });
+  });
+
+  test('`recipients` is read by default, and `from`/`reply_to` are not recipients', () => {
+    assert.deepEqual(c.defaultArgs, ['to', 'cc', 'bcc', 'recipients']);
+    assert.ok(!c.defaultArgs.includes('from') && !c.defaultArgs.includes('reply_to'));
   });
 
   test('`to` compares the local part case-insensitively and the domain normalised', () => {
@@ -121,7 +164,66 @@ describe('email conditions', () => {
   });
 });
 
+describe('email warnings', () => {
+  const codes = (x: unknown) => (c.warnings?.(cond(x)) ?? []).map((w) => w.code);
+  test('names the dangerous defaults an allow rule leaves open', () => {
+    assert.deepEqual(codes({ max_recipients: 3 }), ['email_any_recipient']);
+    assert.deepEqual(codes({ to_domains: ['acme.com'] }), []);
+    assert.deepEqual(codes({ to: ['a@acme.com'] }), []);
+    assert.deepEqual(codes({ to_domains: ['*.com'] }), ['email_broad_wildcard']);
+  });
+});
+
 describe('email properties', () => {
+  test('mutating a denied recipient list (case, quoting, whitespace, separators) never gets it allowed', () => {
+    const k = cond(internal);
+    const denied = fc.constantFrom(
+      'x@evil.com',
+      'a@acme.com, x@evil.com',
+      '"a@acme.com" <x@evil.com>',
+      'Jane <x@acme.com.evil.com>',
+      'x@evilacme.com',
+      'x@sub.acme.com',
+    );
+    const insert = fc.constantFrom(
+      ' ',
+      '\t',
+      '"',
+      '<',
+      '>',
+      ',',
+      ';',
+      ':',
+      '(',
+      ')',
+      '\\',
+      '@',
+      '%',
+      '!',
+      '.',
+      '\r\n',
+      '=?',
+      '\u200b',
+      '\uff0e',
+      '\uff20',
+    );
+    const mutation = fc.oneof(
+      fc.record({ at: fc.nat(), text: insert }),
+      fc.record({ at: fc.nat(), text: fc.constant('') }), // case flip at `at`
+    );
+    fc.assert(
+      fc.property(denied, fc.array(mutation, { minLength: 1, maxLength: 4 }), (v0, ms) => {
+        const v = mutate(v0, ms);
+        const f = c.facts(v);
+        if (!f.ok || !c.match(k, f.value).ok) return;
+        // Allowed only if every mailbox an address parser finds really is at acme.com.
+        for (const d of f.value.domains) assert.equal(d, 'acme.com', `${v0} -> ${v}`);
+        assert.ok(!/evil/i.test(v.replace(/"[^"]*"/g, '')), `${v0} -> ${v} allowed with evil outside quotes`);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
   test('facts never throws; accepted domains are lowercase ASCII', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary' }), (s) => {

@@ -4,16 +4,34 @@
  *
  *   when: { email: { to_domains: [acme.com, '*.acme.com'], max_recipients: 5 } }
  *
- * One raw value may hold several comma-separated addresses (`"Doe, J" <j@x.com>, b@y.com`). Anything
- * a mail library might read differently is refused: comments, groups, quoted local parts holding
- * `@`, IP-literal domains, control characters (header injection), more than one `@`.
+ * One raw value may hold several comma-separated mailboxes (`"Doe, J" <j@x.com>, Bob Roe <b@y.com>`).
+ * INVARIANT: never misread the recipient — anything a mail library (nodemailer's addressparser, an
+ * SMTP relay) might route differently is refused, not guessed at: comments, groups and `;` lists,
+ * quoted local parts (nodemailer drops the quotes), `%` and `!` routing hacks, source routes,
+ * non-ASCII domains (`ａｃｍｅ.com` maps to `acme.com` in IDNA but not in every library),
+ * encoded-words in display names, IP-literal domains, control and invisible characters, more than
+ * one `@` or `<`, text after `>`, unquoted display names holding anything but letters, digits,
+ * spaces and `.'_-`. An empty string holds no recipients; `null` is refused.
  */
 import { domainToASCII } from 'node:url';
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
 import { integer, stringList } from './fields.js';
-import { compileHostPattern, type HostPattern, hostMatches, showHostPattern } from './host-pattern.js';
-import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
+import {
+  compileHostPattern,
+  type HostPattern,
+  hostMatches,
+  isBroadWildcard,
+  showHostPattern,
+} from './host-pattern.js';
+import type {
+  Canonicaliser,
+  CompileResult,
+  ConditionFields,
+  ConditionWarning,
+  FactResult,
+  MatchResult,
+} from './types.js';
 
 /** Longest address accepted (RFC 5321 path limit less the angle brackets). */
 export const ADDRESS_MAX = 254;
@@ -70,19 +88,20 @@ export function parseAddrSpec(raw: string): R<{ local: string; domain: string }>
   const local = raw.slice(0, at);
   const domainRaw = raw.slice(at + 1);
   if (local.startsWith('"')) {
-    // INVARIANT: fail closed — a quoted local part may only hide nothing: no `@`, quotes or escapes inside.
-    if (!/^"[\u0020-\u007e]*"$/.test(local) || /[@"\\]/.test(local.slice(1, -1))) {
-      return {
-        ok: false,
-        error: `address ${quote(raw)} has a quoted local part with \`@\`, quotes or escapes`,
-      };
-    }
-  } else {
-    if (local.includes('@')) return { ok: false, error: `address ${quote(raw)} has more than one \`@\`` };
-    const atoms = local.split('.');
-    if (local === '' || !atoms.every((a) => ATEXT.test(a))) {
-      return { ok: false, error: `address ${quote(raw)} has an invalid local part` };
-    }
+    // nodemailer's parser drops the quotes (`"a b"@x` becomes `a b@x`); libraries disagree, so refuse.
+    return {
+      ok: false,
+      error: `address ${quote(raw)} has a quoted local part; quoted local parts are not accepted`,
+    };
+  }
+  if (local.includes('@')) return { ok: false, error: `address ${quote(raw)} has more than one \`@\`` };
+  const atoms = local.split('.');
+  if (local === '' || !atoms.every((a) => ATEXT.test(a))) {
+    return { ok: false, error: `address ${quote(raw)} has an invalid local part` };
+  }
+  if (/[%!]/.test(local)) {
+    // `user%evil.com@relay` and `evil!user@relay` are relayed onwards by hosts that still honour them.
+    return { ok: false, error: `address ${quote(raw)} has \`%\` or \`!\` in its local part (mail routing)` };
   }
   if (local.length > 64)
     return { ok: false, error: `address ${quote(raw)} has a local part longer than 64 characters` };
@@ -151,7 +170,7 @@ function parseMailbox(item: string): R<{ local: string; domain: string }> {
       break;
     }
   }
-  if (lt < 0) return parseAddrSpec(s);
+  if (lt < 0) return asciiAddress(s);
   if (!s.endsWith('>') || s.indexOf('>', lt) !== s.length - 1) {
     return { ok: false, error: `recipient ${quote(s)} has text after \`>\`` };
   }
@@ -160,7 +179,26 @@ function parseMailbox(item: string): R<{ local: string; domain: string }> {
     // An unquoted display name holding `@`, `<` or other specials is how spoofed headers are built.
     return { ok: false, error: `recipient ${quote(s)} has a display name that must be quoted` };
   }
-  return parseAddrSpec(s.slice(lt + 1, -1));
+  if (display.includes('=?')) {
+    // A decoder may turn `=?utf-8?b?...?=` into `<x@evil.com>`; what it says cannot be checked here.
+    return {
+      ok: false,
+      error: `recipient ${quote(s)} has an encoded-word (\`=?...?=\`) in its display name`,
+    };
+  }
+  return asciiAddress(s.slice(lt + 1, -1));
+}
+
+/** An addr-spec from a value: as `parseAddrSpec`, but the domain must already be ASCII. */
+function asciiAddress(raw: string): R<{ local: string; domain: string }> {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: every non-ASCII character is refused
+  if (/[^\u0000-\u007f]/.test(raw)) {
+    const at = raw.lastIndexOf('@');
+    const ascii = at < 0 ? '' : domainToASCII(raw.slice(at + 1));
+    const hint = ascii !== '' ? `; send the domain as ${quote(ascii)} if that is the one meant` : '';
+    return { ok: false, error: `address ${quote(raw)} has non-ascii characters${hint}` };
+  }
+  return parseAddrSpec(raw);
 }
 
 /** Parses a comma-separated recipient list. Never throws. */
@@ -171,7 +209,11 @@ export function parseRecipients(raw: string): FactResult<EmailFacts> {
   if (/[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/.test(raw)) {
     return { ok: false, error: `recipients ${quote(raw)} contain a control character` };
   }
-  if (raw.trim() === '') return { ok: false, error: 'recipients are empty' };
+  if (/[\p{Cf}\p{Cs}\u2028\u2029]/u.test(raw)) {
+    // Zero-width and bidi characters make a reviewer read another address; lone surrogates have no UTF-8.
+    return { ok: false, error: `recipients ${quote(raw)} contain an invisible or unpaired character` };
+  }
+  if (raw.trim() === '') return { ok: true, value: { recipients: [], domains: [] } };
   const parts = splitList(raw);
   if (!parts.ok) return parts;
   const recipients: string[] = [];
@@ -217,6 +259,7 @@ function compile(condition: unknown): CompileResult<EmailCondition> {
 }
 
 function facts(raw: Json): FactResult<EmailFacts> {
+  // `null` is refused like every non-string (omit the key instead); `""` holds no recipients.
   if (typeof raw !== 'string')
     return { ok: false, error: `recipients must be a string, got ${describeType(raw)}` };
   return parseRecipients(raw);
@@ -261,15 +304,39 @@ function match(c: EmailCondition, f: EmailFacts): MatchResult {
   return { ok: true };
 }
 
+/** The dangerous defaults an allow rule's `email` condition may leave open. */
+function warnings(c: EmailCondition): ConditionWarning[] {
+  const out: ConditionWarning[] = [];
+  if (c.toDomains === undefined && c.to === undefined) {
+    out.push({
+      field: '',
+      code: 'email_any_recipient',
+      message: 'neither `to_domains` nor `to`: mail may go to any address',
+      hint: 'list the domains or addresses allowed: `to_domains: [example.com]`',
+    });
+  }
+  c.toDomains?.forEach((p, i) => {
+    if (isBroadWildcard(p)) {
+      out.push({
+        field: `to_domains.${i}`,
+        code: 'email_broad_wildcard',
+        message: `\`${showHostPattern(p)}\` admits every domain under a top-level domain, which anyone can register`,
+      });
+    }
+  });
+  return out;
+}
+
 /** The `email` canonicaliser. */
 export const emailCanonicaliser: Canonicaliser<EmailCondition, EmailFacts> = {
   name: 'email',
   description: 'Email recipient facts.',
   fields: FIELDS,
-  defaultArgs: ['to', 'cc', 'bcc'],
+  defaultArgs: ['to', 'cc', 'bcc', 'recipients'],
   compile,
   facts,
   match,
   matchAll,
+  warnings,
   toJson: (f) => ({ recipients: [...f.recipients], domains: [...f.domains] }),
 };

@@ -46,6 +46,14 @@ export function hostMatches(pattern: HostPattern, host: string): boolean {
   return host.length > pattern.suffix.length + 1 && host.endsWith(`.${pattern.suffix}`) && isDnsName(host);
 }
 
+/**
+ * A wildcard over a whole top-level domain (`*.com`, `*.co`): it admits hosts anyone can register.
+ * (A public-suffix list would catch `*.co.uk` too; a single label is the case that needs no list.)
+ */
+export function isBroadWildcard(pattern: HostPattern): boolean {
+  return pattern.kind === 'wildcard' && !pattern.suffix.includes('.');
+}
+
 /** The pattern as written in a policy, for messages. */
 export function showHostPattern(pattern: HostPattern): string {
   return pattern.kind === 'exact' ? pattern.host : `*.${pattern.suffix}`;

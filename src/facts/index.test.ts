@@ -26,7 +26,7 @@ test('every canonicaliser is registered under its own name and reads sensible de
     assert.equal(c.name, key);
     assert.ok(c.defaultArgs.length > 0, key);
   }
-  assert.deepEqual([...canonicalisers.email.defaultArgs], ['to', 'cc', 'bcc']);
+  assert.deepEqual([...canonicalisers.email.defaultArgs], ['to', 'cc', 'bcc', 'recipients']);
 });
 
 test('every canonicaliser refuses non-string values and rejects unknown condition fields, ignoring arg/args', async () => {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
 import { pathCanonicaliser as c, parsePath } from './path.js';
-import { harness } from './testing.js';
+import { harness, mutate } from './testing.js';
 
 const { cond, facts, refused, verdict } = harness(c);
 
@@ -32,6 +32,27 @@ describe('path facts', () => {
     refused('/srv/kb/x...', /ending in a dot or space/);
     refused(`/${'a'.repeat(4096)}`, /longer than 4096/);
     refused('/srv/e\u0301', /nfc/);
+  });
+
+  test('refuses Windows, UNC, url and IIS forms, and Unicode look-alikes of separators', () => {
+    refused('C:\\Windows\\system.ini', /backslash/);
+    refused('C:/Windows/system.ini', /not absolute/);
+    refused('\\\\server\\share\\x', /backslash/);
+    refused('//server/share/x', /starts with `\/\/`/);
+    assert.equal(facts('///srv/kb/x').path, '/srv/kb/x'); // three or more leading slashes are one
+    refused('file:///etc/passwd', /not absolute \(send the path, not a `file:` url\)/);
+    refused('/srv/kb/%c0%af../x', /percent-encoded/);
+    refused('/srv/kb/%u002e%u002e/x', /`%u` escape/);
+    refused('/srv/kb/\uff0e\uff0e/etc', /look-alike/); // full-width dots: NFKC `..`
+    refused('/srv/kb\uff0fx', /look-alike/); // full-width solidus
+    refused('/srv/kb/\u2025/etc', /look-alike/); // two-dot leader
+    refused('/srv/kb\u2215..\u2215etc', /look-alike/); // division slash: Windows best fit `/`
+    refused('/srv/kb/\uff3cx', /look-alike/); // full-width backslash
+    refused('/srv/kb/\u200b..', /invisible/);
+    refused('/srv/kb/\u202egnp.exe', /invisible/);
+    refused('/srv/kb/\ud800x', /surrogate/);
+    assert.equal(facts('/srv/kb/caf\u00e9/\u6587\u4ef6.txt').path, '/srv/kb/caf\u00e9/\u6587\u4ef6.txt');
+    assert.equal(facts('/srv/kb/\u{1f600}.md').segments, 3);
   });
 
   test('a percent sign that is not an escape is an ordinary character', () => {
@@ -107,7 +128,58 @@ describe('path conditions', () => {
   });
 });
 
+describe('path warnings', () => {
+  const codes = (x: unknown) => (c.warnings?.(cond(x)) ?? []).map((w) => w.code);
+  test('names the dangerous defaults an allow rule leaves open', () => {
+    assert.deepEqual(codes({}), ['path_anywhere']);
+    assert.deepEqual(codes({ not_under: ['/etc'] }), ['path_anywhere']);
+    assert.deepEqual(codes({ under: ['/'] }), ['path_anywhere']);
+    assert.deepEqual(codes({ under: ['/srv/kb'] }), []);
+    assert.deepEqual(codes({ under: ['/srv/kb'], allow_traversal: true }), ['path_traversal']);
+  });
+});
+
 describe('path properties', () => {
+  test('mutating a denied path (case, percent-encoding, separators, dots, Unicode) never gets it inside', () => {
+    const k = cond({ under: ['/srv/kb'] });
+    const denied = fc.constantFrom('/etc/passwd', '/srv/kb2/x', '/srv/kb/../etc/passwd', '/srv/k/b', '/srv');
+    const insert = fc.constantFrom(
+      '/',
+      '//',
+      '/./',
+      '/../',
+      '..',
+      '.',
+      ' ',
+      '%2e',
+      '%2f',
+      '%2E%2E',
+      '%c0%af',
+      '%u002e',
+      '\\',
+      '\u0000',
+      '\uff0e',
+      '\uff0f',
+      '\u2215',
+      '\u200b',
+      '~',
+      'e\u0301',
+      '\n',
+    );
+    const mutation = fc.record({ at: fc.nat(), text: fc.oneof(insert, fc.constant('')) });
+    fc.assert(
+      fc.property(denied, fc.array(mutation, { minLength: 1, maxLength: 4 }), (p0, ms) => {
+        const p = mutate(p0, ms);
+        const f = c.facts(p);
+        if (!f.ok || !c.match(k, f.value).ok) return;
+        // Allowed only if the plain POSIX reading of the text is /srv/kb or below, with no `..`.
+        assert.ok(!p.split('/').includes('..'), `${p0} -> ${p}`);
+        assert.ok(/^\/+srv\/+kb(\/|$)/.test(p.replace(/\/\.(?=\/|$)/g, '')), `${p0} -> ${p}`);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
   const segment = fc.oneof(
     fc.constantFrom('..', '.', '', 'kb', 'kb2', 'srv', 'etc', 'passwd', '%2e', 'a.', 'x y'),
     fc.string({ maxLength: 4 }),

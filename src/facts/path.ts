@@ -6,13 +6,23 @@
  * A `..` segment is resolved lexically for the facts, but a condition refuses it unless
  * `allow_traversal: true`, because the operating system resolves `..` after following symbolic links.
  * Anything a target might decode or interpret differently is refused rather than guessed at:
- * percent-escapes, backslashes, NUL and control characters, `~`, trailing dots or spaces on a
- * segment, non-NFC Unicode, relative paths.
+ * percent-escapes (`%2e`, `%c0%af`, IIS `%u002e`), backslashes (Windows `C:\\`, UNC `\\\\server`), a
+ * leading `//` (a network path on Windows and Cygwin), NUL and control characters, `~`, trailing dots
+ * or spaces on a segment, non-NFC Unicode, characters that compatibility normalisation or Windows
+ * "best fit" code pages turn into `/`, `\\` or `.` (`／`, `．．`, `∕`, `＼`), invisible format characters,
+ * lone UTF-16 surrogates, relative paths (`file:///x`, `C:/x`).
  */
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
 import { flag, stringList } from './fields.js';
-import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
+import type {
+  Canonicaliser,
+  CompileResult,
+  ConditionFields,
+  ConditionWarning,
+  FactResult,
+  MatchResult,
+} from './types.js';
 
 /** Longest path accepted (Linux PATH_MAX). */
 export const PATH_MAX = 4096;
@@ -38,6 +48,27 @@ export interface PathCondition {
   allowTraversal: boolean;
 }
 
+/** Characters that Windows "best fit" code pages map to `/` or `\\` (NFKC leaves them alone). */
+const BEST_FIT_SEPARATORS = /[\u2215\u2216\u2044\u29f5\u29f8\u29f9\ufe68\u00a5\u20a9]/;
+
+/** Why a non-ASCII path is refused, or undefined. */
+function unicodeProblem(raw: string): string | undefined {
+  // With the `u` flag a well-formed surrogate pair is one code point; only a lone half is `Cs`.
+  if (/\p{Cs}/u.test(raw)) return 'contains a lone utf-16 surrogate (it has no utf-8 form)';
+  if (raw.normalize('NFC') !== raw) {
+    // A file system that normalises Unicode would treat two different strings as one directory.
+    return 'is not in Unicode normal form nfc';
+  }
+  if (/\p{Cf}/u.test(raw)) return 'contains an invisible format character (zero-width, bidi control)';
+  // Removing ASCII first means any `/`, `\\`, `.`, `%`, `:` or `~` left after NFKC came from a look-alike.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: removes all of ASCII, control characters too
+  const nonAscii = raw.replace(/[\u0000-\u007f]+/g, '');
+  if (BEST_FIT_SEPARATORS.test(raw) || /[./\\%:~]/.test(nonAscii.normalize('NFKC'))) {
+    return 'contains a look-alike of `/`, `\\`, `.`, `%`, `:` or `~` that a normalising target would turn into it';
+  }
+  return undefined;
+}
+
 /** Parses and normalises one absolute path. Never throws. */
 export function parsePath(raw: string): FactResult<PathFacts> {
   if (raw.length === 0) return { ok: false, error: 'path is empty' };
@@ -53,13 +84,24 @@ export function parsePath(raw: string): FactResult<PathFacts> {
       error: `path ${quote(raw)} contains a percent-encoded sequence; send the decoded path`,
     };
   }
+  if (/%u[0-9a-fA-F]{4}/.test(raw)) {
+    return { ok: false, error: `path ${quote(raw)} contains a \`%u\` escape; send the decoded path` };
+  }
   if (raw.includes('\\')) return { ok: false, error: `path ${quote(raw)} contains a backslash` };
   if (raw.startsWith('~'))
     return { ok: false, error: `path ${quote(raw)} starts with \`~\`; send an absolute path` };
-  if (!raw.startsWith('/')) return { ok: false, error: `path ${quote(raw)} is not absolute` };
-  if (raw.normalize('NFC') !== raw) {
-    // A file system that normalises Unicode would treat two different strings as one directory.
-    return { ok: false, error: `path ${quote(raw)} is not in Unicode normal form nfc` };
+  if (!raw.startsWith('/')) {
+    const hint = raw.startsWith('file:') ? ' (send the path, not a `file:` url)' : '';
+    return { ok: false, error: `path ${quote(raw)} is not absolute${hint}` };
+  }
+  if (raw.charCodeAt(1) === 47 /* / */ && raw.charCodeAt(2) !== 47) {
+    // POSIX leaves exactly two leading slashes implementation-defined; Windows and Cygwin read `//host/share`.
+    return { ok: false, error: `path ${quote(raw)} starts with \`//\`, a network path on some systems` };
+  }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: only non-ASCII paths need the Unicode checks
+  if (/[^\u0000-\u007f]/.test(raw)) {
+    const u = unicodeProblem(raw);
+    if (u !== undefined) return { ok: false, error: `path ${quote(raw)} ${u}` };
   }
   const out: string[] = [];
   let traversal = false;
@@ -141,6 +183,28 @@ function match(c: PathCondition, f: PathFacts): MatchResult {
   return { ok: true };
 }
 
+/** The dangerous defaults an allow rule's `path` condition may leave open. */
+function warnings(c: PathCondition): ConditionWarning[] {
+  const out: ConditionWarning[] = [];
+  if (c.under === undefined || c.under.includes('/')) {
+    out.push({
+      field: c.under === undefined ? '' : 'under',
+      code: 'path_anywhere',
+      message: `${c.under === undefined ? 'no `under`' : '`under: [/]`'}: any path on the machine is allowed (\`/etc/shadow\`, \`/root/.ssh\`)`,
+      hint: 'list the directories the tool may touch: `under: [/srv/data]`',
+    });
+  }
+  if (c.allowTraversal) {
+    out.push({
+      field: 'allow_traversal',
+      code: 'path_traversal',
+      message:
+        '`allow_traversal: true` checks `..` lexically, but the system follows symbolic links first: `/srv/kb/link/../x` can leave `/srv/kb`',
+    });
+  }
+  return out;
+}
+
 /** The `path` canonicaliser. */
 export const pathCanonicaliser: Canonicaliser<PathCondition, PathFacts> = {
   name: 'path',
@@ -150,5 +214,6 @@ export const pathCanonicaliser: Canonicaliser<PathCondition, PathFacts> = {
   compile,
   facts,
   match,
+  warnings,
   toJson: (f) => ({ path: f.path, segments: f.segments, traversal: f.traversal }),
 };

@@ -38,3 +38,23 @@ export function harness<C, F>(c: Canonicaliser<C, F>) {
   };
   return { cond, facts, refused, verdict, allowed, why };
 }
+
+/** One edit for mutation properties: insert `text` at `at` (modulo the length), or flip the case there when `text` is ''. */
+export interface Mutation {
+  at: number;
+  text: string;
+}
+
+/** Applies mutations in order (the fast-check properties that mutate denied inputs). */
+export function mutate(value: string, ms: readonly Mutation[]): string {
+  let s = value;
+  for (const m of ms) {
+    const i = m.at % (s.length + 1);
+    if (m.text !== '') s = s.slice(0, i) + m.text + s.slice(i);
+    else {
+      const ch = s[i] ?? '';
+      s = s.slice(0, i) + (ch === ch.toLowerCase() ? ch.toUpperCase() : ch.toLowerCase()) + s.slice(i + 1);
+    }
+  }
+  return s;
+}

@@ -22,33 +22,84 @@ describe('url facts', () => {
     assert.equal(facts('https://a.b:443').port, 443);
   });
 
-  test('normalises IPv4 in decimal, hex and octal notation', () => {
+  test('refuses IPv4 in any notation but dotted decimal, naming the canonical form', () => {
+    // curl and glibc read `0177.0.0.1` as octal, some clients as decimal 177.0.0.1: only one form is safe.
     for (const u of [
       'http://2130706433/',
       'http://0x7f000001/',
       'http://0177.0.0.1/',
       'http://0x7f.1/',
       'http://127.1/',
+      'http://127.0.0.1./',
     ]) {
-      const f = facts(u);
-      assert.equal(f.host, '127.0.0.1', u);
-      assert.equal(f.hostKind, 'ipv4', u);
+      refused(u, /not in canonical form.*send `http:\/\/127\.0\.0\.1\/`/);
     }
+    const f = facts('http://127.0.0.1/');
+    assert.equal(f.host, '127.0.0.1');
+    assert.equal(f.hostKind, 'ipv4');
   });
 
-  test('IPv6 is bracketed and compressed; IPv4-mapped stays IPv6', () => {
-    const f = facts('http://[0:0:0:0:0:0:0:1]:8080/');
+  test('IPv6 must be compressed; IPv4-mapped stays IPv6', () => {
+    refused('http://[0:0:0:0:0:0:0:1]:8080/', /send `http:\/\/\[::1\]:8080\/`/);
+    const f = facts('http://[::1]:8080/');
     assert.equal(f.host, '[::1]');
     assert.equal(f.hostKind, 'ipv6');
-    const m = facts('http://[::ffff:127.0.0.1]/');
+    refused('http://[::ffff:127.0.0.1]/', /send `http:\/\/\[::ffff:7f00:1\]\/`/);
+    const m = facts('http://[::FFFF:7f00:1]/');
     assert.equal(m.host, '[::ffff:7f00:1]');
     assert.equal(m.hostKind, 'ipv6');
   });
 
-  test('IDN hosts become punycode', () => {
-    // Cyrillic "а" (U+0430) in place of the Latin "a".
-    const f = facts('https://\u0430pi.acme.com/');
-    assert.equal(f.host, 'xn--pi-6kc.acme.com');
+  test('non-ASCII hosts are refused with their punycode form', () => {
+    // Cyrillic "а" (U+0430) in place of the Latin "a"; full-width letters that IDNA maps to ASCII.
+    refused('https://\u0430pi.acme.com/', /non-ascii.*send `https:\/\/xn--pi-6kc\.acme\.com\/`/);
+    refused('https://\uff41pi.acme.com/', /non-ascii.*send `https:\/\/api\.acme\.com\/`/);
+    refused('https://api\u3002acme.com/', /non-ascii/);
+    assert.equal(facts('https://xn--pi-6kc.acme.com/').host, 'xn--pi-6kc.acme.com');
+  });
+
+  test('accepts only case, an explicit default port and the `/` of an empty path as differences', () => {
+    assert.equal(facts('HTTPS://API.ACME.COM').href, 'https://api.acme.com/');
+    assert.equal(facts('https://api.acme.com?q=1').href, 'https://api.acme.com/?q=1');
+    assert.equal(facts('https://api.acme.com#x').href, 'https://api.acme.com/#x');
+    assert.equal(facts('https://api.acme.com:443/x').href, 'https://api.acme.com/x');
+    assert.equal(facts('https://api.acme.com/a/b?c=d&e=%2F#f').path, '/a/b');
+    assert.equal(facts('https://USER@API.acme.com/').userinfo, true);
+    for (const [u, canonical] of [
+      ['https:api.acme.com', 'https://api.acme.com/'],
+      ['https:/api.acme.com', 'https://api.acme.com/'],
+      ['https:///api.acme.com', 'https://api.acme.com/'],
+      ['https://api%2Eacme.com/', 'https://api.acme.com/'],
+      ['https://api.acme.com/v1/../admin', 'https://api.acme.com/admin'],
+      ['https://api.acme.com/v1/%2e%2e/admin', 'https://api.acme.com/admin'],
+      ['https://api.acme.com/./x', 'https://api.acme.com/x'],
+      ['https://api.acme.com:0443/', 'https://api.acme.com/'],
+      ['https://api.acme.com:/', 'https://api.acme.com/'],
+      ['https://@api.acme.com/', 'https://api.acme.com/'],
+      ['https://a@b@api.acme.com/', 'https://***@api.acme.com/'], // userinfo masked
+      ["https://api.acme.com/?q='x'", 'https://api.acme.com/?q=%27x%27'],
+      ['https://api.acme.com/a"b', 'https://api.acme.com/a%22b'],
+      ['file://localhost/etc/passwd', 'file:///etc/passwd'],
+    ]) {
+      refused(
+        u as string,
+        new RegExp(`send \`${(canonical as string).replace(/[.?*+^$()[\]{}|/\\]/g, '\\$&')}\``),
+      );
+    }
+  });
+
+  test('opaque hosts of other schemes are compared lowercased', () => {
+    assert.ok(
+      allowed({ hosts: ['git.acme.com'], schemes: ['ssh'], ports: [22] }, 'ssh://Git.Acme.com:22/repo'),
+    );
+    refused('ssh://%41cme.com/', /letters, digits/);
+  });
+
+  test('hosts with characters resolvers disagree on are refused', () => {
+    refused('https://api.acme.com;.evil.com/', /letters, digits/);
+    refused('https://evil!api.acme.com/', /letters, digits/);
+    refused('https://a*b.acme.com/', /letters, digits/);
+    assert.equal(facts('https://a_b.acme.com/').host, 'a_b.acme.com');
   });
 
   test('refuses input WHATWG would silently repair, and non-strings', () => {
@@ -59,10 +110,23 @@ describe('url facts', () => {
     refused('https://api.acme.com/\t', /whitespace/);
     refused('https://api.acme.com\\@evil.com/', /backslash/);
     refused('https://api.acme.com/\u0000', /control/);
+    refused('https://api.acme.com\u3000/', /whitespace/);
+    refused('https://api.acme.com/\u00a0', /whitespace/);
     refused('https://a..b/', /empty label/);
     refused('https://api.acme.com../', /empty label/);
     refused(443, /must be a string, got a number/);
     refused(['https://api.acme.com'], /got an array/);
+  });
+
+  test('credentials never appear in a refusal', () => {
+    for (const u of [
+      'https://user:s3cret@api.acme.com/a b',
+      'https://u:s3cret@b@api.acme.com/',
+      'https://u:s3cret@API%2e.com/',
+    ]) {
+      const r = c.facts(u);
+      assert.ok(!r.ok && !r.error.includes('s3cret') && r.error.includes('***@'), JSON.stringify(r));
+    }
   });
 
   test('credentials are flagged and never reach the audit trail', () => {
@@ -124,19 +188,20 @@ describe('url conditions', () => {
     assert.equal(allowed(w, 'https://a.acme.com.evil.com/'), false);
   });
 
-  test('IP literals in a policy are normalised, and every notation of the address matches', () => {
+  test('IP literals in a policy are normalised to the one notation a url may use', () => {
     const loop = { hosts: ['127.0.0.1'] };
-    assert.ok(allowed(loop, 'http://2130706433/'));
-    assert.ok(allowed(loop, 'http://0x7f.0.0.1/'));
-    assert.equal(allowed(loop, 'http://[::ffff:127.0.0.1]/'), false);
-    assert.ok(allowed({ hosts: ['::1'] }, 'http://[0::1]/'));
+    assert.ok(allowed(loop, 'http://127.0.0.1/'));
+    assert.equal(c.facts('http://2130706433/').ok, false);
+    assert.equal(allowed(loop, 'http://[::ffff:7f00:1]/'), false);
+    assert.ok(allowed({ hosts: ['::1'] }, 'http://[::1]/'));
     assert.ok(allowed({ hosts: ['[::ffff:127.0.0.1]'] }, 'http://[::ffff:7f00:1]/'));
     assert.ok(allowed({ hosts: ['0x7f000001'] }, 'http://127.0.0.1/'));
   });
 
-  test('an IDN homograph does not match the ASCII host', () => {
-    assert.equal(allowed(api, 'https://\u0430pi.acme.com/'), false);
-    assert.equal(allowed({ hosts: ['*.acme.com'] }, 'https://api.\u0430cme.com/'), false);
+  test('an IDN homograph is refused before any host is compared', () => {
+    refused('https://\u0430pi.acme.com/', /non-ascii/);
+    assert.equal(allowed(api, 'https://xn--pi-6kc.acme.com/'), false);
+    assert.equal(allowed({ hosts: ['*.acme.com'] }, 'https://api.xn--cme-5cd.com/'), false);
   });
 
   test('compile rejects bad entries with field-keyed messages', () => {
@@ -167,6 +232,17 @@ describe('url conditions', () => {
   });
 });
 
+describe('url warnings', () => {
+  const codes = (x: unknown) => (c.warnings?.(cond(x)) ?? []).map((w) => w.code);
+  test('names the dangerous defaults an allow rule leaves open', () => {
+    assert.deepEqual(codes({}), ['url_any_host']);
+    assert.deepEqual(codes({ hosts: ['api.acme.com'] }), []);
+    assert.deepEqual(codes({ hosts: ['*.com', '*.acme.com'] }), ['url_broad_wildcard']);
+    assert.deepEqual(codes({ hosts: ['a.b'], schemes: ['https', 'file'] }), ['url_scheme']);
+    assert.deepEqual(codes({ hosts: ['a.b'], allow_userinfo: true }), ['url_userinfo']);
+  });
+});
+
 describe('url properties', () => {
   test('facts never throws on arbitrary strings and JSON', () => {
     fc.assert(fc.property(fc.string({ unit: 'binary' }), (s) => void c.facts(s)));
@@ -174,6 +250,94 @@ describe('url properties', () => {
       fc.property(fc.webUrl({ withFragments: true, withQueryParameters: true }), (s) => void c.facts(s)),
     );
     fc.assert(fc.property(fc.jsonValue(), (v) => void c.facts(v as Json)));
+  });
+
+  test('mutating a denied url (case, percent-encoding, whitespace, dots, ports) never gets it allowed', () => {
+    const k = cond({ hosts: ['api.acme.com'], schemes: ['https'] });
+    const denied = fc.constantFrom(
+      'https://evil.com/',
+      'https://api.acme.com.evil.com/',
+      'https://evil.com#@api.acme.com',
+      'https://api.acme.com@evil.com/',
+      'http://api.acme.com/',
+      'https://api.acme.com:8443/',
+      'https://127.0.0.1/',
+      'https://xn--pi-6kc.acme.com/',
+    );
+    const mutation = fc.oneof(
+      fc.record({ kind: fc.constant('case' as const), at: fc.nat() }),
+      fc.record({ kind: fc.constant('percent' as const), at: fc.nat() }),
+      fc.record({
+        kind: fc.constant('insert' as const),
+        at: fc.nat(),
+        text: fc.constantFrom(
+          ' ',
+          '\t',
+          '\n',
+          '\r',
+          '\u0000',
+          '\\',
+          '.',
+          '%2e',
+          '%2E',
+          '\u3002',
+          '\uff0e',
+          '\u200b',
+          '@',
+          '#',
+          '/',
+          ':443',
+          '\u00a0',
+        ),
+      }),
+    );
+    const apply = (
+      u: string,
+      m: { kind: 'case' | 'percent' | 'insert'; at: number; text?: string },
+    ): string => {
+      const i = m.at % (u.length + 1);
+      if (m.kind === 'insert') return u.slice(0, i) + (m.text ?? '') + u.slice(i);
+      const ch = u[i % u.length] as string;
+      const repl =
+        m.kind === 'case'
+          ? ch === ch.toLowerCase()
+            ? ch.toUpperCase()
+            : ch.toLowerCase()
+          : `%${ch.charCodeAt(0).toString(16).padStart(2, '0')}`;
+      return u.slice(0, i % u.length) + repl + u.slice((i % u.length) + 1);
+    };
+    fc.assert(
+      fc.property(denied, fc.array(mutation, { minLength: 1, maxLength: 4 }), (u, ms) => {
+        const v = ms.reduce(apply, u);
+        const f = c.facts(v);
+        if (!f.ok) return;
+        const m = c.match(k, f.value);
+        // Still allowed only if the mutation produced the allowed host itself over https on 443.
+        if (m.ok) {
+          const t = new URL(v);
+          assert.equal(t.hostname.replace(/\.$/, ''), 'api.acme.com', `${u} -> ${v} was allowed`);
+          assert.ok(t.protocol === 'https:' && t.port === '' && t.username === '', `${u} -> ${v}`);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  test('an accepted url is its own href up to case, default port and empty-path slash', () => {
+    fc.assert(
+      fc.property(fc.webUrl({ withFragments: true, withQueryParameters: true }), (s) => {
+        const f = c.facts(s);
+        if (!f.ok) return;
+        const href = new URL(s).href;
+        const strip = (x: string) =>
+          x
+            .toLowerCase()
+            .replace(/:443(?=[/?#]|$)|:80(?=[/?#]|$)/, '')
+            .replace(/\/(?=[?#]|$)/g, '');
+        assert.equal(strip(href), strip(s));
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   test('a wildcard match always means the host ends with `.suffix` and has a label before it', () => {

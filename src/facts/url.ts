@@ -3,16 +3,35 @@
  *
  *   when: { url: { hosts: [api.acme.com, '*.cdn.acme.com'], schemes: [https] } }
  *
- * Facts carry the lowercased ASCII (IDNA) host without a trailing dot, the effective port, IPv4 in
- * dotted-decimal whatever notation was sent, IPv6 in compressed bracketed form, and whether
- * credentials were embedded. Raw input with whitespace, control characters or backslashes is refused:
- * WHATWG silently repairs those, other HTTP clients do not, and the difference is exploitable.
+ * Facts carry the lowercased ASCII host without a trailing dot, the effective port, and whether
+ * credentials were embedded.
+ *
+ * INVARIANT: no parser differential — the tool forwards the raw string, and its client (curl, Python's
+ * urllib/requests, Go's net/url) may parse it differently from WHATWG. So an input is accepted only if
+ * WHATWG's `href` for it is the input itself, up to the letter case of scheme and host, an explicit
+ * default port, and the `/` of an empty path. Everything WHATWG would repair is refused, with the
+ * canonical form in the message: `https:host`, `%2e` in a host, non-ASCII (IDNA) hosts, IPv4 written
+ * in hex, octal or as one number, uncompressed IPv6, `..` and `%2e%2e` path segments, whitespace,
+ * control characters, backslashes.
  */
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
 import { flag, integerList, stringList } from './fields.js';
-import { compileHostPattern, type HostPattern, hostMatches, showHostPattern } from './host-pattern.js';
-import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
+import {
+  compileHostPattern,
+  type HostPattern,
+  hostMatches,
+  isBroadWildcard,
+  showHostPattern,
+} from './host-pattern.js';
+import type {
+  Canonicaliser,
+  CompileResult,
+  ConditionFields,
+  ConditionWarning,
+  FactResult,
+  MatchResult,
+} from './types.js';
 
 /** Longest URL accepted. */
 export const URL_MAX = 8192;
@@ -49,6 +68,7 @@ export interface UrlCondition {
   allowUserinfo: boolean;
 }
 
+/** Whitespace, control characters or a backslash: WHATWG strips or rewrites them, other clients do not. */
 function hasUnsafeChars(s: string): boolean {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: whitespace and control characters are refused
   return /[\u0000-\u0020\u007f-\u00a0\\\u1680\u2000-\u200f\u2028\u2029\u202f\u205f\u3000\ufeff]/.test(s);
@@ -61,26 +81,96 @@ function classify(host: string): UrlFacts['hostKind'] {
   return 'dns';
 }
 
+/**
+ * Quotes a url for a message with any credentials masked: refusals reach the agent and the audit trail.
+ * Masks from `//` to the last `@` before the path, as both WHATWG and the clients that split at the
+ * first `@` would include it in the userinfo.
+ */
+function show(raw: string): string {
+  return quote(raw.replace(/^([^/?#]*\/\/)[^/?#]*@/, '$1***@'));
+}
+
+/** End of the authority that starts at `from` (after `//`): the first `/`, `?` or `#`, or the end. */
+function authorityEnd(s: string, from: number): number {
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 47 /* / */ || c === 63 /* ? */ || c === 35 /* # */) return i;
+  }
+  return s.length;
+}
+
+/**
+ * Does WHATWG's `href` differ from the raw input in more than the letter case of scheme and host, an
+ * explicit default port, and the `/` of an empty path? `raw` is ASCII without whitespace or backslashes.
+ */
+export function repaired(raw: string, u: URL): boolean {
+  const href = u.href;
+  if (raw === href) return false;
+  const p = u.protocol.length; // `https:`
+  if (raw.slice(0, p).toLowerCase() !== u.protocol) return true;
+  const r = raw.slice(p);
+  const h = href.slice(p);
+  if (!r.startsWith('//') || !h.startsWith('//')) return r !== h;
+  const re = authorityEnd(r, 2);
+  const he = authorityEnd(h, 2);
+  const ra = r.slice(2, re);
+  const ha = h.slice(2, he);
+  if (ra !== ha) {
+    const ri = ra.lastIndexOf('@') + 1;
+    const hi = ha.lastIndexOf('@') + 1;
+    if (ra.slice(0, ri) !== ha.slice(0, hi)) return true; // userinfo is compared exactly
+    const rhp = ra.slice(ri).toLowerCase();
+    const hhp = ha.slice(hi);
+    const def = DEFAULT_PORTS[u.protocol.slice(0, -1)];
+    if (rhp !== hhp && !(def !== undefined && u.port === '' && rhp === `${hhp}:${def}`)) return true;
+  }
+  const rt = r.slice(re);
+  const ht = h.slice(he);
+  return !(rt === ht || (ht === `/${rt}` && (rt === '' || rt[0] === '?' || rt[0] === '#')));
+}
+
 /** Parses one URL with the WHATWG parser and normalises it. Never throws. */
 export function parseUrl(raw: string): FactResult<UrlFacts> {
   if (raw.length === 0) return { ok: false, error: 'url is empty' };
   if (raw.length > URL_MAX) return { ok: false, error: `url is longer than ${URL_MAX} characters` };
   if (hasUnsafeChars(raw)) {
-    return { ok: false, error: `url ${quote(raw)} contains whitespace, a control character or a backslash` };
+    return { ok: false, error: `url ${show(raw)} contains whitespace, a control character or a backslash` };
   }
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
-    return { ok: false, error: `url ${quote(raw)} does not parse (an absolute url is required)` };
+    return { ok: false, error: `url ${show(raw)} does not parse (an absolute url is required)` };
+  }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: every non-ASCII character is refused
+  if (/[^\u0000-\u007f]/.test(raw)) {
+    // WHATWG maps IDNA hosts (`ｅｘａｍｐｌｅ`, `faß`) and percent-encodes paths; clients map differently.
+    return {
+      ok: false,
+      error: `url ${show(raw)} contains non-ascii characters; send ${show(u.href)} (punycode host, percent-encoded path)`,
+    };
+  }
+  if (repaired(raw, u)) {
+    return {
+      ok: false,
+      error: `url ${show(raw)} is not in canonical form (other clients may read it differently); send ${show(u.href)}`,
+    };
   }
   const scheme = u.protocol.slice(0, -1);
-  let host = u.hostname;
+  // Special schemes lowercase the host already; an opaque host (`ssh://Host/`) keeps its case in WHATWG.
+  let host = u.hostname.toLowerCase();
   if (host.endsWith('.')) host = host.slice(0, -1);
   if (host.startsWith('.') || host.endsWith('.') || host.includes('..')) {
-    return { ok: false, error: `url ${quote(raw)} has an empty label in its host` };
+    return { ok: false, error: `url ${show(raw)} has an empty label in its host` };
   }
   const hostKind = classify(host);
+  if (hostKind === 'dns' && u.host !== '' && !/^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/.test(host)) {
+    // WHATWG keeps `!`, `;`, `$`, `*`, ... in a host; resolvers and TLS libraries do not agree on them.
+    return {
+      ok: false,
+      error: `url ${show(raw)} has a host with characters other than letters, digits, \`-\`, \`_\` and dots`,
+    };
+  }
   const port = u.port !== '' ? Number(u.port) : (DEFAULT_PORTS[scheme] ?? null);
   const userinfo = u.username !== '' || u.password !== '';
   u.username = '';
@@ -101,9 +191,18 @@ export function normaliseHost(entry: string): { ok: true; value: string } | { ok
   ) {
     return { ok: false, error: `${quote(entry)} is not a host name or ip address` };
   }
-  const r = parseUrl(`http://${h}/`);
-  if (!r.ok || r.value.host === '') return { ok: false, error: `${quote(entry)} is not a valid host` };
-  return { ok: true, value: r.value.host };
+  // A policy entry is trusted text: WHATWG normalises it (IP notations, IDNA); a url value must be canonical.
+  let host: string;
+  try {
+    host = new URL(`http://${h}/`).hostname;
+  } catch {
+    return { ok: false, error: `${quote(entry)} is not a valid host` };
+  }
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  if (host === '' || host.startsWith('.') || host.includes('..') || /[^a-z0-9_.\-[\]:]/.test(host)) {
+    return { ok: false, error: `${quote(entry)} is not a valid host` };
+  }
+  return { ok: true, value: host };
 }
 
 /** The fields of a `url` condition (the one definition: schema, loader and docs test read it). */
@@ -175,6 +274,48 @@ function match(c: UrlCondition, f: UrlFacts): MatchResult {
   return { ok: true };
 }
 
+/** Schemes whose target is a host on the network, reached as the host and port say. */
+const NETWORK_SCHEMES: readonly string[] = ['https', 'http', 'wss', 'ws'];
+
+/** The dangerous defaults an allow rule's `url` condition may leave open. */
+function warnings(c: UrlCondition): ConditionWarning[] {
+  const out: ConditionWarning[] = [];
+  if (c.hosts === undefined) {
+    out.push({
+      field: '',
+      code: 'url_any_host',
+      message: 'no `hosts`: any host can be reached, internal ones too (127.0.0.1, 169.254.169.254)',
+      hint: 'list the hosts the tool may reach: `hosts: [api.example.com]`',
+    });
+  }
+  c.hosts?.forEach((p, i) => {
+    if (isBroadWildcard(p)) {
+      out.push({
+        field: `hosts.${i}`,
+        code: 'url_broad_wildcard',
+        message: `\`${showHostPattern(p)}\` admits every host under a top-level domain, which anyone can register`,
+      });
+    }
+  });
+  for (const s of c.schemes) {
+    if (!NETWORK_SCHEMES.includes(s)) {
+      out.push({
+        field: 'schemes',
+        code: 'url_scheme',
+        message: `scheme \`${s}\` is not http(s) or ws(s): \`hosts\` and \`ports\` may not say what it reaches (\`file:\` reads local files)`,
+      });
+    }
+  }
+  if (c.allowUserinfo) {
+    out.push({
+      field: 'allow_userinfo',
+      code: 'url_userinfo',
+      message: '`allow_userinfo: true` lets credentials in the url reach the target and its logs',
+    });
+  }
+  return out;
+}
+
 /** The `url` canonicaliser. */
 export const urlCanonicaliser: Canonicaliser<UrlCondition, UrlFacts> = {
   name: 'url',
@@ -184,6 +325,7 @@ export const urlCanonicaliser: Canonicaliser<UrlCondition, UrlFacts> = {
   compile,
   facts,
   match,
+  warnings,
   toJson: (f) => ({
     scheme: f.scheme,
     host: f.host,

@@ -252,3 +252,30 @@ test('the published schema file matches the schema the loader uses', () => {
   ) as unknown;
   assert.deepEqual(file, JSON.parse(JSON.stringify(policySchema)));
 });
+
+test('allow rules get the path, url and email warnings for dangerous defaults, with a location', () => {
+  const r = loadPolicyText(
+    [
+      'version: 1',
+      'agents:',
+      '  a:',
+      '    rules:',
+      '      - { allow: web.fetch, when: { url: { schemes: [https, file] } } }',
+      '      - { allow: files.read, when: { path: { not_under: [/etc] } } }',
+      "      - { allow: mail.send, when: { email: { to_domains: ['*.com'] } } }",
+      '      - { allow: files.move, when: { path: { under: [/srv/kb], allow_traversal: true } } }',
+      '      - { allow: api.get, when: { url: { hosts: [api.acme.com] } } }',
+      '      - { deny: web.post, unless: { url: {} } }',
+    ].join('\n'),
+    'p.yaml',
+  );
+  assert.ok(r.ok, JSON.stringify(r));
+  const got = r.warnings.map((w) => `${w.code}@${w.line}`);
+  assert.deepEqual(got, [
+    'url_any_host@5',
+    'url_scheme@5',
+    'path_anywhere@6',
+    'email_broad_wildcard@7',
+    'path_traversal@8',
+  ]);
+});

@@ -73,6 +73,10 @@ export interface ArgConstraint {
   type?: JsonTypeName;
   min?: number;
   max?: number;
+  /** Exclusive lower bound (`gt: 0` refuses 0). */
+  gt?: number;
+  /** Exclusive upper bound. */
+  lt?: number;
   equals?: string | number | boolean | null;
   in?: (string | number | boolean)[];
   max_length?: number;
