@@ -436,6 +436,19 @@ export class GatewaySession {
     );
   }
 
+  /** The ready connection of `up` (waiting through one restart within `deadline`), or why there is none. */
+  private readyFor(
+    up: UpstreamConnection,
+    deadline: number,
+    signal: AbortSignal,
+  ): Promise<{ generation: number } | UpstreamError> {
+    return up.ready({ deadline, signal, throughRetries: true }).then(
+      (live) => ({ generation: live.generation }),
+      (err: unknown) =>
+        err instanceof UpstreamError ? err : new UpstreamError('upstream_failed', (err as Error).message),
+    );
+  }
+
   /** The upstream and policy name a tool name belongs to (by prefix, else the `bare` upstream). */
   private routeTool(exposed: string): { upstream: string; policyName: string } | undefined {
     let bare: string | undefined;
@@ -848,19 +861,21 @@ export class GatewaySession {
     // INVARIANT: one canonical parse — the frozen object decided below is the object forwarded.
     deepFreeze(args);
     const route = this.routeTool(name);
-    const d = await this.settle(this.action(route?.policyName ?? name, args, route?.upstream), extra);
+    const up = route ? this.upstream(route.upstream) : undefined;
+    // INVARIANT: nothing half-loaded serves calls — the tool is looked up only in the listing of a ready
+    // connection (listed and pin-checked), and forwarded only on that connection's generation.
+    let deadline = Date.now() + limits.callTimeoutMs;
+    let live = up ? await this.readyFor(up, deadline, extra.signal) : undefined;
+    let entry = live instanceof UpstreamError ? undefined : this.catalog().get(name);
+    const policyName =
+      entry?.policyName ?? (live instanceof UpstreamError ? route?.policyName : name) ?? name;
+    const d = await this.settle(this.action(policyName, args, route?.upstream), extra);
     if (d.effect === 'deny') return refusal(d);
     if (d.effect === 'ask') return refusal(d);
 
     const started = performance.now();
-    if (!route) {
-      await this.finish(d, false, started, 'unknown tool');
-      throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name}\``);
-    }
-    const up = this.upstream(route.upstream);
     const token = extra._meta?.progressToken;
-    // One deadline for the whole call: waiting for the upstream to be ready (and checked), then the call.
-    const deadline = Date.now() + limits.callTimeoutMs;
+    deadline = Date.now() + limits.callTimeoutMs;
     const opts: Parameters<UpstreamConnection['request']>[2] = { signal: extra.signal, deadline };
     // Progress is relayed in order and flushed before the result, so none arrives after the response.
     let relayed: Promise<void> = Promise.resolve();
@@ -874,38 +889,36 @@ export class GatewaySession {
       };
     }
     let result: Result | undefined;
-    while (result === undefined) {
-      // INVARIANT: nothing half-loaded serves calls — wait until the upstream's tools are listed and
-      // pin-checked, look the tool up in that generation's listing, and forward on that generation only.
-      let generation: number;
-      try {
-        generation = (await up.ready({ deadline, signal: extra.signal, throughRetries: true })).generation;
-      } catch (err) {
-        const why = (err as Error).message;
-        await this.finish(d, false, started, why);
-        return errorResult(why, d);
+    for (;;) {
+      if (live instanceof UpstreamError) {
+        // Not ready within the call timeout, or backing off: the reason says which, and why.
+        await this.finish(d, false, started, live.message);
+        return errorResult(live.message, d);
       }
-      const entry = this.catalog().get(name);
       if (entry && entry.state !== 'ok') await this.refreshPin(entry);
       if (entry && entry.state !== 'ok') {
         const why = pinReason(entry);
         await this.finish(d, false, started, why);
         return errorResult(why, d);
       }
-      if (!entry || entry.upstream !== route.upstream) {
+      if (!up || !entry || entry.upstream !== up.name || entry.policyName !== policyName) {
         await this.finish(d, false, started, 'unknown tool');
-        throw new McpError(
-          ErrorCode.InvalidParams,
-          `unknown tool \`${name}\`: upstream \`${route.upstream}\` does not list it`,
-        );
+        throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name}\``);
       }
+      const call = { name: entry.tool.name, arguments: args };
       try {
-        result = await this.track(entry.upstream, extra.requestId, () =>
-          up.request('tools/call', { name: entry.tool.name, arguments: args }, { ...opts, generation }),
+        const generation = live?.generation;
+        result = await this.track(up.name, extra.requestId, () =>
+          up.request('tools/call', call, generation === undefined ? opts : { ...opts, generation }),
         );
+        break;
       } catch (err) {
-        // Restarted or re-checked since the lookup: nothing was sent; look again on the new generation.
-        if (err instanceof UpstreamError && err.code === 'upstream_restarted') continue;
+        if (err instanceof UpstreamError && err.code === 'upstream_restarted') {
+          // Restarted or re-checked since the lookup, so nothing was sent: look again on the new listing.
+          live = await this.readyFor(up, deadline, extra.signal);
+          entry = live instanceof UpstreamError ? undefined : this.catalog().get(name);
+          continue;
+        }
         await relayed;
         const msg =
           err instanceof UpstreamError && err.code === 'upstream_result_too_large'
