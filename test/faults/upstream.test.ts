@@ -6,11 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { z } from 'zod';
 import { startServe } from '../../src/cli/serve.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { hashApiKey, newApiKey } from '../../src/enforce/auth.js';
@@ -282,6 +287,63 @@ test('a result over the read limit gets "result too large"; the same process ser
     await c.close();
   }
 });
+
+for (const mode of ['JSON', 'SSE'] as const) {
+  test(`an HTTP upstream's oversized ${mode} answer gets "result too large"; its session goes on`, async () => {
+    // A real SDK server over Streamable HTTP (in this process) whose `big` tool answers with n bytes.
+    const server = new McpServer({ name: 'http-big', version: '1' });
+    server.registerTool('big', { inputSchema: { bytes: z.number().int() } }, async ({ bytes }) => ({
+      content: [{ type: 'text', text: 'y'.repeat(bytes) }],
+    }));
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => `sess-${mode}`,
+      enableJsonResponse: mode === 'JSON',
+    });
+    await server.connect(transport);
+    const methods: string[] = [];
+    const http = createServer((req, res) => {
+      if (req.method === 'POST') {
+        let body = '';
+        req.on('data', (c: Buffer) => {
+          body += c.toString('utf8');
+        });
+        req.on('end', () => {
+          methods.push(
+            `${(JSON.parse(body) as { method?: string }).method}@${req.headers['mcp-session-id'] ?? '-'}`,
+          );
+          void transport.handleRequest(req, res, JSON.parse(body));
+        });
+      } else void transport.handleRequest(req, res);
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+    const l = await makeLayer({ ...policy, roles: { r: [{ id: 'all', allow: ['web.*'] }] } });
+    const c = await connectInProcess(
+      l,
+      makeConfig({ upstreams: { web: { url } }, limits: { maxResultBytes: 100_000 } }),
+      'a',
+    );
+    try {
+      const r = await c.client.callTool({ name: 'web.big', arguments: { bytes: 300_000 } });
+      assert.equal(r.isError, true);
+      assert.match(text(r), /^result too large: `web\.big` returned .+; the limit is 100000 bytes/);
+      const ok = await c.client.callTool({ name: 'web.big', arguments: { bytes: 3 } });
+      assert.equal(text(ok), 'yyy');
+      // One session throughout: no second initialize, every call on the first session id.
+      assert.equal(methods.filter((m) => m.startsWith('initialize@')).length, 1);
+      assert.deepEqual(
+        methods.filter((m) => m.startsWith('tools/call@')),
+        [`tools/call@sess-${mode}`, `tools/call@sess-${mode}`],
+      );
+      assert.equal(c.gateway.upstreamStatus()[0]?.failures, 0);
+    } finally {
+      await c.close();
+      await server.close();
+      http.closeAllConnections();
+      await new Promise((r) => http.close(r));
+    }
+  });
+}
 
 test('operators see each upstream state over GET /v1/upstreams', async () => {
   const ops = newApiKey();

@@ -922,7 +922,7 @@ export class GatewaySession {
         await relayed;
         const msg =
           err instanceof UpstreamError && err.code === 'upstream_result_too_large'
-            ? tooLarge(name, err.bytes ?? 0, limits.maxResultBytes)
+            ? tooLarge(name, err.bytes, limits.maxResultBytes)
             : (err as Error).message;
         await this.finish(d, false, started, msg);
         if (err instanceof McpError && !(err instanceof UpstreamError)) {
@@ -1052,8 +1052,9 @@ function errorResult(text: string, d: Decision): CallToolResult {
 }
 
 /** The documented "result too large" refusal of a `tools/call` result. */
-function tooLarge(tool: string, bytes: number, limit: number): string {
-  return `result too large: \`${tool}\` returned ${bytes} bytes; the limit is ${limit} bytes (limits.maxResultBytes)`;
+function tooLarge(tool: string, bytes: number | undefined, limit: number): string {
+  const size = bytes === undefined ? 'more than the limit' : `${bytes} bytes`;
+  return `result too large: \`${tool}\` returned ${size}; the limit is ${limit} bytes (limits.maxResultBytes)`;
 }
 
 function pinReason(e: ToolEntry): string {

@@ -105,7 +105,7 @@ const MAX_CAPTURE = 256;
  * Follows a JSON text byte by byte without keeping it: nesting depth, strings and escapes, the names of the
  * top-level keys and the raw value of the top-level `id`. Enough to answer the right request.
  */
-class TopLevelScanner {
+export class TopLevelScanner {
   private bytes = 0;
   private depth = 0;
   private inString = false;
@@ -203,6 +203,22 @@ class TopLevelScanner {
   }
 }
 
+/**
+ * The error response that stands in for an answer refused as too large. `bytes` is the answer's size, or
+ * undefined when reading stopped at the limit.
+ */
+export function tooLargeResponse(id: RequestId, bytes: number | undefined, limit: number): JSONRPCMessage {
+  return {
+    jsonrpc: '2.0',
+    id,
+    error: {
+      code: RESULT_TOO_LARGE,
+      message: `result too large: ${bytes === undefined ? 'more than ' : ''}${bytes ?? limit} bytes; the limit is ${limit}`,
+      data: { [TOO_LARGE_KEY]: { ...(bytes !== undefined ? { bytes } : {}), limit } },
+    },
+  };
+}
+
 /** How to start one stdio upstream. */
 export interface StdioUpstreamParams {
   command: string;
@@ -279,15 +295,7 @@ export class StdioUpstreamTransport implements Transport {
     const what = `a message of ${o.bytes} bytes (the limit is ${limit})`;
     if (o.id !== undefined && !o.method) {
       // The answer to one of our requests: that request fails; the upstream keeps running.
-      this.onmessage?.({
-        jsonrpc: '2.0',
-        id: o.id,
-        error: {
-          code: RESULT_TOO_LARGE,
-          message: `result too large: ${o.bytes} bytes; the limit is ${limit}`,
-          data: { [TOO_LARGE_KEY]: { bytes: o.bytes, limit } },
-        },
-      });
+      this.onmessage?.(tooLargeResponse(o.id, o.bytes, limit));
       return;
     }
     if (o.id !== undefined) {

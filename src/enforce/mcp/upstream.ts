@@ -53,7 +53,7 @@ export class UpstreamError extends Error {
     | 'upstream_failed'
     | 'upstream_closed'
     | 'upstream_result_too_large';
-  /** For `upstream_result_too_large`: the size of the refused message in bytes. */
+  /** For `upstream_result_too_large`: the size of the refused message in bytes, when it was read whole. */
   readonly bytes: number | undefined;
   constructor(code: UpstreamError['code'], message: string, options?: { cause?: unknown; bytes?: number }) {
     super(message, options);
@@ -333,7 +333,11 @@ export class UpstreamConnection {
 
   private newTransport(): Transport {
     if (this.config.kind === 'http')
-      return new HttpUpstreamTransport(new URL(this.config.url), this.config.headers);
+      return new HttpUpstreamTransport(
+        new URL(this.config.url),
+        this.config.headers,
+        this.limits.maxMessageBytes,
+      );
     const t = new StdioUpstreamTransport({
       command: this.config.command,
       args: this.config.args,
@@ -515,11 +519,12 @@ export class UpstreamConnection {
     }
     if (err instanceof McpError && err.code === RESULT_TOO_LARGE) {
       const info = (err.data as Record<string, { bytes?: unknown }> | undefined)?.[TOO_LARGE_KEY];
-      if (typeof info?.bytes === 'number') {
+      if (info && typeof info === 'object') {
+        const bytes = typeof info.bytes === 'number' ? info.bytes : undefined;
         return new UpstreamError(
           'upstream_result_too_large',
-          `result too large: upstream \`${this.name}\` answered \`${method}\` with ${info.bytes} bytes; the limit is ${this.limits.maxMessageBytes}`,
-          { cause: err, bytes: info.bytes },
+          `result too large: upstream \`${this.name}\` answered \`${method}\` with ${bytes === undefined ? 'more than ' : ''}${bytes ?? this.limits.maxMessageBytes} bytes; the limit is ${this.limits.maxMessageBytes}`,
+          { cause: err, ...(bytes !== undefined ? { bytes } : {}) },
         );
       }
     }
