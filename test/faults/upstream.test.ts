@@ -214,6 +214,7 @@ test('a definition changed across a restart: calls sent during the restart never
       'flaky.big',
       'flaky.crash',
       'flaky.greet',
+      'flaky.mutate',
       'flaky.pid',
       'flaky.sleep',
     ]);
@@ -257,6 +258,38 @@ test('a definition changed across a restart: calls sent during the restart never
     assert.deepEqual(s.heldBack, [{ tool: 'flaky.greet', reason: 'changed' }]);
     assert.ok(!(await c.client.listTools()).tools.some((t) => t.name === 'flaky.greet'));
     assert.notEqual(await pidOf(c), first);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a definition changed at run time (list_changed): calls wait for the re-check, then get the pin reason', async () => {
+  const c = await flaky('list-changed', { SLOW_LIST_MS: '1000' });
+  try {
+    const pid = await pidOf(c);
+    assert.match(
+      text(await c.client.callTool({ name: 'flaky.greet', arguments: { text: 'a' } })),
+      /^hello a/,
+    );
+    assert.equal(text(await c.client.callTool({ name: 'flaky.mutate', arguments: {} })), 'mutated');
+    await until('checking', () => (c.status().state === 'checking' ? true : undefined));
+    const t0 = Date.now();
+    const during = await Promise.all(
+      [0, 1, 2].map((i) => c.client.callTool({ name: 'flaky.greet', arguments: { text: `checking-${i}` } })),
+    );
+    for (const r of during) assert.match(text(r), /tool definition changed: `flaky\.greet`/);
+    assert.ok(Date.now() - t0 >= 300, 'they waited for the re-check');
+    assert.deepEqual(
+      c
+        .calls()
+        .filter((x) => x.tool === 'greet')
+        .map((x) => x.args.text),
+      ['a'],
+    );
+    assert.equal(c.status().state, 'pin_mismatch');
+    assert.equal(c.status().generation, 2);
+    assert.equal(await pidOf(c), pid, 'a re-check, not a restart');
+    assert.ok(c.logs.some((x) => x === '[flaky] tools changed; checking them again'));
   } finally {
     await c.close();
   }
@@ -395,7 +428,7 @@ http: { port: 0 }
     assert.equal(ready.name, 'flaky');
     assert.equal(ready.agent, 'a');
     assert.equal(ready.failures, 1);
-    assert.equal(ready.tools, 5);
+    assert.equal(ready.tools, 6);
     assert.ok(typeof ready.pid === 'number');
     assert.deepEqual(ready.heldBack, []);
   } finally {

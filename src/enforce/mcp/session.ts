@@ -312,7 +312,7 @@ export class GatewaySession {
     }
     this.listings.set(upstream, { generation, entries });
     this.templates.delete(upstream);
-    void this.server.sendToolListChanged().catch(() => {});
+    if (!this.closed) void this.server.sendToolListChanged().catch(() => {});
   }
 
   /** A connection of `upstream` stopped serving: its tools leave the catalog. */
@@ -441,7 +441,9 @@ export class GatewaySession {
     up: UpstreamConnection,
     deadline: number,
     signal: AbortSignal,
-  ): Promise<{ generation: number } | UpstreamError> {
+  ): Promise<{ generation: number } | UpstreamError> | { generation: number } {
+    // The common case without a detour through promises: the connection is ready.
+    if (up.isReady) return { generation: up.currentGeneration };
     return up.ready({ deadline, signal, throughRetries: true }).then(
       (live) => ({ generation: live.generation }),
       (err: unknown) =>
