@@ -158,6 +158,7 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
       state: opened.state,
       recorder: layer.recorder,
       authenticate: authApi,
+      upstreams: () => gateway.upstreamStatus(),
     }),
   ];
   let http: GatewayHttpServer;

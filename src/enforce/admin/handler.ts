@@ -29,6 +29,8 @@ export interface AdminApiOptions {
   recorder: Recorder;
   /** Identifies the caller; it records its own 401s (`createAuthenticator(auth, { recorder })`). */
   authenticate: Authenticate;
+  /** Where the gateway's upstream connections are, for `GET /v1/upstreams`; without it the route is absent. */
+  upstreams?: () => unknown[];
   /** Largest accepted request body in bytes; default 64 KiB. Larger bodies get 413. */
   maxBodyBytes?: number;
   /** Clock, for tests. */
@@ -61,7 +63,8 @@ type Route =
   | { kind: 'agent_suspend'; agent: string }
   | { kind: 'agent_resume'; agent: string }
   | { kind: 'stop' }
-  | { kind: 'resume_all' };
+  | { kind: 'resume_all' }
+  | { kind: 'upstreams' };
 
 interface Matched {
   route: Route;
@@ -87,6 +90,7 @@ type Body = { [k: string]: unknown };
  * | `POST /v1/agents/{agent}/resume`              | operator |
  * | `POST /v1/stop` `{reason?}`                   | operator |
  * | `POST /v1/resume-all`                         | operator |
+ * | `GET /v1/upstreams` (with `upstreams`)        | operator |
  */
 export function createAdminApiHandler(
   opts: AdminApiOptions,
@@ -116,6 +120,7 @@ export function createAdminApiHandler(
     const path = q === -1 ? url : url.slice(0, q);
     const matched = match(path);
     if (matched === undefined) return false;
+    if (matched !== 'not_found' && matched.route.kind === 'upstreams' && !opts.upstreams) return false;
     const rid = requestIdOf(req);
     try {
       if (matched === 'not_found') {
@@ -169,6 +174,8 @@ export function createAdminApiHandler(
           if (a === undefined)
             return reject(res, problem(404, 'not_found', `no approval \`${route.id}\``), rid);
           writeJson(res, 200, a as unknown as Json, rid);
+        } else if (route.kind === 'upstreams') {
+          writeJson(res, 200, { upstreams: (opts.upstreams?.() ?? []) as Json[] }, rid);
         } else {
           const rows = await state.list();
           writeJson(
@@ -283,6 +290,7 @@ function problemOf(err: unknown): Problem {
 function match(path: string): Matched | 'not_found' | undefined {
   if (path === '/v1/stop') return { route: { kind: 'stop' }, method: 'POST', role: 'operator' };
   if (path === '/v1/resume-all') return { route: { kind: 'resume_all' }, method: 'POST', role: 'operator' };
+  if (path === '/v1/upstreams') return { route: { kind: 'upstreams' }, method: 'GET', role: 'operator' };
   const segs = path.split('/');
   // segs[0] is '' (the leading slash), segs[1] 'v1'.
   if (segs[1] !== 'v1') return undefined;

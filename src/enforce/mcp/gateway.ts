@@ -9,7 +9,13 @@ import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { GatewayConfig } from '../../config/load.js';
 import { openToolPinStore, type ToolPinStore } from './pins.js';
 import { ScreenedTransport } from './screen.js';
-import { type GatewayContext, type GatewayLayer, GatewaySession, type SessionIdentity } from './session.js';
+import {
+  type GatewayContext,
+  type GatewayLayer,
+  GatewaySession,
+  type SessionIdentity,
+  type SessionUpstreamStatus,
+} from './session.js';
 import { StdioFrontTransport } from './stdio.js';
 
 export interface GatewayOptions {
@@ -69,6 +75,13 @@ export class McpGateway {
   async serveStdio(input: Readable, output: Writable, agent: string): Promise<GatewaySession> {
     const t = new StdioFrontTransport(input, output, this.ctx.config.limits.maxMessageBytes);
     return this.connect(t, { agent, transport: 'stdio' });
+  }
+
+  /** Every session's upstream connections: state, pid, failures, last error, next start, held-back tools. */
+  upstreamStatus(): SessionUpstreamStatus[] {
+    return [...this.sessions]
+      .flatMap((s) => s.upstreamStatus())
+      .sort((a, b) => a.name.localeCompare(b.name) || a.session.localeCompare(b.session));
   }
 
   /** Closes every session and its upstreams. */

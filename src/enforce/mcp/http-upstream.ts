@@ -4,6 +4,8 @@
  * for what the gateway uses (configured headers, session id, protocol version, JSON or SSE replies,
  * the standalone GET stream, resumption with `Last-Event-ID`, redirects only within the origin), without
  * `fetch` and web streams per call. No OAuth: upstream credentials are static headers in the config.
+ * Reads are bounded: a JSON body or an event over `maxMessageBytes` is not kept; the request it answers
+ * gets a "result too large" error (as over stdio, see `stdio-upstream.ts`) and the session goes on.
  */
 import {
   type ClientRequest,
@@ -20,6 +22,7 @@ import {
   JSONRPCMessageSchema,
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
+import { TopLevelScanner, tooLargeResponse } from './stdio-upstream.js';
 
 const MAX_REDIRECTS = 5;
 /** The SDK's reconnection defaults. */
@@ -31,6 +34,8 @@ interface StreamOptions {
   /** Responses replayed on a resumed stream get this id (a request re-sent as a resumption). */
   replayMessageId?: RequestId | undefined;
   onresumptiontoken?: ((token: string) => void) | undefined;
+  /** The request a POST's response stream answers, for an oversized answer that names no usable id. */
+  requestId?: RequestId | undefined;
 }
 
 /** A Streamable HTTP client transport for one upstream URL. */
@@ -52,6 +57,7 @@ export class HttpUpstreamTransport implements Transport {
   constructor(
     private readonly url: URL,
     private readonly headers: Record<string, string> = {},
+    private readonly maxMessageBytes: number = Number.POSITIVE_INFINITY,
   ) {
     this.agent =
       url.protocol === 'https:'
@@ -105,7 +111,7 @@ export class HttpUpstreamTransport implements Transport {
       if (typeof sid === 'string' && sid) this.session = sid;
       const status = res.statusCode ?? 0;
       if (status < 200 || status >= 300) {
-        const text = await readText(res).catch(() => null);
+        const text = await readText(res, 64 * 1024).catch(() => null);
         throw new StreamableHTTPError(
           status,
           `Error POSTing to endpoint: ${redirectText(res, this.url) ?? text}`,
@@ -125,9 +131,15 @@ export class HttpUpstreamTransport implements Transport {
       const contentType = res.headers['content-type'] ?? null;
       const media = mediaTypeEssence(contentType);
       if (media === 'text/event-stream') {
-        this.readStream(res, { onresumptiontoken: options?.onresumptiontoken }, false);
+        this.readStream(res, { onresumptiontoken: options?.onresumptiontoken, requestId: message.id }, false);
       } else if (media === 'application/json') {
-        const data = JSON.parse(await readText(res)) as unknown;
+        const body = await readText(res, this.maxMessageBytes);
+        if (body === undefined) {
+          // Reading stopped at the limit (the socket is dropped): the request fails, the session stays.
+          this.deliver(tooLargeResponse(message.id, undefined, this.maxMessageBytes));
+          return;
+        }
+        const data = JSON.parse(body) as unknown;
         const messages = (Array.isArray(data) ? data : [data]).map((m) => JSONRPCMessageSchema.parse(m));
         for (const m of messages) this.deliver(m);
       } else {
@@ -213,8 +225,42 @@ export class HttpUpstreamTransport implements Transport {
     let buf = '';
     let first = true;
     let data: string[] = [];
+    let dataSize = 0;
+    /** Set while an event's data is over the limit: it is scanned for its id, not kept. */
+    let scanner: TopLevelScanner | undefined;
+    /** A line over the limit without its newline yet: `data` is scanned, anything else dropped. */
+    let longLine: 'data' | 'drop' | undefined;
     let event = '';
     let id: string | undefined;
+    const limit = this.maxMessageBytes;
+    /** The event's scanner, started with the data kept so far. */
+    const toScanner = (): TopLevelScanner => {
+      if (!scanner) {
+        // INVARIANT: bounded memory — from here on this event is scanned, not kept.
+        scanner = new TopLevelScanner();
+        scanner.feed(Buffer.from(data.join('\n')));
+        data = [];
+        dataSize = 0;
+      }
+      return scanner;
+    };
+    const addData = (value: string) => {
+      if (scanner) {
+        scanner.feed(Buffer.from(`\n${value}`));
+        return;
+      }
+      data.push(value);
+      dataSize += value.length + 1;
+      if (dataSize > limit) toScanner();
+    };
+    const dispatchOversized = (s: TopLevelScanner) => {
+      const found = s.result();
+      const target = found.method ? undefined : (found.id ?? options.requestId);
+      if (target !== undefined) {
+        gotResponse = true;
+        this.deliver(tooLargeResponse(options.replayMessageId ?? target, found.bytes, limit));
+      } else this.onerror?.(new Error(`skipped an event of ${found.bytes} bytes (the limit is ${limit})`));
+    };
     const dispatch = () => {
       if (id !== undefined) {
         lastEventId = id;
@@ -223,9 +269,16 @@ export class HttpUpstreamTransport implements Transport {
       }
       const payload = data.join('\n');
       const type = event;
+      const over = scanner;
       data = [];
+      dataSize = 0;
+      scanner = undefined;
       event = '';
       id = undefined;
+      if (over) {
+        if (!type || type === 'message') dispatchOversized(over);
+        return;
+      }
       if (!payload || (type && type !== 'message')) return;
       try {
         const message = JSONRPCMessageSchema.parse(JSON.parse(payload));
@@ -241,7 +294,7 @@ export class HttpUpstreamTransport implements Transport {
     };
     const line = (l: string) => {
       if (l === '') {
-        if (data.length > 0 || id !== undefined || event) dispatch();
+        if (data.length > 0 || scanner || id !== undefined || event) dispatch();
         return;
       }
       if (l.charCodeAt(0) === 58) return; // ':' comment (keep-alive)
@@ -249,7 +302,7 @@ export class HttpUpstreamTransport implements Transport {
       const field = colon < 0 ? l : l.slice(0, colon);
       let value = colon < 0 ? '' : l.slice(colon + 1);
       if (value.charCodeAt(0) === 32) value = value.slice(1);
-      if (field === 'data') data.push(value);
+      if (field === 'data') addData(value);
       else if (field === 'event') event = value;
       else if (field === 'id') {
         if (!value.includes('\0')) id = value;
@@ -268,11 +321,27 @@ export class HttpUpstreamTransport implements Transport {
         if (c !== 10 && c !== 13) continue;
         // A CR at the very end may be the first half of CRLF: wait for more.
         if (c === 13 && i === buf.length - 1) break;
-        line(buf.slice(start, i));
+        const text = buf.slice(start, i);
+        if (longLine === 'data') scanner?.feed(Buffer.from(text));
+        else if (longLine === undefined) line(text);
+        longLine = undefined;
         if (c === 13 && buf.charCodeAt(i + 1) === 10) i++;
         start = i + 1;
       }
       buf = buf.slice(start);
+      if (longLine === undefined && buf.length > limit) {
+        // A line longer than the limit: a data line makes its event oversized, anything else is dropped.
+        longLine = buf.startsWith('data:') ? 'data' : 'drop';
+        if (longLine === 'data') {
+          const first = data.length === 0 && !scanner;
+          toScanner().feed(Buffer.from(`${first ? '' : '\n'}${buf.slice(buf.charCodeAt(5) === 32 ? 6 : 5)}`));
+        }
+        buf = '';
+      } else if (longLine !== undefined && buf.length > 0 && buf.charCodeAt(buf.length - 1) !== 13) {
+        // The long line goes on (a CR at the end waits: it may be the first half of CRLF).
+        if (longLine === 'data') scanner?.feed(Buffer.from(buf));
+        buf = '';
+      }
     });
     const ended = (error?: Error) => {
       if (error) this.onerror?.(new Error(`SSE stream disconnected: ${error}`));
@@ -361,10 +430,22 @@ export class HttpUpstreamTransport implements Transport {
   }
 }
 
-function readText(res: IncomingMessage): Promise<string> {
+/** The body as text; undefined (and the response destroyed) once it passes `limit` bytes. */
+function readText(res: IncomingMessage, limit: number): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    res.on('data', (c: Buffer) => chunks.push(c));
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        chunks.length = 0;
+        // Settled first: destroying emits `aborted`, which must not turn this into a failure.
+        resolve(undefined);
+        res.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
     res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     res.on('error', reject);
     res.on('aborted', () => reject(new Error('response aborted')));

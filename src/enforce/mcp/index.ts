@@ -29,6 +29,15 @@ export {
   GatewaySession,
   POLICY_DENIED,
   type SessionIdentity,
+  type SessionUpstreamStatus,
 } from './session.js';
 export { StdioFrontTransport } from './stdio.js';
-export { UpstreamConnection, UpstreamError, type UpstreamHooks } from './upstream.js';
+export {
+  BACKOFF,
+  UpstreamConnection,
+  UpstreamError,
+  type UpstreamHooks,
+  type UpstreamLimits,
+  type UpstreamState,
+  type UpstreamStatus,
+} from './upstream.js';

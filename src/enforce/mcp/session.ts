@@ -1,7 +1,9 @@
 /**
  * One agent's session with the gateway: an SDK `Server` facing the agent whose every handler asks the
  * decision function before anything reaches an upstream, and one `UpstreamConnection` per configured
- * upstream (per session, so server-to-client requests and notifications reach exactly this agent).
+ * upstream (per session, so server-to-client requests and notifications reach exactly this agent). Each
+ * connection's tools are listed and pin-checked (`verify`) before that connection serves anything; the
+ * catalog holds only the tools of connections that are ready, each entry tied to its generation.
  */
 import { performance } from 'node:perf_hooks';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
@@ -46,7 +48,13 @@ import { DECISION_META_KEY, decisionMeta, refusalText } from '../../runtime/refu
 import type { Action, Decision, Json } from '../../types.js';
 import { hashToolDefinition, type ToolPinStore } from './pins.js';
 import { isObject } from './screen.js';
-import { type RelayedMethod, UpstreamConnection, UpstreamError } from './upstream.js';
+import {
+  type RelayedMethod,
+  UpstreamConnection,
+  UpstreamError,
+  type UpstreamState,
+  type UpstreamStatus,
+} from './upstream.js';
 
 /** What the gateway needs from the runtime. */
 export type GatewayLayer = Pick<
@@ -61,6 +69,8 @@ export const POLICY_DENIED = -32003;
 const TOOL_NAME = /^[A-Za-z0-9._-]{1,128}$/;
 const PROMPT_NAME = /^[A-Za-z0-9._\-/]{1,128}$/;
 const MAX_LIST_PAGES = 100;
+/** Room for the JSON-RPC envelope around a result of `maxResultBytes` on an upstream's stdout. */
+const ENVELOPE_BYTES = 4096;
 
 /** Who the session belongs to: taken from the channel, never from a message. */
 export interface SessionIdentity {
@@ -89,6 +99,24 @@ interface ToolEntry {
   state: PinState;
 }
 
+/** The checked tools of one ready connection. */
+interface Listing {
+  generation: number;
+  entries: ToolEntry[];
+}
+
+/** One upstream connection of one session, as the operator's status shows it. */
+export interface SessionUpstreamStatus extends Omit<UpstreamStatus, 'state'> {
+  /** `pin_mismatch`: ready, but at least one tool's definition differs from its pin and is held back. */
+  state: UpstreamState | 'pin_mismatch';
+  session: string;
+  agent: string;
+  /** Tools listed and checked on the ready connection. */
+  tools: number;
+  /** Listed tools that are withheld, and why. */
+  heldBack: Array<{ tool: string; reason: Exclude<PinState, 'ok'> }>;
+}
+
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 /** What deciding and forwarding a call needs of its request: the SDK's extra, or the direct lane's. */
 type CallExtra = Pick<Extra, 'signal' | 'requestId' | '_meta' | 'sendNotification'>;
@@ -97,8 +125,9 @@ type CallExtra = Pick<Extra, 'signal' | 'requestId' | '_meta' | 'sendNotificatio
 export class GatewaySession {
   readonly server: Server;
   readonly upstreams = new Map<string, UpstreamConnection>();
-  private catalog: Promise<Map<string, ToolEntry>> | undefined;
-  private catalogGen = 0;
+  /** The checked tools per upstream, for the generation that serves (or is about to). */
+  private readonly listings = new Map<string, Listing>();
+  private catalogCache: { key: string; byName: Map<string, ToolEntry> } | undefined;
   private readonly uriOwners = new Map<string, string>();
   private readonly templates = new Map<string, UriTemplate[]>();
   private readonly subscriptions = new Map<string, string>();
@@ -129,8 +158,8 @@ export class GatewaySession {
       },
     );
     this.server.oninitialized = () => {
-      // Warm the upstreams so the first call does not pay for process start-up.
-      void this.catalogReady().catch(() => {});
+      // Start the upstreams so the first call does not pay for process start-up.
+      this.ensureUpstreams();
     };
     this.server.onclose = () => void this.close();
     this.register();
@@ -213,18 +242,42 @@ export class GatewaySession {
     if (caps.sampling) mirrored.sampling = caps.sampling;
     if (caps.elicitation) mirrored.elicitation = caps.elicitation;
     if (caps.roots) mirrored.roots = caps.roots;
+    const limits = {
+      timeoutMs: this.ctx.config.limits.callTimeoutMs,
+      maxMessageBytes: this.ctx.config.limits.maxResultBytes + ENVELOPE_BYTES,
+    };
     for (const [name, cfg] of Object.entries(this.ctx.config.upstreams)) {
-      const up = new UpstreamConnection(name, cfg, mirrored, this.ctx.config.limits.callTimeoutMs, {
+      const up = new UpstreamConnection(name, cfg, mirrored, limits, {
         relayRequest: (method, params, signal) => this.relay(name, method, params, signal),
         notify: (n) => this.fromUpstream(name, n),
-        reconnected: () => {
-          this.invalidate(name);
-          void this.server.sendToolListChanged().catch(() => {});
-        },
+        verify: (tools, generation) => this.verify(name, tools, generation),
+        lost: (generation) => this.lost(name, generation),
         log: (line) => this.ctx.log(line),
       });
       this.upstreams.set(name, up);
     }
+    for (const up of this.upstreams.values()) up.start();
+  }
+
+  /** Where every upstream connection of this session is (see `SessionUpstreamStatus`). */
+  upstreamStatus(): SessionUpstreamStatus[] {
+    return [...this.upstreams.values()].map((up) => {
+      const s = up.status();
+      const listing = this.listings.get(up.name);
+      const current = up.isReady && listing?.generation === up.currentGeneration ? listing : undefined;
+      const heldBack = (current?.entries ?? []).flatMap((e) =>
+        e.state === 'ok' ? [] : [{ tool: e.policyName, reason: e.state }],
+      );
+      const mismatch = heldBack.some((h) => h.reason === 'changed');
+      return {
+        ...s,
+        state: s.state === 'ready' && mismatch ? 'pin_mismatch' : s.state,
+        session: this.id,
+        agent: this.identity.agent,
+        tools: current?.entries.length ?? 0,
+        heldBack,
+      };
+    });
   }
 
   private upstream(name: string): UpstreamConnection {
@@ -234,10 +287,39 @@ export class GatewaySession {
     return up;
   }
 
-  private invalidate(upstream: string): void {
-    this.catalog = undefined;
-    this.catalogGen += 1;
+  /**
+   * Checks the tools of a new connection of `upstream` (names and pins, audit events for new and changed
+   * definitions) and keeps them for `generation`. The connection serves nothing until this has returned.
+   */
+  private async verify(upstream: string, tools: Tool[], generation: number): Promise<void> {
+    const expose = this.ctx.config.upstreams[upstream]?.expose ?? 'prefixed';
+    const entries: ToolEntry[] = [];
+    const seenHere = new Set<string>();
+    for (const tool of tools) {
+      const policyName = `${upstream}.${tool.name}`;
+      const exposed = expose === 'bare' ? tool.name : policyName;
+      const hash = hashToolDefinition(tool);
+      let state: PinState = 'ok';
+      if (!TOOL_NAME.test(tool.name)) state = 'invalid_name';
+      else if (seenHere.has(tool.name)) state = 'ambiguous';
+      else state = await this.pinState(policyName, hash);
+      seenHere.add(tool.name);
+      entries.push({ exposed, policyName, upstream, tool, hash, state });
+    }
+    for (const e of entries) {
+      if (e.state === 'changed')
+        this.ctx.log(`[${upstream}] ${e.policyName}: tool definition differs from its pin; held back`);
+    }
+    this.listings.set(upstream, { generation, entries });
     this.templates.delete(upstream);
+    if (!this.closed) void this.server.sendToolListChanged().catch(() => {});
+  }
+
+  /** A connection of `upstream` stopped serving: its tools leave the catalog. */
+  private lost(upstream: string, generation: number): void {
+    if (this.listings.get(upstream)?.generation === generation) this.listings.delete(upstream);
+    this.templates.delete(upstream);
+    if (!this.closed) void this.server.sendToolListChanged().catch(() => {});
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -266,10 +348,6 @@ export class GatewaySession {
     const related = this.relatedRequest(upstream);
     const opts = related !== undefined ? { relatedRequestId: related } : undefined;
     switch (n.method) {
-      case 'notifications/tools/list_changed':
-        this.invalidate(upstream);
-        void this.server.sendToolListChanged().catch(() => {});
-        return;
       case 'notifications/resources/list_changed':
         this.templates.delete(upstream);
         void this.server.sendResourceListChanged().catch(() => {});
@@ -308,62 +386,80 @@ export class GatewaySession {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // The tool catalog: every upstream's tools, named, pin-checked.
+  // The tool catalog: the checked tools of every ready connection, by exposed name.
 
-  private catalogReady(): Promise<Map<string, ToolEntry>> {
-    if (!this.catalog) {
-      const gen = this.catalogGen;
-      const p = this.buildCatalog();
-      this.catalog = p;
-      p.then(
-        () => {
-          if (this.catalogGen !== gen && this.catalog === p) this.catalog = undefined;
-        },
-        () => {
-          if (this.catalog === p) this.catalog = undefined;
-        },
-      );
+  /**
+   * Exposed name → tool, over the connections that are ready now (each listing only for the generation
+   * it was checked for). Two tools exposed under one name are both withheld (collision rule).
+   */
+  private catalog(): Map<string, ToolEntry> {
+    let key = '';
+    const current: Listing[] = [];
+    for (const up of this.upstreams.values()) {
+      const listing = this.listings.get(up.name);
+      if (!up.isReady || listing?.generation !== up.currentGeneration) continue;
+      key += `${up.name}:${listing.generation};`;
+      current.push(listing);
     }
-    return this.catalog;
-  }
-
-  private async buildCatalog(): Promise<Map<string, ToolEntry>> {
-    this.ensureUpstreams();
-    const lists = await Promise.all(
-      [...this.upstreams.values()].map(async (up) => {
-        try {
-          return { up, tools: await up.tools() };
-        } catch (err) {
-          this.ctx.log(`[${up.name}] tools unavailable: ${(err as Error).message}`);
-          return { up, tools: [] as Tool[] };
-        }
-      }),
-    );
+    if (this.catalogCache?.key === key) return this.catalogCache.byName;
     const byName = new Map<string, ToolEntry>();
     const ambiguous = new Set<string>();
-    for (const { up, tools } of lists) {
-      const expose = this.ctx.config.upstreams[up.name]?.expose ?? 'prefixed';
-      const seenHere = new Set<string>();
-      for (const tool of tools) {
-        const policyName = `${up.name}.${tool.name}`;
-        const exposed = expose === 'bare' ? tool.name : policyName;
-        const hash = hashToolDefinition(tool);
-        let state: PinState = 'ok';
-        if (!TOOL_NAME.test(tool.name)) state = 'invalid_name';
-        else if (seenHere.has(tool.name)) state = 'ambiguous';
-        else state = await this.pinState(policyName, hash);
-        seenHere.add(tool.name);
-        if (byName.has(exposed)) ambiguous.add(exposed);
-        else byName.set(exposed, { exposed, policyName, upstream: up.name, tool, hash, state });
+    for (const listing of current) {
+      for (const e of listing.entries) {
+        if (byName.has(e.exposed)) ambiguous.add(e.exposed);
+        else byName.set(e.exposed, e);
       }
     }
-    // Collision rule: two tools that would be exposed under one name are both withheld.
     for (const name of ambiguous) {
       const e = byName.get(name);
-      if (e) e.state = 'ambiguous';
+      if (e) byName.set(name, { ...e, state: 'ambiguous' });
       this.ctx.log(`tool name \`${name}\` is exposed by more than one upstream tool; it is hidden`);
     }
+    this.catalogCache = { key, byName };
     return byName;
+  }
+
+  /**
+   * Waits (within the call timeout) for every upstream that is starting or being checked; one that is
+   * backing off after a failure is not waited for. For listings, which show what is ready.
+   */
+  private async settledUpstreams(signal?: AbortSignal): Promise<void> {
+    this.ensureUpstreams();
+    const deadline = Date.now() + this.ctx.config.limits.callTimeoutMs;
+    await Promise.all(
+      [...this.upstreams.values()].map((up) =>
+        up.ready({ deadline, ...(signal ? { signal } : {}) }).catch((err: unknown) => {
+          if (!(err instanceof UpstreamError && err.code === 'upstream_unavailable'))
+            this.ctx.log(`[${up.name}] tools unavailable: ${(err as Error).message}`);
+        }),
+      ),
+    );
+  }
+
+  /** The ready connection of `up` (waiting through one restart within `deadline`), or why there is none. */
+  private readyFor(
+    up: UpstreamConnection,
+    deadline: number,
+    signal: AbortSignal,
+  ): Promise<{ generation: number } | UpstreamError> | { generation: number } {
+    // The common case without a detour through promises: the connection is ready.
+    if (up.isReady) return { generation: up.currentGeneration };
+    return up.ready({ deadline, signal, throughRetries: true }).then(
+      (live) => ({ generation: live.generation }),
+      (err: unknown) =>
+        err instanceof UpstreamError ? err : new UpstreamError('upstream_failed', (err as Error).message),
+    );
+  }
+
+  /** The upstream and policy name a tool name belongs to (by prefix, else the `bare` upstream). */
+  private routeTool(exposed: string): { upstream: string; policyName: string } | undefined {
+    let bare: string | undefined;
+    for (const [name, cfg] of Object.entries(this.ctx.config.upstreams)) {
+      if (cfg.expose === 'bare') bare = name;
+      else if (exposed.startsWith(`${name}.`) && exposed.length > name.length + 1)
+        return { upstream: name, policyName: exposed };
+    }
+    return bare !== undefined ? { upstream: bare, policyName: `${bare}.${exposed}` } : undefined;
   }
 
   private async pinState(policyName: string, hash: string): Promise<PinState> {
@@ -512,8 +608,9 @@ export class GatewaySession {
 
   private register(): void {
     const s = this.server;
-    s.setRequestHandler(ListToolsRequestSchema, async () => {
-      const cat = await this.catalogReady();
+    s.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => {
+      await this.settledUpstreams(extra.signal);
+      const cat = this.catalog();
       const tools: Tool[] = [];
       for (const e of cat.values()) {
         await this.refreshPin(e);
@@ -629,7 +726,7 @@ export class GatewaySession {
       await Promise.all(
         [...this.upstreams.values()].map(async (up) => {
           try {
-            await up.ready();
+            await up.ready({ deadline: Date.now() + this.ctx.config.limits.callTimeoutMs });
             if (up.serverCapabilities?.logging)
               await up.request('logging/setLevel', { level: req.params.level });
           } catch (err) {
@@ -660,7 +757,7 @@ export class GatewaySession {
     extra: Extra,
   ): Promise<unknown[]> {
     try {
-      await up.ready();
+      await up.ready({ deadline: Date.now() + this.ctx.config.limits.callTimeoutMs });
     } catch {
       return [];
     }
@@ -706,7 +803,7 @@ export class GatewaySession {
     const withResources: string[] = [];
     for (const up of this.upstreams.values()) {
       try {
-        await up.ready();
+        await up.ready({ deadline: Date.now() + this.ctx.config.limits.callTimeoutMs });
       } catch {
         continue;
       }
@@ -765,27 +862,23 @@ export class GatewaySession {
     }
     // INVARIANT: one canonical parse — the frozen object decided below is the object forwarded.
     deepFreeze(args);
-    const cat = await this.catalogReady();
-    const entry = cat.get(name);
-    const policyName = entry?.policyName ?? name;
-    const upstream = entry?.upstream;
-    const d = await this.settle(this.action(policyName, args, upstream), extra);
+    const route = this.routeTool(name);
+    const up = route ? this.upstream(route.upstream) : undefined;
+    // INVARIANT: nothing half-loaded serves calls — the tool is looked up only in the listing of a ready
+    // connection (listed and pin-checked), and forwarded only on that connection's generation.
+    let deadline = Date.now() + limits.callTimeoutMs;
+    let live = up ? await this.readyFor(up, deadline, extra.signal) : undefined;
+    let entry = live instanceof UpstreamError ? undefined : this.catalog().get(name);
+    const policyName =
+      entry?.policyName ?? (live instanceof UpstreamError ? route?.policyName : name) ?? name;
+    const d = await this.settle(this.action(policyName, args, route?.upstream), extra);
     if (d.effect === 'deny') return refusal(d);
     if (d.effect === 'ask') return refusal(d);
 
     const started = performance.now();
-    if (!entry) {
-      await this.finish(d, false, started, 'unknown tool');
-      throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name}\``);
-    }
-    if (entry.state !== 'ok') await this.refreshPin(entry);
-    if (entry.state !== 'ok') {
-      const why = pinReason(entry);
-      await this.finish(d, false, started, why);
-      return errorResult(why, d);
-    }
     const token = extra._meta?.progressToken;
-    const opts: Parameters<UpstreamConnection['request']>[2] = { signal: extra.signal };
+    deadline = Date.now() + limits.callTimeoutMs;
+    const opts: Parameters<UpstreamConnection['request']>[2] = { signal: extra.signal, deadline };
     // Progress is relayed in order and flushed before the result, so none arrives after the response.
     let relayed: Promise<void> = Promise.resolve();
     if (token !== undefined) {
@@ -797,25 +890,54 @@ export class GatewaySession {
         );
       };
     }
-    let result: Result;
-    try {
-      result = await this.track(entry.upstream, extra.requestId, () =>
-        this.upstream(entry.upstream).request('tools/call', { name: entry.tool.name, arguments: args }, opts),
-      );
-    } catch (err) {
-      await relayed;
-      const msg = (err as Error).message;
-      await this.finish(d, false, started, msg);
-      if (err instanceof McpError && !(err instanceof UpstreamError)) {
-        // The upstream answered with a JSON-RPC error: pass it through as the direct call would see it.
-        throw err;
+    let result: Result | undefined;
+    for (;;) {
+      if (live instanceof UpstreamError) {
+        // Not ready within the call timeout, or backing off: the reason says which, and why.
+        await this.finish(d, false, started, live.message);
+        return errorResult(live.message, d);
       }
-      return errorResult(msg, d);
+      if (entry && entry.state !== 'ok') await this.refreshPin(entry);
+      if (entry && entry.state !== 'ok') {
+        const why = pinReason(entry);
+        await this.finish(d, false, started, why);
+        return errorResult(why, d);
+      }
+      if (!up || !entry || entry.upstream !== up.name || entry.policyName !== policyName) {
+        await this.finish(d, false, started, 'unknown tool');
+        throw new McpError(ErrorCode.InvalidParams, `unknown tool \`${name}\``);
+      }
+      const call = { name: entry.tool.name, arguments: args };
+      try {
+        const generation = live?.generation;
+        result = await this.track(up.name, extra.requestId, () =>
+          up.request('tools/call', call, generation === undefined ? opts : { ...opts, generation }),
+        );
+        break;
+      } catch (err) {
+        if (err instanceof UpstreamError && err.code === 'upstream_restarted') {
+          // Restarted or re-checked since the lookup, so nothing was sent: look again on the new listing.
+          live = await this.readyFor(up, deadline, extra.signal);
+          entry = live instanceof UpstreamError ? undefined : this.catalog().get(name);
+          continue;
+        }
+        await relayed;
+        const msg =
+          err instanceof UpstreamError && err.code === 'upstream_result_too_large'
+            ? tooLarge(name, err.bytes, limits.maxResultBytes)
+            : (err as Error).message;
+        await this.finish(d, false, started, msg);
+        if (err instanceof McpError && !(err instanceof UpstreamError)) {
+          // The upstream answered with a JSON-RPC error: pass it through as the direct call would see it.
+          throw err;
+        }
+        return errorResult(msg, d);
+      }
     }
     await relayed;
     const resultBytes = Buffer.byteLength(JSON.stringify(result));
     if (resultBytes > limits.maxResultBytes) {
-      const why = `result of \`${name}\` is ${resultBytes} bytes; the limit is ${limits.maxResultBytes}`;
+      const why = tooLarge(name, resultBytes, limits.maxResultBytes);
       await this.finish(d, false, started, why);
       return errorResult(why, d);
     }
@@ -929,6 +1051,12 @@ function errorResult(text: string, d: Decision): CallToolResult {
     isError: true,
     _meta: { [DECISION_META_KEY]: decisionMeta(d) },
   };
+}
+
+/** The documented "result too large" refusal of a `tools/call` result. */
+function tooLarge(tool: string, bytes: number | undefined, limit: number): string {
+  const size = bytes === undefined ? 'more than the limit' : `${bytes} bytes`;
+  return `result too large: \`${tool}\` returned ${size}; the limit is ${limit} bytes (limits.maxResultBytes)`;
 }
 
 function pinReason(e: ToolEntry): string {
