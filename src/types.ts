@@ -73,7 +73,10 @@ export interface Decision {
   mode: Mode;
   /** Stable machine code for the outcome, e.g. `allowed`, `denied_by_rule`, `no_matching_rule`. */
   code: DecisionCode;
-  /** Limits the runtime must consume before the action may run (from the deciding allow rule and agent). */
+  /**
+   * Limits the runtime must consume before the action may run: the deciding allow or ask rule's, then the
+   * agent's. An ask's are consumed when the approved call runs.
+   */
   limits?: LimitSpec[];
   /** For `ask`: how approval works for this rule. */
   approval?: ApprovalSpec;

@@ -1,6 +1,6 @@
 /**
- * The runtime every enforcement point calls: decide (engine) → stop switch → limits → approvals →
- * record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
+ * The runtime every enforcement point calls: one pipeline, stop switch → decide (engine) → approvals →
+ * limits → record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
  */
 import { type FSWatcher, watch } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -51,8 +51,8 @@ export type RuntimeEvent =
 export type ApprovalWait = 'granted' | 'denied' | 'expired' | 'timeout';
 
 export interface ExecLayer {
-  /** Decides, applies the stop switch, limits and approvals, and records the decision (durably before
-   *  resolving when the action may run). Never rejects. */
+  /** Runs the pipeline — stop switch, decide, approvals, limits — and records the decision (durably
+   *  before resolving when the action may run). Never rejects. */
   authorize(action: Action, opts?: { point?: EnforcementPoint }): Promise<Decision>;
   /** List filtering: true iff some allow/ask rule could let this agent call this tool. */
   visible(agent: string, tool: string): boolean;
@@ -98,6 +98,26 @@ interface Awaiting {
   point: EnforcementPoint;
   ticket?: LimitTicketPort;
 }
+/** One decision on its way through the pipeline. */
+interface Turn {
+  action: Action;
+  point: EnforcementPoint;
+  /** The engine in force when the decision started (a reload does not change it midway). */
+  engine: Engine;
+}
+
+/** A pipeline stage: takes the decision so far (none before `decide`), returns the next one. */
+interface Stage {
+  name: 'stop switch' | 'decide' | 'approvals' | 'limits';
+  run(turn: Turn, d: Decision | undefined): Decision | undefined | Promise<Decision | undefined>;
+}
+
+/** The decision a stage after `decide` works on. */
+function need(d: Decision | undefined): Decision {
+  if (d === undefined) throw new Error('a pipeline stage ran before the decide stage');
+  return d;
+}
+
 /** Records nothing waits on: denials, policy events (see `RecordOptions.lazy`). */
 const LAZY: RecordOptions = { lazy: true };
 /** Most allowed decisions awaiting their outcome that the runtime remembers. */
@@ -175,12 +195,15 @@ class Runtime implements ExecLayer {
   async authorize(action: Action, opts: { point?: EnforcementPoint } = {}): Promise<Decision> {
     const started = performance.now();
     const engine = this.#engine;
-    let d: Decision;
+    const turn: Turn = { action, point: opts.point ?? 'sdk', engine };
+    let d: Decision | undefined;
     try {
-      d = engine.decide(action, this.#now());
-      d = await this.#applyState(action, d);
-      d = await this.#applyLimits(action, d, opts.point ?? 'sdk');
-      d = await this.#applyApprovals(action, d, engine);
+      for (const stage of this.#pipeline) {
+        d = await stage.run(turn, d);
+        // A deny is final: no later stage may turn it into anything else.
+        if (d?.effect === 'deny') break;
+      }
+      if (d === undefined) throw new Error('the pipeline ended without a decision');
     } catch (e) {
       // INVARIANT: fail closed — any error on the way is a deny with a reason.
       d = denyFrom(engine.hash, 'internal_error', `internal error: ${message(e)}`);
@@ -189,7 +212,7 @@ class Runtime implements ExecLayer {
       type: 'decision' as const,
       decision: d,
       action: auditAction(action, engine),
-      point: opts.point ?? 'sdk',
+      point: turn.point,
       latencyUs: Math.round((performance.now() - started) * 1000),
     };
     if (d.effect !== 'allow') {
@@ -302,56 +325,44 @@ class Runtime implements ExecLayer {
     await this.#closeStores?.();
   }
 
-  async #applyState(action: Action, d: Decision): Promise<Decision> {
+  /**
+   * The stages of every decision, in order; `authorize` runs them, then the record stage (an allowed
+   * decision is durably recorded before it is returned).
+   *
+   * INVARIANT: one pipeline — stop switch → decide → approvals → limits → record. Every action that will
+   * run passes every stage. An approved call is turned into an allow by the approvals stage and only then
+   * reaches the limits stage, so it is counted like any other call; a call that a limit refuses is
+   * refused even though its grant was spent.
+   */
+  readonly #pipeline: readonly Stage[] = [
+    { name: 'stop switch', run: (t) => this.#stopSwitch(t) },
+    { name: 'decide', run: (t) => t.engine.decide(t.action, this.#now()) },
+    { name: 'approvals', run: (t, d) => this.#approvals(t, need(d)) },
+    { name: 'limits', run: (t, d) => this.#limits(t, need(d)) },
+  ];
+
+  /** A deny when the agent, or everyone, is stopped; otherwise nothing (the pipeline goes on). */
+  async #stopSwitch({ action, engine }: Turn): Promise<Decision | undefined> {
     const state = this.#opts.state;
-    if (!state) return d;
+    // A malformed action has no agent to look up; the decide stage denies it.
+    if (!state || typeof action?.agent !== 'string') return undefined;
     let s: { suspended: boolean; reason?: string; by?: string };
     try {
       s = await state.isSuspended(action.agent);
     } catch (e) {
       // INVARIANT: fail closed — a stop switch we cannot read counts as pressed.
-      return denyFrom(d.policy, 'store_error', `denied: cannot read the suspension state (${message(e)})`);
+      return denyFrom(engine.hash, 'store_error', `denied: cannot read the suspension state (${message(e)})`);
     }
-    if (!s.suspended) return d;
+    if (!s.suspended) return undefined;
     const why = `agent \`${action.agent}\` is suspended${s.by ? ` by ${s.by}` : ''}${s.reason ? `: ${s.reason}` : ''}; every action is denied until it is resumed`;
-    return denyFrom(d.policy, 'suspended', why);
+    return denyFrom(engine.hash, 'suspended', why);
   }
 
-  async #applyLimits(action: Action, d: Decision, point: EnforcementPoint): Promise<Decision> {
-    const allowedForReal = d.effect === 'allow' && (d.wouldBe === undefined || d.wouldBe === 'allow');
-    if (!allowedForReal || !d.limits || d.limits.length === 0) return d;
-    const store = this.#opts.limits;
-    if (!store) {
-      return {
-        ...d,
-        effect: 'deny',
-        code: 'store_error',
-        reason: 'denied: the policy sets limits but no limit store is configured',
-      };
-    }
-    const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
-    if (r.ok) {
-      this.#track(d.id, { agent: action.agent, tool: action.tool, point, ticket: r.ticket });
-      return d;
-    }
-    const code =
-      r.code === 'limit_exceeded'
-        ? 'limit_exceeded'
-        : r.code === 'store_error'
-          ? 'store_error'
-          : 'evaluation_error';
-    if (d.mode === 'shadow')
-      return { ...d, wouldBe: 'deny', reason: `shadow mode: would deny — ${r.reason}` };
-    return {
-      ...d,
-      effect: 'deny',
-      code,
-      reason: r.reason,
-      ...(r.retryAfterMs >= 0 ? { retryAfterMs: r.retryAfterMs } : {}),
-    };
-  }
-
-  async #applyApprovals(action: Action, d: Decision, engine: Engine): Promise<Decision> {
+  /**
+   * For an ask: consumes a grant for exactly this call (the decision becomes an allow, which the limits
+   * stage then checks), or files a pending request. Anything else passes unchanged.
+   */
+  async #approvals({ action, engine }: Turn, d: Decision): Promise<Decision> {
     if (d.effect !== 'ask') return d;
     const store = this.#opts.approvals;
     if (!store) return d;
@@ -389,9 +400,43 @@ class Runtime implements ExecLayer {
       },
       now,
     );
+    return { ...d, approvalId: req.id };
+  }
+
+  /** For an action that will run (an allow, approved or not): consumes its limits, or denies. */
+  async #limits({ action, point }: Turn, d: Decision): Promise<Decision> {
+    // Shadow mode consumes limits only for what enforce mode would allow; an ask waits for its grant.
+    const allowedForReal = d.effect === 'allow' && (d.wouldBe === undefined || d.wouldBe === 'allow');
+    if (!allowedForReal || !d.limits || d.limits.length === 0) return d;
+    const store = this.#opts.limits;
+    if (!store) {
+      return {
+        ...d,
+        effect: 'deny',
+        code: 'store_error',
+        reason: 'denied: the policy sets limits but no limit store is configured',
+      };
+    }
+    const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
+    if (r.ok) {
+      this.#track(d.id, { agent: action.agent, tool: action.tool, point, ticket: r.ticket });
+      return d;
+    }
+    const code =
+      r.code === 'limit_exceeded'
+        ? 'limit_exceeded'
+        : r.code === 'store_error'
+          ? 'store_error'
+          : 'evaluation_error';
+    if (d.mode === 'shadow')
+      return { ...d, wouldBe: 'deny', reason: `shadow mode: would deny — ${r.reason}` };
+    const spent = d.approvalId ? ` (approval \`${d.approvalId}\` was used by this refused call)` : '';
     return {
       ...d,
-      approvalId: req.id,
+      effect: 'deny',
+      code,
+      reason: `${r.reason}${spent}`,
+      ...(r.retryAfterMs >= 0 ? { retryAfterMs: r.retryAfterMs } : {}),
     };
   }
 
