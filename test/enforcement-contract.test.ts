@@ -3,6 +3,9 @@
 // gateway — and every point must give the same effect, rule and code, and run the tool exactly when the
 // effect is allow.
 // A point that cannot express a case says why in its `skip` list.
+// The runtime has real limit and approval stores (memory and SQLite; the suite runs once per backend), and
+// every point also runs the approvals-and-limits case: an agent with a limit of one call per hour whose
+// calls need approval gets its first approved call run and its second refused by the limit.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -27,9 +30,13 @@ import { protectTool as langchain } from '../src/adapters/langchain.js';
 import { DECISION_META_KEY, protectMcpServer } from '../src/adapters/mcp-server.js';
 import { protectTool as openaiAgents } from '../src/adapters/openai-agents.js';
 import { ToolCallRefusedError } from '../src/adapters/shared.js';
+import { openApprovalStore } from '../src/approvals/open.js';
+import type { ApprovalStore } from '../src/approvals/types.js';
 import { parseConfig } from '../src/config/load.js';
 import { createDecisionApiServer } from '../src/enforce/http/index.js';
 import { McpGateway } from '../src/enforce/mcp/gateway.js';
+import { openLimitStore } from '../src/limits/open.js';
+import type { LimitStore } from '../src/limits/types.js';
 import { ApprovalRequiredError, DeniedError } from '../src/runtime/errors.js';
 import { createExecLayer, type ExecLayer } from '../src/runtime/exec-layer.js';
 import { createRemoteExecLayer, type RemoteExecLayer } from '../src/sdk/remote.js';
@@ -64,8 +71,25 @@ const policy = {
         reason: 'email outside acme.com needs approval',
       },
     ],
+    asker: [{ id: 'approved-refund', ask: 'payments.refund', reason: 'every refund needs approval' }],
   },
 };
+
+/** The agent of the approvals-and-limits case at one point: its own counter, so points do not share it. */
+function askerOf(point: Point): string {
+  return `asker-${point.name.replace(/[^A-Za-z0-9]+/g, '-')}`;
+}
+
+/** The contract policy plus, per point, an agent whose refunds need approval and who may make one per hour. */
+function policyFor(points: Point[]) {
+  const askers = Object.fromEntries(
+    points.map((p) => [
+      askerOf(p),
+      { roles: ['asker'], limits: [{ id: 'one-per-hour', calls: 1, per: 'hour' }] },
+    ]),
+  );
+  return { ...policy, agents: { ...policy.agents, ...askers } };
+}
 
 interface Expected {
   effect: Effect;
@@ -435,6 +459,7 @@ const mcpServerAdapter = (() => {
     },
     async teardown() {
       for (const c of clients.values()) await c.close();
+      clients.clear();
     },
   };
   return point;
@@ -468,11 +493,12 @@ function decisionApi() {
 }
 
 const http = (() => {
-  const api = decisionApi();
+  let api: ReturnType<typeof decisionApi>;
   let base = '';
   const point: Point = {
     name: 'http: /v1/decide',
     async setup() {
+      api = decisionApi();
       base = await api.listen();
     },
     async run(c) {
@@ -497,11 +523,12 @@ const http = (() => {
 })();
 
 const remoteGuard = (() => {
-  const api = decisionApi();
+  let api: ReturnType<typeof decisionApi>;
   let remote: RemoteExecLayer;
   const point: Point = {
     name: 'remote sdk: guard',
     async setup() {
+      api = decisionApi();
       remote = createRemoteExecLayer({ url: await api.listen(), apiKey: 'contract' });
     },
     run: (c) =>
@@ -575,6 +602,7 @@ const gateway = (() => {
     },
     async teardown() {
       for (const c of clients.values()) await c.close();
+      clients.clear();
       await gw?.close();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -623,33 +651,105 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-before(async () => {
-  layer = await createExecLayer({ policy, recorder: { record: async (e) => void events.push(e) } });
-});
-after(async () => {
-  await layer.close();
-});
+/** The limit and approval stores the runtime is given; the suite runs once per backend. */
+const BACKENDS: { name: string; url: (dir: string) => string }[] = [
+  { name: 'memory', url: () => 'memory:' },
+  { name: 'sqlite', url: (dir) => `sqlite:${join(dir, 'state.db')}` },
+];
 
-for (const point of POINTS) {
-  describe(`enforcement contract: ${point.name}`, () => {
-    before(async () => point.setup?.());
-    after(async () => point.teardown?.());
-    for (const c of CASES) {
-      const reason = point.skip?.[c.name];
-      it(c.name, reason ? { skip: reason } : {}, async () => {
-        const got = await point.run(c);
-        assert.deepEqual(
-          { effect: got.effect, rule: got.rule, code: got.code },
-          c.expect,
-          `${point.name} decided ${c.tool} ${JSON.stringify(c.args)} differently`,
-        );
-        if (got.ran !== undefined) {
-          assert.equal(
-            got.ran,
-            c.expect.effect === 'allow',
-            got.ran ? 'a refused call ran' : 'an allowed call did not run',
-          );
+let approvals: ApprovalStore;
+
+/** The one pending approval of `agent`, granted by an approver: the call may now be retried. */
+async function grantPending(agent: string): Promise<void> {
+  const pending = await approvals.list({ status: 'pending', agent }, Date.now());
+  assert.equal(pending.length, 1, `expected one pending approval for ${agent}`);
+  await approvals.decide(pending[0]!.id, { approve: true, approver: 'lead@acme.com' }, Date.now());
+}
+
+/**
+ * The approvals-and-limits case: ask, grant, retry (runs); ask again, grant, retry (refused by the agent's
+ * limit of one call per hour, although approved). The tool runs for the first approved call only.
+ */
+async function approvalsAndLimits(point: Point): Promise<void> {
+  const agent = askerOf(point);
+  const c = (amount: number): Case => ({
+    name: 'approvals and limits',
+    agent,
+    tool: 'payments.refund',
+    args: { amount },
+    expect: allow('approved-refund'),
+  });
+  const steps: { amount: number; grant: boolean; expect: Expected; runs: boolean }[] = [
+    { amount: 10, grant: false, expect: asked(), runs: false },
+    { amount: 10, grant: true, expect: granted(), runs: true },
+    { amount: 20, grant: false, expect: asked(), runs: false },
+    {
+      amount: 20,
+      grant: true,
+      expect: { effect: 'deny', rule: 'approved-refund', code: 'limit_exceeded' },
+      runs: false,
+    },
+  ];
+  for (const [i, step] of steps.entries()) {
+    if (step.grant) await grantPending(agent);
+    const got = await point.run(c(step.amount));
+    assert.deepEqual(
+      { effect: got.effect, rule: got.rule, code: got.code },
+      step.expect,
+      `${point.name}, step ${i + 1}: the approved call was decided differently`,
+    );
+    if (got.ran !== undefined) assert.equal(got.ran, step.runs, `${point.name}, step ${i + 1}: ran`);
+  }
+}
+
+function asked(): Expected {
+  return { effect: 'ask', rule: 'approved-refund', code: 'asked' };
+}
+function granted(): Expected {
+  return { effect: 'allow', rule: 'approved-refund', code: 'approval_granted' };
+}
+
+for (const backend of BACKENDS) {
+  describe(`enforcement contract over ${backend.name} limit and approval stores`, () => {
+    let dir = '';
+    let limits: LimitStore;
+    const recorder = { record: async (e: AuditEvent) => void events.push(e) };
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'execlayer-contract-state-'));
+      limits = await openLimitStore(backend.url(dir));
+      approvals = await openApprovalStore(backend.url(dir), { recorder });
+      layer = await createExecLayer({ policy: policyFor(POINTS), recorder, limits, approvals });
+    });
+    after(async () => {
+      await layer.close();
+      await approvals.close();
+      await limits.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    for (const point of POINTS) {
+      describe(`enforcement contract: ${point.name}`, () => {
+        before(async () => point.setup?.());
+        after(async () => point.teardown?.());
+        for (const c of CASES) {
+          const reason = point.skip?.[c.name];
+          it(c.name, reason ? { skip: reason } : {}, async () => {
+            const got = await point.run(c);
+            assert.deepEqual(
+              { effect: got.effect, rule: got.rule, code: got.code },
+              c.expect,
+              `${point.name} decided ${c.tool} ${JSON.stringify(c.args)} differently`,
+            );
+            if (got.ran !== undefined) {
+              assert.equal(
+                got.ran,
+                c.expect.effect === 'allow',
+                got.ran ? 'a refused call ran' : 'an allowed call did not run',
+              );
+            }
+          });
         }
+        it('approvals and limits: an approved call passes the limits too', () => approvalsAndLimits(point));
       });
     }
   });
