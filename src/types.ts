@@ -161,12 +161,21 @@ export interface ApprovalEvent {
   note?: string;
 }
 
+/**
+ * A policy load or reload. `loaded`: `policy` came into force, replacing `previous`. `rejected`: the
+ * candidate was invalid, unreadable or still being written, and `previous` stayed in force. `unchanged`:
+ * a forced reload found the same policy. `trigger`: `start`, `watch` (the file changed), `signal`
+ * (SIGHUP), `api` (the operator API; `by` is the caller) or `manual` (a `reload()` call).
+ */
 export interface PolicyEvent {
   type: 'policy';
-  status: 'loaded' | 'rejected';
+  status: 'loaded' | 'rejected' | 'unchanged';
   policy?: string;
+  previous?: string;
   source: string;
   problems?: string[];
+  trigger?: 'start' | 'watch' | 'signal' | 'api' | 'manual';
+  by?: string;
 }
 
 export interface AgentStateEvent {

@@ -2,23 +2,42 @@
  * The runtime every enforcement point calls: one pipeline, stop switch → decide (engine) → approvals →
  * limits → record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
  */
-import { type FSWatcher, watch } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { jsonDigest } from '../canonical-json.js';
 import { compile, type Engine } from '../engine/compile.js';
 import { initFacts } from '../facts/index.js';
-import { type LoadResult, loadPolicyFile, loadPolicyObject } from '../policy/load.js';
+import { type LoadResult, loadPolicyBytes, loadPolicyObject, unreadable } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
-import type { Action, Decision, EnforcementPoint, Json, Recorder, RecordOptions } from '../types.js';
+import type {
+  Action,
+  Decision,
+  EnforcementPoint,
+  Json,
+  PolicyEvent,
+  Recorder,
+  RecordOptions,
+} from '../types.js';
 import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
+import {
+  type PolicySnapshot,
+  PolicyWatcher,
+  type PolicyWatchTiming,
+  readSettled,
+  readSnapshot,
+} from './policy-watch.js';
 import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
 import { DEFAULT_STORE, openStores, type StoreUrls } from './stores.js';
 
 export interface ExecLayerOptions {
   /** Path to a YAML/JSON policy file, or a policy document object. */
   policy: string | Record<string, unknown>;
-  /** Reload the policy file when it changes (validated whole, swapped atomically; failures keep the old one). */
-  watch?: boolean;
+  /**
+   * Reload the policy file when the content its path names changes: atomic replaces, symlink swaps and
+   * in-place writes alike. Content is loaded once it stayed unchanged for `settleMs` (default 250) and
+   * validates whole; a broken candidate leaves the policy in force. The path is read every `pollMs`
+   * (default 100), so a change applies within about 0.4 s of the last write. See `reload()` to force one.
+   */
+  watch?: boolean | PolicyWatchTiming;
   /**
    * One URL for all state, opened (and closed) by the runtime: `sqlite:./execlayer.db`, `postgres://…`,
    * `redis://…`, or `memory:` (nothing durable); or one URL per backend (`{ audit, approvals, limits, state }`,
@@ -42,10 +61,45 @@ export interface ExecLayerOptions {
   now?: () => number;
 }
 
+/** What started a policy reload: the file watch, SIGHUP, the operator API, or a `reload()` call. */
+export type ReloadTrigger = 'watch' | 'signal' | 'api' | 'manual';
+
+/**
+ * What a policy reload did. `policy` is the hash in force afterwards: the new one (`loaded`), or the one
+ * that stayed (`unchanged`: same policy, e.g. only comments changed; `rejected`: the candidate was invalid,
+ * unreadable or still being written). `recorded` says whether the audit record of it was written.
+ */
+export type ReloadOutcome = {
+  policy: string;
+  source: string;
+  trigger: ReloadTrigger;
+  recorded: boolean;
+} & (
+  | { status: 'loaded'; previous: string }
+  | { status: 'unchanged' }
+  | { status: 'rejected'; problems: string[] }
+);
+
+/** Runtime events; `hash` is the policy in force after the event. See `formatRuntimeEvent`. */
 export type RuntimeEvent =
-  | { type: 'policy_loaded'; hash: string; source: string }
-  | { type: 'policy_rejected'; source: string; problems: string[] }
+  | { type: 'policy_loaded'; hash: string; previous: string; source: string; trigger: ReloadTrigger }
+  | { type: 'policy_unchanged'; hash: string; source: string; trigger: ReloadTrigger }
+  | { type: 'policy_rejected'; hash: string; source: string; trigger: ReloadTrigger; problems: string[] }
   | { type: 'record_failed'; error: string };
+
+/** One log line for a runtime event, naming the policy hashes (old → new) or why a candidate was refused. */
+export function formatRuntimeEvent(e: RuntimeEvent): string {
+  switch (e.type) {
+    case 'policy_loaded':
+      return `policy reloaded (${e.trigger}) from ${e.source}: ${e.previous} → ${e.hash}`;
+    case 'policy_unchanged':
+      return `policy reload (${e.trigger}) from ${e.source}: unchanged, ${e.hash} stays in force`;
+    case 'policy_rejected':
+      return `policy reload (${e.trigger}) from ${e.source} rejected, ${e.hash} stays in force: ${e.problems.join('; ')}`;
+    case 'record_failed':
+      return `audit record failed: ${e.error}`;
+  }
+}
 
 /** Result of waiting for a pending approval. */
 export type ApprovalWait = 'granted' | 'denied' | 'expired' | 'timeout';
@@ -76,6 +130,12 @@ export interface ExecLayer {
     fn: (args: A) => Promise<R>,
     meta: { agent: string; tool: string; session?: string; onBehalfOf?: string },
   ): (args: A) => Promise<R>;
+  /**
+   * Reloads the policy file now (SIGHUP, the operator API): reads it until its content stays unchanged
+   * for the settle interval (at most 5 s), validates it whole and swaps it in, or keeps the policy in force.
+   * Records the outcome in the audit trail, applied or not. `by` names who asked. Never rejects.
+   */
+  reload(o?: { trigger?: ReloadTrigger; by?: string }): Promise<ReloadOutcome>;
   /** Waits until a pending approval is decided or the timeout passes; then call `authorize` again. */
   waitForApproval(
     approvalId: string,
@@ -127,12 +187,13 @@ const MAX_INFLIGHT = 65_536;
 export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer> {
   await initFacts();
   const source = typeof opts.policy === 'string' ? opts.policy : '<object>';
-  const loaded = await load(opts.policy);
+  const first = await loadFirst(opts.policy);
+  const loaded = first.result;
   if (!loaded.ok) throw new PolicyError(loaded.problems.map(formatProblem));
   const engine = compile(loaded.policy);
   const piecemeal = opts.recorder || opts.limits || opts.approvals || opts.state;
   const url = opts.store ?? (piecemeal ? false : (process.env.EXECLAYER_STORE ?? DEFAULT_STORE));
-  if (url === false) return new Runtime(opts, engine, source);
+  if (url === false) return new Runtime(opts, engine, source, first.digest);
   const stores = await openStores(url);
   const merged: ExecLayerOptions = {
     ...opts,
@@ -141,12 +202,21 @@ export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer
     approvals: opts.approvals ?? stores.approvals,
     state: opts.state ?? stores.state,
   };
-  return new Runtime(merged, engine, source, () => stores.close());
+  return new Runtime(merged, engine, source, first.digest, () => stores.close());
 }
 
-async function load(policy: string | Record<string, unknown>): Promise<LoadResult> {
-  return typeof policy === 'string' ? loadPolicyFile(policy) : loadPolicyObject(policy);
+/** The first policy, and the digest of the file content it came from (where the watch starts). */
+async function loadFirst(
+  policy: string | Record<string, unknown>,
+): Promise<{ result: LoadResult; digest?: string }> {
+  if (typeof policy !== 'string') return { result: loadPolicyObject(policy) };
+  const snap = await readSnapshot(policy);
+  if (!snap.ok) return { result: { ok: false, problems: [unreadable(policy, snap.error)] } };
+  return { result: loadPolicyBytes(snap.bytes, policy), digest: snap.digest };
 }
+
+/** How long a forced reload waits for the file to stop changing. */
+const FORCED_RELOAD_TIMEOUT_MS = 5000;
 
 class Runtime implements ExecLayer {
   #engine: Engine;
@@ -163,21 +233,43 @@ class Runtime implements ExecLayer {
   #orderAt = 0;
   readonly #pending = new Set<Promise<void>>();
   readonly #now: () => number;
-  #watcher: FSWatcher | undefined;
-  #reloadTimer: NodeJS.Timeout | undefined;
+  readonly #source: string;
+  readonly #timing: PolicyWatchTiming;
+  #watcher: PolicyWatcher | undefined;
+  /** Reloads run one after another, in the order they were asked for. */
+  #reloads: Promise<unknown> = Promise.resolve();
 
   readonly #closeStores: (() => Promise<void>) | undefined;
 
-  constructor(opts: ExecLayerOptions, engine: Engine, source: string, closeStores?: () => Promise<void>) {
+  constructor(
+    opts: ExecLayerOptions,
+    engine: Engine,
+    source: string,
+    digest: string | undefined,
+    closeStores?: () => Promise<void>,
+  ) {
     this.#opts = opts;
     this.#closeStores = closeStores;
     this.#engine = engine;
+    this.#source = source;
+    this.#timing = typeof opts.watch === 'object' ? opts.watch : {};
     this.recorder = opts.recorder ?? NO_RECORDER;
     this.#now = opts.now ?? Date.now;
     this.#background(
-      this.recorder.record({ type: 'policy', status: 'loaded', policy: engine.hash, source }, LAZY),
+      this.recorder.record(
+        { type: 'policy', status: 'loaded', policy: engine.hash, source, trigger: 'start' },
+        LAZY,
+      ),
     );
-    if (opts.watch && typeof opts.policy === 'string') this.#watch(opts.policy);
+    if (opts.watch && typeof opts.policy === 'string') {
+      // Starts from the content the first policy was loaded from: a change since then is seen at once.
+      this.#watcher = new PolicyWatcher(
+        opts.policy,
+        this.#timing,
+        (snap) => this.#serial(() => this.#consider(snap, 'watch')).then(() => undefined),
+        digest,
+      );
+    }
   }
 
   get engine(): Engine {
@@ -318,9 +410,30 @@ class Runtime implements ExecLayer {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 
+  reload(o: { trigger?: ReloadTrigger; by?: string } = {}): Promise<ReloadOutcome> {
+    const trigger = o.trigger ?? 'manual';
+    const path = this.#opts.policy;
+    return this.#serial(async () => {
+      if (typeof path !== 'string') {
+        return this.#reject(trigger, ['the policy was given as an object: there is no file to reload'], o.by);
+      }
+      const { snapshot, settled } = await readSettled(path, {
+        ...this.#timing,
+        timeoutMs: FORCED_RELOAD_TIMEOUT_MS,
+      });
+      // The watch need not hand this content over again.
+      this.#watcher?.handled(snapshot.digest);
+      if (!settled) {
+        const problem = `the policy file kept changing for ${FORCED_RELOAD_TIMEOUT_MS / 1000} s: it is still being written and was not loaded`;
+        return this.#reject(trigger, [problem], o.by);
+      }
+      return this.#consider(snapshot, trigger, o.by);
+    });
+  }
+
   async close(): Promise<void> {
     this.#watcher?.close();
-    if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
+    await this.#reloads;
     await this.flush();
     await this.#closeStores?.();
   }
@@ -479,32 +592,84 @@ class Runtime implements ExecLayer {
     void tracked.finally(() => this.#pending.delete(tracked));
   }
 
-  #watch(path: string): void {
-    const reload = async () => {
-      const r = await loadPolicyFile(path);
-      if (!r.ok) {
-        const problems = r.problems.map(formatProblem);
-        // The old policy stays in force: a broken new policy never replaces a working one.
-        this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems });
-        this.#background(
-          this.recorder.record({ type: 'policy', status: 'rejected', source: path, problems }, LAZY),
-        );
-        return;
-      }
-      if (r.policy.hash === this.#engine.hash) return;
-      this.#engine = compile(r.policy);
-      this.#opts.onEvent?.({ type: 'policy_loaded', hash: r.policy.hash, source: path });
-      this.#background(
-        this.recorder.record({ type: 'policy', status: 'loaded', policy: r.policy.hash, source: path }, LAZY),
-      );
-    };
-    this.#watcher = watch(path, () => {
-      if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
-      this.#reloadTimer = setTimeout(() => void reload(), 50);
+  /** Runs reloads one at a time, in order; the chain never rejects. */
+  #serial<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.#reloads.then(job);
+    this.#reloads = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Loads a settled snapshot of the policy file: validated whole, then swapped in at once (decisions that
+   * started before keep the engine they started with). Any failure keeps the policy in force.
+   */
+  async #consider(snap: PolicySnapshot, trigger: ReloadTrigger, by?: string): Promise<ReloadOutcome> {
+    const path = this.#source;
+    if (!snap.ok) return this.#reject(trigger, [formatProblem(unreadable(path, snap.error))], by);
+    const r = loadPolicyBytes(snap.bytes, path);
+    // INVARIANT: a broken new policy never replaces a working one.
+    if (!r.ok) return this.#reject(trigger, r.problems.map(formatProblem), by);
+    const previous = this.#engine.hash;
+    if (r.policy.hash === previous) {
+      const base = { policy: previous, source: path, trigger };
+      this.#opts.onEvent?.({ type: 'policy_unchanged', hash: previous, source: path, trigger });
+      // Only a forced reload of an unchanged policy is an audit event; the watch sees comment edits too.
+      if (trigger === 'watch') return { ...base, status: 'unchanged', recorded: false };
+      const recorded = await this.#recordPolicy({
+        type: 'policy',
+        status: 'unchanged',
+        policy: previous,
+        source: path,
+        trigger,
+        ...(by !== undefined ? { by } : {}),
+      });
+      return { ...base, status: 'unchanged', recorded };
+    }
+    let engine: Engine;
+    try {
+      engine = compile(r.policy);
+    } catch (e) {
+      return this.#reject(trigger, [`${path}: the policy could not be compiled: ${message(e)}`], by);
+    }
+    this.#engine = engine;
+    this.#opts.onEvent?.({ type: 'policy_loaded', hash: engine.hash, previous, source: path, trigger });
+    const recorded = await this.#recordPolicy({
+      type: 'policy',
+      status: 'loaded',
+      policy: engine.hash,
+      previous,
+      source: path,
+      trigger,
+      ...(by !== undefined ? { by } : {}),
     });
-    this.#watcher.on('error', (e) =>
-      this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems: [message(e)] }),
-    );
+    return { status: 'loaded', policy: engine.hash, previous, source: path, trigger, recorded };
+  }
+
+  async #reject(trigger: ReloadTrigger, problems: string[], by?: string): Promise<ReloadOutcome> {
+    const hash = this.#engine.hash;
+    const source = this.#source;
+    this.#opts.onEvent?.({ type: 'policy_rejected', hash, source, trigger, problems });
+    const recorded = await this.#recordPolicy({
+      type: 'policy',
+      status: 'rejected',
+      previous: hash,
+      source,
+      trigger,
+      problems,
+      ...(by !== undefined ? { by } : {}),
+    });
+    return { status: 'rejected', policy: hash, source, trigger, problems, recorded };
+  }
+
+  /** Records a reload durably; a failure is reported, and the reload (applied or not) stands. */
+  async #recordPolicy(event: PolicyEvent): Promise<boolean> {
+    try {
+      await this.recorder.record(event);
+      return true;
+    } catch (e) {
+      this.#opts.onEvent?.({ type: 'record_failed', error: `policy reload not recorded: ${message(e)}` });
+      return false;
+    }
   }
 }
 
