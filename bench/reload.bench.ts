@@ -26,7 +26,7 @@ function policy(tool: string): string {
 type Change = (file: string, dir: string, round: number, tool: string) => void;
 
 const changes: Record<string, Change> = {
-  'rename over (mv, kubectl, editors)': (file, _dir, round, tool) => {
+  'rename over (mv, editors)': (file, _dir, round, tool) => {
     writeFileSync(`${file}.tmp${round}`, policy(tool));
     renameSync(`${file}.tmp${round}`, file);
   },

@@ -15,7 +15,7 @@
  * candidate only once two reads `settleMs` apart or more saw exactly the same bytes, and exactly those
  * bytes are then checked and loaded. A writer that pauses longer than `settleMs` mid-file can still expose
  * a prefix; the whole-file validation is the last line, and writing a new file and renaming it over the
- * old one (what `kubectl`, `sed -i` and most editors do) is the way to be sure.
+ * old one (what the kubelet's ConfigMap updates, `sed -i` and most editors do) is the way to be sure.
  */
 import { open } from 'node:fs/promises';
 import { MAX_POLICY_BYTES } from '../policy/source.js';
