@@ -89,9 +89,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
       return reportStartFailure(e instanceof ServeError ? e.cause : e);
     }
     const { http } = running;
+    // Before announcing the URL: whoever reacts to it may send SIGHUP at once.
+    const stopReloading = reloadOnSighup(running.opened.layer);
     process.stderr.write(`execlayer: MCP gateway listening on ${http.url}\n`);
     if (values.json) process.stdout.write(`${JSON.stringify({ url: http.url })}\n`);
-    const stopReloading = reloadOnSighup(running.opened.layer);
     await untilStopped();
     stopReloading();
     await running.close();

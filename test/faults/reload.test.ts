@@ -455,8 +455,15 @@ describe('policy reload: SIGHUP on real processes (built CLI, run `npx tsc -p ts
     writeFileSync(join(sub, 'policy.yaml'), allowing('a.x'));
     const cli = startCli(['mcp', '--config', serveConfig(sub)], sub);
     try {
-      // Give the gateway time to install its handlers (it logs nothing on a clean start).
-      await sleep(1500);
+      // The gateway answers `initialize` once it serves, and it listens for SIGHUP before it serves.
+      const init = {
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+      };
+      cli.child.stdin?.write(`${JSON.stringify(init)}\n`);
+      await until(() => cli.stdout().includes('"id":1'), 'the gateway to answer initialize', 15_000);
       atomicWrite(join(sub, 'policy.yaml'), allowing('b.x').replace('allow:', 'allw:'));
       cli.child.kill('SIGHUP');
       await until(() => cli.stderr().includes('policy reload (signal)'), 'the SIGHUP reload line', 5000);
