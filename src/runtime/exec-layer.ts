@@ -289,16 +289,20 @@ class Runtime implements ExecLayer {
     const engine = this.#engine;
     const turn: Turn = { action, point: opts.point ?? 'sdk', engine };
     let d: Decision | undefined;
+    let at: Stage['name'] = 'stop switch';
     try {
       for (const stage of this.#pipeline) {
-        d = await stage.run(turn, d);
+        at = stage.name;
+        const next = stage.run(turn, d);
+        // A synchronous stage (decide) costs no extra turn of the microtask queue.
+        d = next instanceof Promise ? await next : next;
         // A deny is final: no later stage may turn it into anything else.
         if (d?.effect === 'deny') break;
       }
       if (d === undefined) throw new Error('the pipeline ended without a decision');
     } catch (e) {
       // INVARIANT: fail closed — any error on the way is a deny with a reason.
-      d = denyFrom(engine.hash, 'internal_error', `internal error: ${message(e)}`);
+      d = denyFrom(engine.hash, 'internal_error', `internal error in the ${at} stage: ${message(e)}`);
     }
     const event = {
       type: 'decision' as const,
@@ -448,10 +452,11 @@ class Runtime implements ExecLayer {
    * refused even though its grant was spent.
    */
   readonly #pipeline: readonly Stage[] = [
-    { name: 'stop switch', run: (t) => this.#stopSwitch(t) },
+    // Each stage answers at once, without a turn of the microtask queue, when it has nothing to do.
+    { name: 'stop switch', run: (t) => (this.#opts.state ? this.#stopSwitch(t) : undefined) },
     { name: 'decide', run: (t) => t.engine.decide(t.action, this.#now()) },
-    { name: 'approvals', run: (t, d) => this.#approvals(t, need(d)) },
-    { name: 'limits', run: (t, d) => this.#limits(t, need(d)) },
+    { name: 'approvals', run: (t, d) => (need(d).effect === 'ask' ? this.#approvals(t, need(d)) : d) },
+    { name: 'limits', run: (t, d) => (need(d).limits?.length ? this.#limits(t, need(d)) : d) },
   ];
 
   /** A deny when the agent, or everyone, is stopped; otherwise nothing (the pipeline goes on). */
