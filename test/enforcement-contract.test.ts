@@ -3,9 +3,10 @@
 // gateway — and every point must give the same effect, rule and code, and run the tool exactly when the
 // effect is allow.
 // A point that cannot express a case says why in its `skip` list.
-// The runtime has real limit and approval stores (memory and SQLite; the suite runs once per backend), and
-// every point also runs the approvals-and-limits case: an agent with a limit of one call per hour whose
-// calls need approval gets its first approved call run and its second refused by the limit.
+// The runtime has real limit and approval stores — memory, SQLite, and PostgreSQL approvals with Redis
+// limits (skipped with the reason when those servers are down, required under CI) — and the suite runs
+// once per backend. Every point also runs the approvals-and-limits case: an agent with a limit of one call
+// per hour whose calls need approval gets its first approved call run and its second refused by the limit.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -25,6 +26,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { tool as oaTool, RunContext, setTracingDisabled } from '@openai/agents';
 import { tool as aiTool, jsonSchema } from 'ai';
+import { Redis } from 'ioredis';
 import { withExecLayer as aiSdk } from '../src/adapters/ai-sdk.js';
 import { protectTool as langchain } from '../src/adapters/langchain.js';
 import { DECISION_META_KEY, protectMcpServer } from '../src/adapters/mcp-server.js';
@@ -40,7 +42,14 @@ import type { LimitStore } from '../src/limits/types.js';
 import { ApprovalRequiredError, DeniedError } from '../src/runtime/errors.js';
 import { createExecLayer, type ExecLayer } from '../src/runtime/exec-layer.js';
 import { createRemoteExecLayer, type RemoteExecLayer } from '../src/sdk/remote.js';
-import type { AuditEvent, Decision, Effect, Json } from '../src/types.js';
+import {
+  pgAvailable,
+  REDIS_URL,
+  redisAvailable,
+  tempPostgresDatabase,
+  uniqueName,
+} from '../src/testing/services.js';
+import type { AuditEvent, Decision, Effect, Json, Recorder } from '../src/types.js';
 
 setTracingDisabled(true);
 
@@ -651,11 +660,64 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/** What a backend opened for one run of the suite, and how to clean it up. */
+interface Opened {
+  limits: LimitStore;
+  approvals: ApprovalStore;
+  cleanup(): Promise<void>;
+}
+
 /** The limit and approval stores the runtime is given; the suite runs once per backend. */
-const BACKENDS: { name: string; url: (dir: string) => string }[] = [
-  { name: 'memory', url: () => 'memory:' },
-  { name: 'sqlite', url: (dir) => `sqlite:${join(dir, 'state.db')}` },
+const BACKENDS: { name: string; skip?: string; open(dir: string, recorder: Recorder): Promise<Opened> }[] = [
+  {
+    name: 'memory',
+    async open(_dir, recorder) {
+      const limits = await openLimitStore('memory:');
+      const approvals = await openApprovalStore('memory:', { recorder });
+      return { limits, approvals, cleanup: async () => {} };
+    },
+  },
+  {
+    name: 'sqlite',
+    async open(dir, recorder) {
+      const url = `sqlite:${join(dir, 'state.db')}`;
+      const limits = await openLimitStore(url);
+      const approvals = await openApprovalStore(url, { recorder });
+      return { limits, approvals, cleanup: async () => {} };
+    },
+  },
+  {
+    name: 'postgres approvals, redis limits',
+    ...(await scaleOutSkip()),
+    async open(_dir, recorder) {
+      const cleanups: Array<() => Promise<void> | void> = [];
+      const pgUrl = await tempPostgresDatabase({ skip: () => {}, after: (fn) => void cleanups.push(fn) });
+      assert.ok(pgUrl, 'PostgreSQL was reachable a moment ago');
+      const prefix = `${uniqueName('execlayer_contract')}:`;
+      const limits = await openLimitStore(REDIS_URL, { prefix });
+      const approvals = await openApprovalStore(pgUrl, { recorder });
+      return {
+        limits,
+        approvals,
+        async cleanup() {
+          const redis = new Redis(REDIS_URL);
+          const keys = await redis.keys(`${prefix}*`);
+          if (keys.length > 0) await redis.del(...keys);
+          redis.disconnect();
+          for (const fn of cleanups.reverse()) await fn();
+        },
+      };
+    },
+  },
 ];
+
+/** Skips the scale-out run, with the reason, when PostgreSQL or Redis is unreachable (fails under CI). */
+async function scaleOutSkip(): Promise<{ skip?: string }> {
+  const why: string[] = [];
+  const note = { skip: (m?: string) => void why.push(m ?? '') };
+  if (!(await pgAvailable(note)) || !(await redisAvailable(note))) return { skip: why.join('; ') };
+  return {};
+}
 
 let approvals: ApprovalStore;
 
@@ -710,20 +772,27 @@ function granted(): Expected {
 }
 
 for (const backend of BACKENDS) {
-  describe(`enforcement contract over ${backend.name} limit and approval stores`, () => {
+  const options = backend.skip === undefined ? {} : { skip: backend.skip };
+  describe(`enforcement contract over ${backend.name} limit and approval stores`, options, () => {
     let dir = '';
-    let limits: LimitStore;
-    const recorder = { record: async (e: AuditEvent) => void events.push(e) };
+    let opened: Opened;
+    const recorder: Recorder = { record: async (e: AuditEvent) => void events.push(e) };
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'execlayer-contract-state-'));
-      limits = await openLimitStore(backend.url(dir));
-      approvals = await openApprovalStore(backend.url(dir), { recorder });
-      layer = await createExecLayer({ policy: policyFor(POINTS), recorder, limits, approvals });
+      opened = await backend.open(dir, recorder);
+      approvals = opened.approvals;
+      layer = await createExecLayer({
+        policy: policyFor(POINTS),
+        recorder,
+        limits: opened.limits,
+        approvals,
+      });
     });
     after(async () => {
-      await layer.close();
-      await approvals.close();
-      await limits.close();
+      await layer?.close();
+      await opened?.approvals.close();
+      await opened?.limits.close();
+      await opened?.cleanup();
       rmSync(dir, { recursive: true, force: true });
     });
 
