@@ -17,6 +17,7 @@
  * a prefix; the whole-file validation is the last line, and writing a new file and renaming it over the
  * old one (what the kubelet's ConfigMap updates, `sed -i` and most editors do) is the way to be sure.
  */
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { MAX_POLICY_BYTES } from '../policy/source.js';
 import { sha256Hex } from '../sha256.js';
@@ -44,9 +45,10 @@ export type PolicySnapshot =
 export async function readSnapshot(path: string): Promise<PolicySnapshot> {
   let fh: Awaited<ReturnType<typeof open>> | undefined;
   try {
-    fh = await open(path, 'r');
+    // Non-blocking, so a FIFO put at the path cannot hold a thread forever; it is then refused below.
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
     const st = await fh.stat();
-    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
+    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'not_a_file' });
     // Oversized content is not read into memory; its size and times identify it.
     if (st.size > MAX_POLICY_BYTES) {
       const error = new Error(`policy is larger than ${MAX_POLICY_BYTES} bytes`);
