@@ -24,8 +24,12 @@ export {
   createExecLayer,
   type ExecLayer,
   type ExecLayerOptions,
+  formatRuntimeEvent,
+  type ReloadOutcome,
+  type ReloadTrigger,
   type RuntimeEvent,
 } from './runtime/exec-layer.js';
+export type { PolicyWatchTiming } from './runtime/policy-watch.js';
 export { DEFAULT_STORE, MemoryRecorder, openStores, type Stores, type StoreUrls } from './runtime/stores.js';
 export { createRemoteExecLayer, type RemoteExecLayer, type RemoteExecLayerOptions } from './sdk/remote.js';
 export type {

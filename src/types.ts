@@ -73,7 +73,10 @@ export interface Decision {
   mode: Mode;
   /** Stable machine code for the outcome, e.g. `allowed`, `denied_by_rule`, `no_matching_rule`. */
   code: DecisionCode;
-  /** Limits the runtime must consume before the action may run (from the deciding allow rule and agent). */
+  /**
+   * Limits the runtime must consume before the action may run: the deciding allow or ask rule's, then the
+   * agent's. An ask's are consumed when the approved call runs.
+   */
   limits?: LimitSpec[];
   /** For `ask`: how approval works for this rule. */
   approval?: ApprovalSpec;
@@ -158,12 +161,21 @@ export interface ApprovalEvent {
   note?: string;
 }
 
+/**
+ * A policy load or reload. `loaded`: `policy` came into force, replacing `previous`. `rejected`: the
+ * candidate was invalid, unreadable or still being written, and `previous` stayed in force. `unchanged`:
+ * a forced reload found the same policy. `trigger`: `start`, `watch` (the file changed), `signal`
+ * (SIGHUP), `api` (the operator API; `by` is the caller) or `manual` (a `reload()` call).
+ */
 export interface PolicyEvent {
   type: 'policy';
-  status: 'loaded' | 'rejected';
+  status: 'loaded' | 'rejected' | 'unchanged';
   policy?: string;
+  previous?: string;
   source: string;
   problems?: string[];
+  trigger?: 'start' | 'watch' | 'signal' | 'api' | 'manual';
+  by?: string;
 }
 
 export interface AgentStateEvent {

@@ -67,7 +67,8 @@ function kindOf(doc: unknown): Kind {
   if (isObject(doc) && 'cases' in doc) return 'cases';
   if (isObject(doc) && 'mcpServers' in doc) return 'client-config';
   if (isObject(doc) && ('status' in doc || 'subject' in doc || 'evaluations' in doc)) return 'http';
-  if (isObject(doc) && ('policy' in doc || 'upstreams' in doc || 'store' in doc)) return 'config';
+  if (isObject(doc) && ('policy' in doc || isObject(doc.upstreams) || 'store' in doc)) return 'config';
+  if (isObject(doc) && Array.isArray(doc.upstreams)) return 'http';
   return 'other';
 }
 
@@ -84,7 +85,7 @@ test('every policy, rule, condition and configuration block in the docs loads', 
       if (b.lang !== 'yaml' && b.lang !== 'json') continue;
       let doc: unknown;
       try {
-        doc = parse(b.text);
+        doc = b.lang === 'json' ? JSON.parse(b.text) : parse(b.text);
       } catch (e) {
         wrong.push(`${b.where}: does not parse: ${(e as Error).message.split('\n')[0]}`);
         continue;

@@ -3,6 +3,10 @@
 // gateway — and every point must give the same effect, rule and code, and run the tool exactly when the
 // effect is allow.
 // A point that cannot express a case says why in its `skip` list.
+// The runtime has real limit and approval stores — memory, SQLite, and PostgreSQL approvals with Redis
+// limits (skipped with the reason when those servers are down, required under CI) — and the suite runs
+// once per backend. Every point also runs the approvals-and-limits case: an agent with a limit of one call
+// per hour whose calls need approval gets its first approved call run and its second refused by the limit.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -22,18 +26,30 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { tool as oaTool, RunContext, setTracingDisabled } from '@openai/agents';
 import { tool as aiTool, jsonSchema } from 'ai';
+import { Redis } from 'ioredis';
 import { withExecLayer as aiSdk } from '../src/adapters/ai-sdk.js';
 import { protectTool as langchain } from '../src/adapters/langchain.js';
 import { DECISION_META_KEY, protectMcpServer } from '../src/adapters/mcp-server.js';
 import { protectTool as openaiAgents } from '../src/adapters/openai-agents.js';
 import { ToolCallRefusedError } from '../src/adapters/shared.js';
+import { openApprovalStore } from '../src/approvals/open.js';
+import type { ApprovalStore } from '../src/approvals/types.js';
 import { parseConfig } from '../src/config/load.js';
 import { createDecisionApiServer } from '../src/enforce/http/index.js';
 import { McpGateway } from '../src/enforce/mcp/gateway.js';
+import { openLimitStore } from '../src/limits/open.js';
+import type { LimitStore } from '../src/limits/types.js';
 import { ApprovalRequiredError, DeniedError } from '../src/runtime/errors.js';
 import { createExecLayer, type ExecLayer } from '../src/runtime/exec-layer.js';
 import { createRemoteExecLayer, type RemoteExecLayer } from '../src/sdk/remote.js';
-import type { AuditEvent, Decision, Effect, Json } from '../src/types.js';
+import {
+  pgAvailable,
+  REDIS_URL,
+  redisAvailable,
+  tempPostgresDatabase,
+  uniqueName,
+} from '../src/testing/services.js';
+import type { AuditEvent, Decision, Effect, Json, Recorder } from '../src/types.js';
 
 setTracingDisabled(true);
 
@@ -64,8 +80,25 @@ const policy = {
         reason: 'email outside acme.com needs approval',
       },
     ],
+    asker: [{ id: 'approved-refund', ask: 'payments.refund', reason: 'every refund needs approval' }],
   },
 };
+
+/** The agent of the approvals-and-limits case at one point: its own counter, so points do not share it. */
+function askerOf(point: Point): string {
+  return `asker-${point.name.replace(/[^A-Za-z0-9]+/g, '-')}`;
+}
+
+/** The contract policy plus, per point, an agent whose refunds need approval and who may make one per hour. */
+function policyFor(points: Point[]) {
+  const askers = Object.fromEntries(
+    points.map((p) => [
+      askerOf(p),
+      { roles: ['asker'], limits: [{ id: 'one-per-hour', calls: 1, per: 'hour' }] },
+    ]),
+  );
+  return { ...policy, agents: { ...policy.agents, ...askers } };
+}
 
 interface Expected {
   effect: Effect;
@@ -435,6 +468,7 @@ const mcpServerAdapter = (() => {
     },
     async teardown() {
       for (const c of clients.values()) await c.close();
+      clients.clear();
     },
   };
   return point;
@@ -468,11 +502,12 @@ function decisionApi() {
 }
 
 const http = (() => {
-  const api = decisionApi();
+  let api: ReturnType<typeof decisionApi>;
   let base = '';
   const point: Point = {
     name: 'http: /v1/decide',
     async setup() {
+      api = decisionApi();
       base = await api.listen();
     },
     async run(c) {
@@ -497,11 +532,12 @@ const http = (() => {
 })();
 
 const remoteGuard = (() => {
-  const api = decisionApi();
+  let api: ReturnType<typeof decisionApi>;
   let remote: RemoteExecLayer;
   const point: Point = {
     name: 'remote sdk: guard',
     async setup() {
+      api = decisionApi();
       remote = createRemoteExecLayer({ url: await api.listen(), apiKey: 'contract' });
     },
     run: (c) =>
@@ -575,6 +611,7 @@ const gateway = (() => {
     },
     async teardown() {
       for (const c of clients.values()) await c.close();
+      clients.clear();
       await gw?.close();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -623,33 +660,165 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-before(async () => {
-  layer = await createExecLayer({ policy, recorder: { record: async (e) => void events.push(e) } });
-});
-after(async () => {
-  await layer.close();
-});
+/** What a backend opened for one run of the suite, and how to clean it up. */
+interface Opened {
+  limits: LimitStore;
+  approvals: ApprovalStore;
+  cleanup(): Promise<void>;
+}
 
-for (const point of POINTS) {
-  describe(`enforcement contract: ${point.name}`, () => {
-    before(async () => point.setup?.());
-    after(async () => point.teardown?.());
-    for (const c of CASES) {
-      const reason = point.skip?.[c.name];
-      it(c.name, reason ? { skip: reason } : {}, async () => {
-        const got = await point.run(c);
-        assert.deepEqual(
-          { effect: got.effect, rule: got.rule, code: got.code },
-          c.expect,
-          `${point.name} decided ${c.tool} ${JSON.stringify(c.args)} differently`,
-        );
-        if (got.ran !== undefined) {
-          assert.equal(
-            got.ran,
-            c.expect.effect === 'allow',
-            got.ran ? 'a refused call ran' : 'an allowed call did not run',
-          );
+/** The limit and approval stores the runtime is given; the suite runs once per backend. */
+const BACKENDS: { name: string; skip?: string; open(dir: string, recorder: Recorder): Promise<Opened> }[] = [
+  {
+    name: 'memory',
+    async open(_dir, recorder) {
+      const limits = await openLimitStore('memory:');
+      const approvals = await openApprovalStore('memory:', { recorder });
+      return { limits, approvals, cleanup: async () => {} };
+    },
+  },
+  {
+    name: 'sqlite',
+    async open(dir, recorder) {
+      const url = `sqlite:${join(dir, 'state.db')}`;
+      const limits = await openLimitStore(url);
+      const approvals = await openApprovalStore(url, { recorder });
+      return { limits, approvals, cleanup: async () => {} };
+    },
+  },
+  {
+    name: 'postgres approvals, redis limits',
+    ...(await scaleOutSkip()),
+    async open(_dir, recorder) {
+      const cleanups: Array<() => Promise<void> | void> = [];
+      const pgUrl = await tempPostgresDatabase({ skip: () => {}, after: (fn) => void cleanups.push(fn) });
+      assert.ok(pgUrl, 'PostgreSQL was reachable a moment ago');
+      const prefix = `${uniqueName('execlayer_contract')}:`;
+      const limits = await openLimitStore(REDIS_URL, { prefix });
+      const approvals = await openApprovalStore(pgUrl, { recorder });
+      return {
+        limits,
+        approvals,
+        async cleanup() {
+          const redis = new Redis(REDIS_URL);
+          const keys = await redis.keys(`${prefix}*`);
+          if (keys.length > 0) await redis.del(...keys);
+          redis.disconnect();
+          for (const fn of cleanups.reverse()) await fn();
+        },
+      };
+    },
+  },
+];
+
+/** Skips the scale-out run, with the reason, when PostgreSQL or Redis is unreachable (fails under CI). */
+async function scaleOutSkip(): Promise<{ skip?: string }> {
+  const why: string[] = [];
+  const note = { skip: (m?: string) => void why.push(m ?? '') };
+  if (!(await pgAvailable(note)) || !(await redisAvailable(note))) return { skip: why.join('; ') };
+  return {};
+}
+
+let approvals: ApprovalStore;
+
+/** The one pending approval of `agent`, granted by an approver: the call may now be retried. */
+async function grantPending(agent: string): Promise<void> {
+  const pending = await approvals.list({ status: 'pending', agent }, Date.now());
+  assert.equal(pending.length, 1, `expected one pending approval for ${agent}`);
+  await approvals.decide(pending[0]!.id, { approve: true, approver: 'lead@acme.com' }, Date.now());
+}
+
+/**
+ * The approvals-and-limits case: ask, grant, retry (runs); ask again, grant, retry (refused by the agent's
+ * limit of one call per hour, although approved). The tool runs for the first approved call only.
+ */
+async function approvalsAndLimits(point: Point): Promise<void> {
+  const agent = askerOf(point);
+  const c = (amount: number): Case => ({
+    name: 'approvals and limits',
+    agent,
+    tool: 'payments.refund',
+    args: { amount },
+    expect: allow('approved-refund'),
+  });
+  const steps: { amount: number; grant: boolean; expect: Expected; runs: boolean }[] = [
+    { amount: 10, grant: false, expect: asked(), runs: false },
+    { amount: 10, grant: true, expect: granted(), runs: true },
+    { amount: 20, grant: false, expect: asked(), runs: false },
+    {
+      amount: 20,
+      grant: true,
+      expect: { effect: 'deny', rule: 'approved-refund', code: 'limit_exceeded' },
+      runs: false,
+    },
+  ];
+  for (const [i, step] of steps.entries()) {
+    if (step.grant) await grantPending(agent);
+    const got = await point.run(c(step.amount));
+    assert.deepEqual(
+      { effect: got.effect, rule: got.rule, code: got.code },
+      step.expect,
+      `${point.name}, step ${i + 1}: the approved call was decided differently`,
+    );
+    if (got.ran !== undefined) assert.equal(got.ran, step.runs, `${point.name}, step ${i + 1}: ran`);
+  }
+}
+
+function asked(): Expected {
+  return { effect: 'ask', rule: 'approved-refund', code: 'asked' };
+}
+function granted(): Expected {
+  return { effect: 'allow', rule: 'approved-refund', code: 'approval_granted' };
+}
+
+for (const backend of BACKENDS) {
+  const options = backend.skip === undefined ? {} : { skip: backend.skip };
+  describe(`enforcement contract over ${backend.name} limit and approval stores`, options, () => {
+    let dir = '';
+    let opened: Opened;
+    const recorder: Recorder = { record: async (e: AuditEvent) => void events.push(e) };
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'execlayer-contract-state-'));
+      opened = await backend.open(dir, recorder);
+      approvals = opened.approvals;
+      layer = await createExecLayer({
+        policy: policyFor(POINTS),
+        recorder,
+        limits: opened.limits,
+        approvals,
+      });
+    });
+    after(async () => {
+      await layer?.close();
+      await opened?.approvals.close();
+      await opened?.limits.close();
+      await opened?.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    for (const point of POINTS) {
+      describe(`enforcement contract: ${point.name}`, () => {
+        before(async () => point.setup?.());
+        after(async () => point.teardown?.());
+        for (const c of CASES) {
+          const reason = point.skip?.[c.name];
+          it(c.name, reason ? { skip: reason } : {}, async () => {
+            const got = await point.run(c);
+            assert.deepEqual(
+              { effect: got.effect, rule: got.rule, code: got.code },
+              c.expect,
+              `${point.name} decided ${c.tool} ${JSON.stringify(c.args)} differently`,
+            );
+            if (got.ran !== undefined) {
+              assert.equal(
+                got.ran,
+                c.expect.effect === 'allow',
+                got.ran ? 'a refused call ran' : 'an allowed call did not run',
+              );
+            }
+          });
         }
+        it('approvals and limits: an approved call passes the limits too', () => approvalsAndLimits(point));
       });
     }
   });

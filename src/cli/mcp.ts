@@ -5,6 +5,7 @@
 import { ConfigError, type GatewayConfig, loadConfigFile } from '../config/load.js';
 import { McpGateway } from '../enforce/mcp/gateway.js';
 import { openLayer } from '../enforce/mcp/open-layer.js';
+import { type ExecLayer, formatRuntimeEvent, type RuntimeEvent } from '../runtime/exec-layer.js';
 import { EXIT, flags, runCommand, UsageError } from './util.js';
 
 const HELP = `usage: execlayer mcp [--config execlayer.yaml] [--agent <id>]
@@ -18,6 +19,10 @@ options:
   -a, --agent <id>      agent id of this session (overrides \`agent:\` in the config); the id comes from
                         the process that launches the gateway, never from the client
   -h, --help            show this help
+
+The policy file is reloaded when its content changes (atomic replaces and symlink swaps included; only
+content unchanged for 250 ms that validates whole is loaded) and on SIGHUP; a broken policy never
+replaces the one in force. Each reload is logged with the policy hashes and recorded in the audit trail.
 
 Claude Desktop / Claude Code / Cursor (mcpServers):
   { "mcpServers": { "execlayer": { "command": "npx",
@@ -51,6 +56,21 @@ export function reportStartFailure(e: unknown): number {
   }
   process.stderr.write(`error: cannot start: ${err?.message ?? String(e)}\n`);
   return EXIT.error;
+}
+
+/** Writes a runtime event (a policy reload, a failed record) to stderr as one line. */
+export function logRuntimeEvent(e: RuntimeEvent): void {
+  process.stderr.write(`execlayer: ${formatRuntimeEvent(e)}\n`);
+}
+
+/**
+ * Reloads the policy on each SIGHUP (the outcome is logged and recorded by the runtime) until the returned
+ * function is called. Listening also keeps SIGHUP from ending the process.
+ */
+export function reloadOnSighup(layer: ExecLayer): () => void {
+  const onHup = () => void layer.reload({ trigger: 'signal' });
+  process.on('SIGHUP', onHup);
+  return () => process.off('SIGHUP', onHup);
 }
 
 /** Resolves when the process is asked to stop (SIGINT/SIGTERM) or `also` settles. */
@@ -88,14 +108,12 @@ export async function mcpCommand(argv: string[]): Promise<number> {
 
     let opened: Awaited<ReturnType<typeof openLayer>>;
     try {
-      opened = await openLayer(config, {
-        watch: true,
-        onEvent: (e) => process.stderr.write(`execlayer: ${JSON.stringify(e)}\n`),
-      });
+      opened = await openLayer(config, { watch: true, onEvent: logRuntimeEvent });
     } catch (e) {
       return reportStartFailure(e);
     }
     const gateway = new McpGateway(opened.layer, config);
+    const stopReloading = reloadOnSighup(opened.layer);
     try {
       const session = await gateway.serveStdio(process.stdin, process.stdout, agent);
       const closed = new Promise<void>((resolve) => {
@@ -107,6 +125,7 @@ export async function mcpCommand(argv: string[]): Promise<number> {
       });
       await untilStopped(closed);
     } finally {
+      stopReloading();
       await gateway.close();
       await opened.close();
     }

@@ -12,18 +12,25 @@ import { McpGateway } from '../enforce/mcp/gateway.js';
 import { type GatewayHttpServer, type HttpHandler, startGatewayHttp } from '../enforce/mcp/http.js';
 import { type OpenedLayer, openLayer } from '../enforce/mcp/open-layer.js';
 import type { RuntimeEvent } from '../runtime/exec-layer.js';
-import { loadConfigOrReport, reportStartFailure, untilStopped } from './mcp.js';
+import {
+  loadConfigOrReport,
+  logRuntimeEvent,
+  reloadOnSighup,
+  reportStartFailure,
+  untilStopped,
+} from './mcp.js';
 import { EXIT, flags, runCommand, UsageError } from './util.js';
 
 const HELP = `usage: execlayer serve [--config execlayer.yaml] [--host <addr>] [--port <n>] [--json]
 
 Serves the MCP gateway over Streamable HTTP at /mcp, the decision API (/v1/decide, /v1/outcome,
 AuthZEN; described at /openapi.json) and the operator API (/v1/approvals, /v1/agents, /v1/stop,
-/v1/resume-all) on the same port. Each request is authenticated (bearer API key or JWT, see \`auth:\` in
-the config) and the agent id comes from the credential; the operator API also needs the credential role
-\`approver\` or \`operator\`. Requests whose Host or Origin is not allowed get 403 (DNS-rebinding defence).
-Sessions are capped per agent and in all, connections are capped, and requests must arrive within
-their deadlines (\`http.*\` in the config, see docs/gateway.md "Front-door limits").
+/v1/resume-all, /v1/policy/reload, /v1/upstreams) on the same port. Each request is authenticated
+(bearer API key or JWT, see \`auth:\` in the config) and the agent id comes from the credential; the
+operator API also needs the credential role \`approver\` or \`operator\`. Requests whose Host or Origin
+is not allowed get 403 (DNS-rebinding defence). Sessions are capped per agent and in all, connections
+are capped, and requests must arrive within their deadlines (\`http.*\` in the config, see
+docs/gateway.md "Front-door limits").
 
 options:
   -c, --config <file>   gateway configuration (default ./execlayer.yaml)
@@ -31,6 +38,9 @@ options:
       --port <n>        listen port (default: http.port, 8787; 0 picks a free port)
       --json            print {"url": …} on stdout once listening
   -h, --help            show this help
+
+The policy file is reloaded when its content changes (only content unchanged for 250 ms that validates
+whole is loaded), on SIGHUP and on POST /v1/policy/reload; a broken policy never replaces the one in force.
 
 Create an API key with \`execlayer keys new --agent <id>\`; give it roles with \`roles: [approver]\`.
 
@@ -79,7 +89,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         watch: true,
         ...(values.host !== undefined ? { host: values.host } : {}),
         ...(port !== undefined ? { port } : {}),
-        onEvent: (e) => process.stderr.write(`execlayer: ${JSON.stringify(e)}\n`),
+        onEvent: logRuntimeEvent,
         log: (line) => process.stderr.write(`execlayer: ${line}\n`),
       });
     } catch (e) {
@@ -90,9 +100,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
       return reportStartFailure(e instanceof ServeError ? e.cause : e);
     }
     const { http } = running;
+    // Before announcing the URL: whoever reacts to it may send SIGHUP at once.
+    const stopReloading = reloadOnSighup(running.opened.layer);
     process.stderr.write(`execlayer: MCP gateway listening on ${http.url}\n`);
     if (values.json) process.stdout.write(`${JSON.stringify({ url: http.url })}\n`);
     await untilStopped();
+    stopReloading();
     await running.close();
     return EXIT.ok;
   });
@@ -159,6 +172,7 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
       recorder: layer.recorder,
       authenticate: authApi,
       upstreams: () => gateway.upstreamStatus(),
+      reload: (by) => layer.reload({ trigger: 'api', by }),
     }),
   ];
   let http: GatewayHttpServer;

@@ -43,7 +43,10 @@ interface AgentIndex {
   tools: Map<string, ToolEntry>;
   globs: Record<Effect, RuleEntry[]>;
   info: Record<string, Json>;
-  /** Limits an allow by each rule carries: the rule's own, then the agent's. */
+  /**
+   * Limits an allow or ask by each rule carries: the rule's own, then the agent's. An ask's limits are
+   * consumed by the runtime when an approved call runs.
+   */
   limits: Map<CheckedRule, LimitSpec[]>;
   /** What this agent may call, for refusals (built once). */
   alternatives: { name: string; text: string }[];
@@ -118,7 +121,7 @@ export function compile(policy: CheckedPolicy): Engine {
       }
     }
     for (const rule of agent.rules) {
-      if (rule.effect === 'allow') idx.limits.set(rule, [...rule.limits, ...agent.limits]);
+      if (rule.effect !== 'deny') idx.limits.set(rule, [...rule.limits, ...agent.limits]);
     }
     for (const entry of idx.tools.values()) {
       for (const { name, rules } of entry.allow) {
@@ -158,7 +161,8 @@ export function compile(policy: CheckedPolicy): Engine {
     if (mode === 'shadow') d.wouldBe = effect;
     if (agent) d.roles = agent.agent.roles;
     if (ctx?.facts) d.facts = ctx.facts;
-    if (effect === 'allow' && agent && rule) {
+    // An ask carries its limits too: an approved call is an action that runs, and passes them.
+    if (effect !== 'deny' && agent && rule) {
       const limits = agent.limits.get(rule);
       if (limits && limits.length > 0) d.limits = limits;
     }

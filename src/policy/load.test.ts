@@ -241,6 +241,17 @@ describe('policy warnings', () => {
     assert.match(w.message, /`pth`/);
   });
 
+  test('a limit on an ask rule is kept and not warned about; on a deny rule it is', () => {
+    const ask = `${BASE}    - id: mail\n      ask: mail.send\n      limit: { calls: 5, per: hour }\n`;
+    const r = loadPolicyText(ask, 'p.yaml');
+    assert.ok(r.ok);
+    assert.deepEqual(r.warnings, [], 'the approved call consumes it, so there is nothing to warn about');
+    const rule = [...r.policy.agents.values()][0]?.rules.find((x) => x.id === 'mail');
+    assert.equal(rule?.limits[0]?.kind, 'calls');
+    const deny = warnings(ask.replace('ask: mail.send', 'deny: mail.send'));
+    assert.ok(deny.some((w) => w.code === 'limit_on_deny'));
+  });
+
   test('a role given to no agent', () => {
     assert.ok(warnings(`${BASE}  unused:\n    - allow: x.y\n`).some((w) => w.code === 'unused_role'));
   });

@@ -26,30 +26,41 @@ export function loadPolicyText(text: string, file = '<policy>'): LoadResult {
 
 /** Loads and checks a policy file (YAML or JSON). Never throws. */
 export async function loadPolicyFile(path: string): Promise<LoadResult> {
-  let text: string;
+  let buf: Buffer;
   try {
-    const buf = await readFile(path);
-    if (buf.length > MAX_POLICY_BYTES) {
-      return {
-        ok: false,
-        problems: [problemAt(path, 'too_large', `policy is larger than ${MAX_POLICY_BYTES} bytes`)],
-      };
-    }
-    text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+    buf = await readFile(path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const message =
-      code === 'ENOENT'
-        ? `policy file \`${path}\` does not exist`
-        : e instanceof TypeError
-          ? 'policy is not valid utf-8'
-          : `cannot read policy file \`${path}\`: ${(e as Error).message}`;
+    return { ok: false, problems: [unreadable(path, e)] };
+  }
+  return loadPolicyBytes(buf, path);
+}
+
+/**
+ * Loads and checks the bytes of a policy file, as read once (a reload checks exactly the bytes it saw
+ * stay unchanged, never a second read). `path` names it in problems. Never throws.
+ */
+export function loadPolicyBytes(buf: Uint8Array, path: string): LoadResult {
+  if (buf.length > MAX_POLICY_BYTES) {
     return {
       ok: false,
-      problems: [problemAt(path, code === 'ENOENT' ? 'not_found' : 'unreadable', message)],
+      problems: [problemAt(path, 'too_large', `policy is larger than ${MAX_POLICY_BYTES} bytes`)],
     };
   }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch {
+    return { ok: false, problems: [problemAt(path, 'unreadable', 'policy is not valid utf-8')] };
+  }
   return loadPolicyText(text, path);
+}
+
+/** The problem for a policy file that could not be read. */
+export function unreadable(path: string, e: unknown): Problem {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT'
+    ? problemAt(path, 'not_found', `policy file \`${path}\` does not exist`)
+    : problemAt(path, 'unreadable', `cannot read policy file \`${path}\`: ${(e as Error).message}`);
 }
 
 /** Checks a policy given as an object (e.g. built in code). Positions then point at `<object>:1:1`. */

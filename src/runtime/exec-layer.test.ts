@@ -7,7 +7,7 @@ import { memoryApprovalStore } from '../approvals/memory.js';
 import { openAuditLog } from '../audit/log.js';
 import { MemoryLimitStore } from '../limits/memory.js';
 import { MemoryAgentStateStore } from '../state/agent-state.js';
-import type { AuditEvent, Recorder } from '../types.js';
+import type { AuditEvent, Json, Recorder } from '../types.js';
 import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
 import { createExecLayer, type ExecLayerOptions } from './exec-layer.js';
 
@@ -289,4 +289,104 @@ test('by default every decision is recorded durably in the embedded SQLite store
     if (saved === undefined) delete process.env.EXECLAYER_STORE;
     else process.env.EXECLAYER_STORE = saved;
   }
+});
+
+describe('pipeline: approved calls pass the limits', () => {
+  const ASKING = {
+    version: 1,
+    agents: { bot: { roles: ['r'], limits: [{ id: 'hourly', calls: 1, per: 'hour' }] } },
+    roles: {
+      r: [
+        { id: 'mail', ask: 'mail.send' },
+        {
+          id: 'pay',
+          ask: 'pay.refund',
+          limit: { id: 'refund-budget', sum: 'args.amount', max: 100, per: 'day' },
+        },
+      ],
+    },
+  };
+
+  /** Asks, grants the request as `lead`, and calls again: what the guarded function saw, or the refusal. */
+  async function approvedCall(
+    approvals: ReturnType<typeof memoryApprovalStore>,
+    run: (args: { [k: string]: Json }) => Promise<string>,
+    args: { [k: string]: Json },
+  ): Promise<string | DeniedError> {
+    let id = '';
+    await assert.rejects(run(args), (e: unknown) => {
+      assert.ok(e instanceof ApprovalRequiredError, `expected an ask, got ${String(e)}`);
+      id = e.approvalId ?? '';
+      return true;
+    });
+    await approvals.decide(id, { approve: true, approver: 'lead@acme.com' }, Date.now());
+    try {
+      return await run(args);
+    } catch (e) {
+      if (e instanceof DeniedError) return e;
+      throw e;
+    }
+  }
+
+  test('an agent limit of 1 call per hour: the first approved call runs, the second and third are refused', async () => {
+    const approvals = memoryApprovalStore();
+    const { l, recorder } = await layer({ policy: ASKING, approvals });
+    const sent: string[] = [];
+    const send = l.guard(
+      async (args: { [k: string]: Json }) => {
+        sent.push(String(args.to));
+        return 'sent';
+      },
+      { agent: 'bot', tool: 'mail.send' },
+    );
+    assert.equal(await approvedCall(approvals, send, { to: 'a@example.org' }), 'sent');
+    for (const to of ['b@example.org', 'c@example.org']) {
+      const r = await approvedCall(approvals, send, { to });
+      assert.ok(r instanceof DeniedError, `the approved call to ${to} ran past the limit`);
+      assert.equal(r.decision.code, 'limit_exceeded');
+      assert.match(r.decision.reason, /limit `hourly` exceeded/);
+      assert.ok(r.decision.approvalId, 'the refusal names the approval it used');
+    }
+    assert.deepEqual(sent, ['a@example.org'], 'the guarded function ran for the first call only');
+    await l.flush();
+    const recorded = recorder.events.flatMap((e) =>
+      e.type === 'decision' && e.decision.code !== 'asked' ? [e.decision.code] : [],
+    );
+    assert.deepEqual(recorded, ['approval_granted', 'limit_exceeded', 'limit_exceeded']);
+  });
+
+  test('a limit on an ask rule is consumed when the approved call runs', async () => {
+    const approvals = memoryApprovalStore();
+    // Without the agent's hourly limit, so that only the rule's budget counts.
+    const policy = { ...ASKING, agents: { bot: { roles: ['r'] } } };
+    const { l } = await layer({ policy, approvals });
+    const paid: number[] = [];
+    const refund = l.guard(
+      async (args: { [k: string]: Json }) => {
+        paid.push(Number(args.amount));
+        return 'paid';
+      },
+      { agent: 'bot', tool: 'pay.refund' },
+    );
+    assert.equal(await approvedCall(approvals, refund, { amount: 60 }), 'paid');
+    const over = await approvedCall(approvals, refund, { amount: 50 });
+    assert.ok(over instanceof DeniedError, 'the budget of the ask rule was not consumed');
+    assert.match(over.decision.reason, /limit `refund-budget` exceeded/);
+    assert.equal(await approvedCall(approvals, refund, { amount: 40 }), 'paid');
+    assert.deepEqual(paid, [60, 40]);
+  });
+
+  test('the stop switch comes before the decision: a suspended agent is denied before any approval', async () => {
+    const approvals = memoryApprovalStore();
+    const state = new MemoryAgentStateStore();
+    const { l } = await layer({ policy: ASKING, approvals, state });
+    await state.suspend('bot', 'ops@acme.com', 'incident');
+    const d = await l.authorize({ agent: 'bot', tool: 'mail.send', args: { to: 'a@example.org' } });
+    assert.equal(d.code, 'suspended');
+    assert.deepEqual(
+      await approvals.list({}, Date.now()),
+      [],
+      'no approval was requested for a stopped agent',
+    );
+  });
 });

@@ -1,24 +1,43 @@
 /**
- * The runtime every enforcement point calls: decide (engine) → stop switch → limits → approvals →
- * record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
+ * The runtime every enforcement point calls: one pipeline, stop switch → decide (engine) → approvals →
+ * limits → record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
  */
-import { type FSWatcher, watch } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { jsonDigest } from '../canonical-json.js';
 import { compile, type Engine } from '../engine/compile.js';
 import { initFacts } from '../facts/index.js';
-import { type LoadResult, loadPolicyFile, loadPolicyObject } from '../policy/load.js';
+import { type LoadResult, loadPolicyBytes, loadPolicyObject, unreadable } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
-import type { Action, Decision, EnforcementPoint, Json, Recorder, RecordOptions } from '../types.js';
+import type {
+  Action,
+  Decision,
+  EnforcementPoint,
+  Json,
+  PolicyEvent,
+  Recorder,
+  RecordOptions,
+} from '../types.js';
 import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
+import {
+  type PolicySnapshot,
+  PolicyWatcher,
+  type PolicyWatchTiming,
+  readSettled,
+  readSnapshot,
+} from './policy-watch.js';
 import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
 import { DEFAULT_STORE, openStores, type StoreUrls } from './stores.js';
 
 export interface ExecLayerOptions {
   /** Path to a YAML/JSON policy file, or a policy document object. */
   policy: string | Record<string, unknown>;
-  /** Reload the policy file when it changes (validated whole, swapped atomically; failures keep the old one). */
-  watch?: boolean;
+  /**
+   * Reload the policy file when the content its path names changes: atomic replaces, symlink swaps and
+   * in-place writes alike. Content is loaded once it stayed unchanged for `settleMs` (default 250) and
+   * validates whole; a broken candidate leaves the policy in force. The path is read every `pollMs`
+   * (default 100), so a change applies within about 0.4 s of the last write. See `reload()` to force one.
+   */
+  watch?: boolean | PolicyWatchTiming;
   /**
    * One URL for all state, opened (and closed) by the runtime: `sqlite:./execlayer.db`, `postgres://…`,
    * `redis://…`, or `memory:` (nothing durable); or one URL per backend (`{ audit, approvals, limits, state }`,
@@ -42,17 +61,52 @@ export interface ExecLayerOptions {
   now?: () => number;
 }
 
+/** What started a policy reload: the file watch, SIGHUP, the operator API, or a `reload()` call. */
+export type ReloadTrigger = 'watch' | 'signal' | 'api' | 'manual';
+
+/**
+ * What a policy reload did. `policy` is the hash in force afterwards: the new one (`loaded`), or the one
+ * that stayed (`unchanged`: same policy, e.g. only comments changed; `rejected`: the candidate was invalid,
+ * unreadable or still being written). `recorded` says whether the audit record of it was written.
+ */
+export type ReloadOutcome = {
+  policy: string;
+  source: string;
+  trigger: ReloadTrigger;
+  recorded: boolean;
+} & (
+  | { status: 'loaded'; previous: string }
+  | { status: 'unchanged' }
+  | { status: 'rejected'; problems: string[] }
+);
+
+/** Runtime events; `hash` is the policy in force after the event. See `formatRuntimeEvent`. */
 export type RuntimeEvent =
-  | { type: 'policy_loaded'; hash: string; source: string }
-  | { type: 'policy_rejected'; source: string; problems: string[] }
+  | { type: 'policy_loaded'; hash: string; previous: string; source: string; trigger: ReloadTrigger }
+  | { type: 'policy_unchanged'; hash: string; source: string; trigger: ReloadTrigger }
+  | { type: 'policy_rejected'; hash: string; source: string; trigger: ReloadTrigger; problems: string[] }
   | { type: 'record_failed'; error: string };
+
+/** One log line for a runtime event, naming the policy hashes (old → new) or why a candidate was refused. */
+export function formatRuntimeEvent(e: RuntimeEvent): string {
+  switch (e.type) {
+    case 'policy_loaded':
+      return `policy reloaded (${e.trigger}) from ${e.source}: ${e.previous} → ${e.hash}`;
+    case 'policy_unchanged':
+      return `policy reload (${e.trigger}) from ${e.source}: unchanged, ${e.hash} stays in force`;
+    case 'policy_rejected':
+      return `policy reload (${e.trigger}) from ${e.source} rejected, ${e.hash} stays in force: ${e.problems.join('; ')}`;
+    case 'record_failed':
+      return `audit record failed: ${e.error}`;
+  }
+}
 
 /** Result of waiting for a pending approval. */
 export type ApprovalWait = 'granted' | 'denied' | 'expired' | 'timeout';
 
 export interface ExecLayer {
-  /** Decides, applies the stop switch, limits and approvals, and records the decision (durably before
-   *  resolving when the action may run). Never rejects. */
+  /** Runs the pipeline — stop switch, decide, approvals, limits — and records the decision (durably
+   *  before resolving when the action may run). Never rejects. */
   authorize(action: Action, opts?: { point?: EnforcementPoint }): Promise<Decision>;
   /** List filtering: true iff some allow/ask rule could let this agent call this tool. */
   visible(agent: string, tool: string): boolean;
@@ -76,6 +130,12 @@ export interface ExecLayer {
     fn: (args: A) => Promise<R>,
     meta: { agent: string; tool: string; session?: string; onBehalfOf?: string },
   ): (args: A) => Promise<R>;
+  /**
+   * Reloads the policy file now (SIGHUP, the operator API): reads it until its content stays unchanged
+   * for the settle interval (at most 5 s), validates it whole and swaps it in, or keeps the policy in force.
+   * Records the outcome in the audit trail, applied or not. `by` names who asked. Never rejects.
+   */
+  reload(o?: { trigger?: ReloadTrigger; by?: string }): Promise<ReloadOutcome>;
   /** Waits until a pending approval is decided or the timeout passes; then call `authorize` again. */
   waitForApproval(
     approvalId: string,
@@ -98,6 +158,26 @@ interface Awaiting {
   point: EnforcementPoint;
   ticket?: LimitTicketPort;
 }
+/** One decision on its way through the pipeline. */
+interface Turn {
+  action: Action;
+  point: EnforcementPoint;
+  /** The engine in force when the decision started (a reload does not change it midway). */
+  engine: Engine;
+}
+
+/** A pipeline stage: takes the decision so far (none before `decide`), returns the next one. */
+interface Stage {
+  name: 'stop switch' | 'decide' | 'approvals' | 'limits';
+  run(turn: Turn, d: Decision | undefined): Decision | undefined | Promise<Decision | undefined>;
+}
+
+/** The decision a stage after `decide` works on. */
+function need(d: Decision | undefined): Decision {
+  if (d === undefined) throw new Error('a pipeline stage ran before the decide stage');
+  return d;
+}
+
 /** Records nothing waits on: denials, policy events (see `RecordOptions.lazy`). */
 const LAZY: RecordOptions = { lazy: true };
 /** Most allowed decisions awaiting their outcome that the runtime remembers. */
@@ -107,12 +187,13 @@ const MAX_INFLIGHT = 65_536;
 export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer> {
   await initFacts();
   const source = typeof opts.policy === 'string' ? opts.policy : '<object>';
-  const loaded = await load(opts.policy);
+  const first = await loadFirst(opts.policy);
+  const loaded = first.result;
   if (!loaded.ok) throw new PolicyError(loaded.problems.map(formatProblem));
   const engine = compile(loaded.policy);
   const piecemeal = opts.recorder || opts.limits || opts.approvals || opts.state;
   const url = opts.store ?? (piecemeal ? false : (process.env.EXECLAYER_STORE ?? DEFAULT_STORE));
-  if (url === false) return new Runtime(opts, engine, source);
+  if (url === false) return new Runtime(opts, engine, source, first.digest);
   const stores = await openStores(url);
   const merged: ExecLayerOptions = {
     ...opts,
@@ -121,12 +202,21 @@ export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer
     approvals: opts.approvals ?? stores.approvals,
     state: opts.state ?? stores.state,
   };
-  return new Runtime(merged, engine, source, () => stores.close());
+  return new Runtime(merged, engine, source, first.digest, () => stores.close());
 }
 
-async function load(policy: string | Record<string, unknown>): Promise<LoadResult> {
-  return typeof policy === 'string' ? loadPolicyFile(policy) : loadPolicyObject(policy);
+/** The first policy, and the digest of the file content it came from (where the watch starts). */
+async function loadFirst(
+  policy: string | Record<string, unknown>,
+): Promise<{ result: LoadResult; digest?: string }> {
+  if (typeof policy !== 'string') return { result: loadPolicyObject(policy) };
+  const snap = await readSnapshot(policy);
+  if (!snap.ok) return { result: { ok: false, problems: [unreadable(policy, snap.error)] } };
+  return { result: loadPolicyBytes(snap.bytes, policy), digest: snap.digest };
 }
+
+/** How long a forced reload waits for the file to stop changing. */
+const FORCED_RELOAD_TIMEOUT_MS = 5000;
 
 class Runtime implements ExecLayer {
   #engine: Engine;
@@ -143,21 +233,43 @@ class Runtime implements ExecLayer {
   #orderAt = 0;
   readonly #pending = new Set<Promise<void>>();
   readonly #now: () => number;
-  #watcher: FSWatcher | undefined;
-  #reloadTimer: NodeJS.Timeout | undefined;
+  readonly #source: string;
+  readonly #timing: PolicyWatchTiming;
+  #watcher: PolicyWatcher | undefined;
+  /** Reloads run one after another, in the order they were asked for. */
+  #reloads: Promise<unknown> = Promise.resolve();
 
   readonly #closeStores: (() => Promise<void>) | undefined;
 
-  constructor(opts: ExecLayerOptions, engine: Engine, source: string, closeStores?: () => Promise<void>) {
+  constructor(
+    opts: ExecLayerOptions,
+    engine: Engine,
+    source: string,
+    digest: string | undefined,
+    closeStores?: () => Promise<void>,
+  ) {
     this.#opts = opts;
     this.#closeStores = closeStores;
     this.#engine = engine;
+    this.#source = source;
+    this.#timing = typeof opts.watch === 'object' ? opts.watch : {};
     this.recorder = opts.recorder ?? NO_RECORDER;
     this.#now = opts.now ?? Date.now;
     this.#background(
-      this.recorder.record({ type: 'policy', status: 'loaded', policy: engine.hash, source }, LAZY),
+      this.recorder.record(
+        { type: 'policy', status: 'loaded', policy: engine.hash, source, trigger: 'start' },
+        LAZY,
+      ),
     );
-    if (opts.watch && typeof opts.policy === 'string') this.#watch(opts.policy);
+    if (opts.watch && typeof opts.policy === 'string') {
+      // Starts from the content the first policy was loaded from: a change since then is seen at once.
+      this.#watcher = new PolicyWatcher(
+        opts.policy,
+        this.#timing,
+        (snap) => this.#serial(() => this.#consider(snap, 'watch')).then(() => undefined),
+        digest,
+      );
+    }
   }
 
   get engine(): Engine {
@@ -175,21 +287,28 @@ class Runtime implements ExecLayer {
   async authorize(action: Action, opts: { point?: EnforcementPoint } = {}): Promise<Decision> {
     const started = performance.now();
     const engine = this.#engine;
-    let d: Decision;
+    const turn: Turn = { action, point: opts.point ?? 'sdk', engine };
+    let d: Decision | undefined;
+    let at: Stage['name'] = 'stop switch';
     try {
-      d = engine.decide(action, this.#now());
-      d = await this.#applyState(action, d);
-      d = await this.#applyLimits(action, d, opts.point ?? 'sdk');
-      d = await this.#applyApprovals(action, d, engine);
+      for (const stage of this.#pipeline) {
+        at = stage.name;
+        const next = stage.run(turn, d);
+        // A synchronous stage (decide) costs no extra turn of the microtask queue.
+        d = next instanceof Promise ? await next : next;
+        // A deny is final: no later stage may turn it into anything else.
+        if (d?.effect === 'deny') break;
+      }
+      if (d === undefined) throw new Error('the pipeline ended without a decision');
     } catch (e) {
       // INVARIANT: fail closed — any error on the way is a deny with a reason.
-      d = denyFrom(engine.hash, 'internal_error', `internal error: ${message(e)}`);
+      d = denyFrom(engine.hash, 'internal_error', `internal error in the ${at} stage: ${message(e)}`);
     }
     const event = {
       type: 'decision' as const,
       decision: d,
       action: auditAction(action, engine),
-      point: opts.point ?? 'sdk',
+      point: turn.point,
       latencyUs: Math.round((performance.now() - started) * 1000),
     };
     if (d.effect !== 'allow') {
@@ -295,63 +414,73 @@ class Runtime implements ExecLayer {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 
+  reload(o: { trigger?: ReloadTrigger; by?: string } = {}): Promise<ReloadOutcome> {
+    const trigger = o.trigger ?? 'manual';
+    const path = this.#opts.policy;
+    return this.#serial(async () => {
+      if (typeof path !== 'string') {
+        return this.#reject(trigger, ['the policy was given as an object: there is no file to reload'], o.by);
+      }
+      const { snapshot, settled } = await readSettled(path, {
+        ...this.#timing,
+        timeoutMs: FORCED_RELOAD_TIMEOUT_MS,
+      });
+      // The watch need not hand this content over again.
+      this.#watcher?.handled(snapshot.digest);
+      if (!settled) {
+        const problem = `the policy file kept changing for ${FORCED_RELOAD_TIMEOUT_MS / 1000} s: it is still being written and was not loaded`;
+        return this.#reject(trigger, [problem], o.by);
+      }
+      return this.#consider(snapshot, trigger, o.by);
+    });
+  }
+
   async close(): Promise<void> {
     this.#watcher?.close();
-    if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
+    await this.#reloads;
     await this.flush();
     await this.#closeStores?.();
   }
 
-  async #applyState(action: Action, d: Decision): Promise<Decision> {
+  /**
+   * The stages of every decision, in order; `authorize` runs them, then the record stage (an allowed
+   * decision is durably recorded before it is returned).
+   *
+   * INVARIANT: one pipeline — stop switch → decide → approvals → limits → record. Every action that will
+   * run passes every stage. An approved call is turned into an allow by the approvals stage and only then
+   * reaches the limits stage, so it is counted like any other call; a call that a limit refuses is
+   * refused even though its grant was spent.
+   */
+  readonly #pipeline: readonly Stage[] = [
+    // Each stage answers at once, without a turn of the microtask queue, when it has nothing to do.
+    { name: 'stop switch', run: (t) => (this.#opts.state ? this.#stopSwitch(t) : undefined) },
+    { name: 'decide', run: (t) => t.engine.decide(t.action, this.#now()) },
+    { name: 'approvals', run: (t, d) => (need(d).effect === 'ask' ? this.#approvals(t, need(d)) : d) },
+    { name: 'limits', run: (t, d) => (need(d).limits?.length ? this.#limits(t, need(d)) : d) },
+  ];
+
+  /** A deny when the agent, or everyone, is stopped; otherwise nothing (the pipeline goes on). */
+  async #stopSwitch({ action, engine }: Turn): Promise<Decision | undefined> {
     const state = this.#opts.state;
-    if (!state) return d;
+    // A malformed action has no agent to look up; the decide stage denies it.
+    if (!state || typeof action?.agent !== 'string') return undefined;
     let s: { suspended: boolean; reason?: string; by?: string };
     try {
       s = await state.isSuspended(action.agent);
     } catch (e) {
       // INVARIANT: fail closed — a stop switch we cannot read counts as pressed.
-      return denyFrom(d.policy, 'store_error', `denied: cannot read the suspension state (${message(e)})`);
+      return denyFrom(engine.hash, 'store_error', `denied: cannot read the suspension state (${message(e)})`);
     }
-    if (!s.suspended) return d;
+    if (!s.suspended) return undefined;
     const why = `agent \`${action.agent}\` is suspended${s.by ? ` by ${s.by}` : ''}${s.reason ? `: ${s.reason}` : ''}; every action is denied until it is resumed`;
-    return denyFrom(d.policy, 'suspended', why);
+    return denyFrom(engine.hash, 'suspended', why);
   }
 
-  async #applyLimits(action: Action, d: Decision, point: EnforcementPoint): Promise<Decision> {
-    const allowedForReal = d.effect === 'allow' && (d.wouldBe === undefined || d.wouldBe === 'allow');
-    if (!allowedForReal || !d.limits || d.limits.length === 0) return d;
-    const store = this.#opts.limits;
-    if (!store) {
-      return {
-        ...d,
-        effect: 'deny',
-        code: 'store_error',
-        reason: 'denied: the policy sets limits but no limit store is configured',
-      };
-    }
-    const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
-    if (r.ok) {
-      this.#track(d.id, { agent: action.agent, tool: action.tool, point, ticket: r.ticket });
-      return d;
-    }
-    const code =
-      r.code === 'limit_exceeded'
-        ? 'limit_exceeded'
-        : r.code === 'store_error'
-          ? 'store_error'
-          : 'evaluation_error';
-    if (d.mode === 'shadow')
-      return { ...d, wouldBe: 'deny', reason: `shadow mode: would deny — ${r.reason}` };
-    return {
-      ...d,
-      effect: 'deny',
-      code,
-      reason: r.reason,
-      ...(r.retryAfterMs >= 0 ? { retryAfterMs: r.retryAfterMs } : {}),
-    };
-  }
-
-  async #applyApprovals(action: Action, d: Decision, engine: Engine): Promise<Decision> {
+  /**
+   * For an ask: consumes a grant for exactly this call (the decision becomes an allow, which the limits
+   * stage then checks), or files a pending request. Anything else passes unchanged.
+   */
+  async #approvals({ action, engine }: Turn, d: Decision): Promise<Decision> {
     if (d.effect !== 'ask') return d;
     const store = this.#opts.approvals;
     if (!store) return d;
@@ -389,9 +518,43 @@ class Runtime implements ExecLayer {
       },
       now,
     );
+    return { ...d, approvalId: req.id };
+  }
+
+  /** For an action that will run (an allow, approved or not): consumes its limits, or denies. */
+  async #limits({ action, point }: Turn, d: Decision): Promise<Decision> {
+    // Shadow mode consumes limits only for what enforce mode would allow; an ask waits for its grant.
+    const allowedForReal = d.effect === 'allow' && (d.wouldBe === undefined || d.wouldBe === 'allow');
+    if (!allowedForReal || !d.limits || d.limits.length === 0) return d;
+    const store = this.#opts.limits;
+    if (!store) {
+      return {
+        ...d,
+        effect: 'deny',
+        code: 'store_error',
+        reason: 'denied: the policy sets limits but no limit store is configured',
+      };
+    }
+    const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
+    if (r.ok) {
+      this.#track(d.id, { agent: action.agent, tool: action.tool, point, ticket: r.ticket });
+      return d;
+    }
+    const code =
+      r.code === 'limit_exceeded'
+        ? 'limit_exceeded'
+        : r.code === 'store_error'
+          ? 'store_error'
+          : 'evaluation_error';
+    if (d.mode === 'shadow')
+      return { ...d, wouldBe: 'deny', reason: `shadow mode: would deny — ${r.reason}` };
+    const spent = d.approvalId ? ` (approval \`${d.approvalId}\` was used by this refused call)` : '';
     return {
       ...d,
-      approvalId: req.id,
+      effect: 'deny',
+      code,
+      reason: `${r.reason}${spent}`,
+      ...(r.retryAfterMs >= 0 ? { retryAfterMs: r.retryAfterMs } : {}),
     };
   }
 
@@ -434,32 +597,84 @@ class Runtime implements ExecLayer {
     void tracked.finally(() => this.#pending.delete(tracked));
   }
 
-  #watch(path: string): void {
-    const reload = async () => {
-      const r = await loadPolicyFile(path);
-      if (!r.ok) {
-        const problems = r.problems.map(formatProblem);
-        // The old policy stays in force: a broken new policy never replaces a working one.
-        this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems });
-        this.#background(
-          this.recorder.record({ type: 'policy', status: 'rejected', source: path, problems }, LAZY),
-        );
-        return;
-      }
-      if (r.policy.hash === this.#engine.hash) return;
-      this.#engine = compile(r.policy);
-      this.#opts.onEvent?.({ type: 'policy_loaded', hash: r.policy.hash, source: path });
-      this.#background(
-        this.recorder.record({ type: 'policy', status: 'loaded', policy: r.policy.hash, source: path }, LAZY),
-      );
-    };
-    this.#watcher = watch(path, () => {
-      if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
-      this.#reloadTimer = setTimeout(() => void reload(), 50);
+  /** Runs reloads one at a time, in order; the chain never rejects. */
+  #serial<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.#reloads.then(job);
+    this.#reloads = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Loads a settled snapshot of the policy file: validated whole, then swapped in at once (decisions that
+   * started before keep the engine they started with). Any failure keeps the policy in force.
+   */
+  async #consider(snap: PolicySnapshot, trigger: ReloadTrigger, by?: string): Promise<ReloadOutcome> {
+    const path = this.#source;
+    if (!snap.ok) return this.#reject(trigger, [formatProblem(unreadable(path, snap.error))], by);
+    const r = loadPolicyBytes(snap.bytes, path);
+    // INVARIANT: a broken new policy never replaces a working one.
+    if (!r.ok) return this.#reject(trigger, r.problems.map(formatProblem), by);
+    const previous = this.#engine.hash;
+    if (r.policy.hash === previous) {
+      const base = { policy: previous, source: path, trigger };
+      this.#opts.onEvent?.({ type: 'policy_unchanged', hash: previous, source: path, trigger });
+      // Only a forced reload of an unchanged policy is an audit event; the watch sees comment edits too.
+      if (trigger === 'watch') return { ...base, status: 'unchanged', recorded: false };
+      const recorded = await this.#recordPolicy({
+        type: 'policy',
+        status: 'unchanged',
+        policy: previous,
+        source: path,
+        trigger,
+        ...(by !== undefined ? { by } : {}),
+      });
+      return { ...base, status: 'unchanged', recorded };
+    }
+    let engine: Engine;
+    try {
+      engine = compile(r.policy);
+    } catch (e) {
+      return this.#reject(trigger, [`${path}: the policy could not be compiled: ${message(e)}`], by);
+    }
+    this.#engine = engine;
+    this.#opts.onEvent?.({ type: 'policy_loaded', hash: engine.hash, previous, source: path, trigger });
+    const recorded = await this.#recordPolicy({
+      type: 'policy',
+      status: 'loaded',
+      policy: engine.hash,
+      previous,
+      source: path,
+      trigger,
+      ...(by !== undefined ? { by } : {}),
     });
-    this.#watcher.on('error', (e) =>
-      this.#opts.onEvent?.({ type: 'policy_rejected', source: path, problems: [message(e)] }),
-    );
+    return { status: 'loaded', policy: engine.hash, previous, source: path, trigger, recorded };
+  }
+
+  async #reject(trigger: ReloadTrigger, problems: string[], by?: string): Promise<ReloadOutcome> {
+    const hash = this.#engine.hash;
+    const source = this.#source;
+    this.#opts.onEvent?.({ type: 'policy_rejected', hash, source, trigger, problems });
+    const recorded = await this.#recordPolicy({
+      type: 'policy',
+      status: 'rejected',
+      previous: hash,
+      source,
+      trigger,
+      problems,
+      ...(by !== undefined ? { by } : {}),
+    });
+    return { status: 'rejected', policy: hash, source, trigger, problems, recorded };
+  }
+
+  /** Records a reload durably; a failure is reported, and the reload (applied or not) stands. */
+  async #recordPolicy(event: PolicyEvent): Promise<boolean> {
+    try {
+      await this.recorder.record(event);
+      return true;
+    } catch (e) {
+      this.#opts.onEvent?.({ type: 'record_failed', error: `policy reload not recorded: ${message(e)}` });
+      return false;
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * The operator API over node:http: approvers list and decide pending approvals, operators suspend and
- * resume agents and pull the emergency stop. Every request is authenticated, and the acting identity is
+ * resume agents, pull the emergency stop and force a policy reload. Every request is authenticated, and the acting identity is
  * the credential's agent id — never a field of the request. Errors are RFC 9457 problem details.
  */
 import { randomUUID } from 'node:crypto';
@@ -11,6 +11,7 @@ import {
   type ApprovalStatus,
   type ApprovalStore,
 } from '../../approvals/types.js';
+import type { ReloadOutcome } from '../../runtime/exec-layer.js';
 import { AgentStateError, type AgentStateStore, ALL_AGENTS } from '../../state/agent-state.js';
 import type { Recorder } from '../../types.js';
 import { isJsonContentType, readJsonBody } from '../http/body.js';
@@ -31,6 +32,11 @@ export interface AdminApiOptions {
   authenticate: Authenticate;
   /** Where the gateway's upstream connections are, for `GET /v1/upstreams`; without it the route is absent. */
   upstreams?: () => unknown[];
+  /**
+   * Forces a policy reload on behalf of the authenticated caller (`layer.reload({ trigger: 'api', by })`).
+   * Without it, `POST /v1/policy/reload` is 404.
+   */
+  reload?: (by: string) => Promise<ReloadOutcome>;
   /** Largest accepted request body in bytes; default 64 KiB. Larger bodies get 413. */
   maxBodyBytes?: number;
   /** Clock, for tests. */
@@ -64,7 +70,8 @@ type Route =
   | { kind: 'agent_resume'; agent: string }
   | { kind: 'stop' }
   | { kind: 'resume_all' }
-  | { kind: 'upstreams' };
+  | { kind: 'upstreams' }
+  | { kind: 'policy_reload' };
 
 interface Matched {
   route: Route;
@@ -77,7 +84,8 @@ type Body = { [k: string]: unknown };
 
 /**
  * Creates the handler `serve` mounts next to the decision API. It resolves true when it handled the request
- * (`/v1/approvals…`, `/v1/agents…`, `/v1/stop`, `/v1/resume-all`, any method) and false for any other path.
+ * (`/v1/approvals…`, `/v1/agents…`, `/v1/stop`, `/v1/resume-all`, `/v1/policy/reload`, any method) and
+ * false for any other path.
  *
  * | route                                         | role     |
  * | --------------------------------------------- | -------- |
@@ -91,6 +99,7 @@ type Body = { [k: string]: unknown };
  * | `POST /v1/stop` `{reason?}`                   | operator |
  * | `POST /v1/resume-all`                         | operator |
  * | `GET /v1/upstreams` (with `upstreams`)        | operator |
+ * | `POST /v1/policy/reload`                      | operator |
  */
 export function createAdminApiHandler(
   opts: AdminApiOptions,
@@ -235,6 +244,21 @@ export function createAdminApiHandler(
           writeJson(res, 200, { agent, resumed: true, by: actor }, rid);
           return true;
         }
+        case 'policy_reload': {
+          const fields = pickFields(body.value, {}, 'operator');
+          if (!fields.ok) return reject(res, fields.problem, rid);
+          if (!opts.reload) {
+            return reject(res, problem(404, 'not_found', 'this server has no policy file to reload'), rid);
+          }
+          const outcome = await opts.reload(actor);
+          if (outcome.status === 'rejected') {
+            const unrecorded = outcome.recorded ? '' : ' (this rejection is missing from the audit trail)';
+            const detail = `the candidate policy was not loaded, \`${outcome.policy}\` stays in force${unrecorded}: ${clip(outcome.problems.join('; '), MAX_REASON)}`;
+            return reject(res, problem(422, 'policy_rejected', detail), rid);
+          }
+          writeJson(res, 200, outcome as unknown as Json, rid);
+          return true;
+        }
         default:
           return reject(res, problem(404, 'not_found', 'no such endpoint'), rid);
       }
@@ -291,6 +315,8 @@ function match(path: string): Matched | 'not_found' | undefined {
   if (path === '/v1/stop') return { route: { kind: 'stop' }, method: 'POST', role: 'operator' };
   if (path === '/v1/resume-all') return { route: { kind: 'resume_all' }, method: 'POST', role: 'operator' };
   if (path === '/v1/upstreams') return { route: { kind: 'upstreams' }, method: 'GET', role: 'operator' };
+  if (path === '/v1/policy/reload')
+    return { route: { kind: 'policy_reload' }, method: 'POST', role: 'operator' };
   const segs = path.split('/');
   // segs[0] is '' (the leading slash), segs[1] 'v1'.
   if (segs[1] !== 'v1') return undefined;
@@ -462,8 +488,8 @@ function decode(segment: string): string | undefined {
 }
 
 /** User input quoted in a message, bounded so a long path cannot bloat the response or the audit log. */
-function clip(s: string): string {
-  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
+function clip(s: string, max = 80): string {
+  return s.length > max ? `${s.slice(0, max)}…` : s;
 }
 
 function reject(res: ServerResponse, p: Problem, rid: string): true {

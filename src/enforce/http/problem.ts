@@ -37,7 +37,8 @@ export type ProblemCode =
   | 'rate_limited'
   | 'not_suspended'
   | 'store_unavailable'
-  | 'record_failed';
+  | 'record_failed'
+  | 'policy_rejected';
 
 const TITLES: Record<ProblemCode, string> = {
   invalid_json: 'Malformed JSON',
@@ -61,6 +62,7 @@ const TITLES: Record<ProblemCode, string> = {
   not_suspended: 'Agent not suspended',
   store_unavailable: 'Store unavailable',
   record_failed: 'Change not recorded',
+  policy_rejected: 'Policy not loaded',
 };
 
 /** Builds a problem; `pointer` is included only when given. */
