@@ -459,7 +459,8 @@ class Walk {
       this.node('FuncCall', o, ctx, depth);
       return;
     }
-    if (Array.isArray(o.names) && 'typemod' in o) {
+    // INVARIANT: fail closed — only TypeName has `names`; any object with it counts as a type.
+    if (Array.isArray(o.names)) {
       this.node('TypeName', o, ctx, depth);
       return;
     }
