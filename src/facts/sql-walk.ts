@@ -58,8 +58,13 @@ export class Walk {
   }
 
   nameFromList(list: unknown, into: Map<string, QualifiedName>): void {
+    if (list === undefined || (Array.isArray(list) && list.length === 0)) return;
     const ps = stringsOf(list);
-    if (ps === undefined || ps.length === 0) return;
+    if (ps === undefined) {
+      // INVARIANT: fail closed — a name the parser gave in an unexpected shape matches nothing.
+      into.set('\u0000?', { name: '\u0000?' });
+      return;
+    }
     // INVARIANT: fail closed — a name of more than three parts is kept whole, so it matches nothing.
     if (ps.length > 3) {
       const n = { name: ps.join('.') };
@@ -74,9 +79,10 @@ export class Walk {
 
   /** An operator name list (`["="]`, `["public", "==="]`). */
   operator(list: unknown): void {
-    const ps = stringsOf(list);
-    if (ps === undefined || ps.length === 0) return;
-    const n: QualifiedName = { name: ps[ps.length - 1] as string };
+    if (list === undefined || (Array.isArray(list) && list.length === 0)) return;
+    const ps = stringsOf(list) ?? [];
+    // INVARIANT: fail closed — an operator name in an unexpected shape matches nothing.
+    const n: QualifiedName = { name: ps[ps.length - 1] ?? '\u0000?' };
     if (ps.length === 2) n.schema = ps[0] as string;
     if (ps.length > 2) n.schema = ps.slice(0, -1).join('.');
     this.operators.set(showOperator(n), n);

@@ -258,6 +258,13 @@ describe('sql conditions', () => {
     const copy = JSON.parse(JSON.stringify(facts('SELECT * FROM "Customers", crm.x'))) as SqlFacts;
     assert.ok(c.match(cond({ tables: ['"Customers"', 'crm.x'] }), copy).ok);
     assert.equal(c.match(cond({ tables: ['customers', 'crm.x'] }), copy).ok, false);
+    // Functions, types and operators survive the copy too: still refused under a read-only rule.
+    const ro = cond({ statements: ['select'] });
+    for (const q of ["SELECT app.f('1'::d)", 'SELECT 1 OPERATOR(public.===) 1', "SELECT '1'::public.d"]) {
+      const copied = JSON.parse(JSON.stringify(facts(q))) as SqlFacts;
+      assert.equal(c.match(ro, copied).ok, false, q);
+    }
+    assert.ok(c.match(ro, JSON.parse(JSON.stringify(facts('SELECT lower(1::text) = $1')))).ok);
   });
 
   test('compile validates kinds, names and numbers', () => {
