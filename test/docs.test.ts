@@ -141,7 +141,11 @@ function tableNames(file: string, heading: RegExp, first: string): string[] {
   const names: string[] = [];
   for (i += 2; i < lines.length && (lines[i] as string).startsWith('|'); i++) {
     const cell = (lines[i] as string).split('|')[1] ?? '';
-    for (const m of cell.matchAll(/`([a-z_]+)[`:\s(]/g)) names.push(m[1] as string);
+    // `a` / `b` names two keys; anything after the first name of each part is explanation.
+    for (const part of cell.split(' / ')) {
+      const m = /^\s*`([a-z_]+)[`:\s(]/.exec(part);
+      if (m) names.push(m[1] as string);
+    }
   }
   return [...new Set(names)].sort();
 }

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Json } from '../types.js';
-import { sqlCanonicaliser as c, initSql, parseName, type SqlFacts } from './sql.js';
+import { sqlCanonicaliser as c, initSql, parseName, parseOperator, type SqlFacts } from './sql.js';
+import { SAFE_FUNCTIONS } from './sql-catalog.js';
 import { harness } from './testing.js';
 
 before(async () => {
@@ -24,6 +25,8 @@ describe('sql facts', () => {
       selectInto: false,
       modifyingCte: false,
       functions: [],
+      types: [],
+      operators: ['='],
     });
   });
 
@@ -255,6 +258,13 @@ describe('sql conditions', () => {
     const copy = JSON.parse(JSON.stringify(facts('SELECT * FROM "Customers", crm.x'))) as SqlFacts;
     assert.ok(c.match(cond({ tables: ['"Customers"', 'crm.x'] }), copy).ok);
     assert.equal(c.match(cond({ tables: ['customers', 'crm.x'] }), copy).ok, false);
+    // Functions, types and operators survive the copy too: still refused under a read-only rule.
+    const ro = cond({ statements: ['select'] });
+    for (const q of ["SELECT app.f('1'::d)", 'SELECT 1 OPERATOR(public.===) 1', "SELECT '1'::public.d"]) {
+      const copied = JSON.parse(JSON.stringify(facts(q))) as SqlFacts;
+      assert.equal(c.match(ro, copied).ok, false, q);
+    }
+    assert.ok(c.match(ro, JSON.parse(JSON.stringify(facts('SELECT lower(1::text) = $1')))).ok);
   });
 
   test('compile validates kinds, names and numbers', () => {
@@ -277,6 +287,236 @@ describe('sql conditions', () => {
     assert.deepEqual(parseName('"A""b".C'), { ok: true, value: { schema: 'A"b', name: 'c' } });
   });
 });
+
+describe('sql: read-only means read-only', () => {
+  const readme = { statements: ['select'], tables: ['customers', 'tickets'] };
+
+  test('a read-only rule without functions allows only the vetted built-ins, naming the refused one', () => {
+    assert.ok(allowed(readme, 'SELECT count(*), lower(name), now() FROM customers'));
+    assert.match(
+      why(readme, 'SELECT touch_customer(1)'),
+      /sql function touch_customer not allowed; allowed: the vetted built-in functions/,
+    );
+    assert.match(why(readme, "SELECT pg_read_file('/etc/passwd')"), /function pg_read_file not allowed/);
+    assert.match(why(readme, "SELECT set_config('search_path', 'x', false)"), /set_config/);
+    assert.match(why(readme, 'SELECT public.lower(name) FROM customers'), /function public\.lower/);
+    assert.ok(allowed(readme, 'SELECT pg_catalog.lower(name) FROM customers'));
+    // `show` and `explain` only read as well.
+    assert.match(why({ statements: ['select', 'explain'] }, 'EXPLAIN SELECT pg_sleep(1)'), /pg_sleep/);
+  });
+
+  test('a rule that allows writes does not check functions unless told to', () => {
+    const insert = { statements: ['insert'], tables: ['tickets'] };
+    assert.ok(allowed(insert, "INSERT INTO tickets VALUES (nextval('s'))"));
+    assert.match(
+      why({ ...insert, functions: ['default'] }, "INSERT INTO tickets VALUES (nextval('s'))"),
+      /function nextval not allowed/,
+    );
+  });
+
+  test('functions: a list replaces the built-ins, `default` extends, `any` turns checks off', () => {
+    assert.match(why({ ...readme, functions: ['count'] }, 'SELECT lower(name) FROM customers'), /lower/);
+    assert.ok(allowed({ ...readme, functions: ['count'] }, 'SELECT count(*) FROM customers'));
+    const ext = { ...readme, functions: ['default', 'app.f'] };
+    assert.ok(allowed(ext, 'SELECT app.f(lower(name)) FROM customers'));
+    assert.match(
+      why(ext, 'SELECT f(1)'),
+      /function f not allowed; allowed: the vetted built-in functions, app\.f/,
+    );
+    assert.ok(allowed({ ...readme, functions: ['"default"'] }, 'SELECT "default"(1)'));
+    assert.equal(allowed({ ...readme, functions: ['"default"'] }, 'SELECT lower(1)'), false);
+    assert.ok(allowed({ ...readme, functions: 'any' }, 'SELECT touch_customer(1), 1 === 2, 1::d'));
+    assert.match(why({ ...readme, functions: [] }, 'SELECT count(*) FROM customers'), /function count/);
+    const bad = c.compile({ functions: 'all' });
+    assert.equal(bad.ok, false);
+    if (!bad.ok) assert.match(bad.errors[0]?.message ?? '', /a list of names or `any`, got `all`/);
+  });
+
+  test('calls are found in every position', () => {
+    const positions = [
+      'SELECT * FROM f(1)',
+      'SELECT * FROM t, LATERAL f(t.id) x',
+      'SELECT * FROM ROWS FROM (generate_series(1, 2), f(1)) r',
+      'SELECT * FROM (VALUES (f(1))) v',
+      'SELECT * FROM t ORDER BY f(id)',
+      'SELECT count(*) FILTER (WHERE f(id) > 0) FROM t',
+      'SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY f(id)) FROM t',
+      'SELECT sum(id) OVER (PARTITION BY f(id)) FROM t',
+      'SELECT coalesce(NULL, f(1)), greatest(1, f(2))',
+      'SELECT CAST(f(1) AS text)',
+      'SELECT id FROM t TABLESAMPLE system (f(1))',
+      'SELECT id FROM t LIMIT f(1)',
+      'WITH x AS (SELECT f(1)) SELECT 1',
+      'SELECT xmlelement(name x, f(1))',
+      'SELECT 1 WHERE EXISTS (SELECT f(1))',
+    ];
+    for (const q of positions) assert.ok(facts(q).functions.includes('f'), q);
+  });
+
+  test('attribute notation: `x.f` counts as f(x) when f is an unvetted built-in', () => {
+    assert.deepEqual(facts('SELECT c.pg_sleep, (c).nextval FROM customers c').functions, [
+      'nextval',
+      'pg_sleep',
+    ]);
+    assert.deepEqual(facts('SELECT s.customers.lo_import FROM customers').functions, ['lo_import']);
+    // Columns named like vetted built-ins (`name`, `date`) and plain columns stay columns.
+    assert.deepEqual(facts('SELECT c.name, c.date, c.email, c.* FROM customers c').functions, []);
+    assert.match(why(readme, 'SELECT c.pg_sleep FROM customers c'), /function pg_sleep/);
+  });
+
+  test('casts and column definitions name types; only built-in types pass', () => {
+    const f = facts("SELECT '1'::d, CAST(1 AS public.int4), 1::int, '{}'::text[] FROM x(1) AS y(a e)");
+    assert.deepEqual(f.types, ['d', 'e', 'pg_catalog.int4', 'public.int4', 'text']);
+    assert.match(why(readme, "SELECT '1'::guarded_int"), /sql type guarded_int not allowed/);
+    assert.match(why(readme, "SELECT '1'::public.int4"), /type public\.int4/);
+    assert.match(why(readme, 'SELECT json_populate_record(NULL::customers, $1)'), /type customers/);
+    assert.ok(allowed(readme, "SELECT '1'::int, 'x'::regclass, '1 day'::interval, 1::numeric(10, 2)"));
+    assert.ok(allowed({ ...readme, types: ['guarded_int'] }, "SELECT '1'::guarded_int"));
+  });
+
+  test('operators outside the built-in symbols are refused, qualified ones too', () => {
+    assert.deepEqual(
+      facts('SELECT a OPERATOR(public.===) b, a === b, a = ANY(b) ORDER BY a USING ~>~').operators,
+      ['=', '===', 'public.===', '~>~'],
+    );
+    assert.match(why(readme, 'SELECT 1 === 1'), /sql operator === not allowed/);
+    assert.match(why(readme, 'SELECT 1 OPERATOR(public.+) 1'), /operator public\.\+/);
+    assert.ok(allowed(readme, 'SELECT 1 OPERATOR(pg_catalog.+) 1, 2 BETWEEN 1 AND 3, NOT (1 IN (2))'));
+    assert.ok(allowed({ ...readme, operators: ['public.==='] }, 'SELECT 1 OPERATOR(public.===) 1'));
+    assert.equal(allowed({ ...readme, operators: ['public.==='] }, 'SELECT 1 === 1'), false);
+    assert.deepEqual(parseOperator('App.==='), { ok: true, value: { schema: 'app', name: '===' } });
+    assert.equal(parseOperator('a b').ok, false);
+  });
+
+  test('TABLESAMPLE: system and bernoulli are built in, any other method is a function', () => {
+    assert.deepEqual(
+      facts('SELECT 1 FROM t TABLESAMPLE SYSTEM (1), u TABLESAMPLE bernoulli (1)').functions,
+      [],
+    );
+    assert.match(why(readme, 'SELECT 1 FROM customers TABLESAMPLE system_rows (1)'), /function system_rows/);
+  });
+
+  test('row-locking clauses are kind `lock` and write every table under them', () => {
+    for (const clause of [
+      'FOR UPDATE',
+      'FOR NO KEY UPDATE',
+      'FOR SHARE',
+      'FOR KEY SHARE',
+      'FOR UPDATE OF c',
+    ]) {
+      const f = facts(`SELECT * FROM customers c JOIN tickets t ON true ${clause}`);
+      assert.deepEqual(f.statements, ['lock', 'select'], clause);
+      assert.deepEqual(f.writes, ['customers', 'tickets'], clause);
+      assert.deepEqual(f.reads, [], clause);
+    }
+    const nested = facts('WITH l AS (SELECT * FROM tickets FOR SHARE) SELECT * FROM l, customers');
+    assert.deepEqual(nested.writes, ['tickets']);
+    assert.deepEqual(nested.reads, ['customers']);
+    assert.match(why(readme, 'SELECT * FROM customers FOR UPDATE'), /statement kind lock not allowed/);
+    // With `lock` listed the rule is no longer read-only, and `writes: []` still refuses the lock.
+    assert.match(
+      why({ statements: ['select', 'lock'], writes: [] }, 'SELECT * FROM t FOR SHARE'),
+      /write to table t/,
+    );
+  });
+
+  test('a rule allowing only reads refuses any write, whatever made it one', () => {
+    const copy = JSON.parse(JSON.stringify(facts('SELECT * FROM customers'))) as SqlFacts;
+    copy.writes = ['customers'];
+    const r = c.match(cond(readme), copy);
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.match(r.why, /sql writes customers; the rule allows only reads/);
+  });
+
+  test('configuration changes are `set` or `discard`, never select', () => {
+    for (const q of [
+      'SET search_path = x',
+      'SET LOCAL search_path = x',
+      'RESET search_path',
+      'RESET ALL',
+      'SET ROLE x',
+      'SET SESSION AUTHORIZATION x',
+    ]) {
+      assert.deepEqual(facts(q).statements, ['set'], q);
+    }
+    assert.deepEqual(facts('DISCARD ALL').statements, ['discard']);
+    assert.match(why(readme, "SELECT set_config('search_path', 'x', false)"), /set_config/);
+  });
+
+  test('a plain literal with a backslash is refused; E strings, dollar quotes, comments are not', () => {
+    refused("SELECT 'a\\' -- '; DELETE FROM customers", /string literal `'a\\'` holds a backslash/);
+    refused("SELECT N'\\'", /backslash/);
+    refused("SELECT 'a'\n'\\'", /backslash/);
+    assert.ok(facts("SELECT E'a\\'b', $$\\$$, $t$\\$t$ -- \\\n/* \\ */"));
+    assert.ok(facts('SELECT "a\\b" FROM t'));
+    assert.ok(facts("SELECT U&'\\0041'"));
+  });
+
+  test('a lone surrogate is refused', () => {
+    refused("SELECT '\ud800'", /lone surrogate/);
+    assert.ok(facts("SELECT '\ud83d\ude00'"));
+  });
+
+  test('warnings: functions: any, unchecked functions, no statements, set', () => {
+    const codes = (x: unknown) => (c.warnings?.(cond(x)) ?? []).map((w) => w.code);
+    assert.deepEqual(codes(readme), []);
+    assert.deepEqual(codes({ ...readme, functions: 'any' }), ['sql_functions_any']);
+    assert.deepEqual(codes({ statements: ['insert'] }), ['sql_functions_unchecked']);
+    assert.deepEqual(codes({ statements: ['insert'], functions: ['default'] }), []);
+    assert.deepEqual(codes({ tables: ['t'] }), ['sql_functions_unchecked', 'sql_statements_any']);
+    assert.deepEqual(codes({ statements: ['select', 'set'], functions: ['default'] }), ['sql_set_allowed']);
+  });
+
+  test('the vetted list holds what reads need and none of the known side effects', () => {
+    for (const f of ['count', 'lower', 'now', 'coalesce', 'extract', 'btrim', 'row_number', 'xpath']) {
+      if (f !== 'coalesce') assert.ok(SAFE_FUNCTIONS.includes(f), f);
+    }
+    for (const f of [
+      'set_config',
+      'nextval',
+      'setval',
+      'pg_read_file',
+      'pg_sleep',
+      'lo_import',
+      'query_to_xml',
+      'table_to_xml',
+      'ts_stat',
+      'pg_advisory_lock',
+      'pg_notify',
+      'txid_current',
+      'dblink',
+    ]) {
+      assert.equal(SAFE_FUNCTIONS.includes(f), false, f);
+    }
+  });
+});
+
+/**
+ * Changes that never change what PostgreSQL reads: keyword case, whitespace and comments between
+ * tokens, then a comment or `;` around the whole text (applied last, so no later change edits it).
+ */
+function mutations(): fc.Arbitrary<(sql: string) => string> {
+  const space = fc.constantFrom(' ', '  ', '\n', '\t', ' /* x */ ', ' /* a /* nested */ b */ ', ' --c\n');
+  const upper = fc.constant((s: string) =>
+    s.replace(/\b(select|from|where|for|update|share|set)\b/gi, (w) => w.toUpperCase()),
+  );
+  const lower = fc.constant((s: string) =>
+    s.replace(/\b(SELECT|FROM|WHERE|FOR|UPDATE|SHARE|SET)\b/g, (w) => w.toLowerCase()),
+  );
+  const spaced = space.map((sp) => (s: string) => s.replace(/ /g, sp));
+  const wrap = fc.constantFrom(
+    (s: string) => s,
+    (s: string) => `/* lead */ ${s}`,
+    (s: string) => `${s} -- trail`,
+    (s: string) => `${s};`,
+    (s: string) => `\n${s}\n`,
+  );
+  return fc.tuple(fc.array(fc.oneof(upper, lower, spaced), { minLength: 1, maxLength: 3 }), wrap).map(
+    ([inner, w]) =>
+      (sql: string) =>
+        w(inner.reduce((t, f) => f(t), sql)),
+  );
+}
 
 describe('sql properties', () => {
   test('facts never throws on arbitrary strings and JSON', () => {
@@ -321,6 +561,88 @@ describe('sql properties', () => {
         assert.ok(f.writes.includes(t), `${w(`DELETE FROM ${t}`)} -> ${f.writes}`);
         assert.ok(f.statements.includes('delete'));
         assert.equal(c.match(cond(readCustomers), f).ok, false);
+      }),
+    );
+  });
+});
+
+describe('sql: denied inputs stay denied under mutation', () => {
+  const readme = { statements: ['select'], tables: ['customers', 'tickets'] };
+  const denied = [
+    'SELECT touch_customer(1)',
+    'SELECT * FROM customers WHERE touch_customer(id) > 0',
+    "SELECT set_config('search_path', 'secret', false)",
+    "SELECT pg_read_file('/etc/passwd')",
+    'SELECT * FROM customers FOR UPDATE',
+    'SELECT * FROM customers FOR SHARE',
+    'SET search_path = secret',
+    'SELECT * FROM secrets',
+    'DELETE FROM customers',
+    'SELECT 1; DELETE FROM customers',
+    'SELECT c.pg_sleep FROM customers c',
+    "SELECT '1'::guarded_int",
+    'SELECT 1 === 1',
+    "SELECT 'a\\' -- '; DELETE FROM customers",
+  ];
+
+  test('every mutation of a denied statement is denied (or does not parse)', () => {
+    const k = cond(readme);
+    fc.assert(
+      fc.property(fc.constantFrom(...denied), mutations(), (q, ms) => {
+        const m = ms(q);
+        const r = c.facts(m);
+        if (!r.ok) return; // refused outright: denied
+        assert.equal(
+          c.match(k, r.value).ok,
+          false,
+          `${JSON.stringify(m)} (from ${JSON.stringify(q)}) was allowed`,
+        );
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test('the same mutations keep allowed reads allowed (the property is not vacuous)', () => {
+    const k = cond(readme);
+    fc.assert(
+      fc.property(
+        fc.constantFrom('SELECT * FROM customers', 'SELECT count(*) FROM tickets WHERE status = $1'),
+        mutations(),
+        (q, ms) => {
+          const m = ms(q);
+          assert.ok(c.match(k, facts(m)).ok, JSON.stringify(m));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  test('a volatile call anywhere in a generated read is denied', () => {
+    const k = cond(readme);
+    const slot = fc.constantFrom(
+      (f: string) => `SELECT ${f} FROM customers`,
+      (f: string) => `SELECT * FROM customers WHERE id = ${f}`,
+      (f: string) => `SELECT * FROM customers ORDER BY ${f}`,
+      (f: string) => `SELECT * FROM ${f}`,
+      (f: string) => `SELECT * FROM customers, LATERAL (SELECT ${f}) x`,
+      (f: string) => `WITH x AS (SELECT ${f}) SELECT * FROM x`,
+      (f: string) => `SELECT CAST(${f} AS text)`,
+      (f: string) => `SELECT coalesce(${f}, 0)`,
+    );
+    const call = fc.constantFrom(
+      'touch_customer(1)',
+      'TOUCH_CUSTOMER(1)',
+      '"touch_customer"(1)',
+      'public.touch_customer(1)',
+      'touch_customer /* */ (1)',
+      "pg_catalog.set_config('a', 'b', false)",
+      "nextval('s')",
+    );
+    fc.assert(
+      fc.property(slot, call, (s, f) => {
+        const r = c.match(k, facts(s(f)));
+        assert.equal(r.ok, false, s(f));
+        if (!r.ok) assert.match(r.why, /touch_customer|set_config|nextval/);
       }),
     );
   });
