@@ -2,19 +2,40 @@
  * The `shell` constraint, using tree-sitter-bash (through web-tree-sitter) to parse a command line
  * the way bash reads it.
  *
- *   when: { shell: { programs: [ls, cat, grep], allow_pipes: true } }
+ *   when: { shell: { programs: [ls, cat, grep], paths: { under: [/srv/kb], cwd: /srv/kb } } }
  *
  * Every command anywhere in the tree counts, including those inside substitutions, subshells, loops
- * and function bodies. Where tree-sitter and bash could disagree the input is refused instead of
- * guessed at: parse errors, line continuations, carriage returns and control characters, reserved
- * words such as `time` and `coproc` where tree-sitter expects a command, and any `$(` or backtick in text the parser treated as literal (e.g. some here-documents).
+ * and function bodies. Words are unquoted with bash's rules; a word bash would still expand
+ * (variables, globs, braces, tilde, `$'…'`, arithmetic, history `!`) is *dynamic*: never accepted as
+ * a program, nor as an argument when `paths` is set. Where tree-sitter and bash could disagree the
+ * input is refused instead of guessed at: parse errors, line continuations, carriage returns, control
+ * and non-ASCII space characters, reserved words such as `time` and `coproc` where tree-sitter
+ * expects a command, and any `$(` or backtick in text the parser treated as literal (e.g. some
+ * here-documents). Wrappers (`env`, `sh -c`, `xargs`, ...: shell-wrappers.ts) are refused unless
+ * allowed; which words name files is decided in shell-paths.ts.
  */
 import { createRequire } from 'node:module';
 import { Language, Parser, type TreeCursor } from 'web-tree-sitter';
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
 import { flag, stringList } from './fields.js';
-import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
+import {
+  compilePaths,
+  matchPaths,
+  PATHS_FIELD,
+  pathCandidates,
+  type ShellPaths,
+  valueCandidates,
+} from './shell-paths.js';
+import { changesDirectory, isWrapper, runsCommandsViaOptions } from './shell-wrappers.js';
+import type {
+  Canonicaliser,
+  CompileResult,
+  ConditionFields,
+  ConditionWarning,
+  FactResult,
+  MatchResult,
+} from './types.js';
 
 /** Longest command line accepted. */
 export const SHELL_MAX = 64 * 1024;
@@ -33,8 +54,12 @@ export interface ShellFacts {
   /** Distinct programs, in order of appearance. */
   programs: string[];
   pipes: boolean;
-  /** Redirections as written (`>out`, `2>>err`, `<<EOF`, `<<<`), here-documents included. */
+  /** Redirections as written (`> out`, `2>&1`, `<<< hi`), here-documents excluded. */
   redirects: string[];
+  /** Files the redirections open, after quote removal (`> out` opens `out`; `2>&1` opens none). */
+  redirectTargets: string[];
+  /** Here-documents, as their operator and delimiter (`<<EOF`, `<<-'END'`). */
+  heredocs: string[];
   /** Command substitution (`$(...)`, backticks) or process substitution (`<(...)`, `>(...)`). */
   substitution: boolean;
   /** More than one statement in sequence (`;`, `&&`, `||`, newline) or control flow (if/while/for/case). */
@@ -43,10 +68,20 @@ export interface ShellFacts {
   background: boolean;
   /** Some program word is not a literal (expansion, glob, brace or `$'...'` escape): it is unknown until run. */
   dynamicProgram: boolean;
-  /** Some argument is not a literal; its `args` entry is the source text. */
+  /** Some argument, redirection target or assigned value is not a literal; its entry is the source text. */
   dynamicArgs: boolean;
   /** Variables assigned (`FOO=1 cmd`, `export PATH=...`, `x=1`), in order of appearance. */
   assignments: string[];
+  /** The values assigned, after quote removal, in the same order. */
+  assignedValues: string[];
+  /** A subshell `( ... )`. */
+  subshell: boolean;
+  /** An arithmetic command `(( ... ))` or loop `for (( ... ))`. */
+  arithmetic: boolean;
+  /** Test commands, by their opening word: `[[` (a keyword) or `[` (also a program). */
+  tests: string[];
+  /** Names of functions the command line defines. */
+  functions: string[];
 }
 
 /** A compiled `shell` condition. */
@@ -58,6 +93,14 @@ export interface ShellCondition {
   allowChaining: boolean;
   allowBackground: boolean;
   allowAssignments: boolean;
+  allowSubshells: boolean;
+  allowArithmetic: boolean;
+  allowTests: boolean;
+  allowFunctions: boolean;
+  allowHeredocs: boolean;
+  /** Wrappers accepted as programs (see shell-wrappers.ts); all others are refused. */
+  allowWrappers: string[];
+  paths?: ShellPaths;
 }
 
 let parser: Parser | null = null;
@@ -127,7 +170,10 @@ interface Word {
   dynamic: boolean;
 }
 
-/** Unquotes an unquoted word with bash rules; globs, braces, `$`, backticks and a leading `~` make it dynamic. */
+/**
+ * Unquotes an unquoted word with bash rules. `$`, backticks, globs, braces, extglob parentheses, `!`
+ * (history) and `~` make it dynamic: `~` anywhere, because bash also expands it after `=` (`x=~`).
+ */
 function plainWord(text: string, alone: boolean): Word {
   if (alone && (text === '[' || text === ']')) return { value: text, dynamic: false };
   let value = '';
@@ -139,11 +185,14 @@ function plainWord(text: string, alone: boolean): Word {
       value += text[i] ?? '';
       continue;
     }
-    if ('$`*?[]{}'.includes(c) || (i === 0 && c === '~')) dynamic = true;
+    if (EXPANDING.includes(c)) dynamic = true;
     value += c;
   }
   return { value, dynamic };
 }
+
+/** Characters that make an unquoted word something bash expands. */
+const EXPANDING = '$`*?[]{}()~!';
 
 /** Unquotes the inside of a double-quoted string without expansions. */
 function doubleQuoted(text: string): string {
@@ -155,6 +204,13 @@ class Analysis {
   readonly programs: string[] = [];
   readonly redirects: string[] = [];
   readonly assignments: string[] = [];
+  readonly assignedValues: string[] = [];
+  readonly redirectTargets: string[] = [];
+  readonly heredocs: string[] = [];
+  readonly tests: string[] = [];
+  readonly functions: string[] = [];
+  subshell = false;
+  arithmetic = false;
   pipes = false;
   substitution = false;
   chaining = false;
@@ -178,13 +234,16 @@ class Analysis {
         return { value: t, dynamic: false };
       case 'raw_string':
         return { value: t.slice(1, -1), dynamic: false };
-      case 'ansi_c_string': {
-        const inner = t.slice(2, -1);
-        return { value: inner, dynamic: inner.includes('\\') };
-      }
+      case 'ansi_c_string':
+        // `$'\x2f'` is decoded by bash; even without escapes it is not taken as a literal.
+        return { value: t, dynamic: true };
       case 'string': {
+        // `$"…"` is translated through the locale's message catalogue; `!` is history in an
+        // interactive shell.
         const literal =
-          !t.startsWith('$') && n.children.every((c) => !c.named || c.type === 'string_content');
+          !t.startsWith('$') &&
+          !t.includes('!') &&
+          n.children.every((c) => !c.named || c.type === 'string_content');
         return literal
           ? { value: doubleQuoted(t.slice(1, -1)), dynamic: false }
           : { value: t, dynamic: true };
@@ -217,6 +276,18 @@ class Analysis {
     if (program.dynamic) this.dynamicProgram = true;
     this.commands.push({ program: program.value, args: a });
     if (!this.programs.includes(program.value)) this.programs.push(program.value);
+  }
+
+  /** Records the file a redirection opens: every destination except a descriptor after `>&`/`<&`. */
+  redirectTarget(n: TNode): void {
+    const op = n.children.find((c) => !c.named)?.type ?? '';
+    for (const d of n.children) {
+      if (d.field !== 'destination') continue;
+      const w = this.word(d, false);
+      if ((op === '>&' || op === '<&') && !w.dynamic && /^(?:[0-9]+-?|-)$/.test(w.value)) continue;
+      if (w.dynamic) this.dynamicArgs = true;
+      this.redirectTargets.push(w.value);
+    }
   }
 
   /**
@@ -285,12 +356,30 @@ class Analysis {
       }
       case 'test_command': {
         const open = n.children[0];
-        this.addCommand({ value: open !== undefined && !open.named ? open.type : '[[', dynamic: false }, []);
+        const kind = open !== undefined && !open.named ? open.type : '[[';
+        this.tests.push(kind);
+        // `[` is a builtin command (and a wrapper: `[ -v 'a[$(rm)]' ]` runs rm); `[[` is a keyword.
+        if (kind === '[') this.addCommand({ value: '[', dynamic: false }, []);
         break;
       }
       case 'variable_assignment': {
         const name = n.children.find((c) => c.field === 'name') ?? n.children[0];
         this.assignments.push(name !== undefined ? this.text(name) : this.text(n));
+        const value = n.children.find((c) => c.field === 'value');
+        const w = value === undefined ? { value: '', dynamic: false } : this.word(value, false);
+        if (w.dynamic) this.dynamicArgs = true;
+        this.assignedValues.push(w.value);
+        break;
+      }
+      case 'subshell':
+        this.subshell = true;
+        break;
+      case 'compound_statement':
+        if (n.children[0]?.type === '((') this.arithmetic = true;
+        break;
+      case 'function_definition': {
+        const name = n.children.find((c) => c.field === 'name');
+        this.functions.push(name !== undefined ? this.text(name) : '?');
         break;
       }
       case 'pipeline':
@@ -308,9 +397,12 @@ class Analysis {
       case 'if_statement':
       case 'while_statement':
       case 'for_statement':
-      case 'c_style_for_statement':
       case 'case_statement':
         this.chaining = true;
+        break;
+      case 'c_style_for_statement':
+        this.chaining = true;
+        this.arithmetic = true;
         break;
       case '&':
         this.background = true;
@@ -320,13 +412,16 @@ class Analysis {
         this.substitution = true;
         break;
       case 'file_redirect':
+        this.redirects.push(this.text(n).replace(/\s+/g, ' '));
+        this.redirectTarget(n);
+        break;
       case 'herestring_redirect':
         this.redirects.push(this.text(n).replace(/\s+/g, ' '));
         break;
       case 'heredoc_redirect': {
         const start = n.children.find((c) => c.type === 'heredoc_start');
         const op = n.children.find((c) => !c.named);
-        this.redirects.push(`${op?.type ?? '<<'}${start !== undefined ? this.text(start) : ''}`);
+        this.heredocs.push(`${op?.type ?? '<<'}${start !== undefined ? this.text(start) : ''}`);
         if (start !== undefined && /['"\\]/.test(this.text(start))) {
           // A quoted delimiter makes the body literal: nothing inside it runs, so it is not walked.
           for (const c of n.children)
@@ -414,6 +509,9 @@ const STATEMENT_TYPES = new Set([
   'variable_assignments',
 ]);
 
+/** Unicode spaces, separators, format characters (zero-width, bidi), C1 controls, lone surrogates. */
+const ODD_SPACE = /[\u0080-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\p{Cf}\p{Cs}]/u;
+
 /** Parses a command line with tree-sitter-bash and extracts facts. Never throws. */
 export function parseShell(raw: string): FactResult<ShellFacts> {
   // INVARIANT: fail closed — before the grammar is loaded every value is an error, never an allow.
@@ -423,6 +521,14 @@ export function parseShell(raw: string): FactResult<ShellFacts> {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters (CR included) are refused
   if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(raw)) {
     return { ok: false, error: `shell ${quote(raw)} contains a NUL, carriage return or control character` };
+  }
+  if (ODD_SPACE.test(raw)) {
+    // INVARIANT: fail closed — bash splits words only on space, tab and newline; a parser that
+    // also splits on U+00A0 or skips U+200B would see other words than bash runs.
+    return {
+      ok: false,
+      error: `shell ${quote(raw)} contains a non-ASCII space, invisible formatting character or broken surrogate`,
+    };
   }
   if (/\\\n/.test(raw)) {
     return {
@@ -465,12 +571,19 @@ export function parseShell(raw: string): FactResult<ShellFacts> {
       programs: a.programs,
       pipes: a.pipes,
       redirects: a.redirects,
+      redirectTargets: a.redirectTargets,
+      heredocs: a.heredocs,
       substitution: a.substitution,
       chaining: a.chaining,
       background: a.background,
       dynamicProgram: a.dynamicProgram,
       dynamicArgs: a.dynamicArgs,
       assignments: a.assignments,
+      assignedValues: a.assignedValues,
+      subshell: a.subshell,
+      arithmetic: a.arithmetic,
+      tests: a.tests,
+      functions: a.functions,
     },
   };
 }
@@ -483,21 +596,33 @@ function hasControl(s: string): boolean {
 /** The fields of a `shell` condition (the one definition: schema, loader and docs test read it). */
 const FIELDS: ConditionFields = {
   programs: stringList('Every program run must be one of these, matched exactly.', { allowList: true }),
+  allow_wrappers: stringList(
+    'Wrappers and interpreters listed in `programs` that may run (`env`, `sudo`, `sh`, `xargs`, ...); all others are refused.',
+  ),
+  paths: PATHS_FIELD,
   allow_pipes: flag('Accept `|` and `|&` (default false).'),
-  allow_redirects: flag('Accept redirections, here-documents and here-strings (default false).'),
+  allow_redirects: flag('Accept redirections and here-strings (default false).'),
+  allow_heredocs: flag('Accept here-documents `<<` (default false).'),
   allow_substitution: flag('Accept `$(...)`, backticks and process substitution (default false).'),
   allow_chaining: flag('Accept `;`, `&&`, `||`, newlines and control flow (default false).'),
   allow_background: flag('Accept `&` (default false).'),
   allow_assignments: flag('Accept variable assignments such as `FOO=1 cmd` (default false).'),
+  allow_subshells: flag('Accept subshells `( ... )` (default false).'),
+  allow_arithmetic: flag('Accept arithmetic commands `(( ... ))` and `for (( ... ))` (default false).'),
+  allow_tests: flag('Accept `[[ ... ]]` tests (default false).'),
+  allow_functions: flag('Accept function definitions (default false).'),
 };
+
+function programName(p: string): { ok: true; value: string } | { ok: false; error: string } {
+  return p === '' || /\s/.test(p) || hasControl(p)
+    ? { ok: false, error: `${quote(p)} is not a program name` }
+    : { ok: true, value: p };
+}
 
 function compile(condition: unknown): CompileResult<ShellCondition> {
   const r = new ConditionReader(condition, 'shell', FIELDS);
-  const programs = r.strings('programs', (p) =>
-    p === '' || /\s/.test(p) || hasControl(p)
-      ? { ok: false, error: `${quote(p)} is not a program name` }
-      : { ok: true, value: p },
-  );
+  const programs = r.strings('programs', programName);
+  const wrappers = r.strings('allow_wrappers', programName) ?? [];
   const value: ShellCondition = {
     allowPipes: r.bool('allow_pipes') ?? false,
     allowRedirects: r.bool('allow_redirects') ?? false,
@@ -505,7 +630,35 @@ function compile(condition: unknown): CompileResult<ShellCondition> {
     allowChaining: r.bool('allow_chaining') ?? false,
     allowBackground: r.bool('allow_background') ?? false,
     allowAssignments: r.bool('allow_assignments') ?? false,
+    allowSubshells: r.bool('allow_subshells') ?? false,
+    allowArithmetic: r.bool('allow_arithmetic') ?? false,
+    allowTests: r.bool('allow_tests') ?? false,
+    allowFunctions: r.bool('allow_functions') ?? false,
+    allowHeredocs: r.bool('allow_heredocs') ?? false,
+    allowWrappers: wrappers,
   };
+  programs?.forEach((p, i) => {
+    if (isWrapper(p) && !wrappers.includes(p)) {
+      r.error(
+        `programs[${i}]`,
+        `${quote(p)} runs its arguments as a command or code, which \`programs\` cannot check; remove it, or list it in \`allow_wrappers\` too to accept that`,
+      );
+    }
+  });
+  wrappers.forEach((w, i) => {
+    if (!isWrapper(w))
+      r.error(`allow_wrappers[${i}]`, `${quote(w)} is not a wrapper; \`programs\` alone allows it`);
+    else if (programs !== undefined && !programs.includes(w))
+      r.error(`allow_wrappers[${i}]`, `${quote(w)} is not in \`programs\`; list it there too`);
+  });
+  if (r.obj.paths !== undefined) {
+    const p = compilePaths(r.obj.paths);
+    if (p.ok) value.paths = p.value;
+    else for (const e of p.errors) r.error(e.field, e.message);
+    if (value.allowTests) {
+      r.error('allow_tests', '`[[ ... ]]` operands are not checked against `paths`; drop one of the two');
+    }
+  }
   if (r.errors.length > 0) return { ok: false, errors: r.errors };
   if (programs !== undefined) value.programs = programs;
   return { ok: true, value };
@@ -517,53 +670,144 @@ function facts(raw: Json): FactResult<ShellFacts> {
   return parseShell(raw);
 }
 
-function match(c: ShellCondition, f: ShellFacts): MatchResult {
+const deny = (why: string): MatchResult => ({ ok: false, why });
+
+/** The structure of the command line: each feature is refused unless its `allow_*` is set. */
+function matchStructure(c: ShellCondition, f: ShellFacts): MatchResult {
   if (f.substitution && !c.allowSubstitution) {
-    return {
-      ok: false,
-      why: 'shell command uses command or process substitution (`$(...)`, backticks, `<(...)`), which is not allowed',
-    };
+    return deny(
+      'shell command uses command or process substitution (`$(...)`, backticks, `<(...)`), which is not allowed',
+    );
   }
   if (f.chaining && !c.allowChaining) {
-    return {
-      ok: false,
-      why: 'shell command runs several statements (`;`, `&&`, `||`, newline or control flow); send one command',
-    };
+    return deny(
+      'shell command runs several statements (`;`, `&&`, `||`, newline or control flow); send one command',
+    );
   }
-  if (f.pipes && !c.allowPipes)
-    return { ok: false, why: 'shell command uses a pipe (`|`), which is not allowed' };
-  if (f.background && !c.allowBackground) {
-    return { ok: false, why: 'shell command runs something in the background (`&`), which is not allowed' };
-  }
+  if (f.pipes && !c.allowPipes) return deny('shell command uses a pipe (`|`), which is not allowed');
+  if (f.background && !c.allowBackground)
+    return deny('shell command runs something in the background (`&`), which is not allowed');
   if (f.redirects.length > 0 && !c.allowRedirects) {
-    return {
-      ok: false,
-      why: `shell command redirects input or output (${listForWhy(f.redirects.map(quote))}), which is not allowed`,
-    };
+    return deny(
+      `shell command redirects input or output (${listForWhy(f.redirects.map(quote))}), which is not allowed`,
+    );
+  }
+  if (f.heredocs.length > 0 && !c.allowHeredocs) {
+    return deny(
+      `shell command uses a here-document (${listForWhy(f.heredocs.map(quote))}), which is not allowed`,
+    );
   }
   if (f.assignments.length > 0 && !c.allowAssignments) {
-    return {
-      ok: false,
-      why: `shell command assigns variables (${listForWhy(f.assignments.map(quote))}), which is not allowed`,
-    };
+    return deny(
+      `shell command assigns variables (${listForWhy(f.assignments.map(quote))}), which is not allowed`,
+    );
   }
-  if (c.programs !== undefined) {
-    if (f.dynamicProgram) {
-      return {
-        ok: false,
-        why: 'shell command names its program with an expansion, glob or escape; name the program literally',
-      };
-    }
-    const allowed = c.programs;
-    const bad = f.programs.filter((p) => !allowed.includes(p));
-    if (bad.length > 0) {
-      return {
-        ok: false,
-        why: `shell program ${listForWhy(bad.map(quote))} not allowed; allowed: ${listForWhy(allowed)}`,
-      };
-    }
+  if (f.subshell && !c.allowSubshells)
+    return deny('shell command uses a subshell `( ... )`, which is not allowed');
+  if (f.arithmetic && !c.allowArithmetic) {
+    return deny('shell command uses an arithmetic command `(( ... ))`, which is not allowed');
+  }
+  if (f.tests.includes('[[') && !c.allowTests)
+    return deny('shell command uses a `[[ ... ]]` test, which is not allowed');
+  if (f.functions.length > 0 && !c.allowFunctions) {
+    return deny(
+      `shell command defines functions (${listForWhy(f.functions.map(quote))}), which is not allowed`,
+    );
   }
   return { ok: true };
+}
+
+/** The programs: always a literal, never an unlisted wrapper, and in `programs` when it is set. */
+function matchPrograms(c: ShellCondition, f: ShellFacts): MatchResult {
+  if (f.dynamicProgram) {
+    // INVARIANT: fail closed — the program bash runs must be known, or no wrapper check means anything.
+    return deny(
+      'shell command names its program with an expansion, glob or escape; name the program literally',
+    );
+  }
+  const wrapped = f.programs.filter((p) => isWrapper(p) && !c.allowWrappers.includes(p));
+  if (wrapped.length > 0) {
+    return deny(
+      `shell program ${listForWhy(wrapped.map(quote))} runs its arguments as a command or code; not allowed`,
+    );
+  }
+  if (c.programs !== undefined) {
+    const allowed = c.programs;
+    const bad = f.programs.filter((p) => !allowed.includes(p));
+    if (bad.length > 0)
+      return deny(`shell program ${listForWhy(bad.map(quote))} not allowed; allowed: ${listForWhy(allowed)}`);
+  }
+  return { ok: true };
+}
+
+/** Every word that may name a file (see shell-paths.ts) satisfies `paths`. */
+function matchFiles(p: ShellPaths, f: ShellFacts): MatchResult {
+  if (f.dynamicArgs) {
+    return deny(
+      "shell command has an argument, redirection target or assigned value bash would expand (variable, glob, brace, `~`, `$'…'`); with `paths` set every word must be literal",
+    );
+  }
+  if (f.tests.length > 0)
+    return deny('shell command uses a `[ ... ]` test, whose operands are not checked against `paths`');
+  const names = new Set<string>();
+  for (const cmd of f.commands) {
+    if (p.cwd !== undefined && changesDirectory(cmd.program)) {
+      return deny(
+        `shell command changes directory (${quote(cmd.program)}); relative paths are checked against \`paths.cwd\``,
+      );
+    }
+    const e = pathCandidates(cmd.args, names);
+    if (e !== null) return deny(`shell ${e}`);
+  }
+  for (const t of f.redirectTargets) names.add(t);
+  for (const v of f.assignedValues) valueCandidates(v, names);
+  return matchPaths(p, names);
+}
+
+function match(c: ShellCondition, f: ShellFacts): MatchResult {
+  const s = matchStructure(c, f);
+  if (!s.ok) return s;
+  const p = matchPrograms(c, f);
+  if (!p.ok || c.paths === undefined) return p;
+  return matchFiles(c.paths, f);
+}
+
+/** Validation warnings for an allow rule: what the condition still lets through. */
+function warnings(c: ShellCondition): ConditionWarning[] {
+  const out: ConditionWarning[] = [];
+  if (c.programs === undefined) {
+    out.push({
+      field: '',
+      code: 'shell_any_program',
+      message: 'the condition has no `programs`, so the command may run any program that is not a wrapper',
+      hint: 'list the programs the tool may run: `programs: [ls, cat]`',
+    });
+  }
+  for (const w of c.allowWrappers) {
+    out.push({
+      field: 'allow_wrappers',
+      code: 'shell_wrapper_allowed',
+      message: `${quote(w)} runs its arguments as a command or code: whatever it runs is allowed, unchecked`,
+    });
+  }
+  for (const p of c.programs ?? []) {
+    if (runsCommandsViaOptions(p)) {
+      out.push({
+        field: 'programs',
+        code: 'shell_program_runs_commands',
+        message: `${quote(p)} can run commands or open files through its own options or scripts, which \`programs\` and \`paths\` do not see`,
+      });
+    }
+  }
+  if (c.allowAssignments) {
+    out.push({
+      field: 'allow_assignments',
+      code: 'shell_assignments',
+      message:
+        'any variable may be set, including `PATH`, `LD_PRELOAD` and `BASH_ENV`, which choose what runs',
+    });
+  }
+  return out;
 }
 
 /** The `shell` canonicaliser. */
@@ -575,16 +819,24 @@ export const shellCanonicaliser: Canonicaliser<ShellCondition, ShellFacts> = {
   compile,
   facts,
   match,
+  warnings,
   toJson: (f) => ({
     commands: f.commands.map((c) => ({ program: c.program, args: [...c.args] })),
     programs: [...f.programs],
     pipes: f.pipes,
     redirects: [...f.redirects],
+    redirectTargets: [...f.redirectTargets],
+    heredocs: [...f.heredocs],
     substitution: f.substitution,
     chaining: f.chaining,
     background: f.background,
     dynamicProgram: f.dynamicProgram,
     dynamicArgs: f.dynamicArgs,
     assignments: [...f.assignments],
+    assignedValues: [...f.assignedValues],
+    subshell: f.subshell,
+    arithmetic: f.arithmetic,
+    tests: [...f.tests],
+    functions: [...f.functions],
   }),
 };
