@@ -278,6 +278,22 @@ class Analysis {
     if (!this.programs.includes(program.value)) this.programs.push(program.value);
   }
 
+  /**
+   * INVARIANT: fail closed — two words with nothing between them are one word to bash. tree-sitter
+   * splits some (`'s'\\s` after a quote becomes two words), which would let `priv'a'\\te` pass as
+   * `priva` and `te` while bash opens `private`.
+   */
+  splitWord(n: TNode): string | null {
+    for (let i = 1; i < n.children.length; i++) {
+      const a = n.children[i - 1] as TNode;
+      const b = n.children[i] as TNode;
+      if (a.end === b.start && WORD_TYPES.has(a.type) && WORD_TYPES.has(b.type)) {
+        return `shell ${quote(this.src)} has a word the parser split in two where bash reads one: ${quote(this.src.slice(a.start, b.end))}`;
+      }
+    }
+    return null;
+  }
+
   /** Records the file a redirection opens: every destination except a descriptor after `>&`/`<&`. */
   redirectTarget(n: TNode): void {
     const op = n.children.find((c) => !c.named)?.type ?? '';
@@ -321,6 +337,10 @@ class Analysis {
       if (hidden !== null) {
         return `shell ${quote(this.src)} has \`$(\` or a backtick the parser did not read as a substitution: ${quote(hidden.trim())}`;
       }
+    }
+    if (!WORD_PARTS.has(n.type)) {
+      const split = this.splitWord(n);
+      if (split !== null) return split;
     }
     if (STATEMENT_CONTAINERS.has(n.type)) {
       const count = n.children.filter((c) => STATEMENT_TYPES.has(c.type)).length;
@@ -472,6 +492,28 @@ const RESERVED_WORDS = new Set([
   'until',
   'while',
 ]);
+
+/** Nodes that are (part of) one shell word. */
+const WORD_TYPES = new Set([
+  'word',
+  'number',
+  'string',
+  'raw_string',
+  'ansi_c_string',
+  'translated_string',
+  'concatenation',
+  'command_name',
+  'simple_expansion',
+  'expansion',
+  'arithmetic_expansion',
+  'command_substitution',
+  'process_substitution',
+  'brace_expression',
+  'extglob_pattern',
+]);
+
+/** Nodes whose children are the pieces of one word, adjacent by definition. */
+const WORD_PARTS = new Set(['concatenation', 'string', 'command_name', 'translated_string']);
 
 /** Nodes whose text bash does not expand (or that are anonymous tokens such as `$(`). */
 const LITERAL_TYPES = new Set(['raw_string', 'ansi_c_string', 'comment', 'heredoc_start', 'heredoc_end']);
