@@ -744,6 +744,11 @@ function matchStructure(c: ShellCondition, f: ShellFacts): MatchResult {
       `shell command assigns variables (${listForWhy(f.assignments.map(quote))}), which is not allowed`,
     );
   }
+  if (f.functions.length > 0 && !c.allowFunctions) {
+    return deny(
+      `shell command defines functions (${listForWhy(f.functions.map(quote))}), which is not allowed`,
+    );
+  }
   if (f.subshell && !c.allowSubshells)
     return deny('shell command uses a subshell `( ... )`, which is not allowed');
   if (f.arithmetic && !c.allowArithmetic) {
@@ -751,11 +756,6 @@ function matchStructure(c: ShellCondition, f: ShellFacts): MatchResult {
   }
   if (f.tests.includes('[[') && !c.allowTests)
     return deny('shell command uses a `[[ ... ]]` test, which is not allowed');
-  if (f.functions.length > 0 && !c.allowFunctions) {
-    return deny(
-      `shell command defines functions (${listForWhy(f.functions.map(quote))}), which is not allowed`,
-    );
-  }
   return { ok: true };
 }
 
