@@ -200,6 +200,11 @@ describe('shell facts', () => {
     refused('echo a\\\nb', /line continuation/);
     refused("cat /srv/kb/priv'a'\\te/key", /split in two where bash reads one/);
     refused('l"s"\\of', /split in two/);
+    refused('cat \\\t/etc/passwd', /escaped space or tab/);
+    refused('cat "a"\\ b', /escaped space or tab/);
+    refused('ls \\ x', /escaped space or tab/);
+    assert.deepEqual(facts('ls a\\ b').commands, [{ program: 'ls', args: ['a b'] }]);
+    assert.deepEqual(facts("ls 'a\\ b' # \\ x").commands, [{ program: 'ls', args: ['a\\ b'] }]);
     refused('coproc rm -rf /', /reserved word `coproc`/);
     refused('time { rm -rf /; }', /reserved word `time`/);
     refused('time rm -rf /', /reserved word `time`/);

@@ -551,6 +551,26 @@ const STATEMENT_TYPES = new Set([
   'variable_assignments',
 ]);
 
+/** Nodes whose range a backslash-escaped blank must lie in for the parser to have kept it. */
+const KEEPS_ESCAPE = new Set([...WORD_TYPES, 'string_content', 'comment', 'heredoc_body', 'heredoc_content']);
+
+/**
+ * INVARIANT: fail closed — bash keeps `\\ ` and `\\<tab>` as part of a word; tree-sitter drops them at
+ * the start of a word or after a quote (`"a"\\ b` becomes `a` and `b`, one word `a b` to bash).
+ * Returns the offset of such an escape no word node covers, or null.
+ */
+function lostEscape(raw: string, root: TNode): number | null {
+  const at: number[] = [];
+  for (let i = raw.indexOf('\\'); i >= 0; i = raw.indexOf('\\', i + 2)) {
+    const next = raw[i + 1];
+    if (next === ' ' || next === '\t') at.push(i);
+  }
+  if (at.length === 0) return null;
+  const covered = (n: TNode, i: number): boolean =>
+    n.start <= i && i + 1 < n.end && (KEEPS_ESCAPE.has(n.type) || n.children.some((c) => covered(c, i)));
+  return at.find((i) => !covered(root, i)) ?? null;
+}
+
 /** Unicode spaces, separators, format characters (zero-width, bidi), C1 controls, lone surrogates. */
 const ODD_SPACE = /[\u0080-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\p{Cf}\p{Cs}]/u;
 
@@ -596,6 +616,13 @@ export function parseShell(raw: string): FactResult<ShellFacts> {
     return { ok: false, error: `shell ${quote(raw)} could not be analysed` };
   } finally {
     tree.delete();
+  }
+  const lost = lostEscape(raw, root);
+  if (lost !== null) {
+    return {
+      ok: false,
+      error: `shell ${quote(raw)} has an escaped space or tab the parser read as a separator, near ${quote(raw.slice(Math.max(0, lost - 10), lost + 10))}`,
+    };
   }
   const a = new Analysis(raw);
   let err: string | null;
