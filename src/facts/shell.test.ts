@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { loadPolicyObject } from '../policy/load.js';
 import type { Json } from '../types.js';
 import { shellCanonicaliser as c, initShell } from './shell.js';
 import { harness } from './testing.js';
@@ -493,6 +494,30 @@ describe('shell paths', () => {
 });
 
 describe('shell warnings', () => {
+  test('the loader shows them for allow rules, not for deny rules', () => {
+    const doc = (effect: string) => ({
+      version: 1,
+      agents: { a: { rules: [{ id: 'r', [effect]: 't.run', when: { shell: { programs: ['git'] } } }] } },
+    });
+    const allow = loadPolicyObject(doc('allow'), 'p.yaml');
+    assert.ok(allow.ok);
+    assert.deepEqual(
+      allow.warnings.map((w) => w.code),
+      ['shell_program_runs_commands'],
+    );
+    const deny = loadPolicyObject(doc('deny'), 'p.yaml');
+    assert.ok(deny.ok);
+    assert.ok(!deny.warnings.some((w) => w.code.startsWith('shell_')));
+    const bad = loadPolicyObject(
+      {
+        version: 1,
+        agents: { a: { rules: [{ id: 'r', allow: 't.run', when: { shell: { programs: ['bash'] } } }] } },
+      },
+      'p.yaml',
+    );
+    assert.equal(bad.ok, false, 'a wrapper in `programs` without `allow_wrappers` does not load');
+  });
+
   const codes = (x: unknown) => (c.warnings?.(cond(x)) ?? []).map((w) => w.code);
   test('dangerous defaults are named', () => {
     assert.deepEqual(codes({}), ['shell_any_program']);
