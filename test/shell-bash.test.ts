@@ -369,14 +369,20 @@ describe('denied shell cases really are attacks in bash', { skip: skip ?? false 
   }
 });
 
+/** A directory holding `argv`, a program that prints each argument NUL-terminated. */
+function argvStub(): string {
+  const stubs = join(root, 'stubs');
+  mkdirSync(stubs, { recursive: true });
+  // One NUL-terminated line per argument (`printf` alone would print one empty line for none).
+  writeFileSync(join(stubs, 'argv'), '#!/bin/sh\nfor a in "$@"; do printf \'%s\\0\' "$a"; done\n', {
+    mode: 0o755,
+  });
+  return stubs;
+}
+
 describe('shell facts give the argv bash passes', { skip: skip ?? false }, () => {
   test('random words, requoted as bash unquotes them', () => {
-    const stubs = join(root, 'stubs');
-    mkdirSync(stubs, { recursive: true });
-    // One NUL-terminated line per argument (`printf` alone would print one empty line for none).
-    writeFileSync(join(stubs, 'argv'), '#!/bin/sh\nfor a in "$@"; do printf \'%s\\0\' "$a"; done\n', {
-      mode: 0o755,
-    });
+    const stubs = argvStub();
     // Mostly plain characters, so that most lines are literal and get compared.
     const char = fc.oneof(
       { arbitrary: fc.constantFrom(...'ab/.-=:,@#x9é'), weight: 5 },
@@ -411,5 +417,46 @@ describe('shell facts give the argv bash passes', { skip: skip ?? false }, () =>
     );
     // Means something only if many lines were compared, not all refused.
     assert.ok(compared > 150, `only ${compared} lines compared`);
+  });
+
+  test('a requoted program word is the program bash runs', () => {
+    const stubs = argvStub();
+    const quoting = fc.array(fc.nat(5), { minLength: 4, maxLength: 4 });
+    let compared = 0;
+    fc.assert(
+      fc.property(quoting, fc.constantFrom('', ' x', "\t'y z'"), (qs, rest) => {
+        const word = [...'argv']
+          .map((ch, i) => {
+            switch (qs[i] ?? 0) {
+              case 1:
+                return `'${ch}'`;
+              case 2:
+                return `"${ch}"`;
+              case 3:
+                return `\\${ch}`;
+              case 4:
+                return `${ch}''`;
+              case 5:
+                return `${ch}""`;
+              default:
+                return ch;
+            }
+          })
+          .join('');
+        const line = `${word}${rest}`;
+        const f = parseShell(line);
+        if (!f.ok) return;
+        const r = spawnSync(BASH, ['--noprofile', '--norc', '-c', line], {
+          cwd: kb,
+          env: { PATH: stubs },
+          timeout: 5000,
+        });
+        compared++;
+        assert.equal(r.status, 0, `bash did not run the stub for ${JSON.stringify(line)}`);
+        assert.deepEqual(f.value.programs, ['argv'], JSON.stringify(line));
+      }),
+      { numRuns: 150 },
+    );
+    assert.ok(compared > 50, `only ${compared} lines compared`);
   });
 });
