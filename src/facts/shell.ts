@@ -2,19 +2,32 @@
  * The `shell` constraint, using tree-sitter-bash (through web-tree-sitter) to parse a command line
  * the way bash reads it.
  *
- *   when: { shell: { programs: [ls, cat, grep], allow_pipes: true } }
+ *   when: { shell: { programs: [ls, cat, grep], paths: { under: [/srv/kb], cwd: /srv/kb } } }
  *
  * Every command anywhere in the tree counts, including those inside substitutions, subshells, loops
- * and function bodies. Where tree-sitter and bash could disagree the input is refused instead of
- * guessed at: parse errors, line continuations, carriage returns and control characters, reserved
- * words such as `time` and `coproc` where tree-sitter expects a command, and any `$(` or backtick in text the parser treated as literal (e.g. some here-documents).
+ * and function bodies. Words are unquoted with bash's rules; a word bash would still expand
+ * (variables, globs, braces, tilde, `$'…'`, arithmetic, history `!`) is *dynamic*: never accepted as
+ * a program, nor as an argument when `paths` is set. Where tree-sitter and bash could disagree the
+ * input is refused instead of guessed at: parse errors, line continuations, carriage returns, control
+ * and non-ASCII space characters, reserved words such as `time` and `coproc` where tree-sitter
+ * expects a command, and any `$(` or backtick in text the parser treated as literal (e.g. some
+ * here-documents). This file builds the facts; shell-condition.ts matches them (wrappers in
+ * shell-wrappers.ts, the words that name files in shell-paths.ts).
  */
 import { fileURLToPath } from 'node:url';
 import { Language, Parser, type TreeCursor } from 'web-tree-sitter';
 import type { Json } from '../types.js';
-import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
-import { flag, stringList } from './fields.js';
-import type { Canonicaliser, CompileResult, ConditionFields, FactResult, MatchResult } from './types.js';
+import { describeType, quote } from './condition.js';
+import {
+  compileShell,
+  matchShell,
+  SHELL_FIELDS,
+  type ShellCondition,
+  shellWarnings,
+} from './shell-condition.js';
+import type { Canonicaliser, FactResult } from './types.js';
+
+export type { ShellCondition } from './shell-condition.js';
 
 /** Longest command line accepted. */
 export const SHELL_MAX = 64 * 1024;
@@ -33,8 +46,12 @@ export interface ShellFacts {
   /** Distinct programs, in order of appearance. */
   programs: string[];
   pipes: boolean;
-  /** Redirections as written (`>out`, `2>>err`, `<<EOF`, `<<<`), here-documents included. */
+  /** Redirections as written (`> out`, `2>&1`, `<<< hi`), here-documents excluded. */
   redirects: string[];
+  /** Files the redirections open, after quote removal (`> out` opens `out`; `2>&1` opens none). */
+  redirectTargets: string[];
+  /** Here-documents, as their operator and delimiter (`<<EOF`, `<<-'END'`). */
+  heredocs: string[];
   /** Command substitution (`$(...)`, backticks) or process substitution (`<(...)`, `>(...)`). */
   substitution: boolean;
   /** More than one statement in sequence (`;`, `&&`, `||`, newline) or control flow (if/while/for/case). */
@@ -43,21 +60,20 @@ export interface ShellFacts {
   background: boolean;
   /** Some program word is not a literal (expansion, glob, brace or `$'...'` escape): it is unknown until run. */
   dynamicProgram: boolean;
-  /** Some argument is not a literal; its `args` entry is the source text. */
+  /** Some argument, redirection target or assigned value is not a literal; its entry is the source text. */
   dynamicArgs: boolean;
   /** Variables assigned (`FOO=1 cmd`, `export PATH=...`, `x=1`), in order of appearance. */
   assignments: string[];
-}
-
-/** A compiled `shell` condition. */
-export interface ShellCondition {
-  programs?: string[];
-  allowPipes: boolean;
-  allowRedirects: boolean;
-  allowSubstitution: boolean;
-  allowChaining: boolean;
-  allowBackground: boolean;
-  allowAssignments: boolean;
+  /** The values assigned, after quote removal, in the same order. */
+  assignedValues: string[];
+  /** A subshell `( ... )`. */
+  subshell: boolean;
+  /** An arithmetic command `(( ... ))` or loop `for (( ... ))`. */
+  arithmetic: boolean;
+  /** Test commands, by their opening word: `[[` (a keyword) or `[` (also a program). */
+  tests: string[];
+  /** Names of functions the command line defines. */
+  functions: string[];
 }
 
 let parser: Parser | null = null;
@@ -129,7 +145,10 @@ interface Word {
   dynamic: boolean;
 }
 
-/** Unquotes an unquoted word with bash rules; globs, braces, `$`, backticks and a leading `~` make it dynamic. */
+/**
+ * Unquotes an unquoted word with bash rules. `$`, backticks, globs, braces, extglob parentheses, `!`
+ * (history) and `~` make it dynamic: `~` anywhere, because bash also expands it after `=` (`x=~`).
+ */
 function plainWord(text: string, alone: boolean): Word {
   if (alone && (text === '[' || text === ']')) return { value: text, dynamic: false };
   let value = '';
@@ -141,11 +160,14 @@ function plainWord(text: string, alone: boolean): Word {
       value += text[i] ?? '';
       continue;
     }
-    if ('$`*?[]{}'.includes(c) || (i === 0 && c === '~')) dynamic = true;
+    if (EXPANDING.includes(c)) dynamic = true;
     value += c;
   }
   return { value, dynamic };
 }
+
+/** Characters that make an unquoted word something bash expands. */
+const EXPANDING = '$`*?[]{}()~!';
 
 /** Unquotes the inside of a double-quoted string without expansions. */
 function doubleQuoted(text: string): string {
@@ -157,6 +179,13 @@ class Analysis {
   readonly programs: string[] = [];
   readonly redirects: string[] = [];
   readonly assignments: string[] = [];
+  readonly assignedValues: string[] = [];
+  readonly redirectTargets: string[] = [];
+  readonly heredocs: string[] = [];
+  readonly tests: string[] = [];
+  readonly functions: string[] = [];
+  subshell = false;
+  arithmetic = false;
   pipes = false;
   substitution = false;
   chaining = false;
@@ -180,13 +209,16 @@ class Analysis {
         return { value: t, dynamic: false };
       case 'raw_string':
         return { value: t.slice(1, -1), dynamic: false };
-      case 'ansi_c_string': {
-        const inner = t.slice(2, -1);
-        return { value: inner, dynamic: inner.includes('\\') };
-      }
+      case 'ansi_c_string':
+        // `$'\x2f'` is decoded by bash; even without escapes it is not taken as a literal.
+        return { value: t, dynamic: true };
       case 'string': {
+        // `$"…"` is translated through the locale's message catalogue; `!` is history in an
+        // interactive shell.
         const literal =
-          !t.startsWith('$') && n.children.every((c) => !c.named || c.type === 'string_content');
+          !t.startsWith('$') &&
+          !t.includes('!') &&
+          n.children.every((c) => !c.named || c.type === 'string_content');
         return literal
           ? { value: doubleQuoted(t.slice(1, -1)), dynamic: false }
           : { value: t, dynamic: true };
@@ -222,6 +254,34 @@ class Analysis {
   }
 
   /**
+   * INVARIANT: fail closed — two words with nothing between them are one word to bash. tree-sitter
+   * splits some (`'s'\\s` after a quote becomes two words), which would let `priv'a'\\te` pass as
+   * `priva` and `te` while bash opens `private`.
+   */
+  splitWord(n: TNode): string | null {
+    for (let i = 1; i < n.children.length; i++) {
+      const a = n.children[i - 1] as TNode;
+      const b = n.children[i] as TNode;
+      if (a.end === b.start && WORD_TYPES.has(a.type) && WORD_TYPES.has(b.type)) {
+        return `shell ${quote(this.src)} has a word the parser split in two where bash reads one: ${quote(this.src.slice(a.start, b.end))}`;
+      }
+    }
+    return null;
+  }
+
+  /** Records the file a redirection opens: every destination except a descriptor after `>&`/`<&`. */
+  redirectTarget(n: TNode): void {
+    const op = n.children.find((c) => !c.named)?.type ?? '';
+    for (const d of n.children) {
+      if (d.field !== 'destination') continue;
+      const w = this.word(d, false);
+      if ((op === '>&' || op === '<&') && !w.dynamic && /^(?:[0-9]+-?|-)$/.test(w.value)) continue;
+      if (w.dynamic) this.dynamicArgs = true;
+      this.redirectTargets.push(w.value);
+    }
+  }
+
+  /**
    * INVARIANT: fail closed — text the parser kept as literal must not hold `$(` or a backtick, or bash
    * would run a command the facts do not name.
    */
@@ -252,6 +312,10 @@ class Analysis {
       if (hidden !== null) {
         return `shell ${quote(this.src)} has \`$(\` or a backtick the parser did not read as a substitution: ${quote(hidden.trim())}`;
       }
+    }
+    if (!WORD_PARTS.has(n.type)) {
+      const split = this.splitWord(n);
+      if (split !== null) return split;
     }
     if (STATEMENT_CONTAINERS.has(n.type)) {
       const count = n.children.filter((c) => STATEMENT_TYPES.has(c.type)).length;
@@ -287,12 +351,30 @@ class Analysis {
       }
       case 'test_command': {
         const open = n.children[0];
-        this.addCommand({ value: open !== undefined && !open.named ? open.type : '[[', dynamic: false }, []);
+        const kind = open !== undefined && !open.named ? open.type : '[[';
+        this.tests.push(kind);
+        // `[` is a builtin command (and a wrapper: `[ -v 'a[$(rm)]' ]` runs rm); `[[` is a keyword.
+        if (kind === '[') this.addCommand({ value: '[', dynamic: false }, []);
         break;
       }
       case 'variable_assignment': {
         const name = n.children.find((c) => c.field === 'name') ?? n.children[0];
         this.assignments.push(name !== undefined ? this.text(name) : this.text(n));
+        const value = n.children.find((c) => c.field === 'value');
+        const w = value === undefined ? { value: '', dynamic: false } : this.word(value, false);
+        if (w.dynamic) this.dynamicArgs = true;
+        this.assignedValues.push(w.value);
+        break;
+      }
+      case 'subshell':
+        this.subshell = true;
+        break;
+      case 'compound_statement':
+        if (n.children[0]?.type === '((') this.arithmetic = true;
+        break;
+      case 'function_definition': {
+        const name = n.children.find((c) => c.field === 'name');
+        this.functions.push(name !== undefined ? this.text(name) : '?');
         break;
       }
       case 'pipeline':
@@ -310,9 +392,12 @@ class Analysis {
       case 'if_statement':
       case 'while_statement':
       case 'for_statement':
-      case 'c_style_for_statement':
       case 'case_statement':
         this.chaining = true;
+        break;
+      case 'c_style_for_statement':
+        this.chaining = true;
+        this.arithmetic = true;
         break;
       case '&':
         this.background = true;
@@ -322,13 +407,16 @@ class Analysis {
         this.substitution = true;
         break;
       case 'file_redirect':
+        this.redirects.push(this.text(n).replace(/\s+/g, ' '));
+        this.redirectTarget(n);
+        break;
       case 'herestring_redirect':
         this.redirects.push(this.text(n).replace(/\s+/g, ' '));
         break;
       case 'heredoc_redirect': {
         const start = n.children.find((c) => c.type === 'heredoc_start');
         const op = n.children.find((c) => !c.named);
-        this.redirects.push(`${op?.type ?? '<<'}${start !== undefined ? this.text(start) : ''}`);
+        this.heredocs.push(`${op?.type ?? '<<'}${start !== undefined ? this.text(start) : ''}`);
         if (start !== undefined && /['"\\]/.test(this.text(start))) {
           // A quoted delimiter makes the body literal: nothing inside it runs, so it is not walked.
           for (const c of n.children)
@@ -380,6 +468,28 @@ const RESERVED_WORDS = new Set([
   'while',
 ]);
 
+/** Nodes that are (part of) one shell word. */
+const WORD_TYPES = new Set([
+  'word',
+  'number',
+  'string',
+  'raw_string',
+  'ansi_c_string',
+  'translated_string',
+  'concatenation',
+  'command_name',
+  'simple_expansion',
+  'expansion',
+  'arithmetic_expansion',
+  'command_substitution',
+  'process_substitution',
+  'brace_expression',
+  'extglob_pattern',
+]);
+
+/** Nodes whose children are the pieces of one word, adjacent by definition. */
+const WORD_PARTS = new Set(['concatenation', 'string', 'command_name', 'translated_string']);
+
 /** Nodes whose text bash does not expand (or that are anonymous tokens such as `$(`). */
 const LITERAL_TYPES = new Set(['raw_string', 'ansi_c_string', 'comment', 'heredoc_start', 'heredoc_end']);
 
@@ -416,6 +526,29 @@ const STATEMENT_TYPES = new Set([
   'variable_assignments',
 ]);
 
+/** Nodes whose range a backslash-escaped blank must lie in for the parser to have kept it. */
+const KEEPS_ESCAPE = new Set([...WORD_TYPES, 'string_content', 'comment', 'heredoc_body', 'heredoc_content']);
+
+/**
+ * INVARIANT: fail closed — bash keeps `\\ ` and `\\<tab>` as part of a word; tree-sitter drops them at
+ * the start of a word or after a quote (`"a"\\ b` becomes `a` and `b`, one word `a b` to bash).
+ * Returns the offset of such an escape no word node covers, or null.
+ */
+function lostEscape(raw: string, root: TNode): number | null {
+  const at: number[] = [];
+  for (let i = raw.indexOf('\\'); i >= 0; i = raw.indexOf('\\', i + 2)) {
+    const next = raw[i + 1];
+    if (next === ' ' || next === '\t') at.push(i);
+  }
+  if (at.length === 0) return null;
+  const covered = (n: TNode, i: number): boolean =>
+    n.start <= i && i + 1 < n.end && (KEEPS_ESCAPE.has(n.type) || n.children.some((c) => covered(c, i)));
+  return at.find((i) => !covered(root, i)) ?? null;
+}
+
+/** Unicode spaces, separators, format characters (zero-width, bidi), C1 controls, lone surrogates. */
+const ODD_SPACE = /[\u0080-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\p{Cf}\p{Cs}]/u;
+
 /** Parses a command line with tree-sitter-bash and extracts facts. Never throws. */
 export function parseShell(raw: string): FactResult<ShellFacts> {
   // INVARIANT: fail closed — before the grammar is loaded every value is an error, never an allow.
@@ -425,6 +558,14 @@ export function parseShell(raw: string): FactResult<ShellFacts> {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters (CR included) are refused
   if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(raw)) {
     return { ok: false, error: `shell ${quote(raw)} contains a NUL, carriage return or control character` };
+  }
+  if (ODD_SPACE.test(raw)) {
+    // INVARIANT: fail closed — bash splits words only on space, tab and newline; a parser that
+    // also splits on U+00A0 or skips U+200B would see other words than bash runs.
+    return {
+      ok: false,
+      error: `shell ${quote(raw)} contains a non-ASCII space, invisible formatting character or broken surrogate`,
+    };
   }
   if (/\\\n/.test(raw)) {
     return {
@@ -451,6 +592,13 @@ export function parseShell(raw: string): FactResult<ShellFacts> {
   } finally {
     tree.delete();
   }
+  const lost = lostEscape(raw, root);
+  if (lost !== null) {
+    return {
+      ok: false,
+      error: `shell ${quote(raw)} has an escaped space or tab the parser read as a separator, near ${quote(raw.slice(Math.max(0, lost - 10), lost + 10))}`,
+    };
+  }
   const a = new Analysis(raw);
   let err: string | null;
   try {
@@ -467,50 +615,21 @@ export function parseShell(raw: string): FactResult<ShellFacts> {
       programs: a.programs,
       pipes: a.pipes,
       redirects: a.redirects,
+      redirectTargets: a.redirectTargets,
+      heredocs: a.heredocs,
       substitution: a.substitution,
       chaining: a.chaining,
       background: a.background,
       dynamicProgram: a.dynamicProgram,
       dynamicArgs: a.dynamicArgs,
       assignments: a.assignments,
+      assignedValues: a.assignedValues,
+      subshell: a.subshell,
+      arithmetic: a.arithmetic,
+      tests: a.tests,
+      functions: a.functions,
     },
   };
-}
-
-function hasControl(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 0x20) return true;
-  return false;
-}
-
-/** The fields of a `shell` condition (the one definition: schema, loader and docs test read it). */
-const FIELDS: ConditionFields = {
-  programs: stringList('Every program run must be one of these, matched exactly.', { allowList: true }),
-  allow_pipes: flag('Accept `|` and `|&` (default false).'),
-  allow_redirects: flag('Accept redirections, here-documents and here-strings (default false).'),
-  allow_substitution: flag('Accept `$(...)`, backticks and process substitution (default false).'),
-  allow_chaining: flag('Accept `;`, `&&`, `||`, newlines and control flow (default false).'),
-  allow_background: flag('Accept `&` (default false).'),
-  allow_assignments: flag('Accept variable assignments such as `FOO=1 cmd` (default false).'),
-};
-
-function compile(condition: unknown): CompileResult<ShellCondition> {
-  const r = new ConditionReader(condition, 'shell', FIELDS);
-  const programs = r.strings('programs', (p) =>
-    p === '' || /\s/.test(p) || hasControl(p)
-      ? { ok: false, error: `${quote(p)} is not a program name` }
-      : { ok: true, value: p },
-  );
-  const value: ShellCondition = {
-    allowPipes: r.bool('allow_pipes') ?? false,
-    allowRedirects: r.bool('allow_redirects') ?? false,
-    allowSubstitution: r.bool('allow_substitution') ?? false,
-    allowChaining: r.bool('allow_chaining') ?? false,
-    allowBackground: r.bool('allow_background') ?? false,
-    allowAssignments: r.bool('allow_assignments') ?? false,
-  };
-  if (r.errors.length > 0) return { ok: false, errors: r.errors };
-  if (programs !== undefined) value.programs = programs;
-  return { ok: true, value };
 }
 
 function facts(raw: Json): FactResult<ShellFacts> {
@@ -519,74 +638,33 @@ function facts(raw: Json): FactResult<ShellFacts> {
   return parseShell(raw);
 }
 
-function match(c: ShellCondition, f: ShellFacts): MatchResult {
-  if (f.substitution && !c.allowSubstitution) {
-    return {
-      ok: false,
-      why: 'shell command uses command or process substitution (`$(...)`, backticks, `<(...)`), which is not allowed',
-    };
-  }
-  if (f.chaining && !c.allowChaining) {
-    return {
-      ok: false,
-      why: 'shell command runs several statements (`;`, `&&`, `||`, newline or control flow); send one command',
-    };
-  }
-  if (f.pipes && !c.allowPipes)
-    return { ok: false, why: 'shell command uses a pipe (`|`), which is not allowed' };
-  if (f.background && !c.allowBackground) {
-    return { ok: false, why: 'shell command runs something in the background (`&`), which is not allowed' };
-  }
-  if (f.redirects.length > 0 && !c.allowRedirects) {
-    return {
-      ok: false,
-      why: `shell command redirects input or output (${listForWhy(f.redirects.map(quote))}), which is not allowed`,
-    };
-  }
-  if (f.assignments.length > 0 && !c.allowAssignments) {
-    return {
-      ok: false,
-      why: `shell command assigns variables (${listForWhy(f.assignments.map(quote))}), which is not allowed`,
-    };
-  }
-  if (c.programs !== undefined) {
-    if (f.dynamicProgram) {
-      return {
-        ok: false,
-        why: 'shell command names its program with an expansion, glob or escape; name the program literally',
-      };
-    }
-    const allowed = c.programs;
-    const bad = f.programs.filter((p) => !allowed.includes(p));
-    if (bad.length > 0) {
-      return {
-        ok: false,
-        why: `shell program ${listForWhy(bad.map(quote))} not allowed; allowed: ${listForWhy(allowed)}`,
-      };
-    }
-  }
-  return { ok: true };
-}
-
 /** The `shell` canonicaliser. */
 export const shellCanonicaliser: Canonicaliser<ShellCondition, ShellFacts> = {
   name: 'shell',
   description: 'Shell command facts from a bash parser.',
-  fields: FIELDS,
+  fields: SHELL_FIELDS,
   defaultArgs: ['command', 'cmd', 'script', 'shell'],
-  compile,
+  compile: compileShell,
   facts,
-  match,
+  match: matchShell,
+  warnings: shellWarnings,
   toJson: (f) => ({
     commands: f.commands.map((c) => ({ program: c.program, args: [...c.args] })),
     programs: [...f.programs],
     pipes: f.pipes,
     redirects: [...f.redirects],
+    redirectTargets: [...f.redirectTargets],
+    heredocs: [...f.heredocs],
     substitution: f.substitution,
     chaining: f.chaining,
     background: f.background,
     dynamicProgram: f.dynamicProgram,
     dynamicArgs: f.dynamicArgs,
     assignments: [...f.assignments],
+    assignedValues: [...f.assignedValues],
+    subshell: f.subshell,
+    arithmetic: f.arithmetic,
+    tests: [...f.tests],
+    functions: [...f.functions],
   }),
 };
