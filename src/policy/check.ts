@@ -293,7 +293,7 @@ export function checkPolicy(
       out.canon.push({ name, condition: r.value, args });
       const fields = Object.entries(cond)
         .filter(([k]) => k !== 'arg' && k !== 'args')
-        .map(([k, v]) => `${k} ${Array.isArray(v) ? `[${v.join(', ')}]` : String(v)}`);
+        .map(([k, v]) => `${k} ${showValue(v)}`);
       parts.push(`${name}${args ? ` (${args.join(', ')})` : ''}: ${fields.join('; ')}`);
       if (effect === 'allow' && !negated) {
         for (const w of canon.warnings?.(r.value) ?? []) {
@@ -568,4 +568,14 @@ function reportDeadRules(
 function quoteSkip(source: PolicySource, offset: number): number {
   const c = source.text[offset];
   return c === '"' || c === "'" ? 1 : 0;
+}
+
+/** A condition field's value as a reason shows it: `[a, b]`, `{ under: [/srv] }`, `true`. */
+function showValue(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(showValue).join(', ')}]`;
+  if (v !== null && typeof v === 'object')
+    return `{ ${Object.entries(v)
+      .map(([k, x]) => `${k}: ${showValue(x)}`)
+      .join(', ')} }`;
+  return String(v);
 }
