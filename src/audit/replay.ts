@@ -35,6 +35,13 @@ export interface ReplayReport {
   notReplayable: number;
   /** The decide function threw (it should not; counted, never hidden). */
   errors: number;
+  /**
+   * Refusals the policy did not make — the stop switch, or a store that could not answer — so there is
+   * no policy verdict to compare with: counted, not compared.
+   */
+  runtimeRefusals: number;
+  /** Calls the policy allowed and a limit refused: compared as allowed (limits are not rule changes). */
+  limited: number;
   /** Changes per deciding rule of the candidate policy (`(none)` for default deny). */
   byRule: Record<
     string,
@@ -46,6 +53,21 @@ export interface ReplayReport {
 /** Effect as enforce mode would have applied it: in shadow mode that is `wouldBe`. */
 function verdict(d: Pick<Decision, 'effect' | 'wouldBe'>): Effect {
   return d.wouldBe ?? d.effect;
+}
+
+/** Codes of refusals the runtime made before or instead of the policy: no policy verdict recorded. */
+const RUNTIME_CODES: ReadonlySet<string> = new Set(['suspended', 'store_error', 'upstream_error', 'internal_error']);
+
+/**
+ * What the policy itself decided for a recorded decision, undefined when the runtime refused it without
+ * the policy's verdict. A call that ran on a granted approval was an `ask`; a call a limit refused was
+ * an `allow` (the limit, not the policy, refused it).
+ */
+export function policyVerdict(d: Pick<Decision, 'effect' | 'wouldBe' | 'code'>): Effect | undefined {
+  if (RUNTIME_CODES.has(d.code)) return undefined;
+  if (d.code === 'approval_granted' || d.code === 'approval_pending') return 'ask';
+  if (d.code === 'limit_exceeded') return 'allow';
+  return verdict(d);
 }
 
 function compare(before: Effect, after: Effect): ReplayChange {
@@ -77,6 +99,8 @@ export function replay(
     newlyAsked: 0,
     notReplayable: 0,
     errors: 0,
+    runtimeRefusals: 0,
+    limited: 0,
     byRule: {},
     examples: { newly_allowed: [], newly_denied: [], newly_asked: [] },
   };
@@ -85,6 +109,12 @@ export function replay(
     if (r.event === null || r.event.type !== 'decision') continue;
     report.decisions++;
     const { action: a, decision: d } = r.event;
+    const before = policyVerdict(d);
+    if (before === undefined) {
+      report.runtimeRefusals++;
+      continue;
+    }
+    if (d.code === 'limit_exceeded') report.limited++;
     const args = a.args;
     if (
       args === null ||
@@ -106,7 +136,7 @@ export function replay(
       report.errors++;
       continue;
     }
-    const change = compare(verdict(d), verdict(next));
+    const change = compare(before, verdict(next));
     const key = next.rule ?? '(none)';
     let per = report.byRule[key];
     if (per === undefined) {
@@ -138,7 +168,7 @@ export function replay(
         time: r.time,
         agent: a.agent,
         tool: a.tool,
-        before: { effect: verdict(d), rule: d.rule },
+        before: { effect: before, rule: d.rule },
         after: { effect: verdict(next), rule: next.rule, reason: next.reason },
       });
     }

@@ -60,6 +60,8 @@ function text(r: ReplayReport, policyFile: string): string {
     `  newly denied    ${r.newlyDenied}`,
     `  newly asked     ${r.newlyAsked}`,
     `  not replayable  ${r.notReplayable} (arguments redacted in the log)`,
+    `  not compared    ${r.runtimeRefusals} (refused by the stop switch or a store, not by the policy)`,
+    `  limited         ${r.limited} (allowed by the policy, refused by a limit: compared as allowed)`,
   ];
   if (r.errors > 0) lines.push(`  errors          ${r.errors}`);
   const changed = Object.entries(r.byRule).filter(

@@ -547,7 +547,7 @@ class Runtime implements ExecLayer {
           ? 'store_error'
           : 'evaluation_error';
     if (d.mode === 'shadow')
-      return { ...d, wouldBe: 'deny', reason: `shadow mode: would deny — ${r.reason}` };
+      return { ...d, wouldBe: 'deny', code, reason: `shadow mode: would deny — ${r.reason}` };
     const spent = d.approvalId ? ` (approval \`${d.approvalId}\` was used by this refused call)` : '';
     return {
       ...d,
