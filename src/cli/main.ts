@@ -99,6 +99,15 @@ async function main(argv: string[]): Promise<number> {
   return (await cmd.load())(rest);
 }
 
+// A reader that stops early (`execlayer audit query | head`) closes the pipe: that ends the output, it is
+// not an error worth a stack trace. Any other write error is reported in one line.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok);
+    process.exitCode = EXIT.error;
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

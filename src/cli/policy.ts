@@ -45,6 +45,8 @@ commands:
   suggest   a least-privilege policy draft from recorded traffic
 
 Run \`execlayer policy suggest --help\` for its options.
+
+exit codes: 0 ok, 1 no call to learn from, 2 usage error, 3 store error
 `;
 
 /** Entry point for `execlayer policy …`. */

@@ -290,3 +290,32 @@ test('allow rules get the path, url and email warnings for dangerous defaults, w
     'path_traversal@8',
   ]);
 });
+
+test('a policy with mistakes of every kind reports all of them in one run', () => {
+  const r = loadPolicyText(
+    [
+      'version: 1',
+      'agents:',
+      '  a:',
+      '    roles: [nope]',
+      '    rules:',
+      '      - { allow: x, when: { sql: { statment: [select] } } }',
+      '      - { allow: y, when: { cel: "args.x >" } }',
+      '      - { deny: z, unlesss: {} }',
+      '      - { allow: w, limit: { calls: 0 } }',
+      '      - { allow: v, when: { path: { under: [relative] } } }',
+    ].join('\n'),
+    'p.yaml',
+  );
+  assert.equal(r.ok, false);
+  if (r.ok) return;
+  const found = r.problems.map((p) => `${p.line}:${p.code}`).sort();
+  assert.deepEqual(found, [
+    '10:bad_condition',
+    '4:unknown_role',
+    '6:unknown_key',
+    '7:cel_syntax',
+    '8:unknown_key',
+    '9:schema',
+  ]);
+});

@@ -81,7 +81,8 @@ export function loadPolicyObject(doc: unknown, name = '<object>'): LoadResult {
 
 function loadSource(source: PolicySource): LoadResult {
   if (!validate(source.data)) {
-    return { ok: false, problems: schemaProblems(validate.errors ?? [], source) };
+    const problems = schemaProblems(validate.errors ?? [], source);
+    return { ok: false, problems: [...problems, ...checksBeyondSchema(source, problems)] };
   }
   const checked = checkPolicy(source.data as PolicyDocument, source);
   const errors = checked.problems.filter((p) => p.severity === 'error');
@@ -94,6 +95,56 @@ function problemAt(file: string, code: string, message: string): Problem {
 }
 
 /** Turns Ajv errors into positioned problems, keeping the most specific one per place. */
+/** Most rounds of pruning a schema-invalid document before giving up on its semantic checks. */
+const MAX_PRUNE_ROUNDS = 8;
+
+/**
+ * The semantic problems of a document that failed the schema, so one run reports every mistake (an
+ * unknown role beside a misspelt key): the values the schema refused are removed from a copy — object
+ * keys only, so every other position stays where it was — until the copy fits the schema, and the copy
+ * is checked. Problems at or around a removed value are dropped (the schema already named that place).
+ * Returns nothing when the copy cannot be made to fit.
+ */
+function checksBeyondSchema(source: PolicySource, schemaFound: Problem[]): Problem[] {
+  const doc = structuredClone(source.data) as unknown;
+  const removed: string[] = [];
+  for (let round = 0; round < MAX_PRUNE_ROUNDS; round++) {
+    if (validate(doc)) {
+      const related = (p: string) =>
+        removed.some((r) => p === r || p.startsWith(`${r}/`) || r.startsWith(`${p}/`));
+      const known = new Set(schemaFound.map((p) => p.path));
+      return checkPolicy(doc as PolicyDocument, source).problems.filter(
+        (p) => p.severity === 'error' && !related(p.path) && !known.has(p.path),
+      );
+    }
+    let progress = false;
+    for (const e of validate.errors ?? []) {
+      const segs = e.instancePath
+        .split('/')
+        .slice(1)
+        .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+      if (e.keyword === 'additionalProperties')
+        segs.push((e.params as { additionalProperty: string }).additionalProperty);
+      const last = segs.pop();
+      if (last === undefined) continue;
+      let parent: unknown = doc;
+      for (const s of segs) parent = (parent as Record<string, unknown> | undefined)?.[s];
+      if (
+        parent === null ||
+        typeof parent !== 'object' ||
+        Array.isArray(parent) ||
+        !Object.hasOwn(parent, last)
+      )
+        continue;
+      delete (parent as Record<string, unknown>)[last];
+      removed.push(`/${[...segs, last].join('/')}`);
+      progress = true;
+    }
+    if (!progress) return [];
+  }
+  return [];
+}
+
 function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] {
   const deeper = (e: ErrorObject) =>
     errors.some((f) => f !== e && f.instancePath.startsWith(`${e.instancePath}/`) && f.keyword !== 'oneOf');
