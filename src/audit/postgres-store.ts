@@ -125,7 +125,7 @@ function pgError(e: unknown, location: string, action: string): AuditError {
   }
   return new AuditError(
     'audit_unavailable',
-    `cannot ${action} audit store (postgres) \`${location}\`: ${messageOf(e)}`,
+    `cannot ${action} audit store \`${location}\`: ${messageOf(e)}`,
     {
       cause: e,
       data: { location, pg: code },
