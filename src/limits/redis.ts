@@ -94,15 +94,13 @@ export interface RedisLimitStoreOptions extends LimitStoreOptions {
 export const DEFAULT_REDIS_TIMEOUT_MS = 500;
 
 /**
- * Creates an ioredis client that fails fast instead of queueing while disconnected, and replaces a
- * connection that goes silent.
+ * Creates an ioredis client that fails fast instead of queueing while disconnected. Send its commands
+ * through `redisCommand`, which replaces a connection that goes silent.
  *
  * INVARIANT: every wait is bounded — a command unanswered after `commandTimeoutMs` rejects (the action is
- * denied), and the connection it waits on is destroyed at the same moment (`socketTimeout`): a silent link
- * may have lost bytes, and every later reply on it would be out of step. The client reconnects at once and
- * then every 500 ms at most, so service resumes within about half a second of the network returning. A
- * command is never sent twice (`maxRetriesPerRequest: 0`): a consume whose reply was lost may have counted,
- * which only makes the limit stricter until its window ends.
+ * denied). The client reconnects at once and then every 500 ms at most, so service resumes within about
+ * half a second of the network returning. A command is never sent twice (`maxRetriesPerRequest: 0`): a
+ * consume whose reply was lost may have counted, which only makes the limit stricter until its window ends.
  */
 export function failFastRedis(url: string, commandTimeoutMs = DEFAULT_REDIS_TIMEOUT_MS): Redis {
   const r = new Redis(url, {
@@ -110,8 +108,9 @@ export function failFastRedis(url: string, commandTimeoutMs = DEFAULT_REDIS_TIME
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: commandTimeoutMs,
-    socketTimeout: commandTimeoutMs,
     connectTimeout: Math.max(commandTimeoutMs, 1000),
+    // A new connection whose ready check times out is closed this fast, not after the default 2 s.
+    disconnectTimeout: commandTimeoutMs,
     keepAlive: 5000,
     retryStrategy: (n: number) => Math.min(50 * n, 500),
     lazyConnect: false,
@@ -119,6 +118,23 @@ export function failFastRedis(url: string, commandTimeoutMs = DEFAULT_REDIS_TIME
   // Connection errors surface as failed commands; without a listener ioredis would log them.
   r.on('error', () => {});
   return r;
+}
+
+/**
+ * Runs one command of `r`. When it times out, the connection it was sent on is destroyed (if it is still
+ * the current one), and the client reconnects: a silent link may have lost bytes, and every later reply on
+ * it would be out of step. ioredis's own `socketTimeout` is not used: its timer outlives the connection it
+ * was set for and would destroy the next, healthy one.
+ */
+export async function redisCommand<T>(r: Redis, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+  const stream = r.stream;
+  try {
+    return await fn();
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    if (/command timed out/i.test(msg) && stream !== undefined && r.stream === stream) stream.destroy();
+    throw redisError(err, timeoutMs);
+  }
 }
 
 /**
@@ -220,10 +236,12 @@ export class RedisLimitStore implements LimitStore {
     }
     let res: [number, string?];
     try {
-      res = await this.#r.execlayerConsume(args.length, ...args, ...argv);
+      res = await redisCommand(this.#r, this.#timeoutMs, () =>
+        this.#r.execlayerConsume(args.length, ...args, ...argv),
+      );
     } catch (err) {
       // INVARIANT: fail closed — an unreachable or failing Redis denies.
-      return storeErrorResult(specs[0], redisError(err, this.#timeoutMs));
+      return storeErrorResult(specs[0], err);
     }
     const i = Number(res[0]);
     if (i === 0) return { ok: true, ticket: { entries, released: false } };
@@ -253,7 +271,9 @@ export class RedisLimitStore implements LimitStore {
     }
     if (keys.length === 0) return;
     try {
-      await this.#r.execlayerRelease(keys.length, ...keys, ...argv);
+      await redisCommand(this.#r, this.#timeoutMs, () =>
+        this.#r.execlayerRelease(keys.length, ...keys, ...argv),
+      );
     } catch {
       // A lost release only makes the limit stricter until the lease or window expires (fails closed).
     }

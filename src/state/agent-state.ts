@@ -7,7 +7,7 @@
 
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Redis } from 'ioredis';
-import { DEFAULT_REDIS_TIMEOUT_MS, failFastRedis, redisError, waitReady } from '../limits/redis.js';
+import { DEFAULT_REDIS_TIMEOUT_MS, failFastRedis, redisCommand, waitReady } from '../limits/redis.js';
 import type { AgentStateEvent, Recorder } from '../types.js';
 import { DEFAULT_BUSY_TIMEOUT_MS, openSqlite, retryBusy } from './sqlite-db.js';
 
@@ -327,12 +327,8 @@ export class RedisAgentStateStore extends BaseStateStore {
   }
 
   /** Runs one command; a failure names the store and, for a timeout, the bound. */
-  async #cmd<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw redisError(err, this.#timeoutMs);
-    }
+  #cmd<T>(fn: () => Promise<T>): Promise<T> {
+    return redisCommand(this.#r, this.#timeoutMs, fn);
   }
 
   /** Connects (waiting at most a second) and returns the store; a down Redis reads as suspended. */
