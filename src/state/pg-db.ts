@@ -45,8 +45,13 @@ export function pgPool(url: string, o: PgPoolOptions = {}): pg.Pool {
   // An idle connection killed by the server (restart, pg_terminate_backend) emits here; the pool drops it
   // and the next checkout connects afresh. Without a listener the error would crash the process.
   pool.on('error', () => undefined);
+  pool.on('connect', (c) => born.set(c, performance.now()));
   return pool;
 }
+
+/** When each pooled connection was opened, and when each pool last saw an operation time out. */
+const born = new WeakMap<pg.Client, number>();
+const lastTimeout = new WeakMap<pg.Pool, number>();
 
 /** An operation that did not finish by its deadline. `commitSent`: COMMIT was on the wire, fate unknown. */
 export class StoreTimeoutError extends Error {
@@ -132,22 +137,44 @@ export async function pgRun<T>(
 
 type Attempt<T> = { ok: true; value: T } | { ok: false; error: unknown; stage: Stage };
 
+/**
+ * A pooled connection opened before the pool's last timeout. A timeout means the path to the server went
+ * silent; the idle connections that crossed it then may be dead without knowing it (a NAT or load balancer
+ * that forgot them never sends a reset), and each would cost a caller a full deadline to find out. They are
+ * closed when next checked out and replaced by fresh ones.
+ */
+function suspect(pool: pg.Pool, c: pg.PoolClient): boolean {
+  const t = lastTimeout.get(pool);
+  return t !== undefined && (born.get(c) ?? 0) < t;
+}
+
+/** A connection from `pool` by `deadline`, never one opened before the pool's last timeout. */
+async function checkout(pool: pg.Pool, o: PgRunOptions, deadline: number): Promise<Settled<pg.PoolClient>> {
+  for (;;) {
+    const connecting = pool.connect();
+    const got = await beforeDeadline(connecting, deadline);
+    if (got === TIMEOUT) {
+      // The pool may still hand the connection over later; it goes straight back.
+      connecting.then(
+        (c) => c.release(),
+        () => undefined,
+      );
+      lastTimeout.set(pool, performance.now());
+      return { ok: false, error: new StoreTimeoutError(o.store, o.timeoutMs, false) };
+    }
+    if (!got.ok || !suspect(pool, got.value)) return got;
+    destroy(got.value);
+    got.value.release(true);
+  }
+}
+
 async function attemptOnce<T>(
   pool: pg.Pool,
   o: PgRunOptions,
   deadline: number,
   fn: (c: pg.PoolClient) => Promise<T>,
 ): Promise<Attempt<T>> {
-  const connecting = pool.connect();
-  const got = await beforeDeadline(connecting, deadline);
-  if (got === TIMEOUT) {
-    // The pool may still hand the connection over later; it goes straight back.
-    connecting.then(
-      (c) => c.release(),
-      () => undefined,
-    );
-    return { ok: false, error: new StoreTimeoutError(o.store, o.timeoutMs, false), stage: 'connect' };
-  }
+  const got = await checkout(pool, o, deadline);
   if (!got.ok) return { ok: false, error: got.error, stage: 'connect' };
   const c = got.value;
   // A checked-out connection the server kills emits 'error'; the failing query reports it too.
@@ -168,6 +195,7 @@ async function attemptOnce<T>(
   const done = await beforeDeadline(run(), deadline);
   c.removeListener('error', onError);
   if (done === TIMEOUT) {
+    lastTimeout.set(pool, performance.now());
     destroy(c);
     c.release(true);
     return { ok: false, error: new StoreTimeoutError(o.store, o.timeoutMs, stage === 'commit'), stage };

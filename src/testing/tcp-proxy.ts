@@ -11,6 +11,8 @@
  *   on when the mode goes back to `pass` — as TCP retransmission delivers them once a real link returns. New
  *   connections are accepted and held; their upstream side is opened only when the freeze ends.
  * - `slow`: each chunk is delivered `delayMs` late (order kept).
+ * - `strand()`: the connections open now freeze for good while new ones pass — what a NAT or load balancer
+ *   that forgot its connections does: the old sockets look open and never carry a byte again.
  *
  * Loopback only: the target must be a loopback address.
  */
@@ -24,6 +26,8 @@ interface Link {
   upstream: Socket | null;
   /** Chunks waiting for their `slow` delay, per direction, so order is kept. */
   timers: Set<NodeJS.Timeout>;
+  /** Frozen for good (`strand`). */
+  stranded: boolean;
 }
 
 /** A running proxy. Create it with `startTcpProxy`. */
@@ -82,6 +86,16 @@ export class TcpProxy {
     }
   }
 
+  /** Freeze every open connection for good; new connections pass. */
+  strand(): void {
+    for (const l of this.#links) {
+      l.stranded = true;
+      l.client.pause();
+      l.upstream?.pause();
+    }
+    this.#mode = 'pass';
+  }
+
   /** Deliver each chunk `delayMs` late. */
   slow(delayMs: number): void {
     this.#mode = 'slow';
@@ -102,7 +116,7 @@ export class TcpProxy {
       return;
     }
     client.setNoDelay(true);
-    const link: Link = { client, upstream: null, timers: new Set() };
+    const link: Link = { client, upstream: null, timers: new Set(), stranded: false };
     this.#links.add(link);
     client.on('error', () => this.#drop(link));
     client.on('close', () => this.#drop(link));
@@ -112,6 +126,7 @@ export class TcpProxy {
 
   /** Opens the upstream side if needed and resumes both directions. */
   #flow(l: Link): void {
+    if (l.stranded) return;
     if (l.upstream === null) {
       const up = new Socket();
       l.upstream = up;
@@ -136,7 +151,7 @@ export class TcpProxy {
         l.timers.add(t);
         return;
       }
-      if (this.#mode === 'freeze') {
+      if (this.#mode === 'freeze' || l.stranded) {
         // A chunk read just as a freeze began goes back in front of the buffer, to flow first on `pass`.
         from.pause();
         from.unshift(chunk);
@@ -145,7 +160,7 @@ export class TcpProxy {
       if (!to.write(chunk)) {
         from.pause();
         to.once('drain', () => {
-          if (this.#mode !== 'freeze') from.resume();
+          if (this.#mode !== 'freeze' && !l.stranded) from.resume();
         });
       }
     });

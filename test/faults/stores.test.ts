@@ -198,6 +198,38 @@ describe('audit trail on PostgreSQL behind a faulty link', () => {
     }
   });
 
+  test('stranded connections (sockets open, never another byte): one deny within the deadline, then fresh connections', async (t) => {
+    const pgUrl = await tempPostgresDatabase(t);
+    if (!pgUrl) return;
+    const proxy = await proxyFor(pgUrl);
+    t.after(() => proxy.close());
+    const agent = uniqueName('strand');
+    const layer = await createExecLayer({
+      policy: { version: 1, agents: { [agent]: { rules: [{ id: 'run', allow: 'job.run' }] } } },
+      store: {
+        audit: proxy.url(pgUrl),
+        limits: 'memory:',
+        approvals: 'memory:',
+        state: 'memory:',
+        auditKey: tempKey(),
+        timeoutMs: 1000,
+      },
+    });
+    t.after(() => layer.close());
+    const { ran, call } = guarded(layer, agent, 'job.run');
+    // Several pooled connections, all of which the link then forgets.
+    await Promise.all([call(), call(), call(), call()]);
+    proxy.strand();
+    const { err, ms } = await expectDenied(call);
+    measure('audit postgres stranded connection → deny (store.timeoutMs 1000)', ms);
+    assert.match(err.decision.reason, /audit store \(postgres\) did not answer within 1000 ms/);
+    assert.ok(ms < 1000 + SLACK_MS);
+    const n = ran.n;
+    measure('audit postgres stranded → first allowed call on a fresh connection', await timeToResume(call));
+    await steady(call, 10);
+    assert.equal(ran.n, n + 11);
+  });
+
   test('PostgreSQL restart: every pooled connection killed, the next append succeeds at once', async (t) => {
     const pgUrl = await tempPostgresDatabase(t);
     if (!pgUrl) return;
@@ -390,6 +422,36 @@ describe('limits and the stop switch on Redis behind a faulty link', () => {
     });
   }
 
+  test('limits: a stranded connection is replaced after one deny, not kept denying', async (t) => {
+    if (!(await redisAvailable(t))) return;
+    const { proxy, ran, call } = await redisLayer(t, 'limits');
+    await call();
+    proxy.strand();
+    const { err, ms } = await expectDenied(call);
+    assert.match(err.decision.reason, /redis did not answer within 500 ms/);
+    assert.ok(ms < 500 + SLACK_MS);
+    measure('redis limits stranded → first allowed call on a fresh connection', await timeToResume(call));
+    await steady(call, 20);
+    assert.equal(ran.n, 1 + 1 + 20);
+  });
+
+  test('limits: a slow link within the deadline still allows; one slower than it denies in time', async (t) => {
+    if (!(await redisAvailable(t))) return;
+    const { proxy, ran, call } = await redisLayer(t, 'limits');
+    await call();
+    proxy.slow(100);
+    const t0 = performance.now();
+    await call();
+    assert.ok(performance.now() - t0 >= 190, 'the round trip really was slowed');
+    proxy.slow(1500);
+    const { ms } = await expectDenied(call);
+    assert.ok(ms < 500 + SLACK_MS, `denied after ${Math.round(ms)} ms`);
+    proxy.pass();
+    await timeToResume(call);
+    await steady(call, 10);
+    assert.equal(ran.n, 2 + 1 + 10);
+  });
+
   test('state: a suspend made after the link returned stops the next call', async (t) => {
     if (!(await redisAvailable(t))) return;
     const { proxy, agent, call } = await redisLayer(t, 'state');
@@ -435,6 +497,26 @@ describe('approvals and tool pins on PostgreSQL behind a faulty link', () => {
     assert.ok(performance.now() - t1 < 1000 + SLACK_MS);
     proxy.pass();
     measure('approvals postgres unfreeze → answers', await timeToResume(() => store.list()));
+  });
+
+  test('tool pins: every pooled connection stranded → one failure, then fresh connections for all', async (t) => {
+    const pgUrl = await tempPostgresDatabase(t);
+    if (!pgUrl) return;
+    const proxy = await proxyFor(pgUrl);
+    t.after(() => proxy.close());
+    const pins = new PostgresToolPinStore(proxy.url(pgUrl), { timeoutMs: 800 });
+    t.after(() => pins.close());
+    // Four pooled connections (the pool's size), all idle when the link forgets them.
+    await Promise.all(['a', 'b', 'c', 'd'].map((x) => pins.check(`t.${x}`, 'h')));
+    proxy.strand();
+    await assert.rejects(pins.check('t.a', 'h'), /did not answer within 800 ms/);
+    // Without the eviction each stale idle connection would cost another caller a full deadline.
+    const t0 = performance.now();
+    for (const x of ['a', 'b', 'c', 'd', 'a', 'b'])
+      assert.equal((await pins.check(`t.${x}`, 'h')).status, 'match');
+    const ms = performance.now() - t0;
+    measure('tool pins postgres stranded pool → six checks after the first failure', ms);
+    assert.ok(ms < 800, `the later checks took ${Math.round(ms)} ms`);
   });
 
   test('tool pins: frozen → a pin check fails within the deadline; unfrozen → it answers; restart → no stale failure', async (t) => {
