@@ -428,6 +428,7 @@ describe('limits and the stop switch on Redis behind a faulty link', () => {
     await call();
     proxy.strand();
     const { err, ms } = await expectDenied(call);
+    measure('redis limits stranded → deny (default 500 ms deadline)', ms);
     assert.match(err.decision.reason, /redis did not answer within 500 ms/);
     assert.ok(ms < 500 + SLACK_MS);
     measure('redis limits stranded → first allowed call on a fresh connection', await timeToResume(call));
