@@ -11,7 +11,7 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
 import { canonicalJson } from '../canonical-json.js';
 import { DEFAULT_STORE_TIMEOUT_MS } from '../state/pg-db.js';
 import type { StoreEvent } from '../types.js';
-import type { SigningKey } from './checkpoint.js';
+import type { Checkpoint, SigningKey } from './checkpoint.js';
 // Static, not `await import()`: under tsx the worker loads as CommonJS, where a dynamic import bypasses tsx.
 import { openPostgresStore } from './postgres-store.js';
 import { indexColumns } from './record.js';
@@ -89,11 +89,8 @@ async function write(batch: BatchMessage[]): Promise<void> {
   for (let i = 0; i < rows.length; i++) hashes.set(rows[i]!.hash, i * 32);
   let checkpoint = sealed.checkpoint;
   if (checkpoint === null && force) {
-    try {
-      checkpoint = (await s.checkpoints()).at(-1) ?? null;
-    } catch {
-      checkpoint = null;
-    }
+    // Only a hint for the waiters (the newest checkpoint); it must not hold up the batches queued behind it.
+    checkpoint = await newestCheckpoint(s);
   }
   post(
     {
@@ -107,6 +104,23 @@ async function write(batch: BatchMessage[]): Promise<void> {
     },
     [hashes.buffer as ArrayBuffer],
   );
+}
+
+/** The store's newest checkpoint, or null when it cannot say within the append deadline. */
+function newestCheckpoint(s: AuditStore): Promise<Checkpoint | null> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(null), timeoutMs);
+    s.checkpoints().then(
+      (cps) => {
+        clearTimeout(t);
+        resolve(cps.at(-1) ?? null);
+      },
+      () => {
+        clearTimeout(t);
+        resolve(null);
+      },
+    );
+  });
 }
 
 /** One `store` event per late commit, in a group of its own at the time of the batch it goes with. */
