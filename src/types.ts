@@ -117,7 +117,8 @@ export type AuditEvent =
   | PolicyEvent
   | AgentStateEvent
   | ToolDefinitionEvent
-  | AuthEvent;
+  | AuthEvent
+  | StoreEvent;
 
 export interface DecisionEvent {
   type: 'decision';
@@ -202,6 +203,21 @@ export interface AuthEvent {
   point: EnforcementPoint;
   reason: string;
   remote?: string;
+}
+
+/**
+ * Written by the audit log itself: records of an append that had failed by its deadline (so their callers
+ * were told they were not recorded, and denied their actions) were found committed afterwards.
+ */
+export interface StoreEvent {
+  type: 'store';
+  status: 'late_commit';
+  store: 'audit';
+  /** Seq of the first record that landed late, how many there were, and the first one's hash (hex). */
+  seq: number;
+  count: number;
+  hash: string;
+  reason: string;
 }
 
 /**

@@ -4,8 +4,8 @@
  * exactly the operations that must not interleave (two replicas consuming one grant, two creating one
  * pending request, one approver racing the rate cap).
  */
-import pg from 'pg';
-import { pgTransaction } from '../state/pg-db.js';
+import type pg from 'pg';
+import { DEFAULT_STORE_TIMEOUT_MS, pgPool, pgRun } from '../state/pg-db.js';
 import {
   type ApprovalBackend,
   type ApprovalRow,
@@ -48,15 +48,25 @@ CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, expires_at);
 CREATE INDEX IF NOT EXISTS approvals_created ON approvals (created_at);
 `;
 
+const STORE = 'approval store (postgres)';
+/** Replicas starting together wait for each other's schema transaction. */
+const SCHEMA_TIMEOUT_MS = 15_000;
+
 class PostgresBackend implements ApprovalBackend {
   readonly #pool: pg.Pool;
+  readonly #timeoutMs: number;
 
-  constructor(pool: pg.Pool) {
+  constructor(pool: pg.Pool, timeoutMs: number) {
     this.#pool = pool;
+    this.#timeoutMs = timeoutMs;
   }
 
+  // A transaction whose COMMIT went unanswered may have consumed a grant: the call is denied all the same,
+  // and the grant stays used (fail closed; the approver grants again).
   transaction<T>(fn: (tx: ApprovalTx) => Promise<T>): Promise<T> {
-    return pgTransaction(this.#pool, (c) => fn(approvalTx(c)));
+    return pgRun(this.#pool, { store: STORE, timeoutMs: this.#timeoutMs, transaction: true }, (c) =>
+      fn(approvalTx(c)),
+    );
   }
 
   close(): Promise<void> {
@@ -115,8 +125,11 @@ function approvalTx(c: pg.PoolClient): ApprovalTx {
 export interface PostgresApprovalStoreOptions extends ApprovalStoreOptions {
   /** Max pooled connections. Default 10. */
   poolSize?: number;
-  /** How long to wait for a connection before failing. Default 2000 ms. */
-  connectTimeoutMs?: number;
+  /**
+   * Deadline of one store operation, connection included (default 2000 ms). When it passes the operation
+   * fails with `store_error`, so the action is denied.
+   */
+  timeoutMs?: number;
 }
 
 /** Connects, creates the schema if needed and returns the store. Rejects when the database is unreachable. */
@@ -124,28 +137,25 @@ export async function postgresApprovalStore(
   url: string,
   options: PostgresApprovalStoreOptions = {},
 ): Promise<ApprovalStore> {
-  const pool = new pg.Pool({
-    connectionString: url,
+  const timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+  const pool = pgPool(url, {
     max: options.poolSize ?? 10,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 2000,
+    timeoutMs,
+    applicationName: 'execlayer-approvals',
   });
-  // Idle-client errors (server restart) surface on the next query; without a listener they crash the process.
-  pool.on('error', () => {});
-  const backend = new PostgresBackend(pool);
+  const backend = new PostgresBackend(pool, timeoutMs);
   try {
-    const c = await pool.connect();
-    try {
-      await c.query('BEGIN');
+    const schema = {
+      store: STORE,
+      timeoutMs: SCHEMA_TIMEOUT_MS,
+      transaction: true,
+      begin: `SET LOCAL statement_timeout = ${SCHEMA_TIMEOUT_MS}`,
+    };
+    await pgRun(pool, schema, async (c) => {
       // Replicas starting together must not race on CREATE TABLE.
       await c.query("SELECT pg_advisory_xact_lock(hashtextextended('execlayer:approvals:schema', 0))");
       await c.query(SCHEMA);
-      await c.query('COMMIT');
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      c.release();
-    }
+    });
   } catch (err) {
     await pool.end();
     throw err;

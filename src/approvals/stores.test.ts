@@ -81,9 +81,7 @@ describe('approval stores across connections', () => {
   });
 
   it('postgres unreachable: opening fails with a clear error; a lost connection withholds grants', async (t) => {
-    await assert.rejects(
-      openApprovalStore('postgres://postgres@127.0.0.1:1/none', { connectTimeoutMs: 500 }),
-    );
+    await assert.rejects(openApprovalStore('postgres://postgres@127.0.0.1:1/none', { timeoutMs: 500 }));
     const url = await tempDatabase(t);
     if (url === undefined) return;
     const s = await postgresApprovalStore(url);

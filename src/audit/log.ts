@@ -14,6 +14,7 @@ import { resolve as resolvePath } from 'node:path';
 import type { AuditEvent, Recorder, RecordOptions } from '../types.js';
 import { type Checkpoint, loadOrCreateSigningKey, type SigningKey } from './checkpoint.js';
 import { AuditError } from './errors.js';
+import type { PostgresStoreOptions } from './postgres-store.js';
 import { type AuditRecord, matchesQuery, toAuditRecord } from './record.js';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import type { AuditStore, RecordQuery } from './store.js';
@@ -40,8 +41,8 @@ export interface AuditLogOptions {
   /** Largest number of events in one transaction (default 10 000). */
   maxBatch?: number;
   sqlite?: SqliteStoreOptions;
-  /** PostgreSQL pool size and timeouts. */
-  postgres?: { poolSize?: number; statementTimeoutMs?: number; connectTimeoutMs?: number };
+  /** PostgreSQL pool size and deadlines (`timeoutMs`: appends, default 2000 ms). */
+  postgres?: PostgresStoreOptions;
   /** Clock (ms since the epoch); for tests. */
   now?: () => number;
 }

@@ -3,20 +3,69 @@
  * single head row (`SELECT … FOR UPDATE`), so processes on any machine extend one gapless chain. A commit
  * with the default `synchronous_commit = on` is durable when `append` resolves.
  */
-import pg from 'pg';
+import type pg from 'pg';
+import {
+  CommitUnknownError,
+  DEFAULT_STORE_TIMEOUT_MS,
+  pgPool,
+  pgRun,
+  StoreTimeoutError,
+} from '../state/pg-db.js';
 import type { Checkpoint } from './checkpoint.js';
 import { AuditError, messageOf } from './errors.js';
 import { GENESIS_HASH, type StoredRecord } from './record.js';
-import type { AuditStore, ChainHead, RecordQuery, SealedBatch, Sealer } from './store.js';
+import type {
+  AppendOptions,
+  AuditStore,
+  ChainHead,
+  LateCommit,
+  RecordQuery,
+  SealedBatch,
+  Sealer,
+} from './store.js';
+
+/** Default bound of the tools' reads (verify, export, query). */
+const DEFAULT_READ_TIMEOUT_MS = 15_000;
+
+/** An append sent up to its COMMIT whose answer never came; `covers`: late commits it told about. */
+interface InDoubt {
+  seq: number;
+  hash: Buffer;
+  count: number;
+  covers: InDoubt[];
+}
+
+/** Which of `doubts` are in the log now: each that landed, or, for one that did not, the ones it covered. */
+async function landed(c: pg.PoolClient, doubts: readonly InDoubt[]): Promise<InDoubt[]> {
+  const r = await c.query<{ seq: string; hash: Buffer }>(
+    'SELECT seq, hash FROM audit_records WHERE seq = ANY($1::bigint[])',
+    [doubts.map((d) => d.seq)],
+  );
+  const found = new Map(r.rows.map((row) => [Number(row.seq), row.hash]));
+  const out: InDoubt[] = [];
+  for (const d of doubts) {
+    // Another replica may hold that seq now: only our own hash proves it is ours.
+    if (found.get(d.seq)?.equals(d.hash) === true) out.push(d);
+    else out.push(...d.covers);
+  }
+  return out;
+}
+
+function toLateCommit(d: InDoubt): LateCommit {
+  return { seq: d.seq, count: d.count, hash: d.hash.toString('hex') };
+}
 
 /** Options for `openPostgresStore`. */
 export interface PostgresStoreOptions {
   /** Connections in the pool (default 4). */
   poolSize?: number;
-  /** Server-side statement timeout, so a stuck lock fails the append instead of hanging it (default 15 000). */
+  /**
+   * Deadline of an append, a head read and the other short operations, connection included (default
+   * 2000 ms). When it passes the operation fails with `audit_unavailable`, so the action is denied.
+   */
+  timeoutMs?: number;
+  /** Bound of one read for the tools (verify, export, query), server and client side (default 15 000 ms). */
   statementTimeoutMs?: number;
-  /** How long to wait for a connection (default 5 000 ms). */
-  connectTimeoutMs?: number;
 }
 
 const SCHEMA = `
@@ -52,6 +101,17 @@ const CORRUPT_CODES = new Set(['XX001', 'XX002']);
 
 function pgError(e: unknown, location: string, action: string): AuditError {
   if (e instanceof AuditError) return e;
+  if (e instanceof StoreTimeoutError || e instanceof CommitUnknownError) {
+    // The reason says which store and the bound, e.g. "audit store (postgres) did not answer within 2000 ms".
+    return new AuditError('audit_unavailable', e.message, {
+      cause: e,
+      data: {
+        location,
+        timeout: e instanceof StoreTimeoutError,
+        commitUnknown: e instanceof CommitUnknownError || e.commitSent,
+      },
+    });
+  }
   const code = String((e as { code?: unknown }).code ?? '');
   if (CORRUPT_CODES.has(code)) {
     return new AuditError(
@@ -116,43 +176,41 @@ export class PostgresAuditStore implements AuditStore {
   readonly kind = 'postgres';
   private closed = false;
 
+  /** Appends that timed out with COMMIT on the wire: they may have committed (see `append`). */
+  private inDoubt: InDoubt[] = [];
+
   constructor(
     private readonly pool: pg.Pool,
     readonly location: string,
+    /** Deadline of appends and short operations (ms). */
+    readonly timeoutMs: number = DEFAULT_STORE_TIMEOUT_MS,
+    /** Deadline of the tools' reads (ms). */
+    readonly readTimeoutMs: number = DEFAULT_READ_TIMEOUT_MS,
   ) {}
 
-  private async tx<T>(action: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  private get label(): string {
+    return 'audit store (postgres)';
+  }
+
+  /** One transaction within the append deadline (see `pgRun` for the retry and timeout rules). */
+  private async tx<T>(action: string, fn: (c: pg.PoolClient) => Promise<T>, deadline?: number): Promise<T> {
     if (this.closed) throw new AuditError('audit_unavailable', `audit store \`${this.location}\` is closed`);
-    // A pooled connection the server has already closed fails on BEGIN, before anything was sent that could
-    // have committed: then, and only then, one retry on a fresh connection is safe.
-    for (let attempt = 0; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (e) {
-        throw pgError(e, this.location, action);
-      }
-      // A checked-out connection killed by the server emits 'error'; the failing query reports it too, so the
-      // event only needs a listener (without one it would crash the process).
-      const onError = () => undefined;
-      client.on('error', onError);
-      let begun = false;
-      try {
-        await client.query('BEGIN');
-        begun = true;
-        const out = await fn(client);
-        await client.query('COMMIT');
-        client.removeListener('error', onError);
-        client.release();
-        return out;
-      } catch (e) {
-        // A connection that failed mid-transaction is discarded, not returned to the pool.
-        if (begun) await client.query('ROLLBACK').catch(() => undefined);
-        client.removeListener('error', onError);
-        client.release(e instanceof Error ? e : true);
-        if (!begun && attempt === 0 && !(e instanceof AuditError)) continue;
-        throw pgError(e, this.location, action);
-      }
+    const timeoutMs = this.timeoutMs;
+    try {
+      return await pgRun(
+        this.pool,
+        {
+          store: this.label,
+          timeoutMs,
+          transaction: true,
+          ...(deadline === undefined ? {} : { deadline }),
+          // The session's statement_timeout is sized for the tools' long reads; a write waits less.
+          begin: `SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))}`,
+        },
+        fn,
+      );
+    } catch (e) {
+      throw pgError(e, this.location, action);
     }
   }
 
@@ -160,65 +218,106 @@ export class PostgresAuditStore implements AuditStore {
     action: string,
     sql: string,
     params: unknown[] = [],
+    timeoutMs = this.readTimeoutMs,
   ): Promise<R[]> {
     if (this.closed) throw new AuditError('audit_unavailable', `audit store \`${this.location}\` is closed`);
     try {
-      return (await this.pool.query<R>(sql, params)).rows;
+      return await pgRun(
+        this.pool,
+        { store: this.label, timeoutMs, readOnly: true },
+        async (c) => (await c.query<R>(sql, params)).rows,
+      );
     } catch (e) {
       throw pgError(e, this.location, action);
     }
   }
 
-  append(seal: Sealer): Promise<SealedBatch> {
-    return this.tx('write', async (c) => {
-      const head = toHead((await c.query<HeadRow>(`${HEAD_SQL} FOR UPDATE`)).rows[0], this.location);
-      const batch = seal(head);
-      const rows = batch.rows;
-      if (rows.length > 0) {
-        const seqs = new Array<number>(rows.length);
-        const vs = new Array<number>(rows.length);
-        const times = new Array<number>(rows.length);
-        const hashes = new Array<string>(rows.length);
-        const events = new Array<string | null>(rows.length);
-        const cols: Array<Array<string | null>> = [[], [], [], [], [], []];
-        for (let i = 0; i < rows.length; i++) {
-          const r = rows[i]!;
-          seqs[i] = r.seq;
-          vs[i] = r.v;
-          times[i] = r.time;
-          hashes[i] = r.hash.toString('hex');
-          events[i] = r.event;
-          const x = r.index;
-          cols[0]!.push(x?.type ?? null);
-          cols[1]!.push(x?.agent ?? null);
-          cols[2]!.push(x?.tool ?? null);
-          cols[3]!.push(x?.effect ?? null);
-          cols[4]!.push(x?.rule ?? null);
-          cols[5]!.push(x?.decisionId ?? null);
-        }
-        await c.query(
-          `INSERT INTO audit_records (seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id)
+  /**
+   * Appends under the head row lock, within the append deadline (`timeoutMs`, or the earlier `options.deadline`).
+   *
+   * WHY "IN DOUBT" IS TRACKED: an append whose deadline passed while its COMMIT was on the wire may still
+   * commit on the server — the bytes were on their way when the link froze, and arrive when it returns. Its
+   * callers were told it failed and denied their actions, so those records would say "allowed" about actions
+   * that never ran. Sending it again would be wrong too (it may have committed). The chain itself stays
+   * sound either way, since records and head row commit in one transaction: the next append reads whichever
+   * head is there, and verification passes. What would be missing is what happened, so the store remembers
+   * what it sent (first seq, its hash, the count) and looks for it in its next append, after taking the head
+   * row lock. Holding that lock settles the question: the earlier transaction held the same lock until it
+   * committed or rolled back (or the server ended it, `idle_in_transaction_session_timeout`). Records that
+   * landed are handed to `seal`, which writes a `store` event saying their callers were told they failed.
+   */
+  async append(seal: Sealer, options: AppendOptions = {}): Promise<SealedBatch> {
+    const doubts = this.inDoubt;
+    let sent: InDoubt | null = null;
+    try {
+      const out = await this.tx(
+        'write',
+        async (c) => {
+          sent = null;
+          const head = toHead((await c.query<HeadRow>(`${HEAD_SQL} FOR UPDATE`)).rows[0], this.location);
+          const late = doubts.length === 0 ? [] : await landed(c, doubts);
+          const batch = seal(head, late.map(toLateCommit));
+          const first = batch.rows[0];
+          if (first !== undefined)
+            sent = { seq: first.seq, hash: first.hash, count: batch.rows.length, covers: late };
+          const rows = batch.rows;
+          if (rows.length > 0) {
+            const seqs = new Array<number>(rows.length);
+            const vs = new Array<number>(rows.length);
+            const times = new Array<number>(rows.length);
+            const hashes = new Array<string>(rows.length);
+            const events = new Array<string | null>(rows.length);
+            const cols: Array<Array<string | null>> = [[], [], [], [], [], []];
+            for (let i = 0; i < rows.length; i++) {
+              const r = rows[i]!;
+              seqs[i] = r.seq;
+              vs[i] = r.v;
+              times[i] = r.time;
+              hashes[i] = r.hash.toString('hex');
+              events[i] = r.event;
+              const x = r.index;
+              cols[0]!.push(x?.type ?? null);
+              cols[1]!.push(x?.agent ?? null);
+              cols[2]!.push(x?.tool ?? null);
+              cols[3]!.push(x?.effect ?? null);
+              cols[4]!.push(x?.rule ?? null);
+              cols[5]!.push(x?.decisionId ?? null);
+            }
+            await c.query(
+              `INSERT INTO audit_records (seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id)
            SELECT s, v, t, decode(h, 'hex'), e, ty, ag, tl, ef, ru, di
            FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::text[],
                        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
              AS u(s, v, t, h, e, ty, ag, tl, ef, ru, di)`,
-          [seqs, vs, times, hashes, events, ...cols],
-        );
-      }
-      const h = batch.head;
-      await c.query(
-        'UPDATE audit_head SET size = $1, hash = $2, time = $3, frontier = $4, cp_size = $5, cp_time = $6, pruned_before = $7 WHERE id = 1',
-        [h.size, h.hash, h.time, h.frontier, h.checkpointSize, h.checkpointTime, h.prunedBefore],
+              [seqs, vs, times, hashes, events, ...cols],
+            );
+          }
+          const h = batch.head;
+          await c.query(
+            'UPDATE audit_head SET size = $1, hash = $2, time = $3, frontier = $4, cp_size = $5, cp_time = $6, pruned_before = $7 WHERE id = 1',
+            [h.size, h.hash, h.time, h.frontier, h.checkpointSize, h.checkpointTime, h.prunedBefore],
+          );
+          const cp = batch.checkpoint;
+          if (cp !== null) {
+            await c.query(
+              'INSERT INTO audit_checkpoints (size, root, time, key_id, sig) VALUES ($1, $2, $3, $4, $5)',
+              [cp.size, cp.root, cp.time, cp.keyId, cp.sig],
+            );
+          }
+          return batch;
+        },
+        options.deadline,
       );
-      const cp = batch.checkpoint;
-      if (cp !== null) {
-        await c.query(
-          'INSERT INTO audit_checkpoints (size, root, time, key_id, sig) VALUES ($1, $2, $3, $4, $5)',
-          [cp.size, cp.root, cp.time, cp.keyId, cp.sig],
-        );
-      }
-      return batch;
-    });
+      // Every doubt checked in a committed transaction is settled: absent, or told about in it.
+      this.inDoubt = this.inDoubt.filter((d) => !doubts.includes(d));
+      return out;
+    } catch (e) {
+      const cause = e instanceof AuditError ? e.cause : e;
+      const unknown =
+        (cause instanceof StoreTimeoutError && cause.commitSent) || cause instanceof CommitUnknownError;
+      if (unknown && sent !== null) this.inDoubt = [...this.inDoubt.filter((d) => !doubts.includes(d)), sent];
+      throw e;
+    }
   }
 
   async head(): Promise<ChainHead> {
@@ -343,30 +442,25 @@ export async function openPostgresStore(
   options: PostgresStoreOptions = {},
 ): Promise<PostgresAuditStore> {
   const location = redact(url);
-  const pool = new pg.Pool({
-    connectionString: url,
+  const timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+  const readTimeoutMs = Math.max(timeoutMs, options.statementTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS);
+  const pool = pgPool(url, {
     max: options.poolSize ?? 4,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
-    statement_timeout: options.statementTimeoutMs ?? 15_000,
-    application_name: 'execlayer-audit',
+    timeoutMs,
+    statementTimeoutMs: readTimeoutMs,
+    applicationName: 'execlayer-audit',
   });
-  // An idle connection killed by the server emits here; the pool drops it and the next query reconnects.
-  pool.on('error', () => undefined);
-  const store = new PostgresAuditStore(pool, location);
+  const store = new PostgresAuditStore(pool, location, timeoutMs, readTimeoutMs);
   try {
-    const c = await pool.connect();
-    c.on('error', () => undefined);
-    try {
-      await c.query('BEGIN');
-      await c.query("SELECT pg_advisory_xact_lock(hashtext('execlayer_audit_schema'))");
-      await c.query(SCHEMA);
-      await c.query('COMMIT');
-      c.release();
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      c.release(true);
-      throw e;
-    }
+    // Replicas starting together wait for each other's schema transaction: the tools' longer bound.
+    await pgRun(
+      pool,
+      { store: 'audit store (postgres)', timeoutMs: readTimeoutMs, transaction: true },
+      async (c) => {
+        await c.query("SELECT pg_advisory_xact_lock(hashtext('execlayer_audit_schema'))");
+        await c.query(SCHEMA);
+      },
+    );
   } catch (e) {
     await pool.end().catch(() => undefined);
     throw pgError(e, location, 'open');

@@ -294,6 +294,9 @@ export function flatten(r: AuditRecord): FlatRecord {
     case 'auth':
       Object.assign(flat, { point: e.point, status: e.status, reason: e.reason });
       break;
+    case 'store':
+      Object.assign(flat, { status: e.status, reason: e.reason });
+      break;
   }
   return flat;
 }

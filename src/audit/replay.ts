@@ -56,7 +56,12 @@ function verdict(d: Pick<Decision, 'effect' | 'wouldBe'>): Effect {
 }
 
 /** Codes of refusals the runtime made before or instead of the policy: no policy verdict recorded. */
-const RUNTIME_CODES: ReadonlySet<string> = new Set(['suspended', 'store_error', 'upstream_error', 'internal_error']);
+const RUNTIME_CODES: ReadonlySet<string> = new Set([
+  'suspended',
+  'store_error',
+  'upstream_error',
+  'internal_error',
+]);
 
 /**
  * What the policy itself decided for a recorded decision, undefined when the runtime refused it without

@@ -35,7 +35,26 @@ export interface SealedBatch {
  * Builds the batch from the head the store read under its lock. Must be synchronous and must not throw for
  * valid input: it runs while other writers wait.
  */
-export type Sealer = (head: ChainHead) => SealedBatch;
+export type Sealer = (head: ChainHead, late?: readonly LateCommit[]) => SealedBatch;
+
+/**
+ * Records an earlier append of this store committed although that append had failed by its deadline (its
+ * COMMIT was on the wire when the link went silent): their callers were told they were not recorded.
+ */
+export interface LateCommit {
+  /** Seq of the first record of that append. */
+  seq: number;
+  /** How many records it carried. */
+  count: number;
+  /** Hash of its first record, hex. */
+  hash: string;
+}
+
+/** Options of one append. */
+export interface AppendOptions {
+  /** When this append must have finished (`performance.now()` of the calling thread); default: now + the store's timeout. */
+  deadline?: number;
+}
 
 /** Filters for `query` (all optional) and how to page through the results. */
 export interface RecordQuery extends RecordFilter {
@@ -57,7 +76,7 @@ export interface AuditStore {
    * Resolves after the commit is durable; concurrent appenders (in any process) are serialised by the lock,
    * so the log has one total order with no gaps.
    */
-  append(seal: Sealer): Promise<SealedBatch>;
+  append(seal: Sealer, options?: AppendOptions): Promise<SealedBatch>;
   /** The current head. */
   head(): Promise<ChainHead>;
   /** Records with seq in [from, from + limit), in order, pruned ones included (with `event: null`). */

@@ -8,12 +8,16 @@
  * returned; an error rolls the whole transaction back and is answered as `fail` for every batch in it.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import type { SigningKey } from './checkpoint.js';
+import { canonicalJson } from '../canonical-json.js';
+import { DEFAULT_STORE_TIMEOUT_MS } from '../state/pg-db.js';
+import type { StoreEvent } from '../types.js';
+import type { Checkpoint, SigningKey } from './checkpoint.js';
 // Static, not `await import()`: under tsx the worker loads as CommonJS, where a dynamic import bypasses tsx.
 import { openPostgresStore } from './postgres-store.js';
-import { type Sealed, sealGroups } from './seal.js';
+import { indexColumns } from './record.js';
+import { type Sealed, type SealGroup, sealGroups } from './seal.js';
 import { openSqliteStore } from './sqlite-store.js';
-import type { AuditStore } from './store.js';
+import type { AuditStore, LateCommit } from './store.js';
 import type { BatchMessage, FromWriter, ToWriter, WriterInit } from './wire.js';
 import { toWire } from './wire.js';
 
@@ -27,6 +31,13 @@ const key: SigningKey = {
 };
 const policy = { every: init.every, intervalMs: init.intervalMs };
 const queue: BatchMessage[] = [];
+/** When each queued batch reached this thread (performance.now()): its caller's wait starts there. */
+const arrived = new Map<number, number>();
+/**
+ * INVARIANT: every wait is bounded — a caller is answered within the append deadline of its batch's arrival,
+ * also when it queued behind a transaction that hung until its own deadline.
+ */
+const timeoutMs = init.postgres.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
 let store: AuditStore | null = null;
 let busy = false;
 let closeRequested = false;
@@ -38,7 +49,10 @@ function post(m: FromWriter, transfer: ArrayBuffer[] = []): void {
 
 function take(m: ToWriter): void {
   if (m.t === 'close') closeRequested = true;
-  else queue.push(m);
+  else {
+    queue.push(m);
+    arrived.set(m.id, performance.now());
+  }
 }
 
 async function write(batch: BatchMessage[]): Promise<void> {
@@ -46,36 +60,88 @@ async function write(batch: BatchMessage[]): Promise<void> {
   const ids = batch.map((b) => b.id);
   const force = batch.some((b) => b.force);
   let sealed: Sealed;
+  let notes = 0;
+  let start = Number.POSITIVE_INFINITY;
+  for (const id of ids) {
+    start = Math.min(start, arrived.get(id) ?? performance.now());
+    arrived.delete(id);
+  }
   try {
-    sealed = (await s.append((head) => sealGroups(head, batch, force, key, policy))) as Sealed;
+    sealed = (await s.append(
+      (head, late) => {
+        // Records that landed after their append had failed are told about first (see postgres-store.ts).
+        const groups =
+          late !== undefined && late.length > 0 ? [lateCommitGroup(late, batch), ...batch] : batch;
+        notes = groups.length - batch.length;
+        return sealGroups(head, groups, force, key, policy);
+      },
+      { deadline: start + timeoutMs },
+    )) as Sealed;
   } catch (e) {
     // INVARIANT: fail closed — nothing of this transaction was committed; every batch in it is told so.
     post({ t: 'fail', ids, error: toWire(e, 'audit store failed') });
     return;
   }
-  const rows = sealed.rows;
+  // The main thread knows only its own batches: the notes' rows and group are not reported.
+  const rows = notes === 0 ? sealed.rows : sealed.rows.slice(sealed.placed[1]!.seq - sealed.placed[0]!.seq);
+  const placed = notes === 0 ? sealed.placed : sealed.placed.slice(notes);
   const hashes = new Uint8Array(32 * rows.length);
   for (let i = 0; i < rows.length; i++) hashes.set(rows[i]!.hash, i * 32);
   let checkpoint = sealed.checkpoint;
   if (checkpoint === null && force) {
-    try {
-      checkpoint = (await s.checkpoints()).at(-1) ?? null;
-    } catch {
-      checkpoint = null;
-    }
+    // Only a hint for the waiters (the newest checkpoint); it must not hold up the batches queued behind it.
+    checkpoint = await newestCheckpoint(s);
   }
   post(
     {
       t: 'done',
       ids,
-      seqs: sealed.placed.map((p) => p.seq),
-      times: sealed.placed.map((p) => p.time),
+      seqs: placed.map((p) => p.seq),
+      times: placed.map((p) => p.time),
       hashes,
       unsigned: sealed.head.size - sealed.head.checkpointSize,
       checkpoint,
     },
     [hashes.buffer as ArrayBuffer],
   );
+}
+
+/** The store's newest checkpoint, or null when it cannot say within the append deadline. */
+function newestCheckpoint(s: AuditStore): Promise<Checkpoint | null> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(null), timeoutMs);
+    s.checkpoints().then(
+      (cps) => {
+        clearTimeout(t);
+        resolve(cps.at(-1) ?? null);
+      },
+      () => {
+        clearTimeout(t);
+        resolve(null);
+      },
+    );
+  });
+}
+
+/** One `store` event per late commit, in a group of its own at the time of the batch it goes with. */
+function lateCommitGroup(late: readonly LateCommit[], batch: readonly BatchMessage[]): SealGroup {
+  const texts: string[] = [];
+  const cols: Array<string | null> = [];
+  for (const l of late) {
+    const ev: StoreEvent = {
+      type: 'store',
+      status: 'late_commit',
+      store: 'audit',
+      seq: l.seq,
+      count: l.count,
+      hash: l.hash,
+      reason: `records ${l.seq} to ${l.seq + l.count - 1} were committed after their append had failed by its deadline: their callers were told they were not recorded, so the actions they allowed did not run`,
+    };
+    texts.push(canonicalJson(ev));
+    const c = indexColumns(ev);
+    cols.push(c.type, c.agent, c.tool, c.effect, c.rule, c.decisionId);
+  }
+  return { time: batch[0]?.time ?? Date.now(), texts, cols };
 }
 
 async function pump(): Promise<void> {

@@ -38,7 +38,10 @@ export async function toolsCommand(argv: string[]): Promise<number> {
       throw new UsageError('`tools approve` needs the tool name, e.g. `files.read_file`');
     const config = loadConfigOrReport(values.config, values.json === true);
     if (typeof config === 'number') return config;
-    const pins = openToolPinStore(config.store.pins);
+    const pins = openToolPinStore(
+      config.store.pins,
+      config.store.timeoutMs === undefined ? {} : { timeoutMs: config.store.timeoutMs },
+    );
     try {
       if (sub === 'list') {
         const all = await pins.list();

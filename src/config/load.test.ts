@@ -134,6 +134,14 @@ store:
   );
 });
 
+test('store.timeoutMs bounds every PostgreSQL and Redis operation; absent, each backend keeps its default', () => {
+  const cfg = parseConfig('policy: p\nstore: { audit: "memory:", timeoutMs: 1500 }\n', FILE, {});
+  assert.equal(cfg.store.timeoutMs, 1500);
+  assert.equal(parseConfig('policy: p\nstore: { audit: "memory:" }\n', FILE, {}).store.timeoutMs, undefined);
+  assert.match(problems('policy: p\nstore: { audit: "memory:", timeoutMs: 0 }\n')[0]!.message, /timeoutMs/);
+  assert.ok(problems('policy: p\nstore: { audit: "memory:", timeoutMs: "2s" }\n').length > 0);
+});
+
 test('bad values, names and syntax are problems with positions, never exceptions of other kinds', () => {
   assert.match(problems('store: sqlite:x\n')[0]!.message, /missing `policy`/);
   assert.match(

@@ -109,6 +109,8 @@ export interface StoreConfig {
    * to the config file; unset for SQLite (the key sits beside the database, `<db>.key`).
    */
   auditKey?: string;
+  /** `store.timeoutMs`: deadline of every PostgreSQL and Redis operation (unset: each backend's default). */
+  timeoutMs?: number;
 }
 
 /** The validated gateway configuration with defaults applied and paths absolute. */
@@ -280,7 +282,15 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     policy: string;
     store?:
       | string
-      | { audit: string; approvals?: string; limits?: string; state?: string; pins?: string; key?: string };
+      | {
+          audit: string;
+          approvals?: string;
+          limits?: string;
+          state?: string;
+          pins?: string;
+          key?: string;
+          timeoutMs?: number;
+        };
     agent?: string;
     upstreams?: Record<string, Record<string, unknown>>;
     auth?: {
@@ -397,6 +407,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       pins: each('pins', 'sql'),
     };
     if (rawStore.key !== undefined) store.auditKey = abs(rawStore.key);
+    if (rawStore.timeoutMs !== undefined) store.timeoutMs = rawStore.timeoutMs;
   }
   if (store.auditKey === undefined && !store.audit.startsWith('sqlite:') && store.audit !== 'memory:') {
     store.auditKey = abs('execlayer-audit.key');

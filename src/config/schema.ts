@@ -75,6 +75,13 @@ export const CONFIG_SCHEMA = {
               description:
                 "The audit log's signing key, relative to this file (default: `<db>.key` for SQLite, `execlayer-audit.key` next to this file for PostgreSQL).",
             },
+            timeoutMs: {
+              type: 'integer',
+              minimum: 50,
+              maximum: 60000,
+              description:
+                'Deadline of every PostgreSQL and Redis operation (ms); past it the action is denied, naming the store. Default: 2000 for PostgreSQL, 500 for Redis.',
+            },
           },
         },
       ],

@@ -86,24 +86,70 @@ type LimitRedis = Redis & {
 export interface RedisLimitStoreOptions extends LimitStoreOptions {
   /** Key prefix, default `execlayer:`. */
   prefix?: string;
-  /** A command that gets no answer within this time fails (closed). Default 500 ms. */
+  /** A command that gets no answer within this time fails (closed) and its connection is replaced. Default 500 ms. */
   commandTimeoutMs?: number;
 }
 
-/** Creates an ioredis client that fails fast instead of queueing while disconnected. */
-export function failFastRedis(url: string, commandTimeoutMs = 500): Redis {
+/** Default deadline of one Redis command (ms). */
+export const DEFAULT_REDIS_TIMEOUT_MS = 500;
+
+/**
+ * Creates an ioredis client that fails fast instead of queueing while disconnected. Send its commands
+ * through `redisCommand`, which replaces a connection that goes silent.
+ *
+ * INVARIANT: every wait is bounded — a command unanswered after `commandTimeoutMs` rejects (the action is
+ * denied). The client reconnects at once and then every 500 ms at most, so service resumes within about
+ * half a second of the network returning. A command is never sent twice (`maxRetriesPerRequest: 0`): a
+ * consume whose reply was lost may have counted, which only makes the limit stricter until its window ends.
+ */
+export function failFastRedis(url: string, commandTimeoutMs = DEFAULT_REDIS_TIMEOUT_MS): Redis {
   const r = new Redis(url, {
     // INVARIANT: fail closed — no offline queue and a short timeout: a down Redis is an immediate denial.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: commandTimeoutMs,
     connectTimeout: Math.max(commandTimeoutMs, 1000),
+    // A new connection whose ready check times out is closed this fast, not after the default 2 s.
+    disconnectTimeout: commandTimeoutMs,
+    keepAlive: 5000,
     retryStrategy: (n: number) => Math.min(50 * n, 500),
     lazyConnect: false,
   });
   // Connection errors surface as failed commands; without a listener ioredis would log them.
   r.on('error', () => {});
   return r;
+}
+
+/**
+ * Runs one command of `r`. When it times out, the connection it was sent on is destroyed (if it is still
+ * the current one), and the client reconnects: a silent link may have lost bytes, and every later reply on
+ * it would be out of step. ioredis's own `socketTimeout` is not used: its timer outlives the connection it
+ * was set for and would destroy the next, healthy one.
+ */
+export async function redisCommand<T>(r: Redis, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+  const stream = r.stream;
+  try {
+    return await fn();
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    if (/command timed out/i.test(msg) && stream !== undefined && r.stream === stream) stream.destroy();
+    throw redisError(err, timeoutMs);
+  }
+}
+
+/**
+ * A Redis failure as a reason the stores wrap with their own name, e.g. `limit store unavailable (redis did
+ * not answer within 500 ms)`.
+ */
+export function redisError(err: unknown, timeoutMs: number): Error {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/command timed out|socket timeout/i.test(msg)) {
+    return new Error(`redis did not answer within ${timeoutMs} ms`, { cause: err });
+  }
+  if (/isn't writeable|connection is closed/i.test(msg)) {
+    return new Error(`redis is not connected (${msg})`, { cause: err });
+  }
+  return new Error(`redis: ${msg}`, { cause: err });
 }
 
 /** Resolves when `r` is ready or after `ms` (a store that is down still opens, and fails closed). */
@@ -126,8 +172,10 @@ export class RedisLimitStore implements LimitStore {
   readonly #prefix: string;
   readonly #leaseMs: number;
   readonly #stepsIdleMs: number;
+  readonly #timeoutMs: number;
 
   private constructor(r: Redis, options: RedisLimitStoreOptions) {
+    this.#timeoutMs = options.commandTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS;
     r.defineCommand('execlayerConsume', { lua: CONSUME_LUA });
     r.defineCommand('execlayerRelease', { lua: RELEASE_LUA });
     this.#r = r as LimitRedis;
@@ -188,7 +236,9 @@ export class RedisLimitStore implements LimitStore {
     }
     let res: [number, string?];
     try {
-      res = await this.#r.execlayerConsume(args.length, ...args, ...argv);
+      res = await redisCommand(this.#r, this.#timeoutMs, () =>
+        this.#r.execlayerConsume(args.length, ...args, ...argv),
+      );
     } catch (err) {
       // INVARIANT: fail closed — an unreachable or failing Redis denies.
       return storeErrorResult(specs[0], err);
@@ -221,7 +271,9 @@ export class RedisLimitStore implements LimitStore {
     }
     if (keys.length === 0) return;
     try {
-      await this.#r.execlayerRelease(keys.length, ...keys, ...argv);
+      await redisCommand(this.#r, this.#timeoutMs, () =>
+        this.#r.execlayerRelease(keys.length, ...keys, ...argv),
+      );
     } catch {
       // A lost release only makes the limit stricter until the lease or window expires (fails closed).
     }

@@ -63,6 +63,11 @@ export interface StoreUrls {
   state?: string;
   /** The audit log's signing key (default: `<db>.key` for SQLite, `./execlayer-audit.key` otherwise). */
   auditKey?: string;
+  /**
+   * Deadline of every PostgreSQL and Redis operation (ms); past it the action is denied with a reason naming
+   * the store. Default 2000 for PostgreSQL, 500 for Redis.
+   */
+  timeoutMs?: number;
 }
 
 /** Opens the audit log, limit, approval and stop-switch stores. Throws (naming the URL) when it cannot. */
@@ -78,18 +83,28 @@ export async function openStores(where: string | StoreUrls): Promise<Stores> {
       mkdirSync(dirname(u.slice('sqlite:'.length)), { recursive: true });
   }
   try {
+    const t = urls.timeoutMs;
     const audit =
       url === 'memory:'
         ? undefined
-        : await openAuditLog(url, urls.auditKey === undefined ? {} : { keyPath: urls.auditKey });
+        : await openAuditLog(url, {
+            ...(urls.auditKey === undefined ? {} : { keyPath: urls.auditKey }),
+            ...(t === undefined ? {} : { postgres: { timeoutMs: t } }),
+          });
     const recorder: Recorder = audit ?? new MemoryRecorder();
     if (audit) closers.push(() => audit.close());
-    const limits = await openLimitStore(urls.limits ?? url);
+    const limits = await openLimitStore(urls.limits ?? url, t === undefined ? {} : { commandTimeoutMs: t });
     closers.push(() => limits.close());
     // Approval and stop-switch changes go to the same audit log as the decisions they affect.
-    const approvals = await openApprovalStore(urls.approvals ?? url, { recorder });
+    const approvals = await openApprovalStore(urls.approvals ?? url, {
+      recorder,
+      ...(t === undefined ? {} : { timeoutMs: t }),
+    });
     closers.push(() => approvals.close());
-    const state = await openAgentStateStore(urls.state ?? url, { recorder });
+    const state = await openAgentStateStore(urls.state ?? url, {
+      recorder,
+      ...(t === undefined ? {} : { commandTimeoutMs: t }),
+    });
     closers.push(() => state.close());
     return { recorder, limits, approvals, state, close: closeAll };
   } catch (err) {

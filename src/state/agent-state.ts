@@ -7,7 +7,7 @@
 
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Redis } from 'ioredis';
-import { failFastRedis, waitReady } from '../limits/redis.js';
+import { DEFAULT_REDIS_TIMEOUT_MS, failFastRedis, redisCommand, waitReady } from '../limits/redis.js';
 import type { AgentStateEvent, Recorder } from '../types.js';
 import { DEFAULT_BUSY_TIMEOUT_MS, openSqlite, retryBusy } from './sqlite-db.js';
 
@@ -313,11 +313,22 @@ export class SqliteAgentStateStore extends BaseStateStore {
 export class RedisAgentStateStore extends BaseStateStore {
   readonly #r: Redis;
   readonly #key: string;
+  readonly #timeoutMs: number;
 
-  private constructor(r: Redis, prefix: string, options: AgentStateStoreOptions) {
+  private constructor(
+    r: Redis,
+    prefix: string,
+    options: AgentStateStoreOptions & { commandTimeoutMs?: number },
+  ) {
     super(options);
     this.#r = r;
     this.#key = `${prefix}suspended`;
+    this.#timeoutMs = options.commandTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS;
+  }
+
+  /** Runs one command; a failure names the store and, for a timeout, the bound. */
+  #cmd<T>(fn: () => Promise<T>): Promise<T> {
+    return redisCommand(this.#r, this.#timeoutMs, fn);
   }
 
   /** Connects (waiting at most a second) and returns the store; a down Redis reads as suspended. */
@@ -331,17 +342,17 @@ export class RedisAgentStateStore extends BaseStateStore {
   }
 
   protected async read(agent: string): Promise<[Suspension | undefined, Suspension | undefined]> {
-    const [own, all] = await this.#r.hmget(this.#key, agent, ALL_AGENTS);
+    const [own, all] = await this.#cmd(() => this.#r.hmget(this.#key, agent, ALL_AGENTS));
     return [parse(own ?? null), parse(all ?? null)];
   }
   protected async write(s: Suspension): Promise<void> {
-    await this.#r.hset(this.#key, s.agent, JSON.stringify(s));
+    await this.#cmd(() => this.#r.hset(this.#key, s.agent, JSON.stringify(s)));
   }
   protected async remove(agent: string): Promise<boolean> {
-    return (await this.#r.hdel(this.#key, agent)) > 0;
+    return (await this.#cmd(() => this.#r.hdel(this.#key, agent))) > 0;
   }
   protected async readAll(): Promise<Suspension[]> {
-    const all = await this.#r.hgetall(this.#key);
+    const all = await this.#cmd(() => this.#r.hgetall(this.#key));
     return Object.values(all)
       .map((v) => parse(v) as Suspension)
       .sort((a, b) => a.agent.localeCompare(b.agent));

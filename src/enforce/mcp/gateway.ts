@@ -36,7 +36,12 @@ export class McpGateway {
     this.ctx = {
       layer,
       config,
-      pins: opts.pins ?? openToolPinStore(config.store.pins),
+      pins:
+        opts.pins ??
+        openToolPinStore(
+          config.store.pins,
+          config.store.timeoutMs === undefined ? {} : { timeoutMs: config.store.timeoutMs },
+        ),
       log: opts.log ?? ((line) => process.stderr.write(`execlayer: ${line}\n`)),
     };
   }

@@ -7,10 +7,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
-import pg from 'pg';
+import type pg from 'pg';
 import { canonicalJson } from '../../canonical-json.js';
 import { sha256Hex } from '../../sha256.js';
-import { pgTransaction } from '../../state/pg-db.js';
+import { DEFAULT_STORE_TIMEOUT_MS, pgPool, pgRun } from '../../state/pg-db.js';
 import { openSqlite, retryBusy } from '../../state/sqlite-db.js';
 
 /** What the store knows about one tool (by its policy name, e.g. `files.read_file`). */
@@ -206,12 +206,13 @@ export class SqliteToolPinStore implements ToolPinStore {
  */
 export class PostgresToolPinStore implements ToolPinStore {
   readonly #pool: pg.Pool;
+  readonly #timeoutMs: number;
   #schema: Promise<void> | undefined;
 
-  constructor(url: string) {
-    this.#pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 2000 });
-    // Idle-client errors (server restart) surface on the next query; without a listener they crash the process.
-    this.#pool.on('error', () => {});
+  /** `timeoutMs`: deadline of one operation, connection included (default 2000 ms); a pin check past it fails. */
+  constructor(url: string, options: { timeoutMs?: number } = {}) {
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.#pool = pgPool(url, { max: 4, timeoutMs: this.#timeoutMs, applicationName: 'execlayer-pins' });
   }
 
   async check(tool: string, hash: string): Promise<PinCheck> {
@@ -241,13 +242,15 @@ export class PostgresToolPinStore implements ToolPinStore {
 
   async get(tool: string): Promise<ToolPin | undefined> {
     await this.#ensureSchema();
-    const r = await this.#pool.query<PinRow>('SELECT * FROM execlayer_tool_pins WHERE tool = $1', [tool]);
+    const r = await this.#read((c) =>
+      c.query<PinRow>('SELECT * FROM execlayer_tool_pins WHERE tool = $1', [tool]),
+    );
     return r.rows[0] ? fromRow(r.rows[0]) : undefined;
   }
 
   async list(): Promise<ToolPin[]> {
     await this.#ensureSchema();
-    const r = await this.#pool.query<PinRow>('SELECT * FROM execlayer_tool_pins ORDER BY tool');
+    const r = await this.#read((c) => c.query<PinRow>('SELECT * FROM execlayer_tool_pins ORDER BY tool'));
     return r.rows.map(fromRow);
   }
 
@@ -271,7 +274,7 @@ export class PostgresToolPinStore implements ToolPinStore {
   }
 
   #ensureSchema(): Promise<void> {
-    this.#schema ??= pgTransaction(this.#pool, async (c) => {
+    this.#schema ??= pgRun(this.#pool, this.#opts(true), async (c) => {
       // Replicas starting together must not race on CREATE TABLE.
       await c.query("SELECT pg_advisory_xact_lock(hashtextextended('execlayer:tool_pins:schema', 0))");
       await c.query(PINS_SCHEMA);
@@ -284,15 +287,23 @@ export class PostgresToolPinStore implements ToolPinStore {
 
   async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     await this.#ensureSchema();
-    return pgTransaction(this.#pool, fn);
+    return pgRun(this.#pool, this.#opts(true), fn);
+  }
+
+  #read<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return pgRun(this.#pool, { ...this.#opts(false), readOnly: true }, fn);
+  }
+
+  #opts(transaction: boolean): { store: string; timeoutMs: number; transaction: boolean } {
+    return { store: 'tool pin store (postgres)', timeoutMs: this.#timeoutMs, transaction };
   }
 }
 
 /** Opens the pin store that belongs to a store URL (`sqlite:<file>`, `postgres://…` or `memory:`). */
-export function openToolPinStore(store: string): ToolPinStore {
+export function openToolPinStore(store: string, options: { timeoutMs?: number } = {}): ToolPinStore {
   if (store.startsWith('sqlite:')) return new SqliteToolPinStore(store.slice('sqlite:'.length));
   if (store.startsWith('postgres://') || store.startsWith('postgresql://'))
-    return new PostgresToolPinStore(store);
+    return new PostgresToolPinStore(store, options);
   if (store === 'memory:' || store.startsWith('memory:')) return new MemoryToolPinStore();
   throw new Error(
     `unsupported store \`${store}\` for tool pins: use \`sqlite:<file>\`, \`postgres://…\` or \`memory:\``,
