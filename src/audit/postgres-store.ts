@@ -79,10 +79,33 @@ interface RecordRow {
   time: string;
   hash: Buffer;
   event: string | null;
+  type?: string | null;
+  agent?: string | null;
+  tool?: string | null;
+  effect?: string | null;
+  rule?: string | null;
+  decision_id?: string | null;
 }
 
 function toStored(r: RecordRow): StoredRecord {
-  return { seq: Number(r.seq), v: r.v, time: Number(r.time), hash: r.hash, event: r.event };
+  const row: StoredRecord = {
+    seq: Number(r.seq),
+    v: r.v,
+    time: Number(r.time),
+    hash: r.hash,
+    event: r.event,
+  };
+  if (r.type !== undefined) {
+    row.index = {
+      type: r.type,
+      agent: r.agent ?? null,
+      tool: r.tool ?? null,
+      effect: r.effect ?? null,
+      rule: r.rule ?? null,
+      decisionId: r.decision_id ?? null,
+    };
+  }
+  return row;
 }
 
 interface HeadRow {
@@ -210,8 +233,7 @@ export class PostgresAuditStore implements AuditStore {
         'UPDATE audit_head SET size = $1, hash = $2, time = $3, frontier = $4, cp_size = $5, cp_time = $6, pruned_before = $7 WHERE id = 1',
         [h.size, h.hash, h.time, h.frontier, h.checkpointSize, h.checkpointTime, h.prunedBefore],
       );
-      const cp = batch.checkpoint;
-      if (cp !== null) {
+      for (const cp of batch.checkpoints) {
         await c.query(
           'INSERT INTO audit_checkpoints (size, root, time, key_id, sig) VALUES ($1, $2, $3, $4, $5)',
           [cp.size, cp.root, cp.time, cp.keyId, cp.sig],
@@ -228,7 +250,7 @@ export class PostgresAuditStore implements AuditStore {
   async read(from: number, limit: number): Promise<StoredRecord[]> {
     const rows = await this.q<RecordRow>(
       'read',
-      'SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2',
+      'SELECT seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2',
       [from, limit],
     );
     return rows.map(toStored);

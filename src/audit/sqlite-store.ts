@@ -39,14 +39,31 @@ export interface SqliteStoreOptions {
   mmapBytes?: number;
 }
 
-type Row = [number, number, number, Buffer, string | null];
+type Row = [
+  number,
+  number,
+  number,
+  Buffer,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+];
 
 const INSERT =
   'INSERT INTO audit_records (seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id) VALUES';
 const ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 const COLUMNS = 11;
+const ROW_COLUMNS = 'seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id';
 /** Rows per multi-row INSERT (x 11 parameters, well under SQLite's limit of 32 766). */
 const INSERT_ROWS = 32;
+/** One row's query columns as index-scan.ts reads them: per column `-` for NULL, else `<bytes>:<text>`. */
+const INDEX_ENTRIES = ['type', 'agent', 'tool', 'effect', 'rule', 'decision_id']
+  .map((c) => `ifnull(octet_length(${c}) || ':' || ${c}, '-')`)
+  .join(' || ');
 
 /** `b` as a Uint8Array that owns its whole buffer (verification transfers it to a worker); copied if not. */
 function transferable(b: Buffer | null): Uint8Array {
@@ -64,6 +81,7 @@ function packChunk(
   hashBlob: Buffer | null,
   eventBlob: Buffer | null,
   nums: string,
+  colsBlob: Buffer | null,
   location: string,
 ): PackedRows {
   const fields: number[] = [];
@@ -98,6 +116,7 @@ function packChunk(
     events: transferable(eventBlob),
     eventEnds: new Uint32Array(n),
     pruned: new Uint8Array(n),
+    cols: transferable(colsBlob),
   };
   let h = 0;
   let e = 0;
@@ -137,7 +156,14 @@ function bindRow(params: unknown[], at: number, r: StoredRecord): void {
 }
 
 function toStored(r: Row): StoredRecord {
-  return { seq: r[0], v: r[1], time: r[2], hash: r[3], event: r[4] };
+  return {
+    seq: r[0],
+    v: r[1],
+    time: r[2],
+    hash: r[3],
+    event: r[4],
+    index: { type: r[5], agent: r[6], tool: r[7], effect: r[8], rule: r[9], decisionId: r[10] },
+  };
 }
 
 function sqliteError(e: unknown, path: string, action: string): AuditError {
@@ -227,8 +253,9 @@ export class SqliteAuditStore implements AuditStore {
         h.checkpointTime,
         h.prunedBefore,
       );
-      const cp = batch.checkpoint;
-      if (cp !== null) this.stmts.insertCheckpoint.run(cp.size, cp.root, cp.time, cp.keyId, cp.sig);
+      for (const cp of batch.checkpoints) {
+        this.stmts.insertCheckpoint.run(cp.size, cp.root, cp.time, cp.keyId, cp.sig);
+      }
       return batch;
     });
   }
@@ -248,7 +275,7 @@ export class SqliteAuditStore implements AuditStore {
         'INSERT INTO audit_checkpoints (size, root, time, key_id, sig) VALUES (?, ?, ?, ?, ?)',
       ),
       read: db
-        .prepare('SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?')
+        .prepare(`SELECT ${ROW_COLUMNS} FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?`)
         .raw(true),
       // A whole chunk in one statement and one snapshot: the hashes and the event bytes as two blobs and
       // each row's `seq,v,time,hash length,event length` as one text (-1 for a missing value, so a row
@@ -256,12 +283,14 @@ export class SqliteAuditStore implements AuditStore {
       // take the rows in the order the ordered subquery yields them (seq order); an `ORDER BY seq` inside
       // group_concat would sort them again and cost a third of verification. Should a future SQLite
       // concatenate in another order, the blobs no longer line up with the rows and their lengths and
-      // hashes: verification then reports damage; it can never pass a log it did not check.
+      // hashes: verification then reports damage; it can never pass a log it did not check. The fourth
+      // value is the query columns, which verification checks against the events (index-scan.ts).
       readChunk: db
         .prepare(
           "SELECT CAST(group_concat(hash, x'') AS BLOB), CAST(group_concat(CAST(event AS BLOB), x'') AS BLOB), " +
-            "group_concat(seq || ',' || ifnull(v, -1) || ',' || ifnull(time, -1) || ',' || octet_length(hash) || ',' || ifnull(octet_length(event), -1), ',') " +
-            'FROM (SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?)',
+            "group_concat(seq || ',' || ifnull(v, -1) || ',' || ifnull(time, -1) || ',' || octet_length(hash) || ',' || ifnull(octet_length(event), -1), ','), " +
+            `CAST(group_concat(${INDEX_ENTRIES}, '') AS BLOB) ` +
+            'FROM (SELECT seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?)',
         )
         .raw(true),
       checkpoints: db.prepare('SELECT size, root, time, key_id, sig FROM audit_checkpoints ORDER BY size'),
@@ -323,12 +352,13 @@ export class SqliteAuditStore implements AuditStore {
 
   readPacked(from: number, limit: number): Promise<PackedRows> {
     return this.guard('read', () => {
-      const [hashes, events, nums] = this.stmts.readChunk.get(from, limit) as [
+      const [hashes, events, nums, cols] = this.stmts.readChunk.get(from, limit) as [
         Buffer | null,
         Buffer | null,
         string | null,
+        Buffer | null,
       ];
-      return packChunk(hashes, events, nums ?? '', this.location);
+      return packChunk(hashes, events, nums ?? '', cols, this.location);
     });
   }
 
@@ -362,7 +392,7 @@ export class SqliteAuditStore implements AuditStore {
       }
       const order = q.order === 'desc' ? 'DESC' : 'ASC';
       const limit = q.limit ?? -1;
-      const sql = `SELECT seq, v, time, hash, event FROM audit_records WHERE ${where.join(' AND ')} ORDER BY seq ${order} LIMIT ?`;
+      const sql = `SELECT ${ROW_COLUMNS} FROM audit_records WHERE ${where.join(' AND ')} ORDER BY seq ${order} LIMIT ?`;
       return (
         this.db
           .prepare(sql)

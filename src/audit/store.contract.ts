@@ -267,7 +267,12 @@ export function auditStoreContract(backend: ContractBackend): void {
         const [prev, row] = await log.store.read(14, 2);
         const event = row!.event!.replace('"effect":"allow"', '"effect":"deny"');
         const hash = recordHash(row!.v, prev!.hash, 15, row!.time, event);
-        await loc.exec('UPDATE audit_records SET event = ?, hash = ? WHERE seq = ?', [event, hash, 15]);
+        // The query column too, or the edit would show there first (`record_index_modified` at 15).
+        await loc.exec("UPDATE audit_records SET event = ?, hash = ?, effect = 'deny' WHERE seq = ?", [
+          event,
+          hash,
+          15,
+        ]);
         const r = await verify(log);
         assert.equal(r.ok, false);
         // The chain breaks at 16 (its link names the old hash of 15); the signed root over 11..20 fails.

@@ -24,11 +24,12 @@ export interface ChainHead {
   prunedBefore: number;
 }
 
-/** What `append` writes: the rows, the new head and maybe a checkpoint, in one durable transaction. */
+/** What `append` writes: the rows, the new head and any checkpoints, in one durable transaction. */
 export interface SealedBatch {
   rows: StoredRecord[];
   head: ChainHead;
-  checkpoint: Checkpoint | null;
+  /** Checkpoints signed in this batch, smallest size first (none, one, or one per `every` records). */
+  checkpoints: Checkpoint[];
 }
 
 /**

@@ -5,6 +5,7 @@
  * typed arrays (transferable, no text round trip); everything that depends on order (gaps, times,
  * checkpoints, the tree) stays with the caller.
  */
+import { checkColumns, encodeColumns, resetColumns, skipColumns } from './index-scan.js';
 import { leafHash } from './merkle.js';
 import { RECORD_VERSION, recordHashBytes, type StoredRecord } from './record.js';
 
@@ -21,6 +22,8 @@ export interface PackedRows {
   eventEnds: Uint32Array;
   /** 1 where the row's content was pruned (no event). */
   pruned: Uint8Array;
+  /** The rows' query columns, six entries each: `-` for NULL, else `<bytes>:<UTF-8>` (index-scan.ts). */
+  cols: Uint8Array;
 }
 
 /** What `hashRows` found, per row. */
@@ -29,6 +32,8 @@ export interface HashedRows {
   chain: Uint8Array;
   /** The Merkle leaf hash of each row's stored hash, 32 bytes each. */
   leaves: Uint8Array;
+  /** 1: the query columns match the event; 0: they do not; 2: not checked (content failed its hash check). */
+  index: Uint8Array;
 }
 
 /** Pack rows read through the generic store interface. */
@@ -61,7 +66,16 @@ export function packRecords(rows: readonly StoredRecord[]): PackedRows {
     else e += events.write(r.event, e, 'utf8');
     eventEnds[i] = e;
   }
-  return { count: n, nums, hashes, hashEnds, events: new Uint8Array(events.buffer, 0, e), eventEnds, pruned };
+  return {
+    count: n,
+    nums,
+    hashes,
+    hashEnds,
+    events: new Uint8Array(events.buffer, 0, e),
+    eventEnds,
+    pruned,
+    cols: encodeColumns(rows),
+  };
 }
 
 /** The stored hash of row i. */
@@ -70,12 +84,17 @@ export function hashOf(rows: PackedRows, i: number): Buffer {
   return Buffer.from(rows.hashes.buffer, rows.hashes.byteOffset + start, rows.hashEnds[i]! - start);
 }
 
-/** Check each row's chain link (from `prev`, the stored hash of the row before the first) and hash its leaf. */
+/**
+ * Check each row's chain link (from `prev`, the stored hash of the row before the first), hash its leaf, and
+ * check its query columns against its event.
+ */
 export function hashRows(rows: PackedRows, prev: Uint8Array): HashedRows {
   const n = rows.count;
   const chain = new Uint8Array(n);
   const leaves = new Uint8Array(32 * n);
-  const { nums, hashes, hashEnds, events, eventEnds, pruned } = rows;
+  const index = new Uint8Array(n);
+  const { nums, hashes, hashEnds, events, eventEnds, pruned, cols } = rows;
+  resetColumns();
   let prevHash = prev;
   for (let i = 0; i < n; i++) {
     const hStart = i === 0 ? 0 : hashEnds[i - 1]!;
@@ -93,10 +112,20 @@ export function hashRows(rows: PackedRows, prev: Uint8Array): HashedRows {
       const got = recordHashBytes(v, prevHash, seq, time, events.subarray(eStart, eventEnds[i]!));
       chain[i] = got.equals(stored) ? 1 : 0;
     }
+    // The columns are only read from content that passed its hash check (canonical JSON this log wrote).
+    if (chain[i] === 1) {
+      const eStart = i === 0 ? 0 : eventEnds[i - 1]!;
+      index[i] = checkColumns(cols, events, eStart, eventEnds[i]!);
+    } else if (pruned[i] === 1) {
+      index[i] = checkColumns(cols, null, 0, 0);
+    } else {
+      skipColumns(cols);
+      index[i] = 2;
+    }
     leaves.set(leafHash(stored), 32 * i);
     prevHash = stored;
   }
-  return { chain, leaves };
+  return { chain, leaves, index };
 }
 
 /** A number a record's seq or time can hold (an unsigned 64-bit field, within JavaScript's safe range). */
@@ -120,6 +149,15 @@ export interface HashResponse extends HashedRows {
 
 /** The distinct buffers of `rows` and `extra`, for a transfer list. */
 export function transferList(rows: PackedRows, ...extra: Uint8Array[]): ArrayBuffer[] {
-  const all = [rows.nums, rows.hashes, rows.hashEnds, rows.events, rows.eventEnds, rows.pruned, ...extra];
+  const all = [
+    rows.nums,
+    rows.hashes,
+    rows.hashEnds,
+    rows.events,
+    rows.eventEnds,
+    rows.pruned,
+    rows.cols,
+    ...extra,
+  ];
   return [...new Set(all.map((a) => a.buffer as ArrayBuffer))];
 }

@@ -56,7 +56,7 @@ async function write(batch: BatchMessage[]): Promise<void> {
   const rows = sealed.rows;
   const hashes = new Uint8Array(32 * rows.length);
   for (let i = 0; i < rows.length; i++) hashes.set(rows[i]!.hash, i * 32);
-  let checkpoint = sealed.checkpoint;
+  let checkpoint = sealed.checkpoints.at(-1) ?? null;
   if (checkpoint === null && force) {
     try {
       checkpoint = (await s.checkpoints()).at(-1) ?? null;
