@@ -19,6 +19,8 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
 }
 
+const AUDIT_TABLES = ['audit_meta', 'audit_head', 'audit_records', 'audit_checkpoints'];
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_head (
@@ -381,6 +383,20 @@ export async function openPostgresStore(
     try {
       await c.query('BEGIN');
       await c.query("SELECT pg_advisory_xact_lock(hashtext('execlayer_audit_schema'))");
+      // INVARIANT: tables are created only in a database that has none of them; a log with some of its
+      // tables dropped was tampered with and is refused, never quietly given new empty ones.
+      const missing = await c.query<{ t: string }>(
+        'SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NULL',
+        [AUDIT_TABLES],
+      );
+      if (missing.rows.length > 0 && missing.rows.length < AUDIT_TABLES.length) {
+        const missingTables = missing.rows.map((r) => r.t);
+        throw new AuditError(
+          'audit_corrupt',
+          `audit store \`${location}\` has no ${missingTables.join(', ')} table: it was altered; it was left untouched`,
+          { data: { location, missingTables } },
+        );
+      }
       await c.query(SCHEMA);
       await c.query('COMMIT');
       c.release();

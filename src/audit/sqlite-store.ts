@@ -8,7 +8,7 @@
  * Several processes may share one file: each append runs in `BEGIN IMMEDIATE` (SQLite's write lock, waited
  * for up to `busyTimeoutMs`) and re-reads the head inside it, so writers interleave into one gapless chain.
  */
-import { existsSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fchmodSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { retryBusy, retryBusySync } from '../state/sqlite-db.js';
 import type { Checkpoint } from './checkpoint.js';
@@ -181,6 +181,9 @@ function sqliteError(e: unknown, path: string, action: string): AuditError {
     data: { path, sqlite: code },
   });
 }
+
+/** The tables of an audit database; every one must exist in a log once created. */
+const AUDIT_TABLES = ['audit_meta', 'audit_head', 'audit_records', 'audit_checkpoints'];
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -481,6 +484,29 @@ export class SqliteAuditStore implements AuditStore {
 }
 
 /**
+ * Create `path` empty and owner-only (0600 whatever the umask), for SQLite to fill: every call's arguments
+ * end up in this file. Another process creating it at the same instant is fine (SQLite treats the empty
+ * file as a new database).
+ */
+function createPrivateFile(path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw new AuditError('audit_unavailable', `cannot create audit database \`${path}\`: ${messageOf(e)}`, {
+      cause: e,
+      data: { path },
+    });
+  }
+  try {
+    fchmodSync(fd, 0o600);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Open (or, when the file does not exist and `create` allows, create) an SQLite audit store. A file that
  * exists but is empty, damaged or not an ExecLayer audit database is refused with `audit_corrupt` and left
  * untouched — never re-created.
@@ -500,6 +526,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     });
   }
   const busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000));
+  if (!exists) createPrivateFile(path);
   let db: Database.Database;
   try {
     db = new Database(path, { fileMustExist: exists, timeout: busyTimeoutMs });
@@ -543,6 +570,9 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       throw new AuditError('audit_unavailable', `cannot enable wal on \`${path}\` (got ${mode})`);
     db.pragma('synchronous = FULL');
     if (appId !== SQLITE_APPLICATION_ID) {
+      // SQLite gives the WAL and shared-memory files the database file's mode; make sure, before the
+      // first record is written.
+      for (const f of [`${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
       const create = db.transaction(() => {
         db.exec(SCHEMA);
         db.prepare('INSERT OR IGNORE INTO audit_head VALUES (1, 0, ?, 0, ?, 0, 0, 0)').run(
@@ -554,6 +584,18 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       });
       retryBusySync(() => create.immediate(), busyTimeoutMs);
     } else {
+      // INVARIANT: a log with a table dropped is tampered with, not merely unavailable: refused, named.
+      const present = new Set(
+        db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[],
+      );
+      const missingTables = AUDIT_TABLES.filter((t) => !present.has(t));
+      if (missingTables.length > 0) {
+        throw new AuditError(
+          'audit_corrupt',
+          `audit database \`${path}\` has no ${missingTables.join(', ')} table: it was altered; it was left untouched`,
+          { data: { path, missingTables } },
+        );
+      }
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) {
         throw new AuditError(

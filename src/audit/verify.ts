@@ -68,7 +68,9 @@ export type VerifyProblemCode =
    */
   | 'checkpoint_missing'
   /** A table of the log is gone (reported by the command line, which cannot open such a store). */
-  | 'table_missing';
+  | 'table_missing'
+  /** The log is signed with another key than the one the verifier trusts (reported by the command line). */
+  | 'key_mismatch';
 
 /** One problem; `seq` is the first sequence number it concerns, `range` the records it may cover. */
 export interface VerifyProblem {

@@ -98,6 +98,8 @@ export interface StoreConfig {
    * to the config file; unset for SQLite (the key sits beside the database, `<db>.key`).
    */
   auditKey?: string;
+  /** `store.keyFingerprint`: the audit key's pinned fingerprint (`sha256:<hex>`), for `audit verify`. */
+  auditKeyFingerprint?: string;
 }
 
 /** The validated gateway configuration with defaults applied and paths absolute. */
@@ -262,7 +264,15 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     policy: string;
     store?:
       | string
-      | { audit: string; approvals?: string; limits?: string; state?: string; pins?: string; key?: string };
+      | {
+          audit: string;
+          approvals?: string;
+          limits?: string;
+          state?: string;
+          pins?: string;
+          key?: string;
+          keyFingerprint?: string;
+        };
     agent?: string;
     upstreams?: Record<string, Record<string, unknown>>;
     auth?: {
@@ -379,6 +389,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       pins: each('pins', 'sql'),
     };
     if (rawStore.key !== undefined) store.auditKey = abs(rawStore.key);
+    if (rawStore.keyFingerprint !== undefined)
+      store.auditKeyFingerprint = rawStore.keyFingerprint.toLowerCase();
   }
   if (store.auditKey === undefined && !store.audit.startsWith('sqlite:') && store.audit !== 'memory:') {
     store.auditKey = abs('execlayer-audit.key');

@@ -75,6 +75,12 @@ export const CONFIG_SCHEMA = {
               description:
                 "The audit log's signing key, relative to this file (default: `<db>.key` for SQLite, `execlayer-audit.key` next to this file for PostgreSQL).",
             },
+            keyFingerprint: {
+              type: 'string',
+              pattern: '^sha256:[0-9a-fA-F]{64}$',
+              description:
+                'The fingerprint of the public key the audit log must be signed with (`execlayer audit key --fingerprint`); `execlayer audit verify --config` checks the log against it.',
+            },
           },
         },
       ],
