@@ -339,10 +339,22 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async publicKey(): Promise<string | null> {
-    const r = await this.q<{ value: string }>(
-      'read',
-      "SELECT value FROM audit_meta WHERE key = 'public_key'",
-    );
+    return this.meta('public_key');
+  }
+
+  bindMeta(key: string, value: string): Promise<string> {
+    return this.tx('write', async (c) => {
+      await c.query('INSERT INTO audit_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [
+        key,
+        value,
+      ]);
+      const r = await c.query<{ value: string }>('SELECT value FROM audit_meta WHERE key = $1', [key]);
+      return r.rows[0]!.value;
+    });
+  }
+
+  async meta(key: string): Promise<string | null> {
+    const r = await this.q<{ value: string }>('read', 'SELECT value FROM audit_meta WHERE key = $1', [key]);
     return r[0]?.value ?? null;
   }
 

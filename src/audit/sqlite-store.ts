@@ -452,18 +452,26 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   bindPublicKey(pem: string): Promise<string> {
+    return this.bindMeta('public_key', pem);
+  }
+
+  publicKey(): Promise<string | null> {
+    return this.meta('public_key');
+  }
+
+  bindMeta(key: string, value: string): Promise<string> {
     return this.guard('write', () =>
       this.db
         .transaction(() => {
-          this.stmts.setMeta.run('public_key', pem);
-          return this.stmts.meta.get('public_key') as string;
+          this.stmts.setMeta.run(key, value);
+          return this.stmts.meta.get(key) as string;
         })
         .immediate(),
     );
   }
 
-  publicKey(): Promise<string | null> {
-    return this.guard('read', () => (this.stmts.meta.get('public_key') as string | undefined) ?? null);
+  meta(key: string): Promise<string | null> {
+    return this.guard('read', () => (this.stmts.meta.get(key) as string | undefined) ?? null);
   }
 
   /** Run raw SQL against the database. For tests and repair tools only; never used by the log. */

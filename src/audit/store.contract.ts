@@ -162,6 +162,33 @@ export function auditStoreContract(backend: ContractBackend): void {
       void loc;
     });
 
+    withLog(
+      'a batch longer than checkpointEvery is checkpointed at every interval',
+      async ({ open, loc }) => {
+        const log = await open({ checkpointEvery: 25 });
+        // One tick's worth of records: they reach the writer together and go into one transaction.
+        await Promise.all(Array.from({ length: 120 }, (_, i) => log.record(decisionEvent(i))));
+        const sizes = (await log.store.checkpoints()).map((c) => c.size);
+        assert.ok(sizes.length >= 4, String(sizes));
+        sizes.reduce((prev, size) => {
+          assert.ok(size - prev <= 25, `gap ${prev}..${size} in ${sizes}`);
+          return size;
+        }, 0);
+        assert.equal((await verify(log)).ok, true);
+        // Deleting the checkpoints of a stretch is found and the stretch named...
+        const [, second, third] = sizes;
+        await loc.exec('DELETE FROM audit_checkpoints WHERE size = ?', [second]);
+        let r = await verifyStore(log.store, parsePublicKey(log.publicKeyPem), { checkpointEvery: 25 });
+        assert.equal(r.problems[0]!.code, 'checkpoint_missing');
+        assert.deepEqual(r.problems[0]!.range, [sizes[0], third]);
+        // ...except in a log from before writers signed inside batches (no marker): whole batches could
+        // lie between two checkpoints there, so only the tail is bounded.
+        await loc.exec('DELETE FROM audit_meta WHERE key = ?', ['checkpoint_gaps_bounded_from']);
+        r = await verifyStore(log.store, parsePublicKey(log.publicKeyPem), { checkpointEvery: 25 });
+        assert.equal(r.ok, true, JSON.stringify(r.problems));
+      },
+    );
+
     withLog('inclusion proofs verify offline and fail when anything is changed', async ({ open }) => {
       const log = await filled(open, 57, 8);
       for (const seq of [0, 1, 31, 56]) {

@@ -87,5 +87,9 @@ export interface AuditStore {
   bindPublicKey(pem: string): Promise<string>;
   /** The public key on record, if any. */
   publicKey(): Promise<string | null>;
+  /** Record `value` under `key` on first use and return the value on record (the first writer's). */
+  bindMeta(key: string, value: string): Promise<string>;
+  /** The value on record under `key`, if any. */
+  meta(key: string): Promise<string | null>;
   close(): Promise<void>;
 }
