@@ -8,8 +8,8 @@
  * `decision`, and reads the few values `indexColumns` (record.ts) takes. It is only trusted on bytes whose
  * chain hash matched — text `canonicalJson` wrote — and anything it does not expect counts as a mismatch.
  *
- * Columns travel as one byte string per chunk, six entries per row: `-` for NULL, else `<bytes>:<UTF-8>`
- * (a length prefix, so no value can run into the next).
+ * Columns travel as one byte string per chunk: per row the JSON array of its six columns (SQLite's
+ * `json_array`), compared token by token with the event's (decoded only when either side has an escape).
  */
 import type { IndexColumns } from './record.js';
 
@@ -141,65 +141,79 @@ function walk(b: Uint8Array, j: number, end: number, level: number): number {
 
 /** Where the next entry of the columns string starts (-1 once it was found malformed). */
 let cpos = 0;
-/** The entry `nextEntry` read: its value's start and byte length (-1 for NULL). */
-let entryStart = 0;
-let entryLength = -1;
+/** The entry `nextEntry` read: its raw JSON token (-1 start for NULL) and whether it holds an escape. */
+let entryStart = -1;
+let entryEnd = -1;
+let entryEscaped = false;
 
-/** Read the next column entry; false (and `cpos` -1) when the columns string is malformed. */
-function nextEntry(cols: Uint8Array): boolean {
-  const p = cpos;
-  if (p < 0 || p >= cols.length) {
+/**
+ * Read entry `k` (0..5) of the current row's JSON array; false (and `cpos` -1) when the columns string is
+ * malformed. Entry 0 opens the array, entry 5 closes it.
+ */
+function nextEntry(cols: Uint8Array, k: number): boolean {
+  let p = cpos;
+  if (p < 0 || p >= cols.length || cols[p] !== (k === 0 ? 0x5b : 0x2c)) {
     cpos = -1;
     return false;
   }
-  if (cols[p] === 0x2d) {
-    cpos = p + 1;
-    entryLength = -1;
-    return true;
-  }
-  let n = 0;
-  let q = p;
-  while (q < cols.length && q - p < 10 && cols[q]! >= 0x30 && cols[q]! <= 0x39)
-    n = n * 10 + (cols[q++]! - 0x30);
-  if (q === p || cols[q] !== 0x3a || q + 1 + n > cols.length) {
+  p++;
+  if (cols[p] === QUOTE) {
+    const e = skipString(cols, p, cols.length);
+    if (e < 0) {
+      cpos = -1;
+      return false;
+    }
+    entryStart = p;
+    entryEnd = e;
+    entryEscaped = sawEscape;
+  } else if (p + 4 <= cols.length && keyIs(cols, p, p + 4, 'null')) {
+    entryStart = -1;
+    entryEnd = p + 4;
+  } else {
     cpos = -1;
     return false;
   }
-  entryStart = q + 1;
-  entryLength = n;
-  cpos = entryStart + n;
+  p = entryEnd;
+  if (k === 5) {
+    if (cols[p] !== 0x5d) {
+      cpos = -1;
+      return false;
+    }
+    p++;
+  }
+  cpos = p;
   return true;
 }
 
-/** Does the next column entry hold what slot `slot` of the scanned event `ev` holds (-1: NULL)? */
-function matchEntry(cols: Uint8Array, slot: number, ev: Uint8Array): boolean {
-  if (!nextEntry(cols)) return false;
-  const s = slot < 0 ? -1 : at[2 * slot]!;
-  if (s < 0) return entryLength < 0; // absent in the event: NULL
-  let vs = s;
-  let ve = at[2 * slot + 1]!;
-  if (ve - vs === 4 && keyIs(ev, vs, ve, 'null')) return entryLength < 0;
+/** The string a JSON string token holds, or null when it is not one. */
+function decode(b: Uint8Array, s: number, e: number): string | null {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(b.buffer, b.byteOffset + s, e - s).toString('utf8'));
+    return typeof v === 'string' ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Does entry `k` of the columns hold what slot `slot` of the scanned event `ev` holds (-1: NULL)? */
+function matchEntry(cols: Uint8Array, k: number, slot: number, ev: Uint8Array): boolean {
+  if (!nextEntry(cols, k)) return false;
+  const vs = slot < 0 ? -1 : at[2 * slot]!;
+  if (vs < 0) return entryStart < 0; // absent in the event: NULL
+  const ve = at[2 * slot + 1]!;
+  if (ve - vs === 4 && keyIs(ev, vs, ve, 'null')) return entryStart < 0;
   // INVARIANT: fail closed — a number, object or literal where only a string belongs is a mismatch.
-  if (ev[vs] !== QUOTE || entryLength < 0) return false;
-  const n = entryLength;
-  const cs = entryStart;
-  if (escaped[slot] === 1) {
-    // Rare (a quote, backslash or control character in a name): decode the JSON string, compare its UTF-8.
-    let value: Buffer;
-    try {
-      value = Buffer.from(JSON.parse(Buffer.from(ev.subarray(vs, ve)).toString('utf8')) as string, 'utf8');
-    } catch {
-      return false;
-    }
-    if (value.length !== n) return false;
-    for (let i = 0; i < n; i++) if (value[i] !== cols[cs + i]) return false;
+  if (ev[vs] !== QUOTE || entryStart < 0) return false;
+  if (!entryEscaped && escaped[slot] === 0) {
+    // Both plain: the same string is the same bytes.
+    const n = ve - vs;
+    if (entryEnd - entryStart !== n) return false;
+    for (let i = 0; i < n; i++) if (ev[vs + i] !== cols[entryStart + i]) return false;
     return true;
   }
-  vs++;
-  ve--;
-  if (ve - vs !== n) return false;
-  for (let i = 0; i < n; i++) if (ev[vs + i] !== cols[cs + i]) return false;
-  return true;
+  // Rare (a quote, backslash or control character in a name): the two sides may escape differently.
+  const a = decode(ev, vs, ve);
+  return a !== null && a === decode(cols, entryStart, entryEnd);
 }
 
 /** Start reading a chunk's columns string from its beginning. */
@@ -220,13 +234,13 @@ export function checkColumns(cols: Uint8Array, ev: Uint8Array | null, s: number,
     else slots = slotsFor(ev);
   }
   const src = ev ?? cols;
-  for (let k = 0; k < 6; k++) if (!matchEntry(cols, slots[k]!, src)) ok = false;
+  for (let k = 0; k < 6; k++) if (!matchEntry(cols, k, slots[k]!, src)) ok = false;
   return ok ? 1 : 0;
 }
 
-/** Skip the next row's six entries unchecked (a row whose content did not pass its hash check). */
+/** Skip the next row's six entries unchecked (a row of a format version this verifier does not know). */
 export function skipColumns(cols: Uint8Array): void {
-  for (let k = 0; k < 6; k++) nextEntry(cols);
+  for (let k = 0; k < 6; k++) nextEntry(cols, k);
 }
 
 const NONE = [-1, -1, -1, -1, -1, -1] as const;
@@ -248,27 +262,19 @@ function slotsFor(ev: Uint8Array): readonly number[] {
   return OTHER;
 }
 
-/** The columns string of rows (what a store without `readPacked` returns), as the SQLite query builds it. */
+/** The columns string of rows read through `AuditStore.read`, as the SQLite query builds it. */
 export function encodeColumns(rows: ReadonlyArray<{ index?: IndexColumns }>): Uint8Array {
-  const parts: Buffer[] = [];
-  const put = (v: string | null | undefined) => {
-    if (v === null || v === undefined) parts.push(DASH);
-    else {
-      const bytes = Buffer.from(v, 'utf8');
-      parts.push(Buffer.from(`${bytes.length}:`, 'latin1'), bytes);
-    }
-  };
+  let text = '';
   for (const r of rows) {
     const c = r.index;
-    put(c?.type);
-    put(c?.agent);
-    put(c?.tool);
-    put(c?.effect);
-    put(c?.rule);
-    put(c?.decisionId);
+    text += JSON.stringify([
+      c?.type ?? null,
+      c?.agent ?? null,
+      c?.tool ?? null,
+      c?.effect ?? null,
+      c?.rule ?? null,
+      c?.decisionId ?? null,
+    ]);
   }
-  const all = Buffer.concat(parts);
-  return new Uint8Array(all.buffer, all.byteOffset, all.length).slice();
+  return new Uint8Array(Buffer.from(text, 'utf8'));
 }
-
-const DASH = Buffer.from('-', 'latin1');

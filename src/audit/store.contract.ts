@@ -162,6 +162,19 @@ export function auditStoreContract(backend: ContractBackend): void {
       void loc;
     });
 
+    withLog('names that need escaping verify, and an edit of one is found', async ({ open, loc }) => {
+      const log = await open();
+      const odd = { agent: 'bot-ü', tool: 'files.write "x"\\y\n\u0001', rule: 'r\u007f' };
+      for (const e of [...oneOfEach(), decisionEvent(1, odd), decisionEvent(2, { args: { tool: 'x' } })]) {
+        await log.record(e);
+      }
+      assert.equal((await verify(log)).ok, true);
+      await loc.exec('UPDATE audit_records SET tool = ? WHERE seq = ?', ['files.write "x"\\y', 7]);
+      const r = await verify(log);
+      assert.equal(r.problems[0]!.code, 'record_index_modified');
+      assert.equal(r.problems[0]!.seq, 7);
+    });
+
     withLog(
       'a batch longer than checkpointEvery is checkpointed at every interval',
       async ({ open, loc }) => {

@@ -22,7 +22,7 @@ export interface PackedRows {
   eventEnds: Uint32Array;
   /** 1 where the row's content was pruned (no event). */
   pruned: Uint8Array;
-  /** The rows' query columns, six entries each: `-` for NULL, else `<bytes>:<UTF-8>` (index-scan.ts). */
+  /** The rows' query columns: per row the JSON array of its six columns (index-scan.ts). */
   cols: Uint8Array;
 }
 
@@ -32,8 +32,6 @@ export interface HashedRows {
   chain: Uint8Array;
   /** The Merkle leaf hash of each row's stored hash, 32 bytes each. */
   leaves: Uint8Array;
-  /** 1: the query columns match the event; 0: they do not; 2: not checked (content failed its hash check). */
-  index: Uint8Array;
 }
 
 /** Pack rows read through the generic store interface. */
@@ -85,16 +83,31 @@ export function hashOf(rows: PackedRows, i: number): Buffer {
 }
 
 /**
- * Check each row's chain link (from `prev`, the stored hash of the row before the first), hash its leaf, and
- * check its query columns against its event.
+ * Check each row's query columns against its event: 1 they match, 0 they do not, 2 not checked (a format
+ * version this verifier does not know). Runs on the reading thread before a chunk goes to a hashing worker
+ * (which on two cores is the busier thread); a result counts only for rows whose hash check passes.
  */
+export function checkIndex(rows: PackedRows): Uint8Array {
+  const n = rows.count;
+  const index = new Uint8Array(n);
+  const { nums, events, eventEnds, pruned, cols } = rows;
+  resetColumns();
+  for (let i = 0; i < n; i++) {
+    if (pruned[i] === 1) index[i] = checkColumns(cols, null, 0, 0);
+    else if (nums[3 * i + 1] !== RECORD_VERSION) {
+      skipColumns(cols);
+      index[i] = 2;
+    } else index[i] = checkColumns(cols, events, i === 0 ? 0 : eventEnds[i - 1]!, eventEnds[i]!);
+  }
+  return index;
+}
+
+/** Check each row's chain link (from `prev`, the stored hash of the row before the first) and hash its leaf. */
 export function hashRows(rows: PackedRows, prev: Uint8Array): HashedRows {
   const n = rows.count;
   const chain = new Uint8Array(n);
   const leaves = new Uint8Array(32 * n);
-  const index = new Uint8Array(n);
-  const { nums, hashes, hashEnds, events, eventEnds, pruned, cols } = rows;
-  resetColumns();
+  const { nums, hashes, hashEnds, events, eventEnds, pruned } = rows;
   let prevHash = prev;
   for (let i = 0; i < n; i++) {
     const hStart = i === 0 ? 0 : hashEnds[i - 1]!;
@@ -112,20 +125,10 @@ export function hashRows(rows: PackedRows, prev: Uint8Array): HashedRows {
       const got = recordHashBytes(v, prevHash, seq, time, events.subarray(eStart, eventEnds[i]!));
       chain[i] = got.equals(stored) ? 1 : 0;
     }
-    // The columns are only read from content that passed its hash check (canonical JSON this log wrote).
-    if (chain[i] === 1) {
-      const eStart = i === 0 ? 0 : eventEnds[i - 1]!;
-      index[i] = checkColumns(cols, events, eStart, eventEnds[i]!);
-    } else if (pruned[i] === 1) {
-      index[i] = checkColumns(cols, null, 0, 0);
-    } else {
-      skipColumns(cols);
-      index[i] = 2;
-    }
     leaves.set(leafHash(stored), 32 * i);
     prevHash = stored;
   }
-  return { chain, leaves, index };
+  return { chain, leaves };
 }
 
 /** A number a record's seq or time can hold (an unsigned 64-bit field, within JavaScript's safe range). */

@@ -9,5 +9,5 @@ const port = parentPort!;
 port.on('message', (m: HashRequest) => {
   const out = hashRows(m.rows, m.prev);
   const res: HashResponse = { id: m.id, rows: m.rows, ...out };
-  port.postMessage(res, transferList(m.rows, out.chain, out.leaves, out.index));
+  port.postMessage(res, transferList(m.rows, out.chain, out.leaves));
 });

@@ -25,6 +25,7 @@ import { GENESIS_HASH, type IndexColumns, indexColumns, RECORD_VERSION, recordHa
 import { spawnWorker } from './spawn-worker.js';
 import type { AuditStore } from './store.js';
 import {
+  checkIndex,
   type HashRequest,
   type HashResponse,
   hashOf,
@@ -343,8 +344,12 @@ export async function verifyStore(
       nextFrom = rows.nums[3 * (rows.count - 1)]! + 1;
       const prev = lastStored;
       lastStored = Uint8Array.from(hashOf(rows, rows.count - 1));
+      // Before the rows go to a worker (their buffers move with them).
+      const index = checkIndex(rows);
       const hashed =
-        pool !== null ? pool.hash(rows, prev) : Promise.resolve({ rows, ...hashRows(rows, prev) });
+        pool !== null
+          ? pool.hash(rows, prev).then((h) => ({ ...h, index }))
+          : Promise.resolve({ rows, ...hashRows(rows, prev), index });
       // Chunks read ahead are dropped unawaited when verification stops early.
       hashed.catch(() => undefined);
       pending.push(hashed);
@@ -393,7 +398,8 @@ export async function verifyStore(
             message: `record ${seq} does not match its hash chain link: it was modified, inserted or moved`,
           });
         }
-        if (index[i] === 0) {
+        // The columns count only against content whose hash matched (or a pruned row: all NULL).
+        if (index[i] === 0 && (chain[i] === 1 || rows.pruned[i] === 1)) {
           add({
             code: 'record_index_modified',
             seq,
