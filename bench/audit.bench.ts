@@ -11,13 +11,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { readSigningKey } from '../src/audit/checkpoint.js';
 import { type AuditLog, openAuditLog } from '../src/audit/log.js';
 import { openSqliteStore } from '../src/audit/sqlite-store.js';
 import { decisionEvent } from '../src/audit/testing.js';
@@ -408,8 +409,13 @@ async function main(): Promise<void> {
   }
 }
 
-/** Verifies the SQLite log at `path` with the built `execlayer audit verify` (after `sync`); records per second. */
+/**
+ * Verifies the SQLite log at `path` with the built `execlayer audit verify` (after `sync`) against its public
+ * key, as an auditor would (without a trusted key the command exits 5, self-signed); records per second.
+ */
 function verifyInChild(path: string, mode: 'default' | 'one-thread'): number {
+  const pub = `${path}.pub.pem`;
+  writeFileSync(pub, readSigningKey(`${path}.key`).publicPem);
   settleDisk();
   const out = execFileSync(
     process.execPath,
@@ -419,6 +425,8 @@ function verifyInChild(path: string, mode: 'default' | 'one-thread'): number {
       'verify',
       '--store',
       `sqlite:${path}`,
+      '--key',
+      pub,
       '--json',
       ...(mode === 'one-thread' ? ['--workers', '0'] : []),
     ],

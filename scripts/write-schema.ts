@@ -1,8 +1,11 @@
-// Writes the policy JSON Schema for editors: `npm run schema`. A test keeps the file in sync.
+// Writes the JSON Schemas for editors: `npm run schema`. Tests keep the files in sync with the code.
 import { writeFileSync } from 'node:fs';
+import { CONFIG_SCHEMA } from '../src/config/schema.js';
 import { policySchema } from '../src/policy/schema.js';
 
-writeFileSync(
-  new URL('../schema/policy.schema.json', import.meta.url),
-  `${JSON.stringify(policySchema, null, 2)}\n`,
-);
+for (const [file, schema] of [
+  ['policy.schema.json', policySchema],
+  ['execlayer-config.schema.json', CONFIG_SCHEMA],
+] as const) {
+  writeFileSync(new URL(`../schema/${file}`, import.meta.url), `${JSON.stringify(schema, null, 2)}\n`);
+}

@@ -75,13 +75,22 @@ describe('execlayer audit', () => {
   });
 
   it('verify passes on an intact log and names the first bad seq otherwise', async () => {
-    let r = await audit('verify', '--store', store);
+    const pub = join(dir, 'trusted.pem');
+    writeFileSync(pub, (await audit('key', '--public', '--store', store)).out);
+    let r = await audit('verify', '--store', store, '--key', pub);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^ok: 60 records verified/);
-    r = await audit('verify', '--store', store, '--json');
+    assert.match(r.out, /signing key: sha256:[0-9a-f]{64}, from trusted public key/);
+    r = await audit('verify', '--store', store, '--json', '--key', pub);
     const report = JSON.parse(r.out);
     assert.equal(report.ok, true);
     assert.equal(report.size, 60);
+    assert.equal(report.trust, 'key');
+    // Without a key of the verifier's own, an intact log is only self-signed: its own exit code.
+    r = await audit('verify', '--store', store);
+    assert.equal(r.code, 5, r.out);
+    assert.match(r.out, /^SELF-SIGNED: 60 records/);
+    assert.doesNotMatch(r.out, /^ok/m);
 
     const copy = join(dir, 'tampered.db');
     writeFileSync(copy, readFileSync(db));
@@ -212,8 +221,10 @@ describe('execlayer audit', () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /pruned 21 records/);
     r = await audit('verify', '--store', store, '--json');
+    assert.equal(r.code, 5, 'intact, self-signed');
     const report = JSON.parse(r.out);
     assert.equal(report.ok, true, r.out);
+    assert.equal(report.selfSigned, true);
     assert.equal(report.pruned, 21);
     assert.equal((await audit('prune', '--store', store, '--older-than', 'soon')).code, 2);
   });

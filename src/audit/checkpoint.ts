@@ -15,6 +15,7 @@ import {
 import {
   closeSync,
   existsSync,
+  fchmodSync,
   fsyncSync,
   linkSync,
   openSync,
@@ -58,6 +59,19 @@ export function keyIdOf(publicKey: KeyObject): string {
     .digest('hex')
     .slice(0, 16);
 }
+
+/**
+ * The fingerprint an auditor pins: `sha256:` and the SHA-256 of the public key's SPKI DER encoding, in hex.
+ * (The key id is its first 16 digits: enough to tell keys apart, too short to pin.)
+ */
+export function keyFingerprint(publicKey: KeyObject): string {
+  return `sha256:${createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')}`;
+}
+
+/** `sha256:<64 hex>`, as `keyFingerprint` writes it (hex digits in either case are accepted). */
+export const FINGERPRINT_PATTERN = /^sha256:[0-9a-fA-F]{64}$/;
 
 /** Sign a checkpoint. */
 export function signCheckpoint(key: SigningKey, size: number, root: Buffer, time: number): Checkpoint {
@@ -130,6 +144,8 @@ export function loadOrCreateSigningKey(path: string): SigningKey {
       const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
       const fd = openSync(tmp, 'wx', 0o600);
       try {
+        // The mode given to open() passes through the umask; set it outright.
+        fchmodSync(fd, 0o600);
         writeFileSync(fd, pem);
         fsyncSync(fd);
       } finally {

@@ -19,6 +19,7 @@ import { type AuditRecord, matchesQuery, toAuditRecord } from './record.js';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import type { AuditStore, RecordQuery } from './store.js';
 import {
+  BOUNDED_GAPS_META,
   type InclusionProof,
   proveInclusion,
   type VerifyOptions,
@@ -144,6 +145,9 @@ export async function openAuditLog(url: string, options: AuditLogOptions = {}): 
       );
     }
     await checkHead(store);
+    // From here on this log's writers sign at least every `checkpointEvery` records (seal.ts); earlier
+    // versions could leave a whole batch between two checkpoints. Verification bounds gaps from this size.
+    await store.bindMeta(BOUNDED_GAPS_META, String((await store.head()).checkpointSize));
     const writer = new WriterThread(
       {
         // The writer opens the file this process opened, whatever the working directory becomes.

@@ -68,6 +68,8 @@ export interface PostgresStoreOptions {
   statementTimeoutMs?: number;
 }
 
+const AUDIT_TABLES = ['audit_meta', 'audit_head', 'audit_records', 'audit_checkpoints'];
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_head (
@@ -139,10 +141,33 @@ interface RecordRow {
   time: string;
   hash: Buffer;
   event: string | null;
+  type?: string | null;
+  agent?: string | null;
+  tool?: string | null;
+  effect?: string | null;
+  rule?: string | null;
+  decision_id?: string | null;
 }
 
 function toStored(r: RecordRow): StoredRecord {
-  return { seq: Number(r.seq), v: r.v, time: Number(r.time), hash: r.hash, event: r.event };
+  const row: StoredRecord = {
+    seq: Number(r.seq),
+    v: r.v,
+    time: Number(r.time),
+    hash: r.hash,
+    event: r.event,
+  };
+  if (r.type !== undefined) {
+    row.index = {
+      type: r.type,
+      agent: r.agent ?? null,
+      tool: r.tool ?? null,
+      effect: r.effect ?? null,
+      rule: r.rule ?? null,
+      decisionId: r.decision_id ?? null,
+    };
+  }
+  return row;
 }
 
 interface HeadRow {
@@ -297,8 +322,7 @@ export class PostgresAuditStore implements AuditStore {
             'UPDATE audit_head SET size = $1, hash = $2, time = $3, frontier = $4, cp_size = $5, cp_time = $6, pruned_before = $7 WHERE id = 1',
             [h.size, h.hash, h.time, h.frontier, h.checkpointSize, h.checkpointTime, h.prunedBefore],
           );
-          const cp = batch.checkpoint;
-          if (cp !== null) {
+          for (const cp of batch.checkpoints) {
             await c.query(
               'INSERT INTO audit_checkpoints (size, root, time, key_id, sig) VALUES ($1, $2, $3, $4, $5)',
               [cp.size, cp.root, cp.time, cp.keyId, cp.sig],
@@ -327,7 +351,7 @@ export class PostgresAuditStore implements AuditStore {
   async read(from: number, limit: number): Promise<StoredRecord[]> {
     const rows = await this.q<RecordRow>(
       'read',
-      'SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2',
+      'SELECT seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2',
       [from, limit],
     );
     return rows.map(toStored);
@@ -414,10 +438,22 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async publicKey(): Promise<string | null> {
-    const r = await this.q<{ value: string }>(
-      'read',
-      "SELECT value FROM audit_meta WHERE key = 'public_key'",
-    );
+    return this.meta('public_key');
+  }
+
+  bindMeta(key: string, value: string): Promise<string> {
+    return this.tx('write', async (c) => {
+      await c.query('INSERT INTO audit_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [
+        key,
+        value,
+      ]);
+      const r = await c.query<{ value: string }>('SELECT value FROM audit_meta WHERE key = $1', [key]);
+      return r.rows[0]!.value;
+    });
+  }
+
+  async meta(key: string): Promise<string | null> {
+    const r = await this.q<{ value: string }>('read', 'SELECT value FROM audit_meta WHERE key = $1', [key]);
     return r[0]?.value ?? null;
   }
 
@@ -458,6 +494,20 @@ export async function openPostgresStore(
       { store: 'audit store (postgres)', timeoutMs: readTimeoutMs, transaction: true },
       async (c) => {
         await c.query("SELECT pg_advisory_xact_lock(hashtext('execlayer_audit_schema'))");
+        // INVARIANT: tables are created only in a database that has none of them; a log with some of its
+        // tables dropped was tampered with and is refused, never quietly given new empty ones.
+        const missing = await c.query<{ t: string }>(
+          'SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NULL',
+          [AUDIT_TABLES],
+        );
+        if (missing.rows.length > 0 && missing.rows.length < AUDIT_TABLES.length) {
+          const missingTables = missing.rows.map((r) => r.t);
+          throw new AuditError(
+            'audit_corrupt',
+            `audit store \`${location}\` has no ${missingTables.join(', ')} table: it was altered; it was left untouched`,
+            { data: { location, missingTables } },
+          );
+        }
         await c.query(SCHEMA);
       },
     );

@@ -18,10 +18,12 @@ export const GENESIS_HASH: Buffer = Buffer.alloc(32);
 
 /**
  * Query columns derived from the event when it is sealed. They are an index, not evidence: the hash covers
- * the event, and query results are re-checked against the event (`matchesQuery`).
+ * the event, query results are re-checked against the event (`matchesQuery`), and verification checks every
+ * row's columns against its event (index-scan.ts), so an edit that hides a record from a query is found.
  */
 export interface IndexColumns {
-  type: string;
+  /** Null only on a pruned row. */
+  type: string | null;
   agent: string | null;
   tool: string | null;
   effect: string | null;
@@ -36,7 +38,10 @@ export interface StoredRecord {
   time: number;
   hash: Buffer;
   event: string | null;
-  /** Present on rows being written; stores need not return it. */
+  /**
+   * The row's query columns: set on rows being written, and returned by `read` (verification checks them
+   * against the event; a row read without them counts as edited).
+   */
   index?: IndexColumns;
 }
 

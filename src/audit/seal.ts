@@ -8,7 +8,12 @@ import { Frontier, leafHash } from './merkle.js';
 import { type IndexColumns, RECORD_VERSION, recordHash, type StoredRecord } from './record.js';
 import type { ChainHead, SealedBatch } from './store.js';
 
-/** When to sign: every `every` records or once the oldest unsigned record is `intervalMs` old. */
+/**
+ * When to sign: at every `every` records — inside a large batch too, so no two consecutive checkpoints are
+ * ever more than `every` records apart and the unsigned tail is always shorter than `every` (verification
+ * relies on it: a longer gap means checkpoints were deleted) — and once the oldest unsigned record is
+ * `intervalMs` old.
+ */
 export interface CheckpointPolicy {
   every: number;
   intervalMs: number;
@@ -32,7 +37,7 @@ export interface Sealed extends SealedBatch {
 /**
  * Seal `groups` onto `head`. Times never go backwards along the log: a group recorded before the head's time
  * (a clock step, another process) takes the head's time. `force` signs a checkpoint whenever records are
- * unsigned.
+ * unsigned. A batch longer than `policy.every` gets a checkpoint at each `every` records.
  */
 export function sealGroups(
   head: ChainHead,
@@ -50,6 +55,10 @@ export function sealGroups(
   let seq = head.size;
   let time = head.time;
   let k = 0;
+  const every = Math.max(1, policy.every);
+  const checkpoints: Checkpoint[] = [];
+  let cpSize = head.checkpointSize;
+  let cpTime = head.checkpointTime;
   for (let gi = 0; gi < groups.length; gi++) {
     const g = groups[gi]!;
     time = Math.max(time, g.time);
@@ -71,24 +80,32 @@ export function sealGroups(
       rows[k++] = { seq, v: RECORD_VERSION, time, hash, event, index };
       prev = hash;
       seq++;
+      // INVARIANT: no more than `every` records between two checkpoints, however large the batch.
+      if (seq - cpSize >= every) {
+        checkpoints.push(signCheckpoint(key, seq, frontier.root(), time));
+        cpSize = seq;
+        cpTime = time;
+      }
     }
   }
   const size = seq;
-  const due =
-    size > head.checkpointSize &&
-    (force || size - head.checkpointSize >= policy.every || time - head.checkpointTime >= policy.intervalMs);
-  const checkpoint: Checkpoint | null = due ? signCheckpoint(key, size, frontier.root(), time) : null;
+  const due = size > cpSize && (force || time - cpTime >= policy.intervalMs);
+  if (due) {
+    checkpoints.push(signCheckpoint(key, size, frontier.root(), time));
+    cpSize = size;
+    cpTime = time;
+  }
   return {
     rows,
-    checkpoint,
+    checkpoints,
     placed,
     head: {
       size,
       hash: prev,
       time,
       frontier: n > 0 ? frontier.serialize() : head.frontier,
-      checkpointSize: checkpoint ? size : head.checkpointSize,
-      checkpointTime: checkpoint ? time : head.checkpointTime,
+      checkpointSize: cpSize,
+      checkpointTime: cpTime,
       prunedBefore: head.prunedBefore,
     },
   };

@@ -8,7 +8,7 @@
  * Several processes may share one file: each append runs in `BEGIN IMMEDIATE` (SQLite's write lock, waited
  * for up to `busyTimeoutMs`) and re-reads the head inside it, so writers interleave into one gapless chain.
  */
-import { existsSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fchmodSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { retryBusy, retryBusySync } from '../state/sqlite-db.js';
 import type { Checkpoint } from './checkpoint.js';
@@ -39,14 +39,29 @@ export interface SqliteStoreOptions {
   mmapBytes?: number;
 }
 
-type Row = [number, number, number, Buffer, string | null];
+type Row = [
+  number,
+  number,
+  number,
+  Buffer,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+  string | null,
+];
 
 const INSERT =
   'INSERT INTO audit_records (seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id) VALUES';
 const ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 const COLUMNS = 11;
+const ROW_COLUMNS = 'seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id';
 /** Rows per multi-row INSERT (x 11 parameters, well under SQLite's limit of 32 766). */
 const INSERT_ROWS = 32;
+/** One row's query columns as index-scan.ts reads them: a JSON array (the cheapest encoding measured). */
+const INDEX_ENTRIES = 'json_array(type, agent, tool, effect, rule, decision_id)';
 
 /** `b` as a Uint8Array that owns its whole buffer (verification transfers it to a worker); copied if not. */
 function transferable(b: Buffer | null): Uint8Array {
@@ -64,6 +79,7 @@ function packChunk(
   hashBlob: Buffer | null,
   eventBlob: Buffer | null,
   nums: string,
+  colsBlob: Buffer | null,
   location: string,
 ): PackedRows {
   const fields: number[] = [];
@@ -98,6 +114,7 @@ function packChunk(
     events: transferable(eventBlob),
     eventEnds: new Uint32Array(n),
     pruned: new Uint8Array(n),
+    cols: transferable(colsBlob),
   };
   let h = 0;
   let e = 0;
@@ -137,7 +154,14 @@ function bindRow(params: unknown[], at: number, r: StoredRecord): void {
 }
 
 function toStored(r: Row): StoredRecord {
-  return { seq: r[0], v: r[1], time: r[2], hash: r[3], event: r[4] };
+  return {
+    seq: r[0],
+    v: r[1],
+    time: r[2],
+    hash: r[3],
+    event: r[4],
+    index: { type: r[5], agent: r[6], tool: r[7], effect: r[8], rule: r[9], decisionId: r[10] },
+  };
 }
 
 function sqliteError(e: unknown, path: string, action: string): AuditError {
@@ -155,6 +179,9 @@ function sqliteError(e: unknown, path: string, action: string): AuditError {
     data: { path, sqlite: code },
   });
 }
+
+/** The tables of an audit database; every one must exist in a log once created. */
+const AUDIT_TABLES = ['audit_meta', 'audit_head', 'audit_records', 'audit_checkpoints'];
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -227,8 +254,9 @@ export class SqliteAuditStore implements AuditStore {
         h.checkpointTime,
         h.prunedBefore,
       );
-      const cp = batch.checkpoint;
-      if (cp !== null) this.stmts.insertCheckpoint.run(cp.size, cp.root, cp.time, cp.keyId, cp.sig);
+      for (const cp of batch.checkpoints) {
+        this.stmts.insertCheckpoint.run(cp.size, cp.root, cp.time, cp.keyId, cp.sig);
+      }
       return batch;
     });
   }
@@ -248,7 +276,7 @@ export class SqliteAuditStore implements AuditStore {
         'INSERT INTO audit_checkpoints (size, root, time, key_id, sig) VALUES (?, ?, ?, ?, ?)',
       ),
       read: db
-        .prepare('SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?')
+        .prepare(`SELECT ${ROW_COLUMNS} FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?`)
         .raw(true),
       // A whole chunk in one statement and one snapshot: the hashes and the event bytes as two blobs and
       // each row's `seq,v,time,hash length,event length` as one text (-1 for a missing value, so a row
@@ -256,12 +284,14 @@ export class SqliteAuditStore implements AuditStore {
       // take the rows in the order the ordered subquery yields them (seq order); an `ORDER BY seq` inside
       // group_concat would sort them again and cost a third of verification. Should a future SQLite
       // concatenate in another order, the blobs no longer line up with the rows and their lengths and
-      // hashes: verification then reports damage; it can never pass a log it did not check.
+      // hashes: verification then reports damage; it can never pass a log it did not check. The fourth
+      // value is the query columns, which verification checks against the events (index-scan.ts).
       readChunk: db
         .prepare(
           "SELECT CAST(group_concat(hash, x'') AS BLOB), CAST(group_concat(CAST(event AS BLOB), x'') AS BLOB), " +
-            "group_concat(seq || ',' || ifnull(v, -1) || ',' || ifnull(time, -1) || ',' || octet_length(hash) || ',' || ifnull(octet_length(event), -1), ',') " +
-            'FROM (SELECT seq, v, time, hash, event FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?)',
+            "group_concat(seq || ',' || ifnull(v, -1) || ',' || ifnull(time, -1) || ',' || octet_length(hash) || ',' || ifnull(octet_length(event), -1), ','), " +
+            `CAST(group_concat(${INDEX_ENTRIES}, '') AS BLOB) ` +
+            'FROM (SELECT seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?)',
         )
         .raw(true),
       checkpoints: db.prepare('SELECT size, root, time, key_id, sig FROM audit_checkpoints ORDER BY size'),
@@ -323,12 +353,13 @@ export class SqliteAuditStore implements AuditStore {
 
   readPacked(from: number, limit: number): Promise<PackedRows> {
     return this.guard('read', () => {
-      const [hashes, events, nums] = this.stmts.readChunk.get(from, limit) as [
+      const [hashes, events, nums, cols] = this.stmts.readChunk.get(from, limit) as [
         Buffer | null,
         Buffer | null,
         string | null,
+        Buffer | null,
       ];
-      return packChunk(hashes, events, nums ?? '', this.location);
+      return packChunk(hashes, events, nums ?? '', cols, this.location);
     });
   }
 
@@ -362,7 +393,7 @@ export class SqliteAuditStore implements AuditStore {
       }
       const order = q.order === 'desc' ? 'DESC' : 'ASC';
       const limit = q.limit ?? -1;
-      const sql = `SELECT seq, v, time, hash, event FROM audit_records WHERE ${where.join(' AND ')} ORDER BY seq ${order} LIMIT ?`;
+      const sql = `SELECT ${ROW_COLUMNS} FROM audit_records WHERE ${where.join(' AND ')} ORDER BY seq ${order} LIMIT ?`;
       return (
         this.db
           .prepare(sql)
@@ -419,18 +450,26 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   bindPublicKey(pem: string): Promise<string> {
+    return this.bindMeta('public_key', pem);
+  }
+
+  publicKey(): Promise<string | null> {
+    return this.meta('public_key');
+  }
+
+  bindMeta(key: string, value: string): Promise<string> {
     return this.guard('write', () =>
       this.db
         .transaction(() => {
-          this.stmts.setMeta.run('public_key', pem);
-          return this.stmts.meta.get('public_key') as string;
+          this.stmts.setMeta.run(key, value);
+          return this.stmts.meta.get(key) as string;
         })
         .immediate(),
     );
   }
 
-  publicKey(): Promise<string | null> {
-    return this.guard('read', () => (this.stmts.meta.get('public_key') as string | undefined) ?? null);
+  meta(key: string): Promise<string | null> {
+    return this.guard('read', () => (this.stmts.meta.get(key) as string | undefined) ?? null);
   }
 
   /** Run raw SQL against the database. For tests and repair tools only; never used by the log. */
@@ -447,6 +486,29 @@ export class SqliteAuditStore implements AuditStore {
     } catch (e) {
       return Promise.reject(sqliteError(e, this.location, 'close'));
     }
+  }
+}
+
+/**
+ * Create `path` empty and owner-only (0600 whatever the umask), for SQLite to fill: every call's arguments
+ * end up in this file. Another process creating it at the same instant is fine (SQLite treats the empty
+ * file as a new database).
+ */
+function createPrivateFile(path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw new AuditError('audit_unavailable', `cannot create audit database \`${path}\`: ${messageOf(e)}`, {
+      cause: e,
+      data: { path },
+    });
+  }
+  try {
+    fchmodSync(fd, 0o600);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -470,6 +532,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     });
   }
   const busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000));
+  if (!exists) createPrivateFile(path);
   let db: Database.Database;
   try {
     db = new Database(path, { fileMustExist: exists, timeout: busyTimeoutMs });
@@ -513,6 +576,9 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       throw new AuditError('audit_unavailable', `cannot enable wal on \`${path}\` (got ${mode})`);
     db.pragma('synchronous = FULL');
     if (appId !== SQLITE_APPLICATION_ID) {
+      // SQLite gives the WAL and shared-memory files the database file's mode; make sure, before the
+      // first record is written.
+      for (const f of [`${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
       const create = db.transaction(() => {
         db.exec(SCHEMA);
         db.prepare('INSERT OR IGNORE INTO audit_head VALUES (1, 0, ?, 0, ?, 0, 0, 0)').run(
@@ -524,6 +590,18 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       });
       retryBusySync(() => create.immediate(), busyTimeoutMs);
     } else {
+      // INVARIANT: a log with a table dropped is tampered with, not merely unavailable: refused, named.
+      const present = new Set(
+        db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[],
+      );
+      const missingTables = AUDIT_TABLES.filter((t) => !present.has(t));
+      if (missingTables.length > 0) {
+        throw new AuditError(
+          'audit_corrupt',
+          `audit database \`${path}\` has no ${missingTables.join(', ')} table: it was altered; it was left untouched`,
+          { data: { path, missingTables } },
+        );
+      }
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) {
         throw new AuditError(

@@ -162,6 +162,46 @@ export function auditStoreContract(backend: ContractBackend): void {
       void loc;
     });
 
+    withLog('names that need escaping verify, and an edit of one is found', async ({ open, loc }) => {
+      const log = await open();
+      const odd = { agent: 'bot-ü', tool: 'files.write "x"\\y\n\u0001', rule: 'r\u007f' };
+      for (const e of [...oneOfEach(), decisionEvent(1, odd), decisionEvent(2, { args: { tool: 'x' } })]) {
+        await log.record(e);
+      }
+      assert.equal((await verify(log)).ok, true);
+      await loc.exec('UPDATE audit_records SET tool = ? WHERE seq = ?', ['files.write "x"\\y', 7]);
+      const r = await verify(log);
+      assert.equal(r.problems[0]!.code, 'record_index_modified');
+      assert.equal(r.problems[0]!.seq, 7);
+    });
+
+    withLog(
+      'a batch longer than checkpointEvery is checkpointed at every interval',
+      async ({ open, loc }) => {
+        const log = await open({ checkpointEvery: 25 });
+        // One tick's worth of records: they reach the writer together and go into one transaction.
+        await Promise.all(Array.from({ length: 120 }, (_, i) => log.record(decisionEvent(i))));
+        const sizes = (await log.store.checkpoints()).map((c) => c.size);
+        assert.ok(sizes.length >= 4, String(sizes));
+        sizes.reduce((prev, size) => {
+          assert.ok(size - prev <= 25, `gap ${prev}..${size} in ${sizes}`);
+          return size;
+        }, 0);
+        assert.equal((await verify(log)).ok, true);
+        // Deleting the checkpoints of a stretch is found and the stretch named...
+        const [, second, third] = sizes;
+        await loc.exec('DELETE FROM audit_checkpoints WHERE size = ?', [second]);
+        let r = await verifyStore(log.store, parsePublicKey(log.publicKeyPem), { checkpointEvery: 25 });
+        assert.equal(r.problems[0]!.code, 'checkpoint_missing');
+        assert.deepEqual(r.problems[0]!.range, [sizes[0], third]);
+        // ...except in a log from before writers signed inside batches (no marker): whole batches could
+        // lie between two checkpoints there, so only the tail is bounded.
+        await loc.exec('DELETE FROM audit_meta WHERE key = ?', ['checkpoint_gaps_bounded_from']);
+        r = await verifyStore(log.store, parsePublicKey(log.publicKeyPem), { checkpointEvery: 25 });
+        assert.equal(r.ok, true, JSON.stringify(r.problems));
+      },
+    );
+
     withLog('inclusion proofs verify offline and fail when anything is changed', async ({ open }) => {
       const log = await filled(open, 57, 8);
       for (const seq of [0, 1, 31, 56]) {
@@ -267,7 +307,12 @@ export function auditStoreContract(backend: ContractBackend): void {
         const [prev, row] = await log.store.read(14, 2);
         const event = row!.event!.replace('"effect":"allow"', '"effect":"deny"');
         const hash = recordHash(row!.v, prev!.hash, 15, row!.time, event);
-        await loc.exec('UPDATE audit_records SET event = ?, hash = ? WHERE seq = ?', [event, hash, 15]);
+        // The query column too, or the edit would show there first (`record_index_modified` at 15).
+        await loc.exec("UPDATE audit_records SET event = ?, hash = ?, effect = 'deny' WHERE seq = ?", [
+          event,
+          hash,
+          15,
+        ]);
         const r = await verify(log);
         assert.equal(r.ok, false);
         // The chain breaks at 16 (its link names the old hash of 15); the signed root over 11..20 fails.

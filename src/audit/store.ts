@@ -24,11 +24,12 @@ export interface ChainHead {
   prunedBefore: number;
 }
 
-/** What `append` writes: the rows, the new head and maybe a checkpoint, in one durable transaction. */
+/** What `append` writes: the rows, the new head and any checkpoints, in one durable transaction. */
 export interface SealedBatch {
   rows: StoredRecord[];
   head: ChainHead;
-  checkpoint: Checkpoint | null;
+  /** Checkpoints signed in this batch, smallest size first (none, one, or one per `every` records). */
+  checkpoints: Checkpoint[];
 }
 
 /**
@@ -105,5 +106,9 @@ export interface AuditStore {
   bindPublicKey(pem: string): Promise<string>;
   /** The public key on record, if any. */
   publicKey(): Promise<string | null>;
+  /** Record `value` under `key` on first use and return the value on record (the first writer's). */
+  bindMeta(key: string, value: string): Promise<string>;
+  /** The value on record under `key`, if any. */
+  meta(key: string): Promise<string | null>;
   close(): Promise<void>;
 }

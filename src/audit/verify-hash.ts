@@ -5,6 +5,7 @@
  * typed arrays (transferable, no text round trip); everything that depends on order (gaps, times,
  * checkpoints, the tree) stays with the caller.
  */
+import { checkColumns, encodeColumns, resetColumns, skipColumns } from './index-scan.js';
 import { leafHash } from './merkle.js';
 import { RECORD_VERSION, recordHashBytes, type StoredRecord } from './record.js';
 
@@ -21,6 +22,8 @@ export interface PackedRows {
   eventEnds: Uint32Array;
   /** 1 where the row's content was pruned (no event). */
   pruned: Uint8Array;
+  /** The rows' query columns: per row the JSON array of its six columns (index-scan.ts). */
+  cols: Uint8Array;
 }
 
 /** What `hashRows` found, per row. */
@@ -61,13 +64,42 @@ export function packRecords(rows: readonly StoredRecord[]): PackedRows {
     else e += events.write(r.event, e, 'utf8');
     eventEnds[i] = e;
   }
-  return { count: n, nums, hashes, hashEnds, events: new Uint8Array(events.buffer, 0, e), eventEnds, pruned };
+  return {
+    count: n,
+    nums,
+    hashes,
+    hashEnds,
+    events: new Uint8Array(events.buffer, 0, e),
+    eventEnds,
+    pruned,
+    cols: encodeColumns(rows),
+  };
 }
 
 /** The stored hash of row i. */
 export function hashOf(rows: PackedRows, i: number): Buffer {
   const start = i === 0 ? 0 : rows.hashEnds[i - 1]!;
   return Buffer.from(rows.hashes.buffer, rows.hashes.byteOffset + start, rows.hashEnds[i]! - start);
+}
+
+/**
+ * Check each row's query columns against its event: 1 they match, 0 they do not, 2 not checked (a format
+ * version this verifier does not know). Runs on the reading thread before a chunk goes to a hashing worker
+ * (which on two cores is the busier thread); a result counts only for rows whose hash check passes.
+ */
+export function checkIndex(rows: PackedRows): Uint8Array {
+  const n = rows.count;
+  const index = new Uint8Array(n);
+  const { nums, events, eventEnds, pruned, cols } = rows;
+  resetColumns();
+  for (let i = 0; i < n; i++) {
+    if (pruned[i] === 1) index[i] = checkColumns(cols, null, 0, 0);
+    else if (nums[3 * i + 1] !== RECORD_VERSION) {
+      skipColumns(cols);
+      index[i] = 2;
+    } else index[i] = checkColumns(cols, events, i === 0 ? 0 : eventEnds[i - 1]!, eventEnds[i]!);
+  }
+  return index;
 }
 
 /** Check each row's chain link (from `prev`, the stored hash of the row before the first) and hash its leaf. */
@@ -120,6 +152,15 @@ export interface HashResponse extends HashedRows {
 
 /** The distinct buffers of `rows` and `extra`, for a transfer list. */
 export function transferList(rows: PackedRows, ...extra: Uint8Array[]): ArrayBuffer[] {
-  const all = [rows.nums, rows.hashes, rows.hashEnds, rows.events, rows.eventEnds, rows.pruned, ...extra];
+  const all = [
+    rows.nums,
+    rows.hashes,
+    rows.hashEnds,
+    rows.events,
+    rows.eventEnds,
+    rows.pruned,
+    rows.cols,
+    ...extra,
+  ];
   return [...new Set(all.map((a) => a.buffer as ArrayBuffer))];
 }

@@ -8,6 +8,6 @@ import { type HashRequest, type HashResponse, hashRows, transferList } from './v
 const port = parentPort!;
 port.on('message', (m: HashRequest) => {
   const out = hashRows(m.rows, m.prev);
-  const res: HashResponse = { id: m.id, rows: m.rows, chain: out.chain, leaves: out.leaves };
+  const res: HashResponse = { id: m.id, rows: m.rows, ...out };
   port.postMessage(res, transferList(m.rows, out.chain, out.leaves));
 });

@@ -21,10 +21,11 @@ import {
   verifyConsistency,
   verifyInclusion,
 } from './merkle.js';
-import { GENESIS_HASH, RECORD_VERSION, recordHash } from './record.js';
+import { GENESIS_HASH, type IndexColumns, indexColumns, RECORD_VERSION, recordHash } from './record.js';
 import { spawnWorker } from './spawn-worker.js';
 import type { AuditStore } from './store.js';
 import {
+  checkIndex,
   type HashRequest,
   type HashResponse,
   hashOf,
@@ -56,7 +57,21 @@ export type VerifyProblemCode =
   /** The log is shorter than a signed checkpoint or than its own head says (records cut off the end). */
   | 'log_truncated'
   /** The head row does not match the last record. */
-  | 'head_mismatch';
+  | 'head_mismatch'
+  /**
+   * A record's query columns (type, agent, tool, effect, rule, decision id) do not match its hashed event:
+   * edited to hide the record from `audit query` or to show it where it does not belong.
+   */
+  | 'record_index_modified'
+  /**
+   * More records between two checkpoints, or after the last one, than any writer leaves unsigned, or the
+   * head names a checkpoint that is not there: checkpoints were deleted.
+   */
+  | 'checkpoint_missing'
+  /** A table of the log is gone (reported by the command line, which cannot open such a store). */
+  | 'table_missing'
+  /** The log is signed with another key than the one the verifier trusts (reported by the command line). */
+  | 'key_mismatch';
 
 /** One problem; `seq` is the first sequence number it concerns, `range` the records it may cover. */
 export interface VerifyProblem {
@@ -105,7 +120,23 @@ export interface VerifyOptions {
    * 0 hashes on this thread; at most 16.
    */
   workers?: number;
+  /**
+   * The most records a writer of this log leaves between two checkpoints (`checkpointEvery` of
+   * `openAuditLog`, default 1000). A longer stretch without a checkpoint is reported as
+   * `checkpoint_missing`; pass the largest value any writer of the log used.
+   */
+  checkpointEvery?: number;
 }
+
+/**
+ * `audit_meta` key: the checkpoint size from which no two checkpoints are more than `checkpointEvery`
+ * records apart, set by the first writer that signs within batches (seal.ts) to open the log. Before it,
+ * a writer could leave a whole batch (up to 10 000 records) between two checkpoints.
+ */
+export const BOUNDED_GAPS_META = 'checkpoint_gaps_bounded_from';
+
+/** The default `checkpointEvery` of writers and verification. */
+export const DEFAULT_CHECKPOINT_EVERY = 1000;
 
 /** Logs this long or longer are hashed in worker threads by default. */
 const PARALLEL_FROM = 50_000;
@@ -196,7 +227,20 @@ export async function verifyStore(
     problems.push(p);
   };
 
+  const every = Math.max(1, Math.floor(options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY));
+  const boundedFrom = Number((await store.meta(BOUNDED_GAPS_META)) ?? Number.NaN);
+  let lastCpSeen = 0; // size of the previous checkpoint row, good or not
   const atCheckpoint = (cp: Checkpoint) => {
+    // INVARIANT: writers sign at least every `every` records (seal.ts); a longer gap lost checkpoints.
+    if (lastCpSeen >= boundedFrom && cp.size - lastCpSeen > every) {
+      add({
+        code: 'checkpoint_missing',
+        seq: lastCpSeen,
+        range: [lastCpSeen, cp.size],
+        message: `no checkpoint between sizes ${lastCpSeen} and ${cp.size} (${cp.size - lastCpSeen} records; writers sign every ${every} at most): checkpoints were deleted`,
+      });
+    }
+    lastCpSeen = cp.size;
     const root = frontier.root().toString('hex');
     const signed = verifyCheckpoint(cp, publicKey);
     if (!signed) {
@@ -283,7 +327,9 @@ export async function verifyStore(
   const readChunk = async (from: number): Promise<PackedRows> =>
     store.readPacked ? store.readPacked(from, chunk) : packRecords(await store.read(from, chunk));
   // Read ahead while earlier chunks are hashed: reading (this thread) and hashing (the pool) overlap.
-  const pending: Array<Promise<{ rows: PackedRows; chain: Uint8Array; leaves: Uint8Array }>> = [];
+  const pending: Array<
+    Promise<{ rows: PackedRows; chain: Uint8Array; leaves: Uint8Array; index: Uint8Array }>
+  > = [];
   let nextFrom = 0;
   let more = true;
   let lastStored: Uint8Array = GENESIS_HASH;
@@ -298,8 +344,12 @@ export async function verifyStore(
       nextFrom = rows.nums[3 * (rows.count - 1)]! + 1;
       const prev = lastStored;
       lastStored = Uint8Array.from(hashOf(rows, rows.count - 1));
+      // Before the rows go to a worker (their buffers move with them).
+      const index = checkIndex(rows);
       const hashed =
-        pool !== null ? pool.hash(rows, prev) : Promise.resolve({ rows, ...hashRows(rows, prev) });
+        pool !== null
+          ? pool.hash(rows, prev).then((h) => ({ ...h, index }))
+          : Promise.resolve({ rows, ...hashRows(rows, prev), index });
       // Chunks read ahead are dropped unawaited when verification stops early.
       hashed.catch(() => undefined);
       pending.push(hashed);
@@ -311,7 +361,7 @@ export async function verifyStore(
       await readAhead();
       const next = pending.shift();
       if (next === undefined) break;
-      const { rows, chain, leaves } = await next;
+      const { rows, chain, leaves, index } = await next;
       const nums = rows.nums;
       for (let i = 0; i < rows.count; i++) {
         if (expected >= stopAt) break outer;
@@ -346,6 +396,14 @@ export async function verifyStore(
             code: 'record_modified',
             seq,
             message: `record ${seq} does not match its hash chain link: it was modified, inserted or moved`,
+          });
+        }
+        // The columns count only against content whose hash matched (or a pruned row: all NULL).
+        if (index[i] === 0 && (chain[i] === 1 || rows.pruned[i] === 1)) {
+          add({
+            code: 'record_index_modified',
+            seq,
+            message: `record ${seq}'s query columns do not match its hashed content: they were edited, so \`audit query\` would hide or misfile it`,
           });
         }
         const leaf = Buffer.from(leaves.buffer, leaves.byteOffset + 32 * i, 32);
@@ -391,6 +449,30 @@ export async function verifyStore(
         message: `the head row's Merkle frontier does not match the ${expected} records: the next append would sign a wrong root`,
       });
     }
+    const tail = expected - (lastCp?.size ?? 0);
+    if (problems.length === 0 && tail >= every) {
+      const from = lastCp?.size ?? 0;
+      add({
+        code: 'checkpoint_missing',
+        seq: from,
+        range: [from, expected],
+        message: `records ${from}..${expected - 1} (${tail}) follow the last checkpoint, but writers sign every ${every} at most: checkpoints were deleted`,
+      });
+    }
+    if (
+      problems.length === 0 &&
+      head.checkpointSize > 0 &&
+      head.checkpointSize <= expected &&
+      !cps.some((c) => c.size === head.checkpointSize)
+    ) {
+      const from = cps.filter((c) => c.size < head.checkpointSize).at(-1)?.size ?? 0;
+      add({
+        code: 'checkpoint_missing',
+        seq: from,
+        range: [from, head.checkpointSize],
+        message: `the head names a checkpoint at size ${head.checkpointSize}, which is not in the log: checkpoints after size ${from} were deleted`,
+      });
+    }
     const odd = allCps.find((c) => !isU64(c.size));
     if (problems.length === 0 && odd !== undefined) {
       add({
@@ -409,6 +491,8 @@ export async function verifyStore(
       });
     }
   }
+  for (const p of problems)
+    if (p.code === 'record_index_modified') p.message = await describeIndexEdit(store, p);
   const elapsedMs = performance.now() - started;
   const firstBadSeq = problems.length === 0 ? null : problems[0]!.seq;
   return {
@@ -423,6 +507,38 @@ export async function verifyStore(
     rate: elapsedMs > 0 ? (expected / elapsedMs) * 1000 : 0,
     elapsedMs,
   };
+}
+
+const COLUMN_NAMES: Record<keyof IndexColumns, string> = {
+  type: 'type',
+  agent: 'agent',
+  tool: 'tool',
+  effect: 'effect',
+  rule: 'rule',
+  decisionId: 'decision_id',
+};
+
+/** Name the edited columns of an `record_index_modified` record and what its hashed event says instead. */
+async function describeIndexEdit(store: AuditStore, p: VerifyProblem): Promise<string> {
+  try {
+    const row = (await store.read(p.seq, 1))[0];
+    if (row?.index === undefined || row.seq !== p.seq) return p.message;
+    const want: IndexColumns =
+      row.event === null
+        ? { type: null, agent: null, tool: null, effect: null, rule: null, decisionId: null }
+        : indexColumns(JSON.parse(row.event) as AuditEvent);
+    const show = (v: string | null) => (v === null ? 'null' : `\`${v}\``);
+    const diffs = (Object.keys(COLUMN_NAMES) as Array<keyof IndexColumns>)
+      .filter((k) => (want[k] ?? null) !== (row.index![k] ?? null))
+      .map(
+        (k) =>
+          `${COLUMN_NAMES[k]} is ${show(row.index![k] ?? null)} but the record says ${show(want[k] ?? null)}`,
+      );
+    if (diffs.length === 0) return p.message;
+    return `record ${p.seq}'s query columns were edited (${diffs.join('; ')}): \`audit query\` filters on them, so the edit hides or misfiles the record`;
+  } catch {
+    return p.message;
+  }
 }
 
 /** An inclusion proof: verifiable offline with only this JSON and the log's public key. */

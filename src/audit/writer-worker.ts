@@ -87,7 +87,7 @@ async function write(batch: BatchMessage[]): Promise<void> {
   const placed = notes === 0 ? sealed.placed : sealed.placed.slice(notes);
   const hashes = new Uint8Array(32 * rows.length);
   for (let i = 0; i < rows.length; i++) hashes.set(rows[i]!.hash, i * 32);
-  let checkpoint = sealed.checkpoint;
+  let checkpoint = sealed.checkpoints.at(-1) ?? null;
   if (checkpoint === null && force) {
     // Only a hint for the waiters (the newest checkpoint); it must not hold up the batches queued behind it.
     checkpoint = await newestCheckpoint(s);

@@ -1,12 +1,19 @@
 /**
  * `execlayer audit …`: verify the audit trail, prove and check single records, read, query, export and prune.
- * Exit codes: 0 ok, 1 verification failed, 2 usage error, 3 store error.
+ * Exit codes: 0 ok, 1 verification failed (tampering), 2 usage error, 3 store error, 5 (verify) intact but
+ * self-signed: no trusted key was given.
  */
 
 import type { KeyObject } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import type { Checkpoint } from '../audit/checkpoint.js';
-import { parsePublicKey, readSigningKey } from '../audit/checkpoint.js';
+import {
+  FINGERPRINT_PATTERN,
+  keyFingerprint,
+  keyIdOf,
+  parsePublicKey,
+  readSigningKey,
+} from '../audit/checkpoint.js';
 import { AuditError, isAuditError } from '../audit/errors.js';
 import { csvHeader, csvLine, jsonLine } from '../audit/export.js';
 import {
@@ -29,7 +36,8 @@ const COMMON = `common options:
   --json            machine-readable output
   -h, --help        this help
 
-exit codes: 0 ok, 1 verification failed, 2 usage error, 3 store error
+exit codes: 0 ok, 1 verification failed, 2 usage error, 3 store error,
+            5 (verify) intact but self-signed: checked only against the key the log names itself
 `;
 
 const HELP = `usage: execlayer audit <command> [options]
@@ -52,20 +60,28 @@ Run \`execlayer audit <command> --help\` for its options.
 ${COMMON}`;
 
 const SUB_HELP: Record<string, string> = {
-  verify: `usage: execlayer audit verify [--store <url>] [--key <public.pem>] [--trusted <checkpoint.json>] [--workers N] [--progress] [--json]
+  verify: `usage: execlayer audit verify [--store <url>] [--key <public.pem> | --fingerprint <sha256:…> | --config <file>]
+                              [--trusted <checkpoint.json>] [--checkpoint-every N] [--workers N] [--progress] [--json]
 
 Recomputes every record hash and chain link, the Merkle root at every checkpoint, every checkpoint
-signature and the RFC 6962 consistency proof between consecutive checkpoints. Names the first bad
-sequence number. Without --key the public key comes from the signing key file beside the database, or
-from the log itself (then a warning says so: pass --key for an independent check).
+signature and the RFC 6962 consistency proof between consecutive checkpoints, and checks every record's
+query columns against its hashed content. Names the first bad sequence number.
 
-  --key <file>       public key (PEM) to verify against
-  --key-file <file>  signing key file to derive the public key from (default: beside the store)
-  --trusted <file>   a checkpoint held outside the log (JSON {size, root, time, keyId, sig}, or a proof);
-                     the log must still contain it. May be repeated.
-  --workers N        hashing threads beside the reading one (default: one per core beyond the first, at
-                     most 4, for logs of 50 000 records or more); 0 verifies on one thread
-  --progress         progress on stderr (default when stderr is a terminal)
+The signatures prove something only against a key you trust: pass it with --key, or pin its fingerprint
+(--fingerprint, or \`store.keyFingerprint\` in the gateway config with --config). Without one the log is
+checked against the key it names itself: whoever can rewrite the whole log can re-sign it with a key
+pair of their own, so an intact log is reported SELF-SIGNED and the exit code is 5, not 0.
+
+  --key <file>          the public key (PEM) the log must be signed with (\`execlayer audit key --public\`)
+  --fingerprint <fp>    the fingerprint of that key, sha256:<64 hex> (\`execlayer audit key --fingerprint\`)
+  --config <file>       the gateway config: its audit store (unless --store) and store.keyFingerprint
+  --trusted <file>      a checkpoint held outside the log (JSON {size, root, time, keyId, sig}, or a proof);
+                        the log must still contain it. May be repeated.
+  --checkpoint-every N  the most records any writer of this log leaves between checkpoints (default 1000,
+                        the writers' default); a longer stretch means checkpoints were deleted
+  --workers N           hashing threads beside the reading one (default: one per core beyond the first, at
+                        most 4, for logs of 50 000 records or more); 0 verifies on one thread
+  --progress            progress on stderr (default when stderr is a terminal)
 
 ${COMMON}`,
   proof: `usage: execlayer audit proof <seq> [--store <url>] [--out <file>]
@@ -109,9 +125,11 @@ hashes stay, so \`verify\` still passes and still detects tampering. The default
 six-month minimum the EU AI Act sets for deployers' logs (Art. 26(6)).
 
 ${COMMON}`,
-  key: `usage: execlayer audit key --public [--store <url>] [--key-file <file>]
+  key: `usage: execlayer audit key --public|--fingerprint [--store <url>] [--key-file <file>]
 
-Prints the public key (PEM) that verifies this log's checkpoints and proofs. Give it to auditors.
+--public prints the public key (PEM) that verifies this log's checkpoints and proofs; --fingerprint
+prints its fingerprint (sha256:<hex>) to pin in \`store.keyFingerprint\` or pass to \`audit verify\`.
+Give them to auditors. The key comes from the signing key file (default: beside the store).
 
 ${COMMON}`,
 };
@@ -188,27 +206,51 @@ function humanLine(r: AuditRecord): string {
   return `${parts.join('  ')}\n`;
 }
 
-/** The public key to verify against, and where it came from. */
+/** What the signatures are checked against, and whether the verifier trusts it independently of the log. */
+interface TrustAnchor {
+  key: KeyObject;
+  fingerprint: string;
+  /** `--key <file>`, `--fingerprint`, `<config>: store.keyFingerprint`, or `the log itself`. */
+  source: string;
+  trust: 'key' | 'fingerprint' | 'self-signed';
+  /** Set when the log names a different key than the trusted one: then it fails verification. */
+  mismatch?: string;
+}
+
+/**
+ * The key to verify against. `--key` is used as given. A pinned fingerprint must match the key the log
+ * names. Without either the log's own key is used and the result is only "self-signed": a key taken from
+ * the log (or from the signing key file beside it) proves nothing against someone who can rewrite both.
+ */
 async function trustAnchor(
   store: AuditStore,
-  url: string,
   keyFlag: string | undefined,
-  keyFileFlag: string | undefined,
-): Promise<{ key: KeyObject; source: string; independent: boolean }> {
+  pinned: { fingerprint: string; source: string } | undefined,
+): Promise<TrustAnchor> {
+  const recordedPem = await store.publicKey();
+  const recorded = recordedPem === null ? null : parsePublicKey(recordedPem);
   if (keyFlag !== undefined) {
-    return { key: parsePublicKey(readText(keyFlag, 'public key')), source: keyFlag, independent: true };
+    const key = parsePublicKey(readText(keyFlag, 'public key'));
+    const anchor: TrustAnchor = { key, fingerprint: keyFingerprint(key), source: keyFlag, trust: 'key' };
+    if (recorded === null) {
+      anchor.mismatch = `the log names no key at all (it was emptied or re-created), not the trusted key ${anchor.fingerprint} (${keyFlag})`;
+    } else if (!recorded.equals(key)) {
+      anchor.mismatch = `the log names the key ${keyFingerprint(recorded)}, not the trusted key ${anchor.fingerprint} (${keyFlag})`;
+    }
+    return anchor;
   }
-  const keyFile = keyFileFlag ?? defaultKeyPath(url);
-  if (existsSync(keyFile))
-    return { key: readSigningKey(keyFile).publicKey, source: keyFile, independent: true };
-  const pem = await store.publicKey();
-  if (pem === null) {
-    throw new AuditError(
-      'audit_key_error',
-      `no public key: pass --key <public.pem> (the log has none on record)`,
-    );
+  if (recorded === null) {
+    throw new AuditError('audit_key_error', 'the log has no public key on record: pass --key <public.pem>');
   }
-  return { key: parsePublicKey(pem), source: 'the log itself', independent: false };
+  const fingerprint = keyFingerprint(recorded);
+  if (pinned !== undefined) {
+    const anchor: TrustAnchor = { key: recorded, fingerprint, source: pinned.source, trust: 'fingerprint' };
+    if (fingerprint !== pinned.fingerprint.toLowerCase()) {
+      anchor.mismatch = `the log names the key ${fingerprint}, not the pinned ${pinned.fingerprint.toLowerCase()} (${pinned.source})`;
+    }
+    return anchor;
+  }
+  return { key: recorded, fingerprint, source: 'the log itself', trust: 'self-signed' };
 }
 
 function readText(path: string, what: string): string {
@@ -250,31 +292,63 @@ async function withStore<T>(url: string, fn: (store: AuditStore) => Promise<T>):
   }
 }
 
-function reportText(r: VerifyReport, anchor: string, independent: boolean): string {
+function reportText(r: VerifyReport, anchor: TrustAnchor): string {
   const lines: string[] = [];
-  if (r.ok) {
+  if (r.ok && anchor.trust === 'self-signed') {
+    lines.push(
+      `SELF-SIGNED: ${r.size} records and ${r.checkpoints} checkpoints are consistent, but only with the key the log names itself (${anchor.fingerprint}); anyone who can rewrite the whole log can re-sign it with a key pair of their own. Pass --key <public.pem> or --fingerprint to verify against a key you trust.`,
+    );
+  } else if (r.ok) {
     lines.push(
       `ok: ${r.size} records verified (${r.pruned} pruned, hashes kept), ${r.checkpoints} signed checkpoints`,
     );
-    if (r.lastCheckpoint) {
-      lines.push(
-        `last checkpoint: size ${r.lastCheckpoint.size}, root ${r.lastCheckpoint.root}, signed ${new Date(r.lastCheckpoint.time).toISOString()} (key ${r.lastCheckpoint.keyId})`,
-      );
-    }
-    if (r.unsignedTail > 0) {
-      lines.push(
-        `unsigned tail: ${r.unsignedTail} records after the last checkpoint are chain-checked but not yet signed; removing them together with the head row would not be detectable`,
-      );
-    }
   } else {
     lines.push(`FAILED: first bad record is seq ${r.firstBadSeq}`);
     for (const p of r.problems) lines.push(`  ${p.code} at seq ${p.seq}: ${p.message}`);
   }
-  lines.push(
-    `public key: ${anchor}${independent ? '' : ' (not independent: pass --key for an independent check)'}`,
-  );
+  if (r.ok && r.lastCheckpoint) {
+    lines.push(
+      `last checkpoint: size ${r.lastCheckpoint.size}, root ${r.lastCheckpoint.root}, signed ${new Date(r.lastCheckpoint.time).toISOString()} (key ${r.lastCheckpoint.keyId})`,
+    );
+  }
+  if (r.ok && r.unsignedTail > 0) {
+    lines.push(
+      `unsigned tail: ${r.unsignedTail} records after the last checkpoint are chain-checked but not yet signed; removing them together with the head row would not be detectable`,
+    );
+  }
+  const how =
+    anchor.trust === 'key'
+      ? `trusted public key ${anchor.source}`
+      : anchor.trust === 'fingerprint'
+        ? `pinned fingerprint (${anchor.source})`
+        : 'the log itself (not independent)';
+  lines.push(`signing key: ${anchor.fingerprint}, from ${how}`);
   lines.push(`${Math.round(r.rate).toLocaleString('en-US')} records/s`);
   return `${lines.join('\n')}\n`;
+}
+
+/** A store that cannot be opened because a table of the log is gone: tampering, reported as a failed verify. */
+function missingTablesReport(e: AuditError): VerifyReport | null {
+  const missing = e.data.missingTables;
+  if (!Array.isArray(missing) || missing.length === 0) return null;
+  return {
+    ok: false,
+    firstBadSeq: 0,
+    size: 0,
+    pruned: 0,
+    checkpoints: 0,
+    lastCheckpoint: null,
+    unsignedTail: 0,
+    problems: [
+      {
+        code: 'table_missing',
+        seq: 0,
+        message: `the log's ${missing.map((t) => `\`${String(t)}\``).join(', ')} ${missing.length === 1 ? 'table is' : 'tables are'} gone: ${e.message}`,
+      },
+    ],
+    rate: 0,
+    elapsedMs: 0,
+  };
 }
 
 async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
@@ -283,8 +357,10 @@ async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
     {
       ...STORE,
       key: { type: 'string' },
-      'key-file': { type: 'string' },
+      fingerprint: { type: 'string' },
+      config: { type: 'string', short: 'c' },
       trusted: { type: 'string', multiple: true },
+      'checkpoint-every': { type: 'string' },
       workers: { type: 'string' },
       progress: { type: 'boolean' },
     },
@@ -292,11 +368,44 @@ async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
   );
   if (values.help) return help('verify', io);
   const workers = values.workers === undefined ? undefined : positiveInt('--workers', values.workers, 0);
-  const url = values.store ?? defaultStoreUrl();
+  const every = values['checkpoint-every'];
+  const checkpointEvery = every === undefined ? undefined : positiveInt('--checkpoint-every', every, 0);
+  if (checkpointEvery === 0) throw new UsageError('--checkpoint-every must be at least 1');
+  if (values.key !== undefined && values.fingerprint !== undefined) {
+    throw new UsageError('pass either --key or --fingerprint, not both');
+  }
+  if (values.fingerprint !== undefined && !FINGERPRINT_PATTERN.test(values.fingerprint)) {
+    throw new UsageError(`--fingerprint \`${values.fingerprint}\` is not sha256:<64 hex digits>`);
+  }
+  let url = values.store;
+  let pinned: { fingerprint: string; source: string } | undefined;
+  if (values.fingerprint !== undefined) pinned = { fingerprint: values.fingerprint, source: '--fingerprint' };
+  if (values.config !== undefined) {
+    // Loaded only when asked for: the gateway module is large and verification needs none of it otherwise.
+    const { loadConfigOrReport } = await import('./mcp.js');
+    const config = loadConfigOrReport(values.config, values.json === true);
+    if (typeof config === 'number') return config;
+    url ??= config.store.audit;
+    const fp = config.store.auditKeyFingerprint;
+    if (fp !== undefined && pinned === undefined) {
+      pinned = { fingerprint: fp, source: `${config.file}: store.keyFingerprint` };
+    }
+  }
+  url ??= defaultStoreUrl();
   const trustedFlag = (values as unknown as { trusted?: string[] }).trusted ?? [];
   const trusted = trustedFlag.map(parseTrusted);
-  return withStore(url, async (store) => {
-    const anchor = await trustAnchor(store, url, values.key, values['key-file']);
+  let store: AuditStore;
+  try {
+    store = await openStore(url);
+  } catch (e) {
+    const report = isAuditError(e) ? missingTablesReport(e) : null;
+    if (report === null) throw e;
+    if (values.json) io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    else io.stdout.write(`FAILED: ${report.problems[0]!.code}: ${report.problems[0]!.message}\n`);
+    return EXIT.fail;
+  }
+  try {
+    const anchor = await trustAnchor(store, values.key, pinned);
     const showProgress = values.progress === true || (io.stderr.isTTY === true && values.json !== true);
     let last = 0;
     const onProgress = (done: number, total: number) => {
@@ -310,15 +419,36 @@ async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
       trusted,
       ...(showProgress ? { onProgress } : {}),
       ...(workers === undefined ? {} : { workers }),
+      ...(checkpointEvery === undefined ? {} : { checkpointEvery }),
     });
     if (showProgress) io.stderr.write('\n');
+    if (anchor.mismatch !== undefined) {
+      // INVARIANT: a log signed with any key but the trusted one never verifies, whatever its signatures say.
+      report.problems.unshift({ code: 'key_mismatch', seq: 0, message: anchor.mismatch });
+      report.ok = false;
+      report.firstBadSeq = 0;
+    }
     if (values.json)
       io.stdout.write(
-        `${JSON.stringify({ ...report, publicKey: anchor.source, independentKey: anchor.independent }, null, 2)}\n`,
+        `${JSON.stringify(
+          {
+            ...report,
+            trust: anchor.trust,
+            selfSigned: anchor.trust === 'self-signed',
+            keyFingerprint: anchor.fingerprint,
+            publicKey: anchor.source,
+            independentKey: anchor.trust !== 'self-signed',
+          },
+          null,
+          2,
+        )}\n`,
       );
-    else io.stdout.write(reportText(report, anchor.source, anchor.independent));
-    return report.ok ? EXIT.ok : EXIT.fail;
-  });
+    else io.stdout.write(reportText(report, anchor));
+    if (!report.ok) return EXIT.fail;
+    return anchor.trust === 'self-signed' ? EXIT.selfSigned : EXIT.ok;
+  } finally {
+    await store.close();
+  }
 }
 
 async function proofCmd(argv: string[], io: CommandIo): Promise<number> {
@@ -520,11 +650,17 @@ async function pruneCmd(argv: string[], io: CommandIo): Promise<number> {
 async function keyCmd(argv: string[], io: CommandIo): Promise<number> {
   const { values } = flags(
     argv,
-    { ...STORE, public: { type: 'boolean' }, 'key-file': { type: 'string' } },
+    {
+      ...STORE,
+      public: { type: 'boolean' },
+      fingerprint: { type: 'boolean' },
+      'key-file': { type: 'string' },
+    },
     false,
   );
   if (values.help) return help('key', io);
-  if (!values.public) throw new UsageError('key needs --public (the private key never leaves its file)');
+  if (!values.public && !values.fingerprint)
+    throw new UsageError('key needs --public or --fingerprint (the private key never leaves its file)');
   const url = values.store ?? defaultStoreUrl();
   parseStoreUrl(url);
   const keyFile = values['key-file'] ?? defaultKeyPath(url);
@@ -539,10 +675,12 @@ async function keyCmd(argv: string[], io: CommandIo): Promise<number> {
       );
     pem = recorded;
   }
+  const publicKey = parsePublicKey(pem);
   if (values.json)
     io.stdout.write(
-      `${JSON.stringify({ publicKey: pem, keyId: (await import('../audit/checkpoint.js')).keyIdOf(parsePublicKey(pem)) })}\n`,
+      `${JSON.stringify({ publicKey: pem, keyId: keyIdOf(publicKey), fingerprint: keyFingerprint(publicKey) })}\n`,
     );
+  else if (values.fingerprint) io.stdout.write(`${keyFingerprint(publicKey)}\n`);
   else io.stdout.write(pem);
   return EXIT.ok;
 }

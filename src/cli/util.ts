@@ -13,6 +13,8 @@ export const EXIT = {
   error: 3,
   /** `check`: the action needs human approval; approvals/agents: not found or not allowed. */
   ask: 4,
+  /** `audit verify`: the log is intact but self-signed (no trusted key or fingerprint was given). */
+  selfSigned: 5,
 } as const;
 
 export class UsageError extends Error {

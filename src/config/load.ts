@@ -111,6 +111,8 @@ export interface StoreConfig {
   auditKey?: string;
   /** `store.timeoutMs`: deadline of every PostgreSQL and Redis operation (unset: each backend's default). */
   timeoutMs?: number;
+  /** `store.keyFingerprint`: the audit key's pinned fingerprint (`sha256:<hex>`), for `audit verify`. */
+  auditKeyFingerprint?: string;
 }
 
 /** The validated gateway configuration with defaults applied and paths absolute. */
@@ -290,6 +292,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
           pins?: string;
           key?: string;
           timeoutMs?: number;
+          keyFingerprint?: string;
         };
     agent?: string;
     upstreams?: Record<string, Record<string, unknown>>;
@@ -408,6 +411,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     };
     if (rawStore.key !== undefined) store.auditKey = abs(rawStore.key);
     if (rawStore.timeoutMs !== undefined) store.timeoutMs = rawStore.timeoutMs;
+    if (rawStore.keyFingerprint !== undefined)
+      store.auditKeyFingerprint = rawStore.keyFingerprint.toLowerCase();
   }
   if (store.auditKey === undefined && !store.audit.startsWith('sqlite:') && store.audit !== 'memory:') {
     store.auditKey = abs('execlayer-audit.key');

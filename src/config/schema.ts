@@ -82,6 +82,12 @@ export const CONFIG_SCHEMA = {
               description:
                 'Deadline of every PostgreSQL and Redis operation (ms); past it the action is denied, naming the store. Default: 2000 for PostgreSQL, 500 for Redis.',
             },
+            keyFingerprint: {
+              type: 'string',
+              pattern: '^sha256:[0-9a-fA-F]{64}$',
+              description:
+                'The fingerprint of the public key the audit log must be signed with (`execlayer audit key --fingerprint`); `execlayer audit verify --config` checks the log against it.',
+            },
           },
         },
       ],
