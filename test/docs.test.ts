@@ -3,6 +3,7 @@
 // exactly the fields the loader accepts. A documented key the loader refuses is a bypass waiting to
 // happen (the fix a user reads does not load); an accepted key the docs do not describe is a surprise.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parse } from 'yaml';
@@ -121,6 +122,28 @@ test('every policy, rule, condition and configuration block in the docs loads', 
   }
   assert.ok(checked >= 10, `only ${checked} blocks found`);
   assert.deepEqual(wrong, []);
+});
+
+test('examples/gateway/execlayer.yaml, the complete commented configuration, loads', () => {
+  const file = new URL('examples/gateway/execlayer.yaml', root).pathname;
+  const config = parseConfig(readFileSync(file, 'utf8'), file, anyEnv);
+  assert.deepEqual(Object.keys(config.upstreams).sort(), ['crm', 'files', 'github']);
+});
+
+test('every `npx execlayer <command>` the README names is a command that answers --help', async () => {
+  const readme = readFileSync(new URL('README.md', root), 'utf8');
+  const named = new Set(
+    [...readme.matchAll(/`npx execlayer ([a-z]+)(?: ([a-z]+))?/g)].map((m) =>
+      [m[1], m[2]].filter(Boolean).join(' '),
+    ),
+  );
+  assert.ok(named.size >= 6, [...named].join(', '));
+  const bin = new URL('bin/execlayer.js', root).pathname;
+  for (const cmd of named) {
+    const r = spawnSync(process.execPath, [bin, ...cmd.split(' '), '--help'], { encoding: 'utf8' });
+    // A second word that is an argument, not a subcommand, makes --help of the command itself.
+    assert.equal(r.status, 0, `execlayer ${cmd} --help: ${r.stderr}`);
+  }
 });
 
 /** First-column names of the markdown table right after `heading`'s line whose header starts with `first`. */
