@@ -4,10 +4,13 @@
 // under CI=true.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
 import { jsonDigest } from '../src/canonical-json.js';
-import { REPORT_POLICY, type RunningApi, startApi } from './http-fixtures.js';
+import { parseConfig } from '../src/config/load.js';
+import { type RunningApi, startApi } from './http-fixtures.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -27,7 +30,12 @@ const skip = python ? false : 'python3 is not on PATH: the Python example is not
 describe('examples/python/pep.py', { skip }, () => {
   let api: RunningApi;
   before(async () => {
-    api = await startApi(REPORT_POLICY, { 'k-python': { agent: 'report-bot' } });
+    // The example ships with its policy and gateway config; the test runs exactly that policy.
+    const policy = parse(readFileSync(`${root}examples/python/policy.yaml`, 'utf8'));
+    const configFile = `${root}examples/python/execlayer.yaml`;
+    const config = parseConfig(readFileSync(configFile, 'utf8'), configFile);
+    assert.equal(config.auth.apiKeys[0]?.agent, 'report-bot');
+    api = await startApi(policy, { 'k-python': { agent: 'report-bot' } });
   });
   after(async () => {
     await api?.close();

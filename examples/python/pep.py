@@ -1,6 +1,7 @@
 """ExecLayer from Python, standard library only: ask before acting, act only when allowed, report the outcome.
 
-    EXECLAYER_URL=http://127.0.0.1:8787 EXECLAYER_KEY=<api key> python3 examples/python/pep.py
+    npx execlayer serve --config examples/python/execlayer.yaml   # serves policy.yaml beside this file
+    EXECLAYER_URL=http://127.0.0.1:8787 EXECLAYER_KEY=example-python-key python3 examples/python/pep.py
 
 The same three steps work from any language (schema/decision-api.openapi.json describes the endpoints):
 POST /v1/decide with the action, run it only on effect "allow", POST /v1/outcome with what happened.
