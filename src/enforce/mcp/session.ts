@@ -13,19 +13,15 @@ import { UriTemplate } from '@modelcontextprotocol/sdk/shared/uriTemplate.js';
 import {
   CallToolRequestSchema,
   type CallToolResult,
-  CallToolResultSchema,
   CompleteRequestSchema,
   ErrorCode,
   GetPromptRequestSchema,
-  InitializeRequestSchema,
-  type JSONRPCMessage,
   ListPromptsRequestSchema,
   ListResourcesRequestSchema,
   ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
   McpError,
   type Notification,
-  PingRequestSchema,
   type Prompt,
   ReadResourceRequestSchema,
   type RequestId,
@@ -41,13 +37,11 @@ import {
   type Tool,
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
-import type { ZodType } from 'zod';
 import type { GatewayConfig } from '../../config/load.js';
 import type { ExecLayer } from '../../runtime/exec-layer.js';
 import { DECISION_META_KEY, decisionMeta, refusalText } from '../../runtime/refusal.js';
 import type { Action, Decision, Json } from '../../types.js';
 import { hashToolDefinition, type ToolPinStore } from './pins.js';
-import { isObject } from './screen.js';
 import {
   type RelayedMethod,
   UpstreamConnection,
@@ -118,8 +112,6 @@ export interface SessionUpstreamStatus extends Omit<UpstreamStatus, 'state'> {
 }
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
-/** What deciding and forwarding a call needs of its request: the SDK's extra, or the direct lane's. */
-type CallExtra = Pick<Extra, 'signal' | 'requestId' | '_meta' | 'sendNotification'>;
 
 /** The gateway's MCP server for one agent connection. */
 export class GatewaySession {
@@ -135,8 +127,6 @@ export class GatewaySession {
   private readonly active = new Map<string, RequestId[]>();
   private closed = false;
   private readonly outcomes = new Set<Promise<void>>();
-  /** `tools/call` requests on the direct lane, by request id, for cancellation. */
-  private readonly direct = new Map<RequestId, AbortController>();
 
   constructor(
     private readonly ctx: GatewayContext,
@@ -166,73 +156,12 @@ export class GatewaySession {
   }
 
   /**
-   * Connects the agent side. A well-formed `tools/call` with no `_meta` (so no progress token and no task)
-   * takes a direct lane past the SDK's request machinery — two schema parses of the request, an
-   * AbortController, a handler extra and a response chain per call — into the same `callTool`, and its
-   * answer goes out on the same screened transport; its result is validated as the SDK validates it. Every
-   * other request is first checked against its method's schema; one with malformed params (a `tools/call`
-   * included) is refused here with invalid-params naming the field. The rest goes the SDK's way.
+   * Connects the agent side. The SDK's `Server` owns `transport` from here on: every request goes through
+   * its request handling to the handlers registered below, one path per method. `transport` is the
+   * message screen (screen.ts) around the real transport, which refuses malformed messages first.
    */
   async connect(transport: Transport): Promise<void> {
     await this.server.connect(transport);
-    const sdk = transport.onmessage;
-    transport.onmessage = (msg, extra) => {
-      if (this.directCall(transport, msg)) return;
-      const why = 'method' in msg && 'id' in msg ? malformedRequest(msg) : undefined;
-      if (why === undefined) sdk?.(msg, extra);
-      else this.refuseParams(transport, (msg as { id: RequestId }).id, why);
-    };
-  }
-
-  /** Answers a request whose params are malformed with invalid-params and `why`; nothing is decided. */
-  private refuseParams(transport: Transport, id: RequestId, why: string): void {
-    const error = { code: ErrorCode.InvalidParams, message: why };
-    void transport.send({ jsonrpc: '2.0', id, error }).catch((err: unknown) => {
-      this.ctx.log(`response to request ${String(id)} not sent: ${(err as Error).message}`);
-    });
-  }
-
-  /** Takes `msg` on the direct lane when it qualifies (see `connect`); false leaves it to the SDK. */
-  private directCall(transport: Transport, msg: JSONRPCMessage): boolean {
-    if (!('method' in msg)) return false;
-    if (msg.method === 'notifications/cancelled') {
-      const id = (msg.params as { requestId?: unknown } | undefined)?.requestId;
-      if (typeof id === 'string' || typeof id === 'number')
-        this.direct.get(id)?.abort('cancelled by the agent');
-      return false;
-    }
-    if (msg.method !== 'tools/call' || !('id' in msg) || this.closed) return false;
-    const id = msg.id;
-    const p = toolCallParams(msg.params);
-    if (typeof p === 'string') {
-      this.refuseParams(transport, id, `invalid tools/call request: ${p}`);
-      return true;
-    }
-    if (p === undefined) return false;
-    const ac = new AbortController();
-    this.direct.set(id, ac);
-    const extra: CallExtra = {
-      signal: ac.signal,
-      requestId: id,
-      sendNotification: (n) =>
-        ac.signal.aborted
-          ? Promise.resolve()
-          : transport.send({ jsonrpc: '2.0', ...n } as JSONRPCMessage, { relatedRequestId: id }),
-    };
-    void this.callTool(p, extra)
-      .then(checkedResult)
-      .then(
-        (result) => (ac.signal.aborted ? undefined : transport.send({ jsonrpc: '2.0', id, result })),
-        (err: unknown) =>
-          ac.signal.aborted ? undefined : transport.send({ jsonrpc: '2.0', id, error: errorBody(err) }),
-      )
-      .catch((err: unknown) =>
-        this.ctx.log(`response to request ${String(id)} not sent: ${(err as Error).message}`),
-      )
-      .finally(() => {
-        if (this.direct.get(id) === ac) this.direct.delete(id);
-      });
-    return true;
   }
 
   private ensureUpstreams(): void {
@@ -524,7 +453,7 @@ export class GatewaySession {
   }
 
   /** Authorizes, and for `ask` either waits for the approval (then re-authorizes) or returns the ask. */
-  private async settle(action: Action, extra: CallExtra): Promise<Decision> {
+  private async settle(action: Action, extra: Extra): Promise<Decision> {
     const first = await this.ctx.layer.authorize(action, { point: 'mcp' });
     const { wait, maxWaitMs } = this.ctx.config.approvals;
     if (first.effect !== 'ask' || wait !== 'block' || !first.approvalId) return first;
@@ -848,7 +777,7 @@ export class GatewaySession {
 
   private async callTool(
     params: { name: string; arguments?: Record<string, unknown> | undefined; _meta?: unknown },
-    extra: CallExtra,
+    extra: Extra,
   ): Promise<CallToolResult> {
     const limits = this.ctx.config.limits;
     const name = params.name;
@@ -949,77 +878,10 @@ export class GatewaySession {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const ac of this.direct.values()) ac.abort('session closed');
     await Promise.all([...this.upstreams.values()].map((u) => u.close()));
     await Promise.all([...this.outcomes]);
     await this.server.close().catch(() => {});
   }
-}
-
-/**
- * The params of a `tools/call` for the direct lane: the call, or why the params are malformed, or undefined
- * when they carry `_meta` or a task (progress and tasks are the SDK's).
- */
-function toolCallParams(
-  p: unknown,
-): { name: string; arguments: Record<string, unknown> | undefined } | string | undefined {
-  if (!isObject(p)) return '`params` must be an object';
-  if (typeof p.name !== 'string') return '`params.name` must be a string';
-  if (p.arguments !== undefined && !isObject(p.arguments)) return '`params.arguments` must be an object';
-  if (p._meta !== undefined || p.task !== undefined) return undefined;
-  return { name: p.name, arguments: p.arguments };
-}
-
-/** The request schemas of the methods a session answers, by method. */
-const REQUEST_SCHEMAS: ReadonlyMap<string, ZodType> = new Map(
-  [
-    InitializeRequestSchema,
-    PingRequestSchema,
-    ListToolsRequestSchema,
-    CallToolRequestSchema,
-    ListResourcesRequestSchema,
-    ListResourceTemplatesRequestSchema,
-    ReadResourceRequestSchema,
-    SubscribeRequestSchema,
-    UnsubscribeRequestSchema,
-    ListPromptsRequestSchema,
-    GetPromptRequestSchema,
-    CompleteRequestSchema,
-    SetLevelRequestSchema,
-  ].map((schema) => [schema.shape.method.value, schema as ZodType]),
-);
-
-/**
- * Why a request's params do not fit its method's schema (the first problem, with its field), or undefined
- * when they fit or the method is not one of ours. The SDK's own parse would answer internal-error with its
- * validator's dump; an agent gets invalid-params that names the field instead.
- */
-export function malformedRequest(msg: { method: string }): string | undefined {
-  const schema = REQUEST_SCHEMAS.get(msg.method);
-  const r = schema?.safeParse(msg);
-  if (!r || r.success) return undefined;
-  const issue = r.error.issues[0];
-  const path = issue?.path.length ? `\`${issue.path.join('.')}\`: ` : '';
-  const what = (issue?.message ?? 'malformed').replace(/^Invalid input: /, '').toLowerCase();
-  return `invalid ${msg.method} request: ${path}${what}`;
-}
-
-/** A `tools/call` result as the SDK's server checks it before answering (same error when it is not one). */
-function checkedResult(result: CallToolResult): CallToolResult {
-  const r = CallToolResultSchema.safeParse(result);
-  if (!r.success)
-    throw new McpError(ErrorCode.InvalidParams, `Invalid tools/call result: ${r.error.message}`);
-  return r.data;
-}
-
-/** The JSON-RPC error body the SDK's server sends for a handler's error. */
-function errorBody(err: unknown): { code: number; message: string; data?: unknown } {
-  const e = err as { code?: unknown; message?: unknown; data?: unknown } | null;
-  return {
-    code: Number.isSafeInteger(e?.code) ? (e?.code as number) : ErrorCode.InternalError,
-    message: typeof e?.message === 'string' ? e.message : 'Internal error',
-    ...(e?.data !== undefined ? { data: e.data } : {}),
-  };
 }
 
 function forwardOpts(extra: Extra): { signal: AbortSignal } {
