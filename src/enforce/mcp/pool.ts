@@ -93,12 +93,10 @@ export class PooledUpstream {
     return this.connection.pid;
   }
 
-  /**
-   * The checked tools of the connection that serves now; undefined while none does.
-   * INVARIANT: nothing half-loaded serves calls — a listing counts only for the generation it was checked for.
-   */
+  /** The checked tools of the connection that serves now; undefined while none does. */
   get current(): Listing | undefined {
     const c = this.connection;
+    // INVARIANT: nothing half-loaded serves calls — a listing counts only for the generation it was checked for.
     return c.isReady && this.listing?.generation === c.currentGeneration ? this.listing : undefined;
   }
 
