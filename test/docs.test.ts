@@ -67,6 +67,8 @@ function kindOf(doc: unknown): Kind {
   if (isObject(doc) && 'cases' in doc) return 'cases';
   if (isObject(doc) && 'mcpServers' in doc) return 'client-config';
   if (isObject(doc) && ('status' in doc || 'subject' in doc || 'evaluations' in doc)) return 'http';
+  // The operator API's `GET /v1/upstreams` answer (a list), not a configuration's `upstreams` (a map).
+  if (isObject(doc) && Array.isArray(doc.upstreams)) return 'http';
   if (isObject(doc) && ('policy' in doc || 'upstreams' in doc || 'store' in doc)) return 'config';
   return 'other';
 }
