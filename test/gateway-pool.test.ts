@@ -227,7 +227,7 @@ describe('a shared upstream', () => {
     }
   });
 
-  test('a sampling request reaches only the agent whose call asked for it', async () => {
+  test('a sampling request reaches only the agent whose call asked for it, or none when unclear', async () => {
     const g = await start('sampling', false);
     try {
       const asked: string[] = [];
@@ -237,7 +237,7 @@ describe('a shared upstream', () => {
           return { role: 'assistant', content: { type: 'text', text: `answer of ${who}` }, model: 'm' };
         });
       const alpha = await g.connect('alpha', answer('alpha'), { sampling: {} });
-      await g.connect('beta', answer('beta'), { sampling: {} });
+      const beta = await g.connect('beta', answer('beta'), { sampling: {} });
       const r = await alpha.callTool({
         name: 'everything.trigger-sampling-request',
         arguments: { prompt: 'who?', maxTokens: 5 },
@@ -245,6 +245,22 @@ describe('a shared upstream', () => {
       assert.notEqual(r.isError, true, text(r));
       assert.match(JSON.stringify(r.content), /answer of alpha/);
       assert.deepEqual(asked, ['alpha']);
+
+      // With calls of both sessions in flight on the upstream, whose request it is cannot be told: it
+      // reaches no agent, and the upstream is told why.
+      const slow = beta.callTool({
+        name: 'everything.trigger-long-running-operation',
+        arguments: { duration: 1.5, steps: 1 },
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      const ambiguous = await alpha.callTool({
+        name: 'everything.trigger-sampling-request',
+        arguments: { prompt: 'who now?', maxTokens: 5 },
+      });
+      assert.equal(ambiguous.isError, true, JSON.stringify(ambiguous));
+      assert.match(text(ambiguous), /cannot tell which agent/);
+      assert.notEqual((await slow).isError, true);
+      assert.deepEqual(asked, ['alpha'], 'neither agent was asked');
     } finally {
       await g.close();
     }
