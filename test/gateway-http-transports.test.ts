@@ -1,6 +1,7 @@
 /**
- * The gateway's own Streamable HTTP transports, on the wire: the front answers a plain call as JSON and
- * streams (SSE) when progress must go first; its refusals match the SDK transport's; the upstream client
+ * The gateway's Streamable HTTP transports, on the wire: the front (the SDK's own server transport behind
+ * the gateway's checks) answers on an event stream, progress first and the result last; its refusals are
+ * the SDK transport's; the upstream client
  * works against the SDK's server transport in JSON mode and against server-everything's SSE replies, and
  * parses event streams by the WHATWG rules (CRLF, comments, BOM, split chunks, multi-line data).
  */
@@ -121,10 +122,10 @@ describe('front: the gateway session transport on the wire', () => {
       }),
     });
     assert.equal(init.status, 200);
-    assert.equal(init.headers.get('content-type'), 'application/json');
+    assert.equal(init.headers.get('content-type'), 'text/event-stream');
     sid = init.headers.get('mcp-session-id') ?? '';
     assert.ok(sid);
-    const body = (await init.json()) as { result?: { serverInfo?: { name?: string } } };
+    const body = sseMessages(await init.text())[0] as { result?: { serverInfo?: { name?: string } } };
     assert.equal(body.result?.serverInfo?.name, 'execlayer-gateway');
     const done = await post({ jsonrpc: '2.0', method: 'notifications/initialized' });
     assert.equal(done.status, 202);
@@ -135,15 +136,15 @@ describe('front: the gateway session transport on the wire', () => {
     await gateway.close();
   });
 
-  test('a plain call is answered as JSON; a call with progress streams the progress first, then the result', async () => {
+  test('a call is answered on its event stream; with progress, every progress notification comes first', async () => {
     const plain = await post({
       jsonrpc: '2.0',
       id: 2,
       method: 'tools/call',
       params: { name: 'everything.echo', arguments: { message: 'hi' } },
     });
-    assert.equal(plain.headers.get('content-type'), 'application/json');
-    const r = (await plain.json()) as { id: number; result: unknown };
+    assert.equal(plain.headers.get('content-type'), 'text/event-stream');
+    const r = sseMessages(await plain.text()).at(-1) as { id: number; result: unknown };
     assert.equal(r.id, 2);
     assert.equal(text(r.result), 'Echo: hi');
 

@@ -46,6 +46,17 @@ const policy = {
   },
 };
 
+/**
+ * What alpha may see: its policy's tools. The upstream is shared by every session and its client declares
+ * sampling and elicitation, so the upstream lists its sampling and elicitation tools whoever connected
+ * first; an agent that lacks the capability gets a refusal when the upstream asks it.
+ */
+const ALPHA_TOOLS = [
+  'everything.echo',
+  'everything.trigger-elicitation-request',
+  'everything.trigger-sampling-request',
+];
+
 before(async () => {
   l = await makeLayer(policy);
   const config = makeConfig({
@@ -112,7 +123,7 @@ describe('two agents, one gateway', () => {
     try {
       const la = (await a.client.listTools()).tools.map((t) => t.name).sort();
       const lb = (await b.client.listTools()).tools.map((t) => t.name);
-      assert.deepEqual(la, ['everything.echo']);
+      assert.deepEqual(la, ALPHA_TOOLS);
       assert.deepEqual(lb, ['everything.get-sum']);
       const direct = await connectDirect(process.execPath, [EVERYTHING]);
       try {
@@ -168,10 +179,7 @@ describe('two agents, one gateway', () => {
       const rec = l.recorder.events.slice(before).find((e) => e.type === 'auth');
       assert.match(rec?.type === 'auth' ? rec.reason : '', /session id of another agent/);
       // The owner's session is unaffected.
-      assert.deepEqual(
-        (await a.client.listTools()).tools.map((t) => t.name),
-        ['everything.echo'],
-      );
+      assert.deepEqual((await a.client.listTools()).tools.map((t) => t.name).sort(), ALPHA_TOOLS);
     } finally {
       await a.client.close();
     }

@@ -36,6 +36,7 @@ upstreams:
   crm:
     url: https://crm.example.com/mcp
     headers: { Authorization: "Bearer \${CRM_TOKEN}" }
+    stateful: true
 auth:
   apiKeys:
     - { sha256: ${'A'.repeat(64)}, agent: support-bot }
@@ -55,12 +56,14 @@ approvals: { wait: block, maxWaitMs: 1000 }
     args: ['-y', '@modelcontextprotocol/server-filesystem', '/srv/kb'],
     env: { TOKEN: 'f-secret', LITERAL: 'a$b' },
     expose: 'prefixed',
+    stateful: false,
   });
   assert.deepEqual(cfg.upstreams.crm, {
     kind: 'http',
     url: 'https://crm.example.com/mcp',
     headers: { Authorization: 'Bearer c-secret' },
     expose: 'prefixed',
+    stateful: true,
   });
   assert.equal(cfg.auth.apiKeys[0]?.sha256, 'a'.repeat(64));
   assert.equal(cfg.limits.callTimeoutMs, 5000);

@@ -17,6 +17,8 @@ export interface StdioUpstreamConfig {
   env: Record<string, string>;
   cwd?: string;
   expose: 'prefixed' | 'bare';
+  /** One connection per agent session instead of one shared by every session of the gateway. */
+  stateful: boolean;
 }
 
 /** An upstream MCP server reached over Streamable HTTP. */
@@ -25,6 +27,8 @@ export interface HttpUpstreamConfig {
   url: string;
   headers: Record<string, string>;
   expose: 'prefixed' | 'bare';
+  /** One connection per agent session instead of one shared by every session of the gateway. */
+  stateful: boolean;
 }
 
 export type UpstreamConfig = StdioUpstreamConfig | HttpUpstreamConfig;
@@ -329,6 +333,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   for (const [name, u] of Object.entries(raw.upstreams ?? {})) {
     const p = `/upstreams/${name}`;
     const expose = (u.expose as 'prefixed' | 'bare' | undefined) ?? 'prefixed';
+    const stateful = u.stateful === true;
     if (typeof u.command === 'string') {
       const cfg: StdioUpstreamConfig = {
         kind: 'stdio',
@@ -336,6 +341,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
         args: ((u.args as string[] | undefined) ?? []).map((a, i) => interpolate(a, `${p}/args/${i}`)),
         env: interpolateMap(u.env as Record<string, string> | undefined, `${p}/env`),
         expose,
+        stateful,
       };
       if (typeof u.cwd === 'string') cfg.cwd = abs(interpolate(u.cwd, `${p}/cwd`));
       upstreams[name] = cfg;
@@ -345,6 +351,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
         url: interpolate(String(u.url), `${p}/url`),
         headers: interpolateMap(u.headers as Record<string, string> | undefined, `${p}/headers`),
         expose,
+        stateful,
       };
     }
   }

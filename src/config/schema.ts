@@ -22,6 +22,14 @@ const stringMap = {
   propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,127}$' },
 } as const;
 
+/** `upstreams.<name>.stateful`: a connection per agent session (see docs/gateway.md "Shared upstreams"). */
+const STATEFUL = {
+  type: 'boolean',
+  default: false,
+  description:
+    'Start one connection of this upstream per agent session instead of one shared by every session: for servers that keep per-client state (roots, logging level, a session of their own).',
+} as const;
+
 /** The configuration schema as a plain object (ajv compiles it once). */
 export const CONFIG_SCHEMA = {
   $schema: 'https://json-schema.org/draft/2020-12/schema',
@@ -115,6 +123,7 @@ export const CONFIG_SCHEMA = {
             env: stringMap,
             cwd: { type: 'string', minLength: 1 },
             expose: { enum: ['prefixed', 'bare'], default: 'prefixed' },
+            stateful: STATEFUL,
           },
         },
         else: {
@@ -124,6 +133,7 @@ export const CONFIG_SCHEMA = {
             url: { type: 'string', pattern: '^https?://' },
             headers: stringMap,
             expose: { enum: ['prefixed', 'bare'], default: 'prefixed' },
+            stateful: STATEFUL,
           },
         },
       },

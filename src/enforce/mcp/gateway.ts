@@ -1,21 +1,18 @@
 /**
  * The MCP gateway: the one MCP server an agent connects to. It holds the upstream connections and their
- * credentials, so a tool is reachable only through the decision function. Front doors: stdio
- * (`serveStdio`), Streamable HTTP (`./http.ts`), or any SDK transport (`connect`, used by tests).
+ * credentials, so a tool is reachable only through the decision function. Its upstreams are pooled: each
+ * starts once and serves every session (pool.ts), unless the config marks it `stateful`. Front doors:
+ * stdio (`serveStdio`), Streamable HTTP (`./http.ts`), or any SDK transport (`connect`, used by tests).
  */
 import { randomUUID } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { GatewayConfig } from '../../config/load.js';
+import type { GatewayContext, GatewayLayer } from './context.js';
 import { openToolPinStore, type ToolPinStore } from './pins.js';
+import { UpstreamPool } from './pool.js';
 import { ScreenedTransport } from './screen.js';
-import {
-  type GatewayContext,
-  type GatewayLayer,
-  GatewaySession,
-  type SessionIdentity,
-  type SessionUpstreamStatus,
-} from './session.js';
+import { GatewaySession, type SessionIdentity, type SessionUpstreamStatus } from './session.js';
 import { StdioFrontTransport } from './stdio.js';
 
 export interface GatewayOptions {
@@ -25,10 +22,11 @@ export interface GatewayOptions {
   log?: (line: string) => void;
 }
 
-/** A running gateway: sessions share the layer, the config and the pin store. */
+/** A running gateway: sessions share the layer, the config, the pin store and the upstream pool. */
 export class McpGateway {
   readonly sessions = new Set<GatewaySession>();
   private readonly ctx: GatewayContext;
+  private readonly pool: UpstreamPool;
   private readonly ownsPins: boolean;
 
   constructor(layer: GatewayLayer, config: GatewayConfig, opts: GatewayOptions = {}) {
@@ -44,6 +42,7 @@ export class McpGateway {
         ),
       log: opts.log ?? ((line) => process.stderr.write(`execlayer: ${line}\n`)),
     };
+    this.pool = new UpstreamPool(this.ctx);
   }
 
   get config(): GatewayConfig {
@@ -60,7 +59,7 @@ export class McpGateway {
 
   /** A new session for an authenticated identity (not yet connected). */
   createSession(identity: SessionIdentity, id: string = randomUUID()): GatewaySession {
-    const s = new GatewaySession(this.ctx, identity, id);
+    const s = new GatewaySession(this.ctx, this.pool, identity, id);
     this.sessions.add(s);
     s.server.onclose = () => {
       this.sessions.delete(s);
@@ -89,10 +88,11 @@ export class McpGateway {
       .sort((a, b) => a.name.localeCompare(b.name) || a.session.localeCompare(b.session));
   }
 
-  /** Closes every session and its upstreams. */
+  /** Closes every session, then the upstream pool. */
   async close(): Promise<void> {
     await Promise.all([...this.sessions].map((s) => s.close()));
     this.sessions.clear();
+    await this.pool.close();
     if (this.ownsPins) await this.ctx.pins.close();
   }
 }

@@ -8,10 +8,10 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Authenticator } from '../auth.js';
 import { type ConnectionGuard, checkingIntervalMs, frontDoorLimits, guardServer } from '../front-door.js';
 import type { McpGateway } from './gateway.js';
-import { HttpSessionTransport } from './http-transport.js';
 import { findForbiddenKey, INVALID_REQUEST, PARSE_ERROR, ScreenedTransport } from './screen.js';
 import type { GatewaySession } from './session.js';
 
@@ -20,7 +20,7 @@ export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => Promise
 
 interface HttpSession {
   agent: string;
-  transport: HttpSessionTransport;
+  transport: StreamableHTTPServerTransport;
   screen: ScreenedTransport;
   session: GatewaySession;
   lastSeen: number;
@@ -208,7 +208,11 @@ export class McpHttpEndpoint {
     principal: string | undefined,
   ): Promise<void> {
     const id = randomUUID();
-    const transport = new HttpSessionTransport(id, {
+    // The SDK's own transport speaks the protocol (status codes, SSE streams, session and version
+    // checks, DELETE). What it does not do is done before it: authentication, Host/Origin, the bounded
+    // strict body read and the message screen; it is handed the parsed body and never reads the socket.
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => id,
       onsessionclosed: (closed) => {
         const s = this.sessions.get(closed);
         this.sessions.delete(closed);

@@ -1,6 +1,7 @@
 /** The MCP gateway: one MCP server in front of all of an agent's MCP servers, every call decided. */
 
 export { DECISION_META_KEY, decisionMeta, refusalText } from '../../runtime/refusal.js';
+export type { GatewayContext, GatewayLayer } from './context.js';
 export { type GatewayOptions, McpGateway } from './gateway.js';
 export {
   type GatewayHttpServer,
@@ -24,8 +25,6 @@ export {
 } from './pins.js';
 export { findForbiddenKey, ScreenedTransport } from './screen.js';
 export {
-  type GatewayContext,
-  type GatewayLayer,
   GatewaySession,
   POLICY_DENIED,
   type SessionIdentity,

@@ -2,15 +2,32 @@
  * Screens every message an agent sends before the MCP protocol layer sees it: no batches, valid ids, no
  * duplicate in-flight ids, nothing before `initialize`, no `__proto__` keys (the SDK's schema parse
  * drops them silently, so the decided and the sent arguments could differ from what the agent meant).
- * Wraps any SDK transport; bad messages get a JSON-RPC error and never reach a handler.
+ * A request whose params do not fit its method's schema is refused with invalid-params naming the field
+ * (the SDK's own parse would answer internal-error with its validator's dump).
+ * Wraps any SDK transport before it is given to the SDK's `connect`; bad messages get a JSON-RPC error and
+ * never reach a handler.
  */
 import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
+  CallToolRequestSchema,
+  CompleteRequestSchema,
+  GetPromptRequestSchema,
+  InitializeRequestSchema,
   type JSONRPCMessage,
   JSONRPCMessageSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
   type MessageExtraInfo,
+  PingRequestSchema,
+  ReadResourceRequestSchema,
   type RequestId,
+  SetLevelRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
+import type { ZodType } from 'zod';
 
 export const PARSE_ERROR = -32700;
 export const INVALID_REQUEST = -32600;
@@ -75,6 +92,48 @@ export function isPlainRequest(raw: unknown): boolean {
     typeof m.method === 'string' &&
     (p === undefined || (isObject(p) && !('_meta' in p)))
   );
+}
+
+/** The request schemas of the methods a gateway session answers, by method. */
+const REQUEST_SCHEMAS: ReadonlyMap<string, ZodType> = new Map(
+  [
+    InitializeRequestSchema,
+    PingRequestSchema,
+    ListToolsRequestSchema,
+    CallToolRequestSchema,
+    ListResourcesRequestSchema,
+    ListResourceTemplatesRequestSchema,
+    ReadResourceRequestSchema,
+    SubscribeRequestSchema,
+    UnsubscribeRequestSchema,
+    ListPromptsRequestSchema,
+    GetPromptRequestSchema,
+    CompleteRequestSchema,
+    SetLevelRequestSchema,
+  ].map((schema) => [schema.shape.method.value, schema as ZodType]),
+);
+
+/** The shape problems of `tools/call` params an agent most often gets wrong, said plainly. */
+function toolCallProblem(p: unknown): string | undefined {
+  if (!isObject(p)) return '`params` must be an object';
+  if (typeof p.name !== 'string') return '`params.name` must be a string';
+  if (p.arguments !== undefined && !isObject(p.arguments)) return '`params.arguments` must be an object';
+  return undefined;
+}
+
+/**
+ * Why a request's params do not fit its method's schema (the first problem, with its field), or undefined
+ * when they fit or the method is not one a session answers.
+ */
+export function malformedRequest(msg: { method: string; params?: unknown }): string | undefined {
+  const plain = msg.method === 'tools/call' ? toolCallProblem(msg.params) : undefined;
+  if (plain !== undefined) return `invalid tools/call request: ${plain}`;
+  const r = REQUEST_SCHEMAS.get(msg.method)?.safeParse(msg);
+  if (!r || r.success) return undefined;
+  const issue = r.error.issues[0];
+  const path = issue?.path.length ? `\`${issue.path.join('.')}\`: ` : '';
+  const what = (issue?.message ?? 'malformed').replace(/^Invalid input: /, '').toLowerCase();
+  return `invalid ${msg.method} request: ${path}${what}`;
 }
 
 /** A JSON-RPC error response for a refused message. */
@@ -186,6 +245,13 @@ export class ScreenedTransport implements Transport {
       msg = parsed.data;
     }
     if ('method' in msg && 'id' in msg) {
+      const why = malformedRequest(msg);
+      if (why !== undefined) {
+        // Nothing is decided or forwarded for it: the SDK's handler never sees the request.
+        const r = { id: msg.id, code: INVALID_PARAMS, message: why };
+        void this.inner.send(errorResponse(r)).catch((e: unknown) => this.onerror?.(e as Error));
+        return;
+      }
       this.inFlight.add(msg.id);
       if (msg.method === 'initialize') this.initializeId = msg.id;
     }
