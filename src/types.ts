@@ -27,6 +27,11 @@ export interface Action {
   delegation?: string[];
   /** Anything else an enforcement point knows (client address, transport, labels). */
   context?: { [key: string]: Json };
+  /**
+   * The argument names the target itself declares (an MCP tool's `inputSchema.properties`), when it
+   * declares a closed set: any other argument is refused, names compared exactly.
+   */
+  declaredArgs?: string[];
 }
 
 /** A limit attached to a rule or an agent, enforced by the runtime after the engine allows. */
@@ -129,6 +134,8 @@ export interface DecisionEvent {
     session?: string;
     onBehalfOf?: string;
     delegation?: string[];
+    /** The argument names the target declared, when the enforcement point knew them. */
+    declaredArgs?: string[];
     /** Arguments as the policy allows them to be stored (redacted fields replaced). */
     args: Json;
     /** sha256 of the canonical JSON of the original arguments. */

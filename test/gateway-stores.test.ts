@@ -81,6 +81,7 @@ upstreams:
     const stopped = await call();
     assert.equal(stopped.isError, true);
     assert.match(text(stopped), /suspended/);
+    assert.deepEqual((await client.listTools()).tools, [], 'a suspended agent is shown no tool');
     await state.close();
 
     const pins = new PostgresToolPinStore(pg);

@@ -199,16 +199,18 @@ describe('denied calls never reach the upstream', () => {
     }
   });
 
-  test('a `constructor` argument is decided and forwarded as the same object', async () => {
+  test('an argument the server does not declare (`constructor`) is refused, recorded as plain data', async () => {
     const target = join(out, 'ctor.txt');
     const args = JSON.parse(`{"path":${JSON.stringify(target)},"content":"c","constructor":{"a":1}}`);
     const r = await writer.client.callTool({ name: 'files.write_file', arguments: args });
-    assert.notEqual(r.isError, true);
-    assert.equal(readFileSync(target, 'utf8'), 'c');
+    assert.equal(r.isError, true);
+    assert.match(JSON.stringify(r.content), /takes no argument `constructor`/);
+    assert.equal(existsSync(target), false, 'the refused call never reached the server');
     const ev = l.recorder.events.findLast(
       (e) => e.type === 'decision' && e.action.tool === 'files.write_file',
     );
     assert.ok(ev?.type === 'decision');
+    assert.equal(ev.decision.code, 'invalid_action');
     assert.deepEqual((ev.action.args as Record<string, unknown>).constructor, { a: 1 });
   });
 });

@@ -134,6 +134,7 @@ export function replay(
     if (a.session !== undefined) action.session = a.session;
     if (a.onBehalfOf !== undefined) action.onBehalfOf = a.onBehalfOf;
     if (a.delegation !== undefined) action.delegation = a.delegation;
+    if (a.declaredArgs !== undefined) action.declaredArgs = a.declaredArgs;
     let next: Decision;
     try {
       next = decide(action, r.time);

@@ -12,6 +12,8 @@ export const MAX_ARGS_NODES = 50_000;
 /** Longest string accepted anywhere in an action. */
 export const MAX_STRING = 1 << 20;
 const MAX_ID = 256;
+/** Most argument names a target may declare. */
+const MAX_DECLARED_ARGS = 1024;
 
 /** Returns why `raw` is not a well-formed action, or undefined when it is. Never throws. */
 export function checkAction(raw: unknown): string | undefined {
@@ -38,6 +40,15 @@ export function checkAction(raw: unknown): string | undefined {
       a.delegation.some((d) => typeof d !== 'string' || d.length > MAX_ID)
     ) {
       return 'action.delegation must be a list of at most 16 agent ids';
+    }
+  }
+  if (a.declaredArgs !== undefined) {
+    if (
+      !Array.isArray(a.declaredArgs) ||
+      a.declaredArgs.length > MAX_DECLARED_ARGS ||
+      a.declaredArgs.some((d) => typeof d !== 'string' || d.length > MAX_ID)
+    ) {
+      return `action.declaredArgs must be a list of at most ${MAX_DECLARED_ARGS} argument names`;
     }
   }
   if (

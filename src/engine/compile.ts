@@ -218,7 +218,7 @@ export function compile(policy: CheckedPolicy): Engine {
         idx,
       );
     }
-    const undeclared = declared.get(tool)?.(action.args);
+    const undeclared = declared.get(tool)?.(action.args) ?? outsideTarget(action);
     if (undeclared !== undefined) {
       return finish(idx.agent.mode, 'deny', 'invalid_action', null, undeclared, undefined, idx);
     }
@@ -428,6 +428,19 @@ export function compile(policy: CheckedPolicy): Engine {
 }
 
 const MATCH: Outcome = { kind: 'match' };
+
+/** The first argument the target itself does not declare (`action.declaredArgs`), as a refusal. */
+function outsideTarget(action: Action): string | undefined {
+  const declared = action.declaredArgs;
+  if (declared === undefined) return undefined;
+  for (const k of Object.keys(action.args)) {
+    if (!declared.includes(k)) {
+      const list = declared.map((d) => `\`${d}\``).join(', ') || 'none';
+      return `\`${action.tool}\` takes no argument \`${k}\` (the arguments its server declares: ${list})`;
+    }
+  }
+  return undefined;
+}
 
 /**
  * A failed typed constraint: a value of another type, or a missing one, cannot be judged by it — an

@@ -110,6 +110,8 @@ export interface ExecLayer {
   authorize(action: Action, opts?: { point?: EnforcementPoint }): Promise<Decision>;
   /** List filtering: true iff some allow/ask rule could let this agent call this tool. */
   visible(agent: string, tool: string): boolean;
+  /** Whether the stop switch holds `agent` (or everyone); a switch that cannot be read counts as pressed. */
+  stopped(agent: string): Promise<boolean>;
   /**
    * Records the outcome of an allowed action and releases what its limits hold. The record carries the
    * digest of `result` (or `resultDigest`, when the result stayed elsewhere). `{ lazy: true }` when nothing
@@ -282,6 +284,20 @@ class Runtime implements ExecLayer {
 
   visible(agent: string, tool: string): boolean {
     return this.#engine.visible(agent, tool);
+  }
+
+  /**
+   * Whether the stop switch holds `agent` (or everyone), for list filtering: a stopped agent is shown no
+   * tool. INVARIANT: fail closed — a stop switch that cannot be read counts as pressed.
+   */
+  async stopped(agent: string): Promise<boolean> {
+    const state = this.#opts.state;
+    if (!state) return false;
+    try {
+      return (await state.isSuspended(agent)).suspended;
+    } catch {
+      return true;
+    }
   }
 
   async authorize(action: Action, opts: { point?: EnforcementPoint } = {}): Promise<Decision> {
@@ -691,6 +707,7 @@ function auditAction(action: Action, engine: Engine) {
     ...(valid && typeof action.session === 'string' ? { session: action.session } : {}),
     ...(valid && typeof action.onBehalfOf === 'string' ? { onBehalfOf: action.onBehalfOf } : {}),
     ...(valid && Array.isArray(action.delegation) ? { delegation: action.delegation } : {}),
+    ...(valid && Array.isArray(action.declaredArgs) ? { declaredArgs: action.declaredArgs } : {}),
     args: safeRedact(engine, action, args),
     argsDigest: safeDigest(args),
   };

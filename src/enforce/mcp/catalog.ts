@@ -30,6 +30,30 @@ export interface ToolEntry {
   state: PinState;
 }
 
+/**
+ * The argument names a tool's `inputSchema` declares, when it declares a closed set: its `properties`,
+ * unless it says other names are welcome (`additionalProperties: true` or a schema, `patternProperties`).
+ * The gateway refuses any other argument (INVARIANT: the target receives only what it declared and the
+ * policy checked — a server that also reads `Path` or `paths` never gets them unchecked).
+ */
+export function declaredArgs(tool: Tool): string[] | undefined {
+  const schema = tool.inputSchema as {
+    properties?: unknown;
+    additionalProperties?: unknown;
+    patternProperties?: unknown;
+  };
+  const props = schema.properties;
+  if (props === null || typeof props !== 'object' || Array.isArray(props)) return undefined;
+  const extra = schema.additionalProperties;
+  if (
+    extra === true ||
+    (extra !== null && typeof extra === 'object') ||
+    schema.patternProperties !== undefined
+  )
+    return undefined;
+  return Object.keys(props);
+}
+
 /** The checked tools of one ready connection. */
 export interface Listing {
   generation: number;

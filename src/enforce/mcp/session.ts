@@ -41,6 +41,7 @@ import {
 import { DECISION_META_KEY, decisionMeta, refusalText } from '../../runtime/refusal.js';
 import type { Action, Decision, Json } from '../../types.js';
 import {
+  declaredArgs,
   type Listing,
   mergeListings,
   type PinState,
@@ -292,8 +293,9 @@ export class GatewaySession {
   // ---------------------------------------------------------------------------------------------
   // Decisions.
 
-  private action(tool: string, args: { [k: string]: Json }, upstream?: string): Action {
+  private action(tool: string, args: { [k: string]: Json }, upstream?: string, declared?: string[]): Action {
     const a: Action = { agent: this.identity.agent, tool, args, session: this.id };
+    if (declared !== undefined) a.declaredArgs = declared;
     if (this.identity.principal !== undefined) a.onBehalfOf = this.identity.principal;
     const context: { [k: string]: Json } = { transport: this.identity.transport, point: 'mcp' };
     if (upstream) context.upstream = upstream;
@@ -388,6 +390,8 @@ export class GatewaySession {
   private register(): void {
     const s = this.server;
     s.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => {
+      // A suspended agent can call nothing, so it is shown nothing (hidden means uncallable, both ways).
+      if (await this.ctx.layer.stopped(this.identity.agent)) return { tools: [] };
       await this.settledUpstreams(extra.signal);
       const cat = this.catalog();
       const tools: Tool[] = [];
@@ -648,7 +652,8 @@ export class GatewaySession {
     let entry = live instanceof UpstreamError ? undefined : this.catalog().get(name);
     const policyName =
       entry?.policyName ?? (live instanceof UpstreamError ? route?.policyName : name) ?? name;
-    const d = await this.settle(this.action(policyName, args, route?.upstream), extra);
+    const declared = entry ? declaredArgs(entry.tool) : undefined;
+    const d = await this.settle(this.action(policyName, args, route?.upstream, declared), extra);
     if (d.effect === 'deny') return refusal(d);
     if (d.effect === 'ask') return refusal(d);
 
