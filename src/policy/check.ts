@@ -86,6 +86,8 @@ export function checkPolicy(
   source: PolicySource,
 ): { policy: CheckedPolicy; problems: Problem[] } {
   const problems: Problem[] = [];
+  /** Warning codes each rule acknowledges, by the rule's JSON pointer. */
+  const acknowledged: { at: string; codes: ReadonlySet<string> }[] = [];
   const report = (
     severity: Problem['severity'],
     code: string,
@@ -119,6 +121,8 @@ export function checkPolicy(
     path: (string | number)[],
     defaultId: string,
   ): CheckedRule | undefined => {
+    if (rule.acknowledge !== undefined)
+      acknowledged.push({ at: `/${path.join('/')}`, codes: new Set(rule.acknowledge) });
     const effects = (['allow', 'deny', 'ask'] as const).filter((e) => rule[e] !== undefined);
     if (effects.length !== 1) {
       report(
@@ -524,7 +528,13 @@ export function checkPolicy(
     redact: { all: new Set(doc.redact ?? []), byTool },
     file: source.file,
   };
-  return { policy, problems };
+  // A warning the rule's author acknowledged (`acknowledge: [code]`) is not shown again.
+  const shown = problems.filter(
+    (p) =>
+      p.severity !== 'warning' ||
+      !acknowledged.some((a) => (p.path === a.at || p.path.startsWith(`${a.at}/`)) && a.codes.has(p.code)),
+  );
+  return { policy, problems: shown };
 }
 
 /** Warns about allow/ask rules that an unconditional deny (in enforce mode) makes unreachable. */

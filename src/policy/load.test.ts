@@ -319,3 +319,17 @@ test('a policy with mistakes of every kind reports all of them in one run', () =
     '9:schema',
   ]);
 });
+
+test('a rule can acknowledge a warning it was given; other rules still get it', () => {
+  const rule = (ack: boolean) => ({
+    deny: 'db.query',
+    when: { sql: { tables: ['customers'] } },
+    ...(ack ? { acknowledge: ['deny_with_allow_list'] } : {}),
+  });
+  const r = loadPolicyObject({ version: 1, agents: { a: { rules: [rule(true), rule(false)] } } });
+  assert.ok(r.ok);
+  assert.deepEqual(
+    r.warnings.map((w) => `${w.code} ${w.path}`),
+    ['deny_with_allow_list /agents/a/rules/1/when/sql'],
+  );
+});

@@ -147,6 +147,12 @@ const rule = {
     },
     mode,
     reason: { type: 'string', maxLength: 1000 },
+    acknowledge: {
+      type: 'array',
+      items: { type: 'string', pattern: '^[a-z_]+$' },
+      description:
+        'Warning codes accepted for this rule (e.g. `deny_with_allow_list`); validate stops showing them.',
+    },
     description: { type: 'string' },
   },
 };

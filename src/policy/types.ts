@@ -54,6 +54,8 @@ export interface RuleSpec {
   /** Text shown to the agent when this rule denies or asks. */
   reason?: string;
   description?: string;
+  /** Warning codes the author has read and accepts for this rule; `validate` no longer shows them. */
+  acknowledge?: string[];
 }
 
 /** Conditions are ANDed. Canonicaliser conditions name the argument(s) they read with `arg`/`args`. */
