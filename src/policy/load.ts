@@ -83,7 +83,7 @@ function problemAt(file: string, code: string, message: string): Problem {
 }
 
 /** Turns Ajv errors into positioned problems, keeping the most specific one per place. */
-function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] {
+export function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] {
   const deeper = (e: ErrorObject) =>
     errors.some((f) => f !== e && f.instancePath.startsWith(`${e.instancePath}/`) && f.keyword !== 'oneOf');
   const kept = errors.filter((e) => {
