@@ -57,6 +57,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = 
     summary: 'check, import (A2A, CycloneDX, registers) and migrate agent declarations',
     load: async () => (await import('./declare.js')).declareCommand,
   },
+  gap: {
+    summary: 'compare declared, permitted and attempted per agent and capability',
+    load: async () => (await import('./gap.js')).gapCommand,
+  },
   tools: {
     summary: 'list pinned upstream tool definitions; approve changed ones',
     load: async () => (await import('./tools.js')).toolsCommand,
