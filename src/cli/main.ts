@@ -61,6 +61,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = 
     summary: 'compare declared, permitted and attempted per agent and capability',
     load: async () => (await import('./gap.js')).gapCommand,
   },
+  report: {
+    summary: 'build or verify the signed evidence bundle for a time window',
+    load: async () => (await import('./report.js')).reportCommand,
+  },
   tools: {
     summary: 'list pinned upstream tool definitions; approve changed ones',
     load: async () => (await import('./tools.js')).toolsCommand,
