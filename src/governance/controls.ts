@@ -124,12 +124,12 @@ export function evaluateControls(
             ? 'partial'
             : 'evidence_observed',
     summary: [
-      `${asks} calls asked for approval; ${approvalsDecided.length} approvals decided (median time to decide ${fmtMs(median(dwell))})`,
+      `${plural(asks, 'call')} asked for approval; ${plural(approvalsDecided.length, 'approval')} decided (median time to decide ${fmtMs(median(dwell))})`,
       quick.length
         ? `${quick.length} decided in under ${QUICK_APPROVAL_MS / 1000} s (possible rubber-stamping)`
         : '',
       undecided.length ? `${undecided.length} never decided in the window` : '',
-      `${ev.stops.length} stop-switch presses${afterStop.length ? `, ${afterStop.length} calls allowed after a press` : ''}`,
+      `${plural(ev.stops.length, 'stop-switch press', 'stop-switch presses')}${afterStop.length ? `, ${plural(afterStop.length, 'call')} allowed after a press` : ''}`,
       oversightMissing.length
         ? `${oversightMissing.length} declared-approval capabilities run without approval`
         : '',
@@ -193,7 +193,7 @@ export function evaluateControls(
         : ev.decisions.total === 0
           ? 'gap'
           : 'partial',
-    summary: `signals: ${ev.decisions.deny} denials over ${Object.keys(ev.denialsByRule).length} rules, ${undeclaredRows.length} undeclared attempt rows, ${overRows.length} over-permitted rows, ${ev.stops.length} stops`,
+    summary: `signals: ${ev.decisions.deny} denials over ${Object.keys(ev.denialsByRule).length} rules, ${undeclaredRows.length} undeclared attempt rows, ${overRows.length} over-permitted rows, ${plural(ev.stops.length, 'stop')}`,
     evidence: {
       denialsByRule: ev.denialsByRule,
       undeclared: undeclaredRows.length,
@@ -236,7 +236,7 @@ export function evaluateControls(
     summary:
       ev.stops.length === 0
         ? 'the stop switch was not used in the window'
-        : `${ev.stops.length} presses; time to halt ${ev.stops.map((s) => fmtMs(s.timeToHaltMs)).join(', ')}; ${afterStop.length} calls allowed after a press`,
+        : `${plural(ev.stops.length, 'press', 'presses')}; time to halt ${ev.stops.map((s) => fmtMs(s.timeToHaltMs)).join(', ')}; ${afterStop.length} calls allowed after a press`,
     evidence: { stops: ev.stops },
     records: stopSeqs,
     notAssessed: ev.stops.length === 0 ? ['the stop switch working, since it was not pressed'] : [],
@@ -246,7 +246,7 @@ export function evaluateControls(
     framework: 'NIST AI RMF',
     title: 'MANAGE 4.1 Post-deployment monitoring and change management',
     status: ev.decisions.total === 0 ? 'gap' : 'partial',
-    summary: `${ev.policies.length} policy versions decided in the window, ${policySeqs.length} activations recorded`,
+    summary: `${plural(ev.policies.length, 'policy version')} decided in the window, ${plural(policySeqs.length, 'activation')} recorded`,
     evidence: {
       policies: ev.policies.map((p) => ({
         hash: p.hash,
@@ -275,7 +275,7 @@ export function evaluateControls(
     framework: 'OWASP Agentic Top 10 2026',
     title: 'ASI03 Identity and Privilege Abuse',
     status: overRows.length > 0 ? 'gap' : ev.decisions.total === 0 ? 'not_assessed' : 'evidence_observed',
-    summary: `${overRows.length} permissions exceed what was declared; unknown agents refused ${ev.decisions.byCode.unknown_agent ?? 0} times`,
+    summary: `${plural(overRows.length, 'permission')} exceeding what was declared; unknown agents refused ${ev.decisions.byCode.unknown_agent ?? 0} times`,
     evidence: {
       overPermitted: overRows.map((r) => ({
         agent: r.agent,
@@ -307,7 +307,7 @@ export function evaluateControls(
     framework: 'OWASP Agentic Top 10 2026',
     title: 'ASI10 Rogue Agents (detected and halted)',
     status: afterStop.length > 0 ? 'gap' : ev.stops.length > 0 ? 'evidence_observed' : 'partial',
-    summary: `${undeclaredRows.length} undeclared-attempt rows detected; ${ev.stops.length} stops`,
+    summary: `${plural(undeclaredRows.length, 'undeclared-attempt row')} detected; ${plural(ev.stops.length, 'stop')}`,
     evidence: { undeclaredAgents: [...new Set(undeclaredRows.map((r) => r.agent))], stops: ev.stops.length },
     records: [...stopSeqs, ...undeclaredRows.flatMap((r) => r.examples)],
     notAssessed: ['behaviour that stays within the declared capabilities'],
@@ -400,6 +400,11 @@ function retentionFacts(
     };
   }
   return { status: 'evidence_observed', summary: 'every record of the last six months is kept', evidence };
+}
+
+/** `1 call`, `2 calls`. */
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 function fmtMs(ms: number | null): string {
