@@ -207,3 +207,82 @@ function sink(): PassThrough {
   p.resume();
   return p;
 }
+
+test('the export: declared + permitted + attempted as schema-valid JSON and as CycloneDX that imports back', async () => {
+  const { Ajv } = await import('ajv');
+  const { governanceExportSchema } = await import('../src/governance/export.js');
+  const { fromCycloneDx } = await import('../src/governance/import.js');
+  const { loadDeclarationTexts } = await import('../src/governance/declaration.js');
+  const { stringify } = await import('yaml');
+  const json = join(s.dir, 'export.json');
+  const bom = join(s.dir, 'export.cdx.json');
+  const r = await gap(['--export', json, '--cyclonedx', bom]);
+  assert.equal(r.code, 0, r.stderr);
+  const exp = JSON.parse(readFileSync(json, 'utf8')) as {
+    agents: {
+      id: string;
+      declared: { id: string }[];
+      permitted: { rule: string; when?: { args?: { a?: { max?: number } } } }[];
+      attempted: { tool: string; total: number; allowed: number }[];
+      gap: { status: string }[];
+    }[];
+  };
+  const validate = new Ajv({ strict: false, formats: { 'date-time': true } }).compile(governanceExportSchema);
+  const valid: boolean = validate(structuredClone(exp));
+  assert.ok(valid, JSON.stringify(validate.errors));
+  const calc = exp.agents.find((a) => a.id === 'calc-bot');
+  assert.deepEqual(
+    calc?.declared.map((d) => d.id),
+    ['small-sums'],
+  );
+  assert.equal(calc?.permitted[0]?.when?.args?.a?.max, 1000, 'what is enforced, not what was declared');
+  assert.deepEqual(calc?.attempted, [
+    { tool: 'everything.get-sum', total: 2, allowed: 2, denied: 0, asked: 0 },
+  ]);
+  assert.deepEqual(
+    calc?.gap.map((g) => g.status),
+    ['over_permitted', 'undeclared_attempt'],
+  );
+  // A schema violation is caught: the schema is not vacuous.
+  assert.equal(validate({ ...exp, version: 2 }), false);
+
+  const cdx = JSON.parse(readFileSync(bom, 'utf8')) as {
+    specVersion: string;
+    serialNumber: string;
+    components: { name: string; properties: { name: string; value: string }[] }[];
+    services: { name: string; 'bom-ref': string; properties: { name: string; value: string }[] }[];
+  };
+  assert.equal(cdx.specVersion, '1.6');
+  assert.match(
+    cdx.serialNumber,
+    /^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+  );
+  assert.deepEqual(
+    cdx.components.map((c) => c.name),
+    ['calc-bot', 'idle-bot', 'kb-reader', 'mem-bot', 'ops-bot'],
+  );
+  const sum = cdx.services.find((x) => x['bom-ref'] === 'tool:calc-bot:everything.get-sum');
+  assert.ok(
+    sum?.properties.some((p) => p.name === 'execlayer:enforced:sums:when' && p.value.includes('"max":1000')),
+  );
+  assert.ok(sum?.properties.some((p) => p.name === 'execlayer:gap:status' && p.value === 'over_permitted'));
+  // What is enforced imports back as declarations (tools typed, free of the importer's guesses).
+  const back = fromCycloneDx(cdx);
+  assert.deepEqual(Object.keys(back.file.agents).sort(), [
+    'calc-bot',
+    'idle-bot',
+    'kb-reader',
+    'mem-bot',
+    'ops-bot',
+  ]);
+  const loaded = loadDeclarationTexts([{ text: stringify(back.file), file: 'back.yaml' }]);
+  assert.ok(loaded.ok);
+  assert.deepEqual(
+    loaded.declarations.agents.get('mem-bot')?.capabilities.map((c) => c.tools),
+    [['memory.create_entities'], ['memory.delete_entities'], ['memory.read_graph']],
+  );
+  // Same inputs, same bytes.
+  const again = join(s.dir, 'export-2.cdx.json');
+  await gap(['--cyclonedx', again]);
+  assert.equal(readFileSync(again, 'utf8'), readFileSync(bom, 'utf8'));
+});

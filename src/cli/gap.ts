@@ -11,6 +11,7 @@ import type { AuditRecord } from '../audit/record.js';
 import { compile } from '../engine/compile.js';
 import { initFacts } from '../facts/index.js';
 import { loadDeclarationFiles } from '../governance/declaration.js';
+import { governanceCycloneDx, governanceExport } from '../governance/export.js';
 import { GAP_STATUSES, GapAnalyzer, type GapReport, type GapStatus } from '../governance/gap.js';
 import { gapHtml, gapText } from '../governance/gap-render.js';
 import { replaySuggestion, suggestFromGap } from '../governance/gap-suggest.js';
@@ -22,7 +23,8 @@ import { EXIT, flags, UsageError } from './util.js';
 
 const HELP = `usage: execlayer gap --policy <policy.yaml> --declarations <file>... [--since 30d|ISO] [--until ISO]
                      [--agent A]... [--store <url>] [--json] [--html <file>] [--examples N]
-                     [--suggest <candidate.yaml>] [--fail-on <status>]...
+                     [--suggest <candidate.yaml>] [--export <file>] [--cyclonedx <file>]
+                     [--fail-on <status>]...
 
 Compares, per agent and capability, what was declared (declaration files), what the policy permits and
 what the agent attempted in the window (the audit trail). Containment is exact over typed constraints;
@@ -44,6 +46,10 @@ options:
   --json                  the report as JSON
   --html <file>           also write the report as one self-contained HTML page
   --examples <N>          example record ids per row (default 5)
+  --export <file>         write the declared + permitted + attempted view as JSON
+                          (schema: schema/governance-export.schema.json)
+  --cyclonedx <file>      the same as a CycloneDX 1.6 BOM: agents as components, tools as services,
+                          enforced capabilities as properties (importable with \`declare import\`)
   --suggest <file>        write the candidate policy that removes unused permissions and narrows
                           over-permitted rules, print its diff, and replay it over the window
   --fail-on <status>      exit 1 when a row has this status (over-permitted, undeclared-attempt, …)
@@ -81,6 +87,8 @@ export async function gapCommand(argv: string[], io: CommandIo = PROCESS_IO): Pr
         html: { type: 'string' },
         examples: { type: 'string' },
         suggest: { type: 'string' },
+        export: { type: 'string' },
+        cyclonedx: { type: 'string' },
         'fail-on': { type: 'string', multiple: true },
       },
       false,
@@ -138,6 +146,18 @@ export async function gapCommand(argv: string[], io: CommandIo = PROCESS_IO): Pr
       await store.close();
     }
     if (values.html !== undefined) await writeFile(values.html, gapHtml(report));
+    if (values.export !== undefined || values.cyclonedx !== undefined) {
+      const exp = governanceExport(report, loaded.policy, decls.declarations);
+      if (values.export !== undefined) await writeFile(values.export, `${JSON.stringify(exp, null, 2)}\n`);
+      if (values.cyclonedx !== undefined) {
+        const { createRequire } = await import('node:module');
+        const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
+        await writeFile(
+          values.cyclonedx,
+          `${JSON.stringify(governanceCycloneDx(exp, pkg.version), null, 2)}\n`,
+        );
+      }
+    }
 
     let suggestion: Record<string, unknown> | undefined;
     let badSuggestion = false;

@@ -7,6 +7,7 @@ import { initFacts } from '../facts/index.js';
 import { loadPolicyText } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
 import { declarationSchema, loadDeclarationTexts } from './declaration.js';
+import { governanceExportSchema } from './export.js';
 import {
   fromA2aCard,
   fromCycloneDx,
@@ -109,11 +110,11 @@ test('a high-risk agent cannot declare less than six months of log retention', (
   );
 });
 
-test('the published schema file is the schema the loader uses', () => {
-  const file = JSON.parse(
-    readFileSync(new URL('../../schema/declaration.schema.json', import.meta.url), 'utf8'),
-  );
-  assert.deepEqual(file, JSON.parse(JSON.stringify(declarationSchema)));
+test('the published schema files are the schemas the code uses', () => {
+  const read = (name: string) =>
+    JSON.parse(readFileSync(new URL(`../../schema/${name}`, import.meta.url), 'utf8'));
+  assert.deepEqual(read('declaration.schema.json'), JSON.parse(JSON.stringify(declarationSchema)));
+  assert.deepEqual(read('governance-export.schema.json'), JSON.parse(JSON.stringify(governanceExportSchema)));
 });
 
 test('importers: A2A card, CycloneDX 1.6, CSV register and the policy documented strings all load', () => {

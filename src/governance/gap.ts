@@ -83,6 +83,8 @@ export interface GapAgent {
   purpose?: string;
   highRisk?: boolean;
   counts: Record<GapStatus, number>;
+  /** Attempts in the window per tool, whatever the row. */
+  tools: ({ tool: string } & Attempts)[];
   notes: string[];
 }
 
@@ -126,6 +128,7 @@ interface AgentState {
   undeclared: Map<string, GapRow>;
   redacted: Map<string, GapRow>;
   freeText: GapRow[];
+  perTool: Map<string, Attempts>;
 }
 
 const zero = (): Attempts => ({ total: 0, allowed: 0, denied: 0, asked: 0 });
@@ -219,6 +222,7 @@ export class GapAnalyzer {
       undeclared: new Map(),
       redacted: new Map(),
       freeText: [],
+      perTool: new Map(),
     };
     const rules = policy?.rules ?? [];
     const mode = policy?.mode ?? 'enforce';
@@ -342,6 +346,13 @@ export class GapAnalyzer {
     this.decisions++;
     const { tool } = e.action;
     const effect = e.decision.effect;
+    let per = st.perTool.get(tool);
+    if (!per) {
+      per = zero();
+      st.perTool.set(tool, per);
+    }
+    per.total++;
+    per[effect === 'allow' ? 'allowed' : effect === 'deny' ? 'denied' : 'asked']++;
     let permitted: PermittedRow | undefined;
     if (e.decision.rule !== null) {
       permitted = st.byRule.get(e.decision.rule)?.find((p) => globMatch(p.glob, tool));
@@ -470,6 +481,7 @@ export class GapAnalyzer {
         ...(st.decl ? { owner: st.decl.owner, purpose: st.decl.purpose } : {}),
         ...(st.decl?.risk.euAiAct ? { highRisk: st.decl.risk.euAiAct.highRisk } : {}),
         counts: c,
+        tools: [...st.perTool.entries()].sort(([a], [b]) => cmp(a, b)).map(([tool, a]) => ({ tool, ...a })),
         notes,
       });
       rows.push(...mine);
