@@ -134,7 +134,8 @@ export async function gapCommand(argv: string[], io: CommandIo = PROCESS_IO): Pr
     let report: GapReport;
     const kept: AuditRecord[] = [];
     try {
-      for await (const r of readWindow(store, window.from, window.to)) {
+      // Only decisions matter to the gap report (and to --suggest's replay): others are not parsed.
+      for await (const r of readWindow(store, window.from, window.to, { decisionsOnly: true })) {
         analyzer.observe(r);
         // Only --suggest replays; it keeps the window's decisions of the agents reported on.
         if (values.suggest !== undefined && r.event?.type === 'decision') {

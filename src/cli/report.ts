@@ -125,7 +125,8 @@ async function buildCmd(argv: string[], io: CommandIo): Promise<number> {
   );
   const url = values.store ?? defaultStoreUrl();
   const key = readSigningKey(values.key ?? defaultKeyPath(url));
-  const store = await openStore(url);
+  // No memory map: the bundle streams, and its memory stays bounded by what it holds, not by the file size.
+  const store = await openStore(url, { sqlite: { mmapBytes: 0 } });
   try {
     const r = await buildReport({
       store,

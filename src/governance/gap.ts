@@ -395,7 +395,7 @@ export class GapAnalyzer {
     let declared = this.decidedCache.get(key);
     if (declared === undefined) {
       declared = this.declaredEngine.decide({ agent: st.id, tool, args }, r.time).effect !== 'deny';
-      if (this.decidedCache.size > 100_000) this.decidedCache.clear();
+      if (this.decidedCache.size > 20_000) this.decidedCache.clear();
       this.decidedCache.set(key, declared);
     }
     if (!declared)

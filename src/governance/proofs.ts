@@ -8,29 +8,22 @@ import type { Checkpoint } from '../audit/checkpoint.js';
 import { consistencyProof, inclusionPath, nodeHash, type SubtreeHash } from '../audit/merkle.js';
 import type { AuditEvent } from '../types.js';
 
-/** Leaf and record hashes of the first `size` records, 32 bytes each, in two flat buffers. */
+/** Leaf hashes of the first `size` records, 32 bytes each, in one flat buffer. */
 export class LeafStore {
   readonly leaves: Buffer;
-  readonly hashes: Buffer;
   size = 0;
 
   constructor(capacity: number) {
     this.leaves = Buffer.alloc(capacity * 32);
-    this.hashes = Buffer.alloc(capacity * 32);
   }
 
-  push(leaf: Uint8Array, hash: Uint8Array): void {
+  push(leaf: Uint8Array): void {
     this.leaves.set(leaf, this.size * 32);
-    this.hashes.set(hash, this.size * 32);
     this.size++;
   }
 
   leaf(i: number): Buffer {
     return this.leaves.subarray(i * 32, i * 32 + 32);
-  }
-
-  hash(i: number): Buffer {
-    return this.hashes.subarray(i * 32, i * 32 + 32);
   }
 }
 
@@ -77,14 +70,14 @@ export interface BundleInclusionProof {
   path: string[];
 }
 
-/** The inclusion proof of one record against `cp`. */
+/** The inclusion proof of one record against `cp`; `prevHash` is the hash of record seq - 1. */
 export function inclusionProof(
   store: LeafStore,
   mth: SubtreeHash,
   cp: Checkpoint,
-  record: { v: number; seq: number; time: number; event: AuditEvent },
+  record: { v: number; seq: number; time: number; hash: Buffer; prevHash: Buffer; event: AuditEvent },
 ): BundleInclusionProof {
-  const prev = record.seq === 0 ? Buffer.alloc(32) : store.hash(record.seq - 1);
+  const prev = record.prevHash;
   return {
     v: 1,
     seq: record.seq,
@@ -94,7 +87,7 @@ export function inclusionProof(
       seq: record.seq,
       time: record.time,
       prevHash: prev.toString('hex'),
-      hash: store.hash(record.seq).toString('hex'),
+      hash: record.hash.toString('hex'),
       event: record.event,
     },
     checkpoint: cp,

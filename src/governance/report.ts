@@ -169,7 +169,7 @@ export async function buildReport(o: ReportOptions): Promise<ReportResult> {
             'audit_corrupt',
             `record ${from} is missing from the log; run \`execlayer audit verify\``,
           );
-        leaves.push(leafHash(row.hash), row.hash);
+        leaves.push(leafHash(row.hash));
         if (row.seq === 0) logStart = row.time;
         if (row.seq === head.prunedBefore - 1) prunedUntilTime = row.time;
         if (row.seq === first - 1) prevHash = row.hash;
@@ -240,14 +240,14 @@ export async function buildReport(o: ReportOptions): Promise<ReportResult> {
   const proofs: number[] = [];
   for (const seq of [...cited].sort((a, b) => a - b)) {
     if (seq < first || seq >= end) continue;
-    const [row] = await store.read(seq, 1);
-    if (!row || row.event === null) continue;
+    const rows = await store.read(Math.max(0, seq - 1), seq === 0 ? 1 : 2);
+    const row = rows.at(-1);
+    if (!row || row.seq !== seq || row.event === null) continue;
     const r = toAuditRecord(row);
     if (r.event === null) continue;
-    put(
-      `audit/proofs/${seq}.json`,
-      stableJson(inclusionProof(leaves, mth, anchor, { v: r.v, seq, time: r.time, event: r.event })),
-    );
+    const prevHash = seq === 0 ? Buffer.alloc(32) : (rows[0] as { hash: Buffer }).hash;
+    const at = { v: r.v, seq, time: r.time, hash: row.hash, prevHash, event: r.event };
+    put(`audit/proofs/${seq}.json`, stableJson(inclusionProof(leaves, mth, anchor, at)));
     proofs.push(seq);
   }
   const proven = new Set(proofs);
