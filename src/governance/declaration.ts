@@ -484,3 +484,20 @@ function problem(
 function fileProblem(file: string, code: string, message: string): Problem {
   return { severity: 'error', code, message, file, line: 1, column: 1, path: '' };
 }
+
+/** Six months, the EU AI Act's minimum for deployers' logs of high-risk systems (Art. 26(6)). */
+export const HIGH_RISK_RETENTION_MS = 183 * 24 * 60 * 60 * 1000;
+
+/**
+ * The shortest audit retention the declarations allow: the longest retention any agent declares, and at
+ * least six months when any agent is high-risk; 0 when nothing is declared. `audit prune` must not remove
+ * records younger than this.
+ */
+export function retentionFloorMs(declarations: Declarations): number {
+  let floor = 0;
+  for (const a of declarations.agents.values()) {
+    if (a.risk.euAiAct?.highRisk) floor = Math.max(floor, HIGH_RISK_RETENTION_MS);
+    if (a.retentionDays !== undefined) floor = Math.max(floor, a.retentionDays * 24 * 60 * 60 * 1000);
+  }
+  return floor;
+}
