@@ -130,7 +130,8 @@ export async function gapCommand(argv: string[], io: CommandIo = PROCESS_IO): Pr
       window,
       examples,
     });
-    const store = await openStore(values.store ?? defaultStoreUrl());
+    // No memory map: the report streams, so its memory stays bounded whatever the size of the log.
+    const store = await openStore(values.store ?? defaultStoreUrl(), { sqlite: { mmapBytes: 0 } });
     let report: GapReport;
     const kept: AuditRecord[] = [];
     try {
