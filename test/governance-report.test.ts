@@ -108,6 +108,7 @@ test('the bundle verifies offline, also against the pinned log key', async () =>
     'proof_invalid',
     'signature_invalid',
   ]);
+  assert.equal((await report(['verify', join(s.dir, 'no-such-bundle')])).code, 3);
   const cli = await report(['verify', bundle]);
   assert.equal(cli.code, 0);
   assert.match(cli.stdout, /^ok: \d+ files, \d+ records, \d+ proofs/);

@@ -168,6 +168,11 @@ async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
   }
   const dir = positionals[0];
   if (dir === undefined) throw new UsageError('verify needs the bundle directory');
+  const { statSync } = await import('node:fs');
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    io.stderr.write(`error: \`${dir}\` is not a directory: give the bundle directory\n`);
+    return EXIT.error;
+  }
   const pem = values.key === undefined ? undefined : await readFile(values.key, 'utf8');
   await initFacts();
   const r = verifyBundle(dir, pem);
