@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { parse } from 'yaml';
 import { parseConfig } from '../src/config/load.js';
 import { canonicalisers, initFacts } from '../src/facts/index.js';
+import { loadDeclarationTexts } from '../src/governance/declaration.js';
 import { loadPolicyObject, loadPolicyText } from '../src/policy/load.js';
 import { policySchema } from '../src/policy/schema.js';
 
@@ -55,11 +56,19 @@ type Kind =
   | 'config'
   | 'cases'
   | 'client-config'
+  | 'declaration'
   | 'http'
   | 'other';
 
+/** A governance declaration: agents with capabilities or prohibited uses (docs/governance.md). */
+function isDeclaration(doc: unknown): boolean {
+  if (!isObject(doc) || !('version' in doc) || !isObject(doc.agents)) return false;
+  return Object.values(doc.agents).some((a) => isObject(a) && ('capabilities' in a || 'prohibited' in a));
+}
+
 /** What a block is, by its shape; `other` blocks must be listed in OTHER below. */
 function kindOf(doc: unknown): Kind {
+  if (isDeclaration(doc)) return 'declaration';
   if (isObject(doc) && 'version' in doc && 'agents' in doc) return 'policy';
   if (isObject(doc) && ('roles' in doc || 'tools' in doc) && !('policy' in doc)) return 'policy-part';
   if (Array.isArray(doc) && doc.length > 0 && doc.every(isRule)) return 'rules';
@@ -96,6 +105,12 @@ test('every policy, rule, condition and configuration block in the docs loads', 
       if (kind === 'policy') {
         const r = loadPolicyText(b.text, b.where);
         if (!r.ok) wrong.push(`${b.where}: policy does not load: ${problemsOf(r)}`);
+      } else if (kind === 'declaration') {
+        const r = loadDeclarationTexts([{ text: b.text, file: b.where }]);
+        if (!r.ok)
+          wrong.push(
+            `${b.where}: declaration does not load: ${r.problems.map((p) => `${p.line}:${p.column} ${p.message}`).join('; ')}`,
+          );
       } else if (kind === 'policy-part') {
         const part = doc as { roles?: Record<string, unknown> };
         const agents = { doc: { roles: Object.keys(part.roles ?? {}) } };

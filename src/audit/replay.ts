@@ -81,7 +81,7 @@ function compare(before: Effect, after: Effect): ReplayChange {
 }
 
 /** Digest forms accepted: bare hex or `sha256:<hex>`. */
-function digestMatches(args: Json, digest: string): boolean {
+export function digestMatches(args: Json, digest: string): boolean {
   const hex = digest.startsWith('sha256:') ? digest.slice(7) : digest;
   return jsonDigest(args) === hex;
 }

@@ -53,6 +53,18 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Run> }> = 
     summary: 're-decide recorded actions under a candidate policy and report what changes',
     load: async () => (await import('./replay.js')).replayCommand,
   },
+  declare: {
+    summary: 'check, import (A2A, CycloneDX, registers) and migrate agent declarations',
+    load: async () => (await import('./declare.js')).declareCommand,
+  },
+  gap: {
+    summary: 'compare declared, permitted and attempted per agent and capability',
+    load: async () => (await import('./gap.js')).gapCommand,
+  },
+  report: {
+    summary: 'build or verify the signed evidence bundle for a time window',
+    load: async () => (await import('./report.js')).reportCommand,
+  },
   tools: {
     summary: 'list pinned upstream tool definitions; approve changed ones',
     load: async () => (await import('./tools.js')).toolsCommand,

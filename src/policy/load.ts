@@ -145,7 +145,7 @@ function checksBeyondSchema(source: PolicySource, schemaFound: Problem[]): Probl
   return [];
 }
 
-function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] {
+export function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] {
   const deeper = (e: ErrorObject) =>
     errors.some((f) => f !== e && f.instancePath.startsWith(`${e.instancePath}/`) && f.keyword !== 'oneOf');
   const kept = errors.filter((e) => {

@@ -40,7 +40,8 @@ function canon(c: Canonicaliser<unknown, unknown>) {
   };
 }
 
-const conditions = {
+/** The condition language (`when`/`unless`), shared with declarations so both speak one language. */
+export const conditionsSchema = {
   type: 'object',
   additionalProperties: false,
   description: 'All given conditions must hold.',
@@ -133,8 +134,8 @@ const rule = {
     allow: toolPatterns,
     deny: toolPatterns,
     ask: toolPatterns,
-    when: conditions,
-    unless: conditions,
+    when: conditionsSchema,
+    unless: conditionsSchema,
     limit: limits,
     approval: {
       type: 'object',
