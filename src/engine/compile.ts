@@ -23,6 +23,11 @@ export interface Engine {
   visible(agent: string, tool: string): boolean;
   /** Arguments as the audit trail may store them: fields the policy redacts are replaced. */
   redact(tool: string, args: { [k: string]: Json }): { [k: string]: Json };
+  /**
+   * The allow rules that could let this agent call this tool, whatever the arguments (exact names and
+   * patterns, the same candidates `decide` tries). Empty for an unknown agent. Read-only: for search.
+   */
+  allowRules(agent: string, tool: string): readonly CheckedRule[];
 }
 
 /** Most values one condition reads from an array argument. */
@@ -420,7 +425,13 @@ export function compile(policy: CheckedPolicy): Engine {
     return out;
   };
 
-  return Object.freeze({ hash: policy.hash, policy, decide, visible, redact });
+  const allowRules = (agent: string, tool: string): readonly CheckedRule[] => {
+    const idx = index.get(agent);
+    if (!idx) return NONE;
+    return candidates(idx, 'allow', tool, idx.tools.get(tool.toLowerCase()));
+  };
+
+  return Object.freeze({ hash: policy.hash, policy, decide, visible, redact, allowRules });
 }
 
 const MATCH: Outcome = { kind: 'match' };
