@@ -260,11 +260,19 @@ function actionSearch(engine: Engine, req: SearchRequest, now: number | undefine
     if (d.mode === 'shadow') properties.mode = 'shadow';
     results.push(JSON.stringify({ name, properties }));
   }
-  // Patterns cover tools the policy does not name; they cannot be listed, so they are stated.
+  // Patterns cover tools the policy does not name; they cannot be listed, so they are stated: the
+  // wildcard allow rules, and the wildcard rules of any effect in shadow mode (their calls proceed).
+  const checked = engine.policy.agents.get(agent);
   const patterns: Json[] = [];
-  for (const r of engine.policy.agents.get(agent)?.rules ?? []) {
-    if (r.effect !== 'allow') continue;
-    for (const p of r.patterns) if (hasWildcard(p)) patterns.push({ pattern: p, ...constraintsOf(r) });
+  // INVARIANT: a shadow-mode agent's every call proceeds, so its answer says so rather than omit tools.
+  if (checked?.mode === 'shadow') patterns.push({ pattern: '*', mode: 'shadow' });
+  for (const r of checked?.rules ?? []) {
+    const shadow = (r.mode ?? checked?.mode) === 'shadow';
+    if (r.effect !== 'allow' && !shadow) continue;
+    for (const p of r.patterns) {
+      if (!hasWildcard(p)) continue;
+      patterns.push({ pattern: p, ...constraintsOf(r), ...(shadow ? { mode: 'shadow' } : {}) });
+    }
   }
   return patterns.length > 0 ? { results, context: { patterns } } : { results };
 }
