@@ -61,7 +61,10 @@ export interface DecisionApiOptions {
    * authentication result carries the role `pdp-client` is treated the same as one listed here.
    */
   pdpClients?: readonly string[];
-  /** Public base URL published in the AuthZEN metadata; default `http://<Host header>`. */
+  /**
+   * Public base URL published in the AuthZEN metadata; default `https://<Host header>` on a TLS
+   * connection, `http://<Host header>` otherwise.
+   */
   publicUrl?: string;
   /**
    * AuthZEN responses carry `context` (reason, code, decision id) only when the client sends
@@ -189,7 +192,7 @@ export function createDecisionApiHandler(
         return true;
       }
       if (route.kind === 'config') {
-        writeJson(res, 200, configBody(opts.publicUrl, req.headers.host), rid);
+        writeJson(res, 200, configBody(opts.publicUrl, req), rid);
         return true;
       }
       if (route.kind === 'openapi') {
@@ -549,11 +552,13 @@ function failedDecision(policy: string, err: unknown): Decision {
   };
 }
 
-function configBody(publicUrl: string | undefined, host: string | undefined): string {
-  const base = (publicUrl ?? `http://${host !== undefined && HOST.test(host) ? host : 'localhost'}`).replace(
-    /\/+$/,
-    '',
-  );
+function configBody(publicUrl: string | undefined, req: IncomingMessage): string {
+  const host = req.headers.host;
+  // HTTP/1 over TLS and HTTP/2 alike expose the TLS socket's `encrypted` flag.
+  const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
+  const base = (
+    publicUrl ?? `${scheme}://${host !== undefined && HOST.test(host) ? host : 'localhost'}`
+  ).replace(/\/+$/, '');
   return JSON.stringify({
     policy_decision_point: base,
     access_evaluation_endpoint: `${base}/access/v1/evaluation`,
