@@ -214,6 +214,9 @@ function subjectSearch(engine: Engine, req: SearchRequest, now: number | undefin
   const ctxSubject = ctx.subject as JsonObject;
   const results: string[] = [];
   for (const id of sortedAgents(engine)) {
+    // `visible` is false only where no decision can allow (no allow candidate, an unconditional deny,
+    // an unknown agent): skipping those saves the full decision for most agents of a large policy.
+    if (!engine.visible(id, t.tool)) continue;
     // The same action an evaluation for subject `id` builds (authzen.ts buildEvaluation).
     const action: Action = {
       ...t,
@@ -252,6 +255,7 @@ function actionSearch(engine: Engine, req: SearchRequest, now: number | undefine
   const ctx = (t.context ?? {}) as JsonObject;
   const results: string[] = [];
   for (const name of knownTools(engine).names) {
+    if (!engine.visible(agent, name)) continue;
     const action: Action = { ...t, tool: name, context: { ...ctx, action: { name } } };
     const d = engine.decide(action, now);
     if (d.effect !== 'allow') continue;
