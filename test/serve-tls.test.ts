@@ -170,6 +170,7 @@ roles:
       const refused = await new Promise<number>((resolve, reject) => {
         const s = session.request({ ':method': 'POST', ':path': '/access/v1/evaluation' });
         s.on('response', (h) => resolve(Number(h[':status'])));
+        s.resume();
         s.on('error', reject);
         s.end('{}');
       });

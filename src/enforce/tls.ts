@@ -23,6 +23,7 @@ import {
   type Http2Server,
   type Http2ServerRequest,
   type Http2ServerResponse,
+  type Http2Session,
   constants as h2,
   type ServerHttp2Stream,
 } from 'node:http2';
@@ -130,7 +131,12 @@ export function createTlsFrontDoor(
   const connections = guardServer(server as unknown as Server, limits);
   const pending = new Map<string, Socket>();
   const keyOf = (s: Socket) => `${s.remoteAddress}|${s.remotePort}`;
+  // Every raw socket, so that closing the front door ends HTTP/2 sessions too (`server.close()` alone
+  // waits for each connection to end on its own).
+  const open = new Set<Socket>();
   server.on('connection', (raw: Socket) => {
+    open.add(raw);
+    raw.once('close', () => open.delete(raw));
     pending.set(keyOf(raw), raw);
     // INVARIANT: every wait is bounded — the handshake and the first request's headers (HTTP/1.1) or the
     // session's setup (HTTP/2, whose idle and stream deadlines take over) finish within the header
@@ -182,7 +188,9 @@ export function createTlsFrontDoor(
       unwatchFile(files.cert, reload);
       unwatchFile(files.key, reload);
       http1.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      for (const raw of open) raw.destroy();
+      await closed;
     },
   };
 }
@@ -195,7 +203,7 @@ function guardHttp2(server: Http2Server, limits: FrontDoorLimits): void {
     const arm = () => {
       clearTimeout(idle);
       // A session with an open stream (an SSE stream waiting for events) is not idle.
-      if (open === 0) idle = setTimeout(() => session.close(), limits.keepAliveTimeoutMs).unref();
+      if (open === 0) idle = setTimeout(() => closeSession(session), limits.keepAliveTimeoutMs).unref();
     };
     arm();
     session.on('stream', (stream: ServerHttp2Stream) => {
@@ -212,6 +220,17 @@ function guardHttp2(server: Http2Server, limits: FrontDoorLimits): void {
     });
     session.once('close', () => clearTimeout(idle));
   });
+}
+
+/**
+ * Closes an idle session: GOAWAY first, then, if the client still holds it open (say, by never reading a
+ * response), destroyed after a grace period — a client cannot keep a session past its deadline.
+ */
+function closeSession(session: Http2Session): void {
+  session.close();
+  setTimeout(() => {
+    if (!session.destroyed) session.destroy();
+  }, 1000).unref();
 }
 
 /** Makes an HTTP/2 request look like HTTP/1 to the handlers: `Host` from `:authority`, no hop-by-hop headers. */
