@@ -5,6 +5,10 @@
  * generator never shares their event loop. Both engines get the AuthZEN Todo policy (examples/authzen-todo)
  * and must agree on every request in the set before anything is timed.
  *
+ * Then AuthZEN search over a generated 1,000-agent policy: subject search ("which agents may call this
+ * tool with these arguments?", 1,000 decisions per request) and action search (one agent's tools), their
+ * latency from one client (p50/p99 of sequential requests) and under the same 32-connection load.
+ *
  *   npm run bench:api                 # 10 s per run
  *   BENCH_DURATION=5 npm run bench:api
  *   BENCH_PROFILE=/tmp/prof           # the ExecLayer servers write V8 CPU profiles there
@@ -20,6 +24,7 @@ import Database from 'better-sqlite3';
 import { hashApiKey } from '../src/enforce/auth.js';
 import { freePort } from '../src/testing/net.js';
 import { settleDisk } from './lib/disk.js';
+import { summarize } from './lib/stats.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -145,12 +150,12 @@ async function readBody(req: IncomingMessage): Promise<string> {
  * dist/), with the Todo policy, the PEP's API key (role `pdp-client`) and the given store — `sqlite:` records
  * every decision durably before answering; `memory:` keeps records in memory (nothing durable).
  */
-async function startServe(dir: string, store: string): Promise<Child> {
-  const config = join(dir, `execlayer-${store.startsWith('sqlite:') ? 'sqlite' : 'memory'}.yaml`);
+async function startServe(dir: string, store: string, policy = POLICY, name?: string): Promise<Child> {
+  const config = join(dir, `execlayer-${name ?? (store.startsWith('sqlite:') ? 'sqlite' : 'memory')}.yaml`);
   writeFileSync(
     config,
     [
-      `policy: ${JSON.stringify(POLICY)}`,
+      `policy: ${JSON.stringify(policy)}`,
       `store: ${JSON.stringify(store)}`,
       'auth:',
       '  apiKeys:',
@@ -537,11 +542,128 @@ async function main(): Promise<void> {
     await stopChild(exec);
     children.splice(children.indexOf(exec), 1);
     console.log(`audit records written by the execlayer server: ${num(countRecords(auditDb))}`);
+    for (const c of children.splice(0)) await stopChild(c);
+    cerbos?.proc.kill('SIGTERM');
+    cerbos = undefined;
+    await searchBench(dir, children);
   } finally {
     for (const c of children) await stopChild(c).catch(() => undefined);
     cerbos?.proc.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// AuthZEN search over a large policy.
+
+const SEARCH_AGENTS = 1000;
+const SEARCH_ROLES = 10;
+const SEQUENTIAL = 2000;
+
+/** 1,000 agents in 10 roles: exact allows, a CEL-conditioned allow, a deny and a wildcard allow each. */
+function searchPolicy(): string {
+  const lines = ['version: 1', 'agents:'];
+  for (let i = 0; i < SEARCH_AGENTS; i++) {
+    lines.push(
+      `  agent-${String(i).padStart(4, '0')}: { owner: o@x.io, roles: [r${i % SEARCH_ROLES}, common] }`,
+    );
+  }
+  lines.push(
+    '  todo-backend: { owner: o@x.io }',
+    'roles:',
+    '  common:',
+    '    - { id: kb, allow: kb.search }',
+  );
+  for (let r = 0; r < SEARCH_ROLES; r++) {
+    lines.push(
+      `  r${r}:`,
+      `    - { id: r${r}-read, allow: svc${r}.read }`,
+      `    - { id: r${r}-write, allow: svc${r}.write, when: { cel: "has(args.n) && args.n <= ${r}" } }`,
+      `    - { id: r${r}-no-delete, deny: svc${r}.delete }`,
+      `    - { id: r${r}-list, allow: "svc${r}.list*" }`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function post(url: string, body: string): Promise<Record<string, unknown>> {
+  const r = await fetch(url, { method: 'POST', headers: AUTH_HEADERS, body });
+  if (r.status !== 200) throw new Error(`${url}: HTTP ${r.status} ${await r.text()}`);
+  return (await r.json()) as Record<string, unknown>;
+}
+
+async function searchBench(dir: string, children: Child[]): Promise<void> {
+  const policy = join(dir, 'search-policy.yaml');
+  writeFileSync(policy, searchPolicy());
+  const server = await startServe(dir, 'memory:', policy, 'search');
+  children.push(server);
+  const url = `http://127.0.0.1:${server.first.port}`;
+  const subjectBody = JSON.stringify({
+    subject: { type: 'agent' },
+    action: { name: 'svc7.write' },
+    resource: { type: 'call', id: 'c', properties: { n: 5 } },
+    page: { limit: 1000 },
+  });
+  const actionBody = JSON.stringify({
+    subject: { type: 'agent', id: 'agent-0007' },
+    resource: { type: 'call', id: 'c', properties: { n: 9 } },
+  });
+
+  // Agreement before timing: the subject search answer is exactly the agents whose evaluation is true.
+  const found = (
+    (await post(`${url}/access/v1/search/subject`, subjectBody)).results as { id: string }[]
+  ).map((x) => x.id);
+  const expected: string[] = [];
+  for (let i = 0; i < SEARCH_AGENTS; i++) {
+    const id = `agent-${String(i).padStart(4, '0')}`;
+    const d = await post(
+      `${url}/access/v1/evaluation`,
+      JSON.stringify({
+        subject: { type: 'agent', id },
+        action: { name: 'svc7.write' },
+        resource: { type: 'call', id: 'c', properties: { n: 5 } },
+      }),
+    );
+    if (d.decision === true) expected.push(id);
+  }
+  if (JSON.stringify(found) !== JSON.stringify(expected))
+    throw new Error(`subject search disagrees with ${SEARCH_AGENTS} evaluations`);
+  console.log(
+    `\nsearch: ${SEARCH_AGENTS}-agent policy (${SEARCH_ROLES} roles, ${SEARCH_ROLES * 4 + 1} rules); subject search for svc7.write finds ${found.length} agents, the same as ${SEARCH_AGENTS} single evaluations`,
+  );
+
+  const sequential = async (path: string, body: string) => {
+    const samples: number[] = [];
+    for (let i = 0; i < SEQUENTIAL + 200; i++) {
+      const t0 = performance.now();
+      await post(`${url}${path}`, body);
+      if (i >= 200) samples.push(performance.now() - t0);
+    }
+    return summarize(samples.sort((a, b) => a - b));
+  };
+  const num = (x: number, d = 2) =>
+    x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  console.log(`${'search'.padEnd(44)}${'p50 ms'.padEnd(9)}${'p99 ms'.padEnd(9)}req/s`);
+  for (const [name, path, body] of [
+    ['subject search, 1 client', '/access/v1/search/subject', subjectBody],
+    ['action search, 1 client', '/access/v1/search/action', actionBody],
+  ] as const) {
+    const st = await sequential(path, body);
+    console.log(
+      `${name.padEnd(44)}${num(st.p50).padEnd(9)}${num(st.p99).padEnd(9)}${num(1000 / st.mean, 0)}`,
+    );
+  }
+  const loaded = await run(
+    'subject search',
+    url,
+    '/access/v1/search/subject',
+    [subjectBody],
+    AUTH_HEADERS,
+    1,
+  );
+  console.log(
+    `${`subject search, ${CONNECTIONS} connections`.padEnd(44)}${num(loaded.p50).padEnd(9)}${num(loaded.p99).padEnd(9)}${num(loaded.reqPerSec, 0)}${loaded.errors + loaded.non2xx > 0 ? ` (${loaded.errors + loaded.non2xx} errors)` : ''}`,
+  );
 }
 
 const mode = process.argv[2];

@@ -489,6 +489,9 @@ function decisionApi() {
       get policyHash() {
         return layer.policyHash;
       },
+      get engine() {
+        return layer.engine;
+      },
     },
     { authenticate: async () => ({ ok: true, agent: 'contract-pep', roles: ['pdp-client'] }) },
   );

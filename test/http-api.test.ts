@@ -241,8 +241,18 @@ describe('http decision api', () => {
     test('without an evaluations array it answers like a single evaluation', async () => {
       const r = await post('/access/v1/evaluations', evaluation('alice', 'docs.read'));
       assert.equal(r.text, '{"decision":true}');
-      const empty = await post('/access/v1/evaluations', { evaluations: [] });
-      assert.equal(empty.text, '{"evaluations":[]}');
+      // AuthZEN 1.0 §7.1: an empty array is the single form too, answered as one decision.
+      const empty = await post('/access/v1/evaluations', {
+        ...evaluation('alice', 'docs.read'),
+        evaluations: [],
+      });
+      assert.equal(empty.text, '{"decision":true}');
+      assertProblem(
+        await post('/access/v1/evaluations', { evaluations: [] }),
+        400,
+        'invalid_request',
+        '/subject',
+      );
     });
 
     test('unknown evaluations_semantic is a 400 naming the option', async () => {
@@ -262,13 +272,23 @@ describe('http decision api', () => {
       assert.equal((ok.json().evaluations as unknown[]).length, 1000);
     });
 
-    test('an invalid item is a 400 pointing into the evaluations array', async () => {
+    test('an invalid item is answered false in place, its error pointing into the evaluations array', async () => {
+      const n = api.recorder.decisions().length;
       const r = await post('/access/v1/evaluations', {
         subject: { type: 'agent', id: 'alice' },
         resource: { type: 'doc', id: 'd' },
         evaluations: [{ action: { name: 'docs.read' } }, { action: { name: 7 } }],
       });
-      assertProblem(r, 400, 'invalid_request', '/evaluations/1/action/name');
+      assert.equal(r.status, 200);
+      const items = r.json().evaluations as {
+        decision: boolean;
+        context?: { error?: { pointer?: string } };
+      }[];
+      assert.deepEqual(items[0], { decision: true });
+      assert.equal(items[1]?.decision, false);
+      assert.equal(items[1]?.context?.error?.pointer, '/evaluations/1/action/name');
+      // Only the valid item was decided and recorded.
+      assert.equal(api.recorder.decisions().length, n + 1);
     });
   });
 
@@ -429,7 +449,8 @@ describe('http decision api', () => {
         [{ ...base, subject: 'alice' }, '/subject'],
         [{ ...base, action: 'docs.read' }, '/action'],
         [{ ...base, action: { name: ['docs.read'] } }, '/action/name'],
-        [{ ...base, resource: { type: 'doc', properties: [] } }, '/resource/properties'],
+        [{ ...base, resource: { type: 'doc', id: 'd', properties: [] } }, '/resource/properties'],
+        [{ ...base, resource: { type: 'doc' } }, '/resource/id'],
         [{ ...base, context: 'now' }, '/context'],
         [{ ...base, subject: { type: 'robot', id: 'alice' } }, '/subject/type'],
         [{ ...base, action: { name: 'docs read' } }, '/action/name'],
@@ -513,7 +534,7 @@ describe('http decision api', () => {
       );
     });
 
-    test('a wrong content type is a 415', async () => {
+    test('a wrong content type is a 400 on AuthZEN endpoints (§10.1), a 415 on the native ones', async () => {
       const body = JSON.stringify(evaluation('alice', 'docs.read'));
       const auth = { authorization: 'Bearer k-pep' };
       assertProblem(
@@ -521,7 +542,7 @@ describe('http decision api', () => {
           headers: { ...auth, 'content-type': 'text/plain' },
           body,
         }),
-        415,
+        400,
         'unsupported_media_type',
       );
       assertProblem(
@@ -529,7 +550,7 @@ describe('http decision api', () => {
           headers: { ...auth, 'content-type': 'application/json; charset=latin1' },
           body,
         }),
-        415,
+        400,
         'unsupported_media_type',
       );
       assertProblem(
@@ -575,7 +596,7 @@ describe('http decision api', () => {
       assertProblem(get, 405, 'method_not_allowed');
       assert.equal(get.headers.allow, 'POST');
       assertProblem(
-        await send(api.url, '/access/v1/search/subject', { headers: JSON_HEADERS(), body: '{}' }),
+        await send(api.url, '/access/v1/search/nothing', { headers: JSON_HEADERS(), body: '{}' }),
         404,
         'not_found',
       );
@@ -586,6 +607,9 @@ describe('http decision api', () => {
         policy_decision_point: `http://${host}`,
         access_evaluation_endpoint: `http://${host}/access/v1/evaluation`,
         access_evaluations_endpoint: `http://${host}/access/v1/evaluations`,
+        search_subject_endpoint: `http://${host}/access/v1/search/subject`,
+        search_resource_endpoint: `http://${host}/access/v1/search/resource`,
+        search_action_endpoint: `http://${host}/access/v1/search/action`,
       });
       assertProblem(
         await send(api.url, '/.well-known/authzen-configuration', { body: '{}' }),

@@ -83,7 +83,7 @@ describe('the OpenAPI description of the decision API', () => {
         body: {
           subject,
           action: { name: 'reports.export' },
-          resource: { type: 'report', properties: { rows: 1000 } },
+          resource: { type: 'report', id: 'q3', properties: { rows: 1000 } },
         },
         status: 200,
       },
@@ -99,12 +99,69 @@ describe('the OpenAPI description of the decision API', () => {
         body: {
           subject,
           evaluations: [
-            { action: { name: 'reports.read' }, resource: { type: 'report' } },
-            { action: { name: 'reports.delete' }, resource: { type: 'report' } },
+            { action: { name: 'reports.read' }, resource: { type: 'report', id: 'q3' } },
+            { action: { name: 'reports.delete' }, resource: { type: 'report', id: 'q3' } },
           ],
           options: { evaluations_semantic: 'deny_on_first_deny' },
         },
         status: 200,
+      },
+      {
+        method: 'POST',
+        path: '/access/v1/evaluations',
+        // The second item has no resource anywhere: it is answered false with its error in place.
+        body: {
+          subject,
+          action: { name: 'reports.read' },
+          evaluations: [{ resource: { type: 'report', id: 'q3' } }, {}],
+        },
+        status: 200,
+      },
+      {
+        method: 'POST',
+        path: '/access/v1/evaluations',
+        body: {
+          subject,
+          action: { name: 'reports.read' },
+          resource: { type: 'report', id: 'q3' },
+          evaluations: [],
+        },
+        status: 200,
+      },
+      {
+        method: 'POST',
+        path: '/access/v1/search/action',
+        body: { subject, resource: { type: 'report', id: 'q3' }, page: { limit: 1 } },
+        status: 200,
+      },
+      {
+        method: 'POST',
+        path: '/access/v1/search/resource',
+        body: { subject, action: { name: 'reports.export' }, resource: { type: 'report' } },
+        status: 200,
+      },
+      {
+        method: 'POST',
+        path: '/access/v1/search/subject',
+        body: {
+          subject: { type: 'agent' },
+          action: { name: 'reports.read' },
+          resource: { type: 'report', id: 'q3' },
+        },
+        status: 403,
+      },
+      {
+        method: 'POST',
+        path: '/access/v1/search/action',
+        body: { subject, resource: { type: 'report', id: 'q3' }, page: { token: 'forged.token' } },
+        status: 400,
+      },
+      {
+        method: 'POST',
+        path: '/access/v1/evaluation',
+        headers: { 'content-type': 'text/plain' },
+        raw: '{}',
+        status: 400,
       },
       { method: 'GET', path: '/.well-known/authzen-configuration', status: 200 },
       {

@@ -11,6 +11,7 @@ import { createDecisionApiHandler } from '../enforce/http/index.js';
 import { McpGateway } from '../enforce/mcp/gateway.js';
 import { type GatewayHttpServer, type HttpHandler, startGatewayHttp } from '../enforce/mcp/http.js';
 import { type OpenedLayer, openLayer } from '../enforce/mcp/open-layer.js';
+import { TlsError } from '../enforce/tls.js';
 import type { RuntimeEvent } from '../runtime/exec-layer.js';
 import {
   loadConfigOrReport,
@@ -31,6 +32,8 @@ operator API also needs the credential role \`approver\` or \`operator\`. Reques
 is not allowed get 403 (DNS-rebinding defence). Sessions are capped per agent and in all, connections
 are capped, and requests must arrive within their deadlines (\`http.*\` in the config, see
 docs/gateway.md "Front-door limits").
+With \`http.tls: {cert, key}\` it serves HTTPS (HTTP/2 and HTTP/1.1) and re-reads both files when
+they change; \`http.publicUrl\` is the URL published in discovery documents (behind a proxy).
 
 options:
   -c, --config <file>   gateway configuration (default ./execlayer.yaml)
@@ -44,7 +47,8 @@ whole is loaded), on SIGHUP and on POST /v1/policy/reload; a broken policy never
 
 Create an API key with \`execlayer keys new --agent <id>\`; give it roles with \`roles: [approver]\`.
 
-exit codes: 0 stopped cleanly, 1 invalid config or policy, 2 usage error, 3 could not start (port, store)
+exit codes: 0 stopped cleanly, 1 invalid config or policy, 2 usage error, 3 could not start (port, store,
+TLS files)
 `;
 
 /** Runs `execlayer serve` until SIGINT/SIGTERM. */
@@ -94,7 +98,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       });
     } catch (e) {
       if (e instanceof ServeError && e.code === 'listen_failed') {
-        process.stderr.write(`error: cannot listen: ${e.message}\n`);
+        const why = e.cause instanceof TlsError ? e.message : `cannot listen: ${e.message}`;
+        process.stderr.write(`error: ${why}\n`);
         return EXIT.error;
       }
       return reportStartFailure(e instanceof ServeError ? e.cause : e);
@@ -165,7 +170,10 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
   const authApi = authFor('http');
   const handlers: HttpHandler[] = [
     // `pdp-client` comes from the credential's roles (API key `roles`, JWT roles claim).
-    createDecisionApiHandler(layer, { authenticate: authApi }),
+    createDecisionApiHandler(layer, {
+      authenticate: authApi,
+      ...(config.http.publicUrl !== undefined ? { publicUrl: config.http.publicUrl } : {}),
+    }),
     createAdminApiHandler({
       approvals: opened.approvals,
       state: opened.state,
@@ -180,6 +188,7 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
     http = await startGatewayHttp(gateway, {
       authenticate: authFor('mcp'),
       handlers,
+      log,
       ...(opts.host !== undefined ? { host: opts.host } : {}),
       ...(opts.port !== undefined ? { port: opts.port } : {}),
     });

@@ -175,3 +175,25 @@ test('bad values, names and syntax are problems with positions, never exceptions
     /duplicate api key/,
   );
 });
+
+test('http.tls paths are resolved beside the config; http.publicUrl must be a plain base URL', () => {
+  const cfg = parseConfig(
+    'policy: p\nhttp:\n  tls: { cert: ./tls/cert.pem, key: /etc/k.pem }\n  publicUrl: https://pdp.acme.com/authz/\n',
+    FILE,
+    {},
+  );
+  assert.deepEqual(cfg.http.tls, { cert: '/srv/gw/tls/cert.pem', key: '/etc/k.pem' });
+  assert.equal(cfg.http.publicUrl, 'https://pdp.acme.com/authz');
+  assert.equal(parseConfig('policy: p\n', FILE, {}).http.tls, undefined);
+  assert.match(problems('policy: p\nhttp: { tls: { cert: c.pem } }\n')[0]!.message, /missing `key`/);
+  for (const bad of [
+    'https://pdp.acme.com/?x=1',
+    'https://u:p@pdp.acme.com',
+    'https://pdp.acme.com/#f',
+    'ftp://x',
+  ]) {
+    const p = problems(`policy: p\nhttp:\n  publicUrl: "${bad}"\n`)[0]!;
+    assert.equal(p.path, '/http/publicUrl', bad);
+    assert.equal(p.line, 3, bad);
+  }
+});

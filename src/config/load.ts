@@ -94,6 +94,10 @@ export interface HttpConfig {
   requestTimeoutMs: number;
   /** Node's `keepAliveTimeout`: idle time between requests on one connection. */
   keepAliveTimeoutMs: number;
+  /** Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate and key; absolute paths, reloaded on change. */
+  tls?: { cert: string; key: string };
+  /** The URL clients reach this server at (behind a proxy), published in discovery documents. */
+  publicUrl?: string;
 }
 
 export interface ApprovalsConfig {
@@ -443,6 +447,10 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       requestTimeoutMs: raw.http?.requestTimeoutMs ?? DEFAULT_HTTP_LIMITS.requestTimeoutMs,
       keepAliveTimeoutMs: raw.http?.keepAliveTimeoutMs ?? DEFAULT_HTTP_LIMITS.keepAliveTimeoutMs,
       ...(raw.http?.maxConnections !== undefined ? { maxConnections: raw.http.maxConnections } : {}),
+      ...(raw.http?.tls !== undefined
+        ? { tls: { cert: abs(raw.http.tls.cert), key: abs(raw.http.tls.key) } }
+        : {}),
+      ...(raw.http?.publicUrl !== undefined ? { publicUrl: raw.http.publicUrl.replace(/\/+$/, '') } : {}),
     },
     approvals: { wait: raw.approvals?.wait ?? 'return', maxWaitMs: raw.approvals?.maxWaitMs ?? 120_000 },
     pins: raw.pins ?? {},
@@ -464,8 +472,34 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       `\`http.maxSessionsPerAgent\` (${cfg.http.maxSessionsPerAgent}) must not exceed \`http.maxSessions\` (${cfg.http.maxSessions})`,
     );
   }
+  if (raw.http?.publicUrl !== undefined && !isBaseUrl(raw.http.publicUrl)) {
+    at(
+      locate('/http/publicUrl'),
+      '/http/publicUrl',
+      `\`http.publicUrl\` \`${raw.http.publicUrl}\` must be an http(s) URL without credentials, query or fragment`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError('config_invalid', dedupe(problems));
   return cfg;
+}
+
+/** An absolute http(s) URL a client can be pointed at: no userinfo, query or fragment (AuthZEN §9.1.1). */
+function isBaseUrl(value: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return false;
+  }
+  return (
+    (u.protocol === 'https:' || u.protocol === 'http:') &&
+    u.username === '' &&
+    u.password === '' &&
+    u.search === '' &&
+    u.hash === '' &&
+    !value.includes('?') &&
+    !value.includes('#')
+  );
 }
 
 function dedupe(problems: ConfigProblem[]): ConfigProblem[] {

@@ -245,6 +245,31 @@ export const CONFIG_SCHEMA = {
           default: 65000,
           description: 'How long an idle keep-alive connection is kept open between requests.',
         },
+        tls: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['cert', 'key'],
+          description:
+            'Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate (chain) and private key; both files are re-read when they change.',
+          properties: {
+            cert: {
+              type: 'string',
+              minLength: 1,
+              description: 'Certificate file (PEM), relative to this file.',
+            },
+            key: {
+              type: 'string',
+              minLength: 1,
+              description: 'Private key file (PEM), relative to this file.',
+            },
+          },
+        },
+        publicUrl: {
+          type: 'string',
+          pattern: '^https?://',
+          description:
+            "The base URL clients reach this server at (e.g. behind a TLS proxy); used in discovery documents. Default: the scheme of this server and the request's Host.",
+        },
       },
     },
     approvals: {

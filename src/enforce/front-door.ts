@@ -117,7 +117,17 @@ export class ConnectionGuard {
  * of a server without a guard is left alone.
  */
 export function markAuthenticated(socket: Socket | undefined): void {
-  if (socket) GUARDS.get(socket)?.trust(socket);
+  if (!socket) return;
+  // A TLS socket (or, for HTTP/2, the proxy that forwards to it) leads to the raw socket the guard counts.
+  const raw = (socket as Socket & { [RAW_SOCKET]?: Socket })[RAW_SOCKET] ?? socket;
+  GUARDS.get(raw)?.trust(raw);
+}
+
+const RAW_SOCKET = Symbol('execlayer.rawSocket');
+
+/** Links a TLS socket to the raw socket it runs over, so authenticating on it trusts the counted socket. */
+export function linkSocket(tls: Socket, raw: Socket): void {
+  (tls as Socket & { [RAW_SOCKET]?: Socket })[RAW_SOCKET] = raw;
 }
 
 /**

@@ -23,6 +23,11 @@ export interface Engine {
   visible(agent: string, tool: string): boolean;
   /** Arguments as the audit trail may store them: fields the policy redacts are replaced. */
   redact(tool: string, args: { [k: string]: Json }): { [k: string]: Json };
+  /**
+   * The allow rules that could let this agent call this tool, whatever the arguments (exact names and
+   * patterns, the same candidates `decide` tries). Empty for an unknown agent. Read-only: for search.
+   */
+  allowRules(agent: string, tool: string): readonly CheckedRule[];
 }
 
 /** Most values one condition reads from an array argument. */
@@ -402,6 +407,8 @@ export function compile(policy: CheckedPolicy): Engine {
   const visible = (agent: string, tool: string): boolean => {
     const idx = index.get(agent);
     if (!idx || checkAction({ agent, tool, args: {} }) !== undefined) return false;
+    // A look-alike of a known tool is refused before any rule, in every mode.
+    if (names.imitated(tool) !== undefined) return false;
     if (idx.agent.mode === 'shadow') return true;
     const lower = tool.toLowerCase();
     const entry = idx.tools.get(lower);
@@ -409,8 +416,13 @@ export function compile(policy: CheckedPolicy): Engine {
       (r) => !r.when && !r.unless && (r.mode ?? idx.agent.mode) === 'enforce',
     );
     if (blocked) return false;
+    // INVARIANT: hidden means uncallable — visible whenever some call could proceed, so also when a
+    // shadow-mode deny or ask rule names the tool (its calls proceed, the verdict is only recorded).
+    const shadowed = (r: CheckedRule) => (r.mode ?? idx.agent.mode) === 'shadow';
     return (
-      candidates(idx, 'allow', tool, entry).length > 0 || candidates(idx, 'ask', lower, entry).length > 0
+      candidates(idx, 'allow', tool, entry).length > 0 ||
+      candidates(idx, 'ask', lower, entry).length > 0 ||
+      candidates(idx, 'deny', lower, entry).some(shadowed)
     );
   };
 
@@ -424,7 +436,13 @@ export function compile(policy: CheckedPolicy): Engine {
     return out;
   };
 
-  return Object.freeze({ hash: policy.hash, policy, decide, visible, redact });
+  const allowRules = (agent: string, tool: string): readonly CheckedRule[] => {
+    const idx = index.get(agent);
+    if (!idx) return NONE;
+    return candidates(idx, 'allow', tool, idx.tools.get(tool.toLowerCase()));
+  };
+
+  return Object.freeze({ hash: policy.hash, policy, decide, visible, redact, allowRules });
 }
 
 const MATCH: Outcome = { kind: 'match' };

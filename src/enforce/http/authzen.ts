@@ -40,13 +40,6 @@ export interface Evaluation {
   subjectPointer: string;
 }
 
-/** A parsed `POST /access/v1/evaluations` body. `single` is true when no `evaluations` array was sent. */
-export interface EvaluationsRequest {
-  single: boolean;
-  semantic: EvaluationsSemantic;
-  evaluations: Evaluation[];
-}
-
 function isObject(v: unknown): v is JsonObject {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
@@ -74,7 +67,25 @@ export function parseEvaluationRequest(body: JsonObject): ParseResult<Evaluation
   );
 }
 
-/** Parses a `POST /access/v1/evaluations` body; rejects batches larger than `maxBatch`. */
+/**
+ * One item of a batch: an evaluation, or the problem that makes this item alone an error. AuthZEN 1.0
+ * §7.2.1: an error in one evaluation is answered in that item (`decision: false`), not for the payload.
+ */
+export type BatchItem = { ok: true; value: Evaluation } | { ok: false; problem: Problem };
+
+/**
+ * A parsed `POST /access/v1/evaluations` body. `single` is true when no `evaluations` array was sent or
+ * it is empty (AuthZEN 1.0 §7.1: then the request is a single evaluation and is answered as one).
+ */
+export type EvaluationsRequest =
+  | { single: true; evaluation: Evaluation }
+  | { single: false; semantic: EvaluationsSemantic; items: BatchItem[] };
+
+/**
+ * Parses a `POST /access/v1/evaluations` body; rejects batches larger than `maxBatch`. Errors about the
+ * whole payload (options, the array itself, the shape of the top-level defaults) refuse the request; an
+ * item that cannot be evaluated becomes an error item.
+ */
 export function parseEvaluationsRequest(body: JsonObject, maxBatch: number): ParseResult<EvaluationsRequest> {
   let semantic: EvaluationsSemantic = 'execute_all';
   if (body.options !== undefined) {
@@ -91,12 +102,13 @@ export function parseEvaluationsRequest(body: JsonObject, maxBatch: number): Par
     }
   }
   const items = body.evaluations;
-  if (items === undefined) {
+  if (items !== undefined && !Array.isArray(items))
+    return invalidRequest('evaluations must be an array', '/evaluations');
+  if (items === undefined || items.length === 0) {
     const one = parseEvaluationRequest(body);
     if (!one.ok) return one;
-    return { ok: true, value: { single: true, semantic, evaluations: [one.value] } };
+    return { ok: true, value: { single: true, evaluation: one.value } };
   }
-  if (!Array.isArray(items)) return invalidRequest('evaluations must be an array', '/evaluations');
   if (items.length > maxBatch) {
     return {
       ok: false,
@@ -112,26 +124,34 @@ export function parseEvaluationsRequest(body: JsonObject, maxBatch: number): Par
     if (body[key] !== undefined && !isObject(body[key]))
       return invalidRequest(`${key} must be an object`, `/${key}`);
   }
-  const evaluations: Evaluation[] = [];
+  const out: BatchItem[] = [];
   for (let i = 0; i < items.length; i++) {
     const item = items[i];
     const base = `/evaluations/${i}`;
-    if (!isObject(item)) return invalidRequest('each evaluation must be an object', base);
-    // Item values replace the top-level defaults whole (AuthZEN 1.0, "Default values").
+    if (!isObject(item)) {
+      out.push(invalidRequest('each evaluation must be an object', base));
+      continue;
+    }
+    // Item values replace the top-level defaults whole (AuthZEN 1.0 §7.1.1, "Default values"); a key
+    // missing from both is reported at the item, where the caller has to add it.
     const pick = (key: 'subject' | 'action' | 'resource' | 'context'): [Json | undefined, string] =>
-      item[key] !== undefined ? [item[key], `${base}/${key}`] : [body[key], `/${key}`];
+      item[key] !== undefined
+        ? [item[key], `${base}/${key}`]
+        : [body[key], body[key] !== undefined ? `/${key}` : `${base}/${key}`];
     const [s, sp] = pick('subject');
     const [a, ap] = pick('action');
     const [r, rp] = pick('resource');
     const [c, cp] = pick('context');
-    const ev = buildEvaluation(s, sp, a, ap, r, rp, c, cp);
-    if (!ev.ok) return ev;
-    evaluations.push(ev.value);
+    out.push(buildEvaluation(s, sp, a, ap, r, rp, c, cp));
   }
-  return { ok: true, value: { single: false, semantic, evaluations } };
+  return { ok: true, value: { single: false, semantic, items: out } };
 }
 
-function buildEvaluation(
+/**
+ * Checks one evaluation's subject, action, resource and context (each with the JSON pointer it came from)
+ * and builds the action the engine decides. Search builds its template the same way.
+ */
+export function buildEvaluation(
   subject: Json | undefined,
   sp: string,
   action: Json | undefined,
@@ -169,10 +189,9 @@ function buildEvaluation(
   if (!isObject(resource)) return invalidRequest('resource must be an object', rp);
   const rt = checkName(resource.type, 'resource type', `${rp}/type`);
   if (rt) return rt;
-  if (resource.id !== undefined) {
-    const ri = checkName(resource.id, 'resource id', `${rp}/id`);
-    if (ri) return ri;
-  }
+  // AuthZEN 1.0 §5.2: a Resource has a REQUIRED string `id` (§10.1.1: missing means 400).
+  const ri = checkName(resource.id, 'resource id', `${rp}/id`);
+  if (ri) return ri;
   if (resource.properties !== undefined && !isObject(resource.properties)) {
     return invalidRequest('resource properties must be an object', `${rp}/properties`);
   }

@@ -11,7 +11,12 @@ import { parseAction } from '../../engine/action.js';
 import type { ExecLayer } from '../../runtime/exec-layer.js';
 import type { Action, Decision, EnforcementPoint, Json } from '../../types.js';
 import { checkingIntervalMs, frontDoorLimits, guardServer } from '../front-door.js';
-import { type Evaluation, parseEvaluationRequest, parseEvaluationsRequest } from './authzen.js';
+import {
+  type BatchItem,
+  type EvaluationsSemantic,
+  parseEvaluationRequest,
+  parseEvaluationsRequest,
+} from './authzen.js';
 import { isJsonContentType, readJsonBody } from './body.js';
 import {
   invalidRequest,
@@ -21,6 +26,13 @@ import {
   problem,
   problemBody,
 } from './problem.js';
+import { PageTokens, parseSearchRequest, runSearch, type SearchKind } from './search.js';
+
+const SEARCH_KINDS = {
+  search_subject: 'subject',
+  search_resource: 'resource',
+  search_action: 'action',
+} as const satisfies Record<string, SearchKind>;
 
 /** What an authenticator says about a request. `roles` may carry `pdp-client` (see `DecisionApiOptions`). */
 export type AuthResult =
@@ -33,7 +45,7 @@ export type Authenticate = (req: IncomingMessage) => Promise<AuthResult>;
 /** The parts of ExecLayer the decision API uses. */
 export type DecisionLayer = Pick<
   ExecLayer,
-  'authorize' | 'outcome' | 'awaitingOutcome' | 'recorder' | 'policyHash'
+  'authorize' | 'outcome' | 'awaitingOutcome' | 'recorder' | 'policyHash' | 'engine'
 >;
 
 export interface DecisionApiOptions {
@@ -49,7 +61,10 @@ export interface DecisionApiOptions {
    * authentication result carries the role `pdp-client` is treated the same as one listed here.
    */
   pdpClients?: readonly string[];
-  /** Public base URL published in the AuthZEN metadata; default `http://<Host header>`. */
+  /**
+   * Public base URL published in the AuthZEN metadata; default `https://<Host header>` on a TLS
+   * connection, `http://<Host header>` otherwise.
+   */
   publicUrl?: string;
   /**
    * AuthZEN responses carry `context` (reason, code, decision id) only when the client sends
@@ -64,10 +79,23 @@ export const DEFAULT_MAX_BODY_BYTES = 1_048_576;
 /** Default cap on evaluations per batch. */
 export const DEFAULT_MAX_BATCH = 1000;
 
-type RouteKind = 'evaluation' | 'evaluations' | 'config' | 'openapi' | 'decide' | 'decide_batch' | 'outcome';
+type RouteKind =
+  | 'evaluation'
+  | 'evaluations'
+  | 'search_subject'
+  | 'search_resource'
+  | 'search_action'
+  | 'config'
+  | 'openapi'
+  | 'decide'
+  | 'decide_batch'
+  | 'outcome';
 const ROUTES: ReadonlyMap<string, { kind: RouteKind; method: 'GET' | 'POST' }> = new Map([
   ['/access/v1/evaluation', { kind: 'evaluation', method: 'POST' }],
   ['/access/v1/evaluations', { kind: 'evaluations', method: 'POST' }],
+  ['/access/v1/search/subject', { kind: 'search_subject', method: 'POST' }],
+  ['/access/v1/search/resource', { kind: 'search_resource', method: 'POST' }],
+  ['/access/v1/search/action', { kind: 'search_action', method: 'POST' }],
   ['/.well-known/authzen-configuration', { kind: 'config', method: 'GET' }],
   ['/openapi.json', { kind: 'openapi', method: 'GET' }],
   ['/v1/decide', { kind: 'decide', method: 'POST' }],
@@ -110,6 +138,7 @@ export function createDecisionApiHandler(
   const pdpClients = new Set(opts.pdpClients ?? []);
   const alwaysReasons = opts.authzenReasons === 'always';
   const authenticate = opts.authenticate;
+  const pageTokens = new PageTokens();
 
   async function decide(action: Action, point: EnforcementPoint): Promise<Decision> {
     try {
@@ -163,7 +192,7 @@ export function createDecisionApiHandler(
         return true;
       }
       if (route.kind === 'config') {
-        writeJson(res, 200, configBody(opts.publicUrl, req.headers.host), rid);
+        writeJson(res, 200, configBody(opts.publicUrl, req), rid);
         return true;
       }
       if (route.kind === 'openapi') {
@@ -171,7 +200,9 @@ export function createDecisionApiHandler(
         return true;
       }
       const point: EnforcementPoint =
-        route.kind === 'evaluation' || route.kind === 'evaluations' ? 'authzen' : 'http';
+        route.kind === 'decide' || route.kind === 'decide_batch' || route.kind === 'outcome'
+          ? 'http'
+          : 'authzen';
 
       let who: AuthResult;
       try {
@@ -195,9 +226,12 @@ export function createDecisionApiHandler(
       };
 
       if (!isJsonContentType(req.headers['content-type'])) {
+        // AuthZEN 1.0 §10.1 requires `application/json` and lists 400 as its error for a bad request;
+        // the native endpoints answer the HTTP-standard 415.
+        const status = point === 'authzen' ? 400 : 415;
         writeProblem(
           res,
-          problem(415, 'unsupported_media_type', 'send the request body as `application/json` (UTF-8)'),
+          problem(status, 'unsupported_media_type', 'send the request body as `application/json` (UTF-8)'),
           rid,
           { accept: 'application/json' },
         );
@@ -226,18 +260,43 @@ export function createDecisionApiHandler(
         case 'evaluations': {
           const parsed = parseEvaluationsRequest(json, maxBatch);
           if (!parsed.ok) return reject(res, parsed.problem, rid);
-          const { evaluations, semantic, single } = parsed.value;
-          for (const ev of evaluations) {
+          const reasons = alwaysReasons || prefersReasons(req);
+          const req2 = parsed.value;
+          if (req2.single) {
+            const ev = req2.evaluation;
             if (!mayAsk(caller, ev.subjectId)) {
               return forbid(res, req, rid, point, caller, ev.subjectId, `${ev.subjectPointer}/id`);
             }
+            const d = await decide(ev.action, point);
+            writeJson(res, 200, authzenResult(d, reasons), rid, reasons ? PREF_APPLIED : undefined);
+            return true;
           }
-          const reasons = alwaysReasons || prefersReasons(req);
-          const decisions = await runBatch(evaluations, semantic, (a) => decide(a, point));
-          const out = single
-            ? authzenResult(decisions[0] as Decision, reasons)
-            : `{"evaluations":[${decisions.map((d) => authzenResult(d, reasons)).join(',')}]}`;
+          // A caller that may not ask about a subject named in the batch is refused for the whole
+          // request, as for a single evaluation: it is the caller's permission, not an item's error.
+          for (const item of req2.items) {
+            if (item.ok && !mayAsk(caller, item.value.subjectId)) {
+              const ev = item.value;
+              return forbid(res, req, rid, point, caller, ev.subjectId, `${ev.subjectPointer}/id`);
+            }
+          }
+          const results = await runBatch(req2.items, req2.semantic, (a) => decide(a, point));
+          const out = `{"evaluations":[${results.map((r) => (typeof r === 'string' ? r : authzenResult(r, reasons))).join(',')}]}`;
           writeJson(res, 200, out, rid, reasons ? PREF_APPLIED : undefined);
+          return true;
+        }
+        case 'search_subject':
+        case 'search_resource':
+        case 'search_action': {
+          const kind = SEARCH_KINDS[route.kind];
+          const parsed = parseSearchRequest(kind, json, pageTokens);
+          if (!parsed.ok) return reject(res, parsed.problem, rid);
+          const s = parsed.value;
+          // A subject search names other agents: only a PDP client may ask it. The other two are about
+          // one subject, which the caller must be allowed to ask about.
+          if (s.subjectId === undefined ? !caller.pdpClient : !mayAsk(caller, s.subjectId)) {
+            return forbid(res, req, rid, point, caller, s.subjectId ?? '*', '/subject');
+          }
+          writeJson(res, 200, runSearch(layer.engine, s, pageTokens).body, rid);
           return true;
         }
         case 'decide': {
@@ -349,21 +408,34 @@ function mayAsk(caller: Caller, subjectId: string): boolean {
   return caller.pdpClient || caller.agent === subjectId;
 }
 
+/**
+ * Runs a batch (AuthZEN 1.0 §7.1.2.1). An error item answers `decision: false` with the error in its
+ * context and counts as a denial: `deny_on_first_deny` stops there, the other semantics go on.
+ * Short-circuiting batches run in order, and nothing after the deciding item is evaluated or recorded.
+ */
 async function runBatch(
-  evaluations: readonly Evaluation[],
-  semantic: 'execute_all' | 'deny_on_first_deny' | 'permit_on_first_permit',
+  items: readonly BatchItem[],
+  semantic: EvaluationsSemantic,
   decide: (a: Action) => Promise<Decision>,
-): Promise<Decision[]> {
-  if (semantic === 'execute_all') return Promise.all(evaluations.map((e) => decide(e.action)));
-  // Short-circuiting batches run in order, and nothing after the deciding item is evaluated or recorded.
-  const out: Decision[] = [];
-  for (const e of evaluations) {
-    const d = await decide(e.action);
-    out.push(d);
-    const allowed = d.effect === 'allow';
+): Promise<(Decision | string)[]> {
+  const one = (item: BatchItem): Promise<Decision | string> | string =>
+    item.ok ? decide(item.value.action) : itemError(item.problem);
+  if (semantic === 'execute_all') return Promise.all(items.map(one));
+  const out: (Decision | string)[] = [];
+  for (const item of items) {
+    const r = await one(item);
+    out.push(r);
+    const allowed = typeof r !== 'string' && r.effect === 'allow';
     if (semantic === 'deny_on_first_deny' ? !allowed : allowed) break;
   }
   return out;
+}
+
+/** The result of a batch item that could not be evaluated: closed, with the error and where it is. */
+function itemError(p: Problem): string {
+  const error: JsonObject = { status: p.status, message: p.detail };
+  if (p.pointer !== undefined) error.pointer = p.pointer;
+  return `{"decision":false,"context":${JSON.stringify({ code: p.code, reason: p.detail, error })}}`;
 }
 
 /** One AuthZEN result object as JSON text. `ask` maps to `false` with a reason saying approval is required. */
@@ -480,15 +552,20 @@ function failedDecision(policy: string, err: unknown): Decision {
   };
 }
 
-function configBody(publicUrl: string | undefined, host: string | undefined): string {
-  const base = (publicUrl ?? `http://${host !== undefined && HOST.test(host) ? host : 'localhost'}`).replace(
-    /\/+$/,
-    '',
-  );
+function configBody(publicUrl: string | undefined, req: IncomingMessage): string {
+  const host = req.headers.host;
+  // HTTP/1 over TLS and HTTP/2 alike expose the TLS socket's `encrypted` flag.
+  const scheme = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http';
+  const base = (
+    publicUrl ?? `${scheme}://${host !== undefined && HOST.test(host) ? host : 'localhost'}`
+  ).replace(/\/+$/, '');
   return JSON.stringify({
     policy_decision_point: base,
     access_evaluation_endpoint: `${base}/access/v1/evaluation`,
     access_evaluations_endpoint: `${base}/access/v1/evaluations`,
+    search_subject_endpoint: `${base}/access/v1/search/subject`,
+    search_resource_endpoint: `${base}/access/v1/search/resource`,
+    search_action_endpoint: `${base}/access/v1/search/action`,
   });
 }
 

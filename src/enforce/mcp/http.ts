@@ -8,9 +8,11 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Authenticator } from '../auth.js';
 import { type ConnectionGuard, checkingIntervalMs, frontDoorLimits, guardServer } from '../front-door.js';
+import { createTlsFrontDoor } from '../tls.js';
 import type { McpGateway } from './gateway.js';
 import { findForbiddenKey, INVALID_REQUEST, PARSE_ERROR, ScreenedTransport } from './screen.js';
 import type { GatewaySession } from './session.js';
@@ -295,8 +297,8 @@ export function loopbackHosts(port: number): string[] {
  * The gateway's own loopback origins on the bound port, always accepted: a page on one of them is served
  * by this server's own port, and a rebinding attacker's page has its own name in its Origin.
  */
-export function loopbackOrigins(port: number): string[] {
-  return loopbackHosts(port).map((h) => `http://${h}`);
+export function loopbackOrigins(port: number, scheme: 'http' | 'https' = 'http'): string[] {
+  return loopbackHosts(port).map((h) => `${scheme}://${h}`);
 }
 
 /** Refuses a body declared larger than `max` before anything else looks at the request. */
@@ -310,11 +312,12 @@ function refuseDeclaredTooLarge(req: IncomingMessage, res: ServerResponse, max: 
 }
 
 export interface GatewayHttpServer {
-  server: Server;
+  /** The listening server: `http.Server`, or with `http.tls` the TLS listener (HTTP/2 and HTTP/1.1). */
+  server: Server | TlsServer;
   endpoint: McpHttpEndpoint;
   /** The connection cap (open, authenticated, evicted and refused connections). */
   connections: ConnectionGuard;
-  /** e.g. `http://127.0.0.1:8787/mcp` */
+  /** e.g. `http://127.0.0.1:8787/mcp` (`https://` with `http.tls`) */
   url: string;
   close(): Promise<void>;
 }
@@ -326,7 +329,14 @@ export interface GatewayHttpServer {
  */
 export async function startGatewayHttp(
   gateway: McpGateway,
-  opts: { authenticate: Authenticator; handlers?: HttpHandler[]; host?: string; port?: number },
+  opts: {
+    authenticate: Authenticator;
+    handlers?: HttpHandler[];
+    host?: string;
+    port?: number;
+    /** Operational messages (a certificate reload that failed). */
+    log?: (line: string) => void;
+  },
 ): Promise<GatewayHttpServer> {
   const cfg = gateway.config.http;
   const endpoint = new McpHttpEndpoint(gateway, { authenticate: opts.authenticate });
@@ -335,7 +345,7 @@ export async function startGatewayHttp(
   let allowedOrigins: string[] = [];
   const maxBody = gateway.config.limits.maxMessageBytes;
   const limits = frontDoorLimits(cfg);
-  const server = createServer({ connectionsCheckingInterval: checkingIntervalMs(limits) }, (req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     void (async () => {
       if (refuseForeignOrigin(req, res, allowedHosts, allowedOrigins)) return;
       if (refuseDeclaredTooLarge(req, res, maxBody)) return;
@@ -347,8 +357,20 @@ export async function startGatewayHttp(
       gateway.log(`http: ${(err as Error).message}`);
       if (!res.headersSent) res.writeHead(500).end();
     });
-  });
-  const connections = guardServer(server, limits);
+  };
+  let server: Server | TlsServer;
+  let connections: ConnectionGuard;
+  let closeTls: (() => Promise<void>) | undefined;
+  if (cfg.tls !== undefined) {
+    const door = createTlsFrontDoor(onRequest, limits, cfg.tls, opts.log ?? ((l) => gateway.log(l)));
+    server = door.server;
+    connections = door.connections;
+    closeTls = door.close;
+  } else {
+    const plain = createServer({ connectionsCheckingInterval: checkingIntervalMs(limits) }, onRequest);
+    connections = guardServer(plain, limits);
+    server = plain;
+  }
   const host = opts.host ?? cfg.host;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -361,17 +383,20 @@ export async function startGatewayHttp(
   allowedHosts = (cfg.allowedHosts.length > 0 ? cfg.allowedHosts : loopbackHosts(port)).map((h) =>
     h.toLowerCase(),
   );
-  allowedOrigins = [...cfg.allowedOrigins, ...loopbackOrigins(port)].map((o) => o.toLowerCase());
+  const scheme = cfg.tls !== undefined ? 'https' : 'http';
+  allowedOrigins = [...cfg.allowedOrigins, ...loopbackOrigins(port, scheme)].map((o) => o.toLowerCase());
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return {
     server,
     endpoint,
     connections,
-    url: `http://${shownHost}:${port}/mcp`,
+    url: `${scheme}://${shownHost}:${port}/mcp`,
     close: async () => {
       await endpoint.close();
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      if (closeTls !== undefined) return closeTls();
+      const plain = server as Server;
+      plain.closeAllConnections();
+      await new Promise<void>((r) => plain.close(() => r()));
     },
   };
 }
