@@ -14,11 +14,21 @@ export interface PolicySource {
   file: string;
   text: string;
   data: unknown;
-  /** Position of the value (or with `key`, of the key) at a JSON path. */
-  locate(path: readonly (string | number)[], key?: boolean): { line: number; column: number };
+  /**
+   * Position of the value (or with `key`, of the key) at a JSON path; `file` when it is in another file
+   * than `file` (a bundle's merged document).
+   */
+  locate(path: readonly (string | number)[], key?: boolean): SourcePosition;
   /** Absolute offset of a node's value start, for positions inside scalars (CEL). */
   offsetOf(path: readonly (string | number)[]): number | undefined;
-  position(offset: number): { line: number; column: number };
+  position(offset: number): SourcePosition;
+}
+
+/** 1-based line and column, and the file when a source spans several. */
+export interface SourcePosition {
+  line: number;
+  column: number;
+  file?: string;
 }
 
 export type ParseResult = { ok: true; source: PolicySource } | { ok: false; problems: Problem[] };
