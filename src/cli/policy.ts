@@ -46,7 +46,9 @@ commands:
   suggest   a least-privilege policy draft from recorded traffic
   sign      a detached signature over a policy or bundle, for gateways that require one
 
-Run \`execlayer policy <command> --help\` for its options.
+Run \`execlayer policy <command> --help\` for its options and exit codes.
+
+exit codes: 0 help shown, 2 no or an unknown command
 `;
 
 /** Entry point for `execlayer policy …`. */

@@ -75,7 +75,7 @@ export interface PolicyReadOptions {
  * stat for a file of a few KiB, and it sees an in-place write that keeps size and mtime); a bundle's files
  * are stat'ed and its directories listed (see `fingerprint`).
  */
-export async function probe(read: PolicyRead): Promise<string> {
+export async function probe(read: Pick<PolicyRead, 'kind' | 'deps'>): Promise<string> {
   if (read.kind !== 'file') return `bundle:${await fingerprint(read)}`;
   const [file, ...rest] = read.deps.files;
   const content = file === undefined ? 'none' : (await readSnapshot(file)).digest;
@@ -125,6 +125,11 @@ export async function readSettled(
   }
 }
 
+/** What a watch keeps of a read: its kind and what it depended on. */
+function watched(read: PolicyRead): Pick<PolicyRead, 'kind' | 'deps'> {
+  return { kind: read.kind, deps: read.deps };
+}
+
 /**
  * Polls a policy path and calls `onSettled` once for each content (or read failure) that stayed unchanged
  * for the settle interval and differs from the last one handed over (or marked with `handled`).
@@ -135,8 +140,11 @@ export class PolicyWatcher {
   readonly #settleMs: number;
   readonly #opts: PolicyReadOptions;
   readonly #onSettled: (read: PolicyRead) => Promise<void>;
-  /** The read probes are taken against: its files and directories are what is watched. */
-  #last: PolicyRead;
+  /**
+   * What probes are taken against: the files and directories the last read depended on (only those: the
+   * read's bytes and parses are not kept alive by the watch).
+   */
+  #last: Pick<PolicyRead, 'kind' | 'deps'>;
   /** The content last handed over or handled: what is in force, or was last rejected. */
   #handled: string;
   /** The probe whose content was last read whole, so a settled state is read once, not every poll. */
@@ -158,7 +166,7 @@ export class PolicyWatcher {
     this.#settleMs = Math.max(0, timing.settleMs ?? DEFAULT_SETTLE_MS);
     this.#opts = { signature: timing.signature === true };
     this.#onSettled = onSettled;
-    this.#last = first;
+    this.#last = watched(first);
     this.#handled = first.digest;
     this.#schedule();
   }
@@ -166,7 +174,7 @@ export class PolicyWatcher {
   /** Notes that this read was dealt with elsewhere (a forced reload), so it is not handed over again. */
   handled(read: PolicyRead): void {
     this.#handled = read.digest;
-    this.#last = read;
+    this.#last = watched(read);
   }
 
   close(): void {
@@ -194,7 +202,7 @@ export class PolicyWatcher {
       if (now - this.#seen.since < this.#settleMs || p === this.#handledProbe) return;
       const read = await readPolicy(this.#path, this.#opts);
       const same = await consistent(read, p);
-      this.#last = read;
+      this.#last = watched(read);
       if (!same) {
         // What the probe watches changed (a file changed, or the set of files did): settle again.
         this.#seen = undefined;
