@@ -7,12 +7,21 @@
  * p50/p99 beside a 10-rule policy built from the same rule generator.
  *
  * Targets: load + compile ≤ 5 s, memory ≤ 1 GB, decision p50 within 3x of the 10-rule case.
- * Run: npm run bench:scale [-- --agents=N --files=N --samples=N]
+ * Run: npm run bench:scale [-- --agents=N --files=N --samples=N --keep] (`--keep` leaves the bundle on disk)
  */
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { parse as parseYamlText } from 'yaml';
 import { compile, type Engine } from '../src/engine/compile.js';
 import { initFacts } from '../src/facts/index.js';
 import { type PolicyRead, readPolicy } from '../src/policy/bundle-read.js';
@@ -187,6 +196,72 @@ function decisions(engine: Engine, actions: readonly Action[], count: number, se
   return summarize(samples);
 }
 
+interface Loaded {
+  engine: Engine;
+  policy: Extract<ReturnType<typeof loadPolicyRead>, { ok: true }>['policy'];
+  files: number;
+  bytes: number;
+  warnings: number;
+  watched: Pick<PolicyRead, 'kind' | 'deps'>;
+  readMs: number;
+  loadMs: number;
+  compileMs: number;
+  totalMs: number;
+  /** CPU time of the three steps (the machine may be shared: wall time includes waiting for a core). */
+  cpuMs: number;
+}
+
+/** Reads, loads and compiles a bundle, timing each step; only the engine and policy stay referenced. */
+async function loadTimed(dir: string): Promise<Loaded> {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const read = await readPolicy(dir);
+  const t1 = performance.now();
+  const loaded = loadPolicyRead(read);
+  const t2 = performance.now();
+  if (!loaded.ok)
+    throw new Error(
+      `bundle does not load: ${loaded.problems
+        .slice(0, 5)
+        .map((p) => `${p.file}:${p.line} ${p.message}`)
+        .join('; ')}`,
+    );
+  const engine = compile(loaded.policy);
+  const t3 = performance.now();
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    engine,
+    policy: loaded.policy,
+    files: read.files.length,
+    bytes: read.files.reduce((s, f) => s + f.bytes.length, 0),
+    warnings: loaded.warnings.length,
+    watched: { kind: read.kind, deps: read.deps },
+    readMs: t1 - t0,
+    loadMs: t2 - t1,
+    compileMs: t3 - t2,
+    totalMs: t3 - t0,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+  };
+}
+
+/** Writes every file of a YAML bundle as JSON under `to`, same names with `.json`; returns `to`. */
+function toJson(from: string, to: string): string {
+  const walk = (rel: string) => {
+    mkdirSync(join(to, rel), { recursive: true });
+    for (const e of readdirSync(join(from, rel), { withFileTypes: true })) {
+      const name = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(name);
+      else {
+        const data = parseYamlText(readFileSync(join(from, name), 'utf8')) as { base?: string[] };
+        if (data.base) data.base = data.base.map((b) => b.replace(/\.yaml$/, '.json'));
+        writeFileSync(join(to, name.replace(/\.yaml$/, '.json')), JSON.stringify(data, null, 1));
+      }
+    }
+  };
+  walk('');
+  return to;
+}
+
 async function main() {
   await initFacts();
   const root = mkdtempSync(join(tmpdir(), 'execlayer-scale-'));
@@ -196,31 +271,18 @@ async function main() {
     const genMs = performance.now() - t0;
     const before = memory();
 
-    const tRead = performance.now();
-    let read: PolicyRead | undefined = await readPolicy(gen.dir);
-    const readMs = performance.now() - tRead;
-    const tLoad = performance.now();
-    const loaded = loadPolicyRead(read);
-    const loadMs = performance.now() - tLoad;
-    if (!loaded.ok)
-      throw new Error(
-        `bundle does not load: ${loaded.problems
-          .slice(0, 5)
-          .map((p) => `${p.file}:${p.line} ${p.message}`)
-          .join('; ')}`,
-      );
-    const tCompile = performance.now();
-    const engine = compile(loaded.policy);
-    const compileMs = performance.now() - tCompile;
-    const bytes = read.files.reduce((s, f) => s + f.bytes.length, 0);
-    const files = read.files.length;
-    const warnings = loaded.warnings.length;
-    const watchedDeps = { kind: read.kind, deps: read.deps };
-    // The runtime keeps the engine and the checked policy, not the read (bytes and parses).
-    read = undefined;
+    const yamlLoad = await loadTimed(gen.dir);
+    const { engine, policy, files, bytes, warnings } = yamlLoad;
+    const watchedDeps = yamlLoad.watched;
+    // The same bundle written as JSON (`.json` files take the JSON parser), timed the same way.
+    const jsonDir = toJson(gen.dir, join(root, 'policy-json'));
+    const jsonLoad = await loadTimed(jsonDir);
+    if (jsonLoad.policy.agents.size !== policy.agents.size) throw new Error('the JSON bundle differs');
+    jsonLoad.engine = undefined as never;
+    jsonLoad.policy = undefined as never;
     const after = memory();
     // What an engine holds, without the read (the runtime drops the read after the swap).
-    const held = { engine, policy: loaded.policy };
+    const held = { engine, policy };
 
     // Watch poll: the fingerprint of every file and directory (ten times a second by default).
     const polls: number[] = [];
@@ -274,13 +336,21 @@ async function main() {
     const tinyP50 = med(tiny.map((s) => s.p50));
     const tinyP99 = med(tiny.map((s) => s.p99));
 
-    const loadCompile = readMs + loadMs + compileMs;
+    const timing = (l: Loaded, what: string): string[][] => [
+      [`${what}: read (every file, parsed)`, ms(l.readMs), '', ''],
+      [`${what}: load + check (ownership, schema, conditions, CEL)`, ms(l.loadMs), '', ''],
+      [`${what}: compile (engine index)`, ms(l.compileMs), '', ''],
+      [
+        `${what}: read + load + compile, wall (CPU)`,
+        `${ms(l.totalMs)} (${ms(l.cpuMs)})`,
+        '≤ 5 s',
+        l.totalMs <= 5000 ? 'met' : l.cpuMs <= 5000 ? 'met in CPU time' : 'MISSED',
+      ],
+    ];
     const rows: string[][] = [
-      ['bundle', `${gen.agents} agents, ${gen.rules} rules, ${files} files, ${mb(bytes)}`, '', ''],
-      ['read (every file, parsed)', ms(readMs), '', ''],
-      ['load + check (ownership, schema, conditions, CEL)', ms(loadMs), '', ''],
-      ['compile (engine index)', ms(compileMs), '', ''],
-      ['read + load + compile', ms(loadCompile), '≤ 5 s', loadCompile <= 5000 ? 'met' : 'MISSED'],
+      ['bundle', `${gen.agents} agents, ${gen.rules} rules, ${files} files, ${mb(bytes)} of YAML`, '', ''],
+      ...timing(yamlLoad, 'YAML'),
+      ...timing(jsonLoad, 'JSON'),
       [
         'RSS after GC, engine held',
         `${mb(after.rss)} (before: ${mb(before.rss)})`,
@@ -312,7 +382,8 @@ async function main() {
     process.stdout.write(`${markdownTable(['measure', 'value', 'target', ''], rows)}\n`);
     void held;
   } finally {
-    rmSync(root, { recursive: true, force: true });
+    if (process.argv.includes('--keep')) process.stdout.write(`bundle kept in ${root}/policy\n`);
+    else rmSync(root, { recursive: true, force: true });
   }
 }
 

@@ -111,6 +111,9 @@ export function checkPolicy(
   };
 
   const policyMode: Mode = doc.mode ?? 'enforce';
+  // The same expression text compiles to the same immutable program: large policies repeat expressions
+  // across agents, and compiling each once keeps the check linear in distinct expressions.
+  const celCompiled = new Map<string, ReturnType<typeof compileCel>>();
   const roles = doc.roles ?? {};
   const seenIds = new Map<string, string>();
   const roleRules = new Map<string, CheckedRule[]>();
@@ -340,7 +343,11 @@ export function checkPolicy(
       parts.push(r.value.summary);
     }
     if (c.cel !== undefined) {
-      const r = compileCel(c.cel);
+      let r = celCompiled.get(c.cel);
+      if (r === undefined) {
+        r = compileCel(c.cel);
+        celCompiled.set(c.cel, r);
+      }
       if (!r.ok) {
         ok = false;
         const base = source.offsetOf([...path, 'cel']);

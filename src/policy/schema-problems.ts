@@ -9,14 +9,16 @@ import type { PolicySource } from './source.js';
 
 const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
 const validatePolicy = ajv.compile(policySchema);
-const validateFile = ajv.compile(policyFileSchema);
+/** Compiled on first use: only bundles need it. */
+let validateFile: ReturnType<typeof ajv.compile> | undefined;
 
 /**
  * The schema problems of a parsed policy: a whole policy (`policy`), or one file of a bundle (`file`:
  * `agents` may be absent and the bundle keys may be present). Empty when it conforms.
  */
 export function schemaProblemsOf(source: PolicySource, as: 'policy' | 'file' = 'policy'): Problem[] {
-  const validate = as === 'policy' ? validatePolicy : validateFile;
+  if (as === 'file' && validateFile === undefined) validateFile = ajv.compile(policyFileSchema);
+  const validate = as === 'policy' ? validatePolicy : (validateFile as typeof validatePolicy);
   if (validate(source.data)) return [];
   return schemaProblems(validate.errors ?? [], source);
 }
