@@ -292,6 +292,8 @@ async function main() {
       polls.push((performance.now() - t) * 1000);
     }
     const poll = summarize(polls);
+    // One agent's calls again and again (its index stays in the CPU cache), beside calls spread over all.
+    const hot = gen.actions.filter((a) => a.agent === gen.actions[0]?.agent);
 
     // Reload: one team file changed; the work once it settled (read, load, check, compile) …
     const teamFile = join(gen.dir, 'teams', 't007.yaml');
@@ -324,13 +326,17 @@ async function main() {
 
     // Decisions: the big bundle beside the 10-rule policy, alternating, median of three rounds each.
     const small = smallPolicy();
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[1] as number;
     const big: ReturnType<typeof decisions>[] = [];
     const tiny: ReturnType<typeof decisions>[] = [];
+    const one: ReturnType<typeof decisions>[] = [];
     for (let round = 0; round < 3; round++) {
       tiny.push(decisions(small.engine, small.actions, SAMPLES, 100 + round));
       big.push(decisions(held.engine, gen.actions, SAMPLES, 200 + round));
+      one.push(decisions(held.engine, hot, SAMPLES, 300 + round));
     }
-    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[1] as number;
+    const oneP50 = med(one.map((s) => s.p50));
+    const oneP99 = med(one.map((s) => s.p99));
     const bigP50 = med(big.map((s) => s.p50));
     const bigP99 = med(big.map((s) => s.p99));
     const tinyP50 = med(tiny.map((s) => s.p50));
@@ -368,9 +374,21 @@ async function main() {
         '',
       ],
       ['decide() 10-rule policy', `${formatUs(tinyP50)} p50, ${formatUs(tinyP99)} p99`, '', ''],
-      ['decide() bundle', `${formatUs(bigP50)} p50, ${formatUs(bigP99)} p99`, '', ''],
+      ['decide() bundle, one agent’s calls', `${formatUs(oneP50)} p50, ${formatUs(oneP99)} p99`, '', ''],
       [
-        'decide() p50 ratio bundle / 10 rules',
+        'decide() bundle, calls spread over every agent',
+        `${formatUs(bigP50)} p50, ${formatUs(bigP99)} p99`,
+        '',
+        '',
+      ],
+      [
+        'decide() p50 ratio bundle (one agent) / 10 rules',
+        formatRatio(oneP50 / tinyP50),
+        '≤ 3x',
+        oneP50 / tinyP50 <= 3 ? 'met' : 'MISSED',
+      ],
+      [
+        'decide() p50 ratio bundle (every agent) / 10 rules',
         formatRatio(bigP50 / tinyP50),
         '≤ 3x',
         bigP50 / tinyP50 <= 3 ? 'met' : 'MISSED',
