@@ -7,18 +7,34 @@ import { closest, type Problem } from './problems.js';
 import { policyFileSchema, policySchema } from './schema.js';
 import type { PolicySource } from './source.js';
 
-const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
-const validatePolicy = ajv.compile(policySchema);
-/** Compiled on first use: only bundles need it. */
-let validateFile: ReturnType<typeof ajv.compile> | undefined;
+/**
+ * Two validators per schema: a quick one that stops at the first error (most policies are valid, and
+ * collecting verbose errors for every failed `oneOf` branch of every rule is most of the cost), and on
+ * failure one that collects every error with its schema, to report them all. Each is compiled on first use.
+ */
+const quick = new Ajv({ allErrors: false, strict: false });
+const full = new Ajv({ allErrors: true, strict: false, verbose: true });
+type Validate = ReturnType<typeof quick.compile>;
+const compiled: Record<string, Validate | undefined> = {};
+const schemas = { policy: policySchema, file: policyFileSchema };
+
+function validator(as: 'policy' | 'file', kind: 'quick' | 'full'): Validate {
+  const key = `${as}:${kind}`;
+  let v = compiled[key];
+  if (v === undefined) {
+    v = (kind === 'quick' ? quick : full).compile(schemas[as]);
+    compiled[key] = v;
+  }
+  return v;
+}
 
 /**
  * The schema problems of a parsed policy: a whole policy (`policy`), or one file of a bundle (`file`:
  * `agents` may be absent and the bundle keys may be present). Empty when it conforms.
  */
 export function schemaProblemsOf(source: PolicySource, as: 'policy' | 'file' = 'policy'): Problem[] {
-  if (as === 'file' && validateFile === undefined) validateFile = ajv.compile(policyFileSchema);
-  const validate = as === 'policy' ? validatePolicy : (validateFile as typeof validatePolicy);
+  if (validator(as, 'quick')(source.data)) return [];
+  const validate = validator(as, 'full');
   if (validate(source.data)) return [];
   return schemaProblems(validate.errors ?? [], source);
 }
