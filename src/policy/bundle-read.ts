@@ -358,7 +358,23 @@ class Reader {
   /** Every policy file under a directory, sorted by name; its `bundle.yaml` is the root. */
   async directory(root: string): Promise<void> {
     const names: string[] = [];
+    // Directories by device and inode: a symlink back up the tree is walked once, not 8 levels deep over
+    // and over (a few such links would make the walk exponential).
+    const visited = new Set<string>();
     const walk = async (dir: string, rel: string, depth: number): Promise<void> => {
+      try {
+        const st = await stat(dir);
+        const id = `${st.dev}:${st.ino}`;
+        if (visited.has(id)) {
+          this.problems.push(
+            problemAt(dir, 'directory_cycle', `\`${dir}\` is a directory already in the bundle`),
+          );
+          return;
+        }
+        visited.add(id);
+      } catch {
+        // Reported by the listing below.
+      }
       this.depDirs.push(dir);
       let entries: string[];
       try {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -182,6 +182,19 @@ describe('policy bundles: directory', () => {
     assert.deepEqual([p.line, p.column, p.message], [1, 1, '`mode` can be set only in the bundle root']);
     const { 'bundle.yaml': _, ...rest } = GOOD;
     only(await loadPolicyFile(bundle(rest)), 'no_bundle_root');
+  });
+
+  test('a symlink back up the tree is refused, not walked again and again', async () => {
+    const dir = bundle(GOOD);
+    symlinkSync('..', join(dir, 'teams/up'));
+    symlinkSync('..', join(dir, 'teams/up2'));
+    const t0 = Date.now();
+    const ps = problems(await loadPolicyFile(dir));
+    assert.ok(Date.now() - t0 < 2000);
+    assert.ok(
+      ps.some((p) => p.code === 'directory_cycle'),
+      ps.map((p) => p.code).join(', '),
+    );
   });
 
   test('the hash covers every file’s name and content, not its comments', async () => {
