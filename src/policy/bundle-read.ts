@@ -10,7 +10,7 @@
  */
 import { constants, type Stats } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
-import { dirname, join, posix, resolve } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { sha256Hex } from '../sha256.js';
 import { compileGlob, globMatch } from './glob.js';
 import type { Problem } from './problems.js';
@@ -200,8 +200,9 @@ export function isBundleFile(file: PolicyFile): boolean {
   );
 }
 
-function problemAt(file: string, code: string, message: string, at?: Problem['line'], col?: number): Problem {
-  return { severity: 'error', code, message, file, line: at ?? 1, column: col ?? 1, path: '' };
+/** A problem with a whole file (or directory), at its first line. */
+function problemAt(file: string, code: string, message: string): Problem {
+  return { severity: 'error', code, message, file, line: 1, column: 1, path: '' };
 }
 
 /** One read in progress: the files found so far, the problems, and what was looked at. */
@@ -439,9 +440,4 @@ class Reader {
 /** Names in code-unit order: the same on every machine and locale. */
 function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** An absolute form of a bundle file path for messages. */
-export function resolveIn(dir: string, name: string): string {
-  return resolve(dir, ...name.split('/'));
 }
