@@ -14,9 +14,16 @@ export { checkAction, parseAction } from './engine/action.js';
 export { compile, type Engine } from './engine/compile.js';
 export { factsReady, initFacts } from './facts/index.js';
 export type { CheckedPolicy } from './policy/check.js';
-export { type LoadResult, loadPolicyFile, loadPolicyObject, loadPolicyText } from './policy/load.js';
+export {
+  type LoadResult,
+  loadPolicyFile,
+  loadPolicyObject,
+  loadPolicyText,
+  type PolicyLoadOptions,
+} from './policy/load.js';
 export { formatProblem, type Problem } from './policy/problems.js';
 export { policySchema } from './policy/schema.js';
+export { type PolicySignature, signPolicyHash, verifyPolicySignature } from './policy/signature.js';
 export type { PolicyDocument, RuleSpec } from './policy/types.js';
 export { ApprovalRequiredError, DeniedError, PolicyError } from './runtime/errors.js';
 export {

@@ -4,13 +4,16 @@
 // happen (the fix a user reads does not load); an accepted key the docs do not describe is a surprise.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { parseConfig } from '../src/config/load.js';
 import { canonicalisers, initFacts } from '../src/facts/index.js';
 import { loadDeclarationTexts } from '../src/governance/declaration.js';
-import { loadPolicyObject, loadPolicyText } from '../src/policy/load.js';
+import { BUNDLE_KEYS } from '../src/policy/bundle-read.js';
+import { loadPolicyFile, loadPolicyObject, loadPolicyText } from '../src/policy/load.js';
 import { policySchema } from '../src/policy/schema.js';
 
 const root = new URL('../', import.meta.url);
@@ -89,6 +92,7 @@ function problemsOf(r: ReturnType<typeof loadPolicyText>): string {
 test('every policy, rule, condition and configuration block in the docs loads', async () => {
   await initFacts();
   const wrong: string[] = [];
+  const bundles = new Map<string, Map<string, string>>();
   let checked = 0;
   for (const file of docFiles) {
     for (const b of blocks(file)) {
@@ -98,6 +102,16 @@ test('every policy, rule, condition and configuration block in the docs loads', 
         doc = b.lang === 'json' ? JSON.parse(b.text) : parse(b.text);
       } catch (e) {
         wrong.push(`${b.where}: does not parse: ${(e as Error).message.split('\n')[0]}`);
+        continue;
+      }
+      // A file of a documented bundle (`# file: policy/teams/x.yaml` on its first line) is loaded with the
+      // others of its document, as the bundle they make.
+      const named = /^# file: (\S+)/.exec(b.text);
+      if (named) {
+        const files = bundles.get(file) ?? new Map<string, string>();
+        files.set(named[1] as string, b.text);
+        bundles.set(file, files);
+        checked++;
         continue;
       }
       const kind = kindOf(doc);
@@ -133,6 +147,22 @@ test('every policy, rule, condition and configuration block in the docs loads', 
           `${b.where}: a ${b.lang} block the docs test does not recognise; teach kindOf() what it is`,
         );
       }
+    }
+  }
+  for (const [file, files] of bundles) {
+    const dir = mkdtempSync(join(tmpdir(), 'execlayer-docs-bundle-'));
+    try {
+      for (const [name, text] of files) {
+        mkdirSync(dirname(join(dir, name)), { recursive: true });
+        writeFileSync(join(dir, name), text);
+      }
+      const roots = new Set([...files.keys()].map((n) => n.split('/')[0] as string));
+      for (const r of roots) {
+        const loaded = await loadPolicyFile(join(dir, r));
+        if (!loaded.ok) wrong.push(`${file}: the bundle \`${r}\` does not load: ${problemsOf(loaded)}`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   }
   assert.ok(checked >= 10, `only ${checked} blocks found`);
@@ -233,7 +263,12 @@ test('the reference policy in docs/policy.md shows every top-level and agent key
   assert.ok(first);
   const doc = parse(first.text) as { agents: Record<string, object> };
   const agent = Object.values(doc.agents)[0] as object;
-  const top = keysOf(policySchema.properties).filter((k) => k !== '$schema');
+  // Bundle keys are shown in the Bundles section, whose table must name each of them.
+  const bundleKeys: readonly string[] = BUNDLE_KEYS;
+  const top = keysOf(policySchema.properties).filter((k) => k !== '$schema' && !bundleKeys.includes(k));
   assert.deepEqual(keysOf(doc), top);
+  const text = readFileSync(new URL('docs/policy.md', root), 'utf8');
+  const table = text.slice(text.indexOf('### Who may define what'));
+  for (const k of BUNDLE_KEYS) assert.match(table, new RegExp(`\\| [^\\n]*\`${k}\``), `bundle key \`${k}\``);
   assert.deepEqual(keysOf(agent), keysOf(schema.properties.agents.additionalProperties.properties));
 });

@@ -14,6 +14,7 @@ import { loadPolicyText } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
 import type { Json } from '../types.js';
 import { type CommandIo, parseTimeFlag } from './audit.js';
+import { SIGN_HELP, signCommand } from './policy-sign.js';
 import { EXIT, flags, UsageError } from './util.js';
 
 const HELP = `usage: execlayer policy suggest [--since 7d|ISO] [--until 7d|ISO] [--agent A] [--store <url>]
@@ -43,10 +44,11 @@ const SUBCOMMANDS = `usage: execlayer policy <command>
 
 commands:
   suggest   a least-privilege policy draft from recorded traffic
+  sign      a detached signature over a policy or bundle, for gateways that require one
 
-Run \`execlayer policy suggest --help\` for its options.
+Run \`execlayer policy <command> --help\` for its options and exit codes.
 
-exit codes: 0 ok, 1 no call to learn from, 2 usage error, 3 store error
+exit codes: 0 help shown, 2 no or an unknown command
 `;
 
 /** Entry point for `execlayer policy …`. */
@@ -59,15 +61,15 @@ export async function policyCommand(
     io.stdout.write(SUBCOMMANDS);
     return sub === undefined ? EXIT.usage : EXIT.ok;
   }
-  if (sub !== 'suggest') {
+  if (sub !== 'suggest' && sub !== 'sign') {
     io.stderr.write(`error: unknown policy command \`${sub}\`\n\n${SUBCOMMANDS}`);
     return EXIT.usage;
   }
   try {
-    return await suggest(rest, io);
+    return sub === 'sign' ? await signCommand(rest, io) : await suggest(rest, io);
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr.write(`error: ${e.message}\n\n${HELP}`);
+      io.stderr.write(`error: ${e.message}\n\n${sub === 'sign' ? SIGN_HELP : HELP}`);
       return EXIT.usage;
     }
     io.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -8,9 +8,10 @@ import { parsePolicyText } from '../policy/source.js';
 import type { Action, Decision, Effect } from '../types.js';
 import { EXIT, flags, out, printJson, runCommand, UsageError } from './util.js';
 
-export const testHelp = `usage: execlayer test <policy.yaml> <cases.yaml> [--json]
+export const testHelp = `usage: execlayer test <policy> <cases.yaml> [--json]
 
-Runs policy test cases. The cases file (YAML or JSON) holds a list under \`cases:\`:
+Runs policy test cases against a policy: one file, a file with \`include:\`, or a bundle directory
+(checked whole, as \`execlayer validate\` does). The cases file (YAML or JSON) holds a list under \`cases:\`:
 
   cases:
     - name: reads a customer record
@@ -48,7 +49,8 @@ export async function testCommand(argv: string[]): Promise<number> {
       out(testHelp);
       return EXIT.ok;
     }
-    if (positionals.length !== 2) throw new UsageError('expected a policy file and a cases file');
+    if (positionals.length !== 2)
+      throw new UsageError('expected a policy (a file or a directory) and a cases file');
     const [policyFile, casesFile] = positionals as [string, string];
     await initFacts();
     const r = await loadPolicyFile(policyFile);

@@ -127,8 +127,10 @@ export interface StoreConfig {
 export interface GatewayConfig {
   /** Absolute path of the file it came from, or `<inline>`. */
   file: string;
-  /** Absolute path of the policy file. */
+  /** Absolute path of the policy file or bundle. */
   policy: string;
+  /** Absolute path of the public key a signed policy must verify against (`policyKey`). */
+  policyKey?: string;
   /** Where each backend lives (`sqlite:<absolute path>`, `postgres://…`, `redis://…` or `memory:`). */
   store: StoreConfig;
   agent?: string;
@@ -290,6 +292,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   const raw = data as Record<string, unknown> & {
     policy: string;
+    policyKey?: string;
     store?:
       | string
       | {
@@ -431,6 +434,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const cfg: GatewayConfig = {
     file,
     policy: abs(raw.policy),
+    ...(raw.policyKey !== undefined ? { policyKey: abs(raw.policyKey) } : {}),
     store,
     upstreams,
     auth,

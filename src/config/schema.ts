@@ -40,7 +40,17 @@ export const CONFIG_SCHEMA = {
   required: ['policy'],
   properties: {
     $schema: { type: 'string' },
-    policy: { type: 'string', minLength: 1, description: 'Policy file, relative to this file.' },
+    policy: {
+      type: 'string',
+      minLength: 1,
+      description: 'Policy file or bundle (a directory, or a file with `include:`), relative to this file.',
+    },
+    policyKey: {
+      type: 'string',
+      minLength: 1,
+      description:
+        'Require a signed policy: the Ed25519 public key (PEM file, relative to this file) that `<policy>.sig` must verify against, at start and at every reload.',
+    },
     store: {
       default: 'sqlite:./execlayer.db',
       description:

@@ -32,8 +32,12 @@ export function indexNames(names: Iterable<string>): NameIndex {
   const exact = new Set<string>();
   const bySkeleton = new Map<string, string>();
   const globs: { exact: Glob; folded: Glob; source: string }[] = [];
+  const seenGlobs = new Set<string>();
   for (const n of names) {
     if (n.includes('*')) {
+      // Many agents repeat the same pattern: each is tried once per decision, not once per agent.
+      if (seenGlobs.has(n)) continue;
+      seenGlobs.add(n);
       globs.push({ exact: compileGlob(n), folded: compileGlob(skeleton(n)), source: n });
       continue;
     }

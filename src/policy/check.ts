@@ -44,6 +44,8 @@ export interface CheckedRule {
   /** Where it came from: the JSON path of the rule in the policy, for messages. */
   path: (string | number)[];
   line: number;
+  /** The file it is in, for a bundle's rules. */
+  file?: string;
 }
 
 export interface CheckedAgent {
@@ -84,6 +86,7 @@ const ALLOW_LISTS = Object.fromEntries(
 export function checkPolicy(
   doc: PolicyDocument,
   source: PolicySource,
+  opts: { hash?: string } = {},
 ): { policy: CheckedPolicy; problems: Problem[] } {
   const problems: Problem[] = [];
   /** Warning codes each rule acknowledges, by the rule's JSON pointer. */
@@ -96,18 +99,23 @@ export function checkPolicy(
     hint?: string,
     key = false,
   ) => {
+    const at = source.locate(path, key);
     problems.push({
       severity,
       code,
       message,
-      file: source.file,
-      ...source.locate(path, key),
+      file: at.file ?? source.file,
+      line: at.line,
+      column: at.column,
       path: `/${path.join('/')}`,
       ...(hint ? { hint } : {}),
     });
   };
 
   const policyMode: Mode = doc.mode ?? 'enforce';
+  // The same expression text compiles to the same immutable program: large policies repeat expressions
+  // across agents, and compiling each once keeps the check linear in distinct expressions.
+  const celCompiled = new Map<string, ReturnType<typeof compileCel>>();
   const roles = doc.roles ?? {};
   const seenIds = new Map<string, string>();
   const roleRules = new Map<string, CheckedRule[]>();
@@ -174,7 +182,7 @@ export function checkPolicy(
         );
       } else {
         const at = source.locate([...path, 'id']);
-        seenIds.set(rule.id, `line ${at.line}`);
+        seenIds.set(rule.id, at.file ? `${at.file}:${at.line}` : `line ${at.line}`);
       }
     }
     const when = rule.when ? compileConditions(rule.when, [...path, 'when'], effect, false) : undefined;
@@ -268,6 +276,7 @@ export function checkPolicy(
       ...(rule.reason ? { reason: rule.reason } : {}),
       path,
       line: at.line,
+      ...(at.file ? { file: at.file } : {}),
     };
   };
 
@@ -338,7 +347,11 @@ export function checkPolicy(
       parts.push(r.value.summary);
     }
     if (c.cel !== undefined) {
-      const r = compileCel(c.cel);
+      let r = celCompiled.get(c.cel);
+      if (r === undefined) {
+        r = compileCel(c.cel);
+        celCompiled.set(c.cel, r);
+      }
       if (!r.ok) {
         ok = false;
         const base = source.offsetOf([...path, 'cel']);
@@ -352,8 +365,9 @@ export function checkPolicy(
             severity: 'error',
             code: p.code,
             message: `cel: ${p.message}`,
-            file: source.file,
-            ...line,
+            file: line.file ?? source.file,
+            line: line.line,
+            column: line.column,
             path: `/${[...path, 'cel'].join('/')}`,
             hint:
               p.code === 'cel_syntax'
@@ -522,7 +536,7 @@ export function checkPolicy(
     if (spec.redact) byTool.set(name, new Set(spec.redact));
   const policy: CheckedPolicy = {
     doc,
-    hash: jsonDigest(doc),
+    hash: opts.hash ?? jsonDigest(doc),
     mode: policyMode,
     agents,
     redact: { all: new Set(doc.redact ?? []), byTool },
@@ -565,7 +579,7 @@ function reportDeadRules(
         report(
           'warning',
           'dead_rule',
-          `rule \`${r.id}\` can never ${r.effect} \`${pattern}\` for agent \`${agent}\`: deny rule \`${killer.id}\` (line ${killer.line}) covers every such call`,
+          `rule \`${r.id}\` can never ${r.effect} \`${pattern}\` for agent \`${agent}\`: deny rule \`${killer.id}\` (${killer.file ? `${killer.file}:` : 'line '}${killer.line}) covers every such call`,
           r.path,
           'narrow the deny with `when`/`unless`, or remove the dead rule',
         );

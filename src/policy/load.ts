@@ -1,12 +1,18 @@
 /**
- * load → check: reads a policy file or object, validates it against the JSON Schema and the semantic
- * checks, and returns either a checked policy ready to compile or every problem with its place.
+ * load → check: reads a policy (one file, a file bundle or a directory bundle) or an object, validates it
+ * against the JSON Schema and the semantic checks, and returns either a checked policy ready to compile
+ * or every problem with its place.
  */
-import { readFile } from 'node:fs/promises';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { KeyObject } from 'node:crypto';
+import { loadBundle } from './bundle.js';
+import { BUNDLE_KEYS, type PolicyRead, readPolicy } from './bundle-read.js';
 import { type CheckedPolicy, checkPolicy } from './check.js';
-import { closest, type Problem } from './problems.js';
-import { policySchema } from './schema.js';
+import type { Problem } from './problems.js';
+import { fitsSchema, schemaErrors, schemaProblemsOf } from './schema-problems.js';
+
+export { schemaProblems } from './schema-problems.js';
+
+import { verifyPolicySignature } from './signature.js';
 import { MAX_POLICY_BYTES, type PolicySource, parsePolicyText } from './source.js';
 import type { PolicyDocument } from './types.js';
 
@@ -14,8 +20,14 @@ export type LoadResult =
   | { ok: true; policy: CheckedPolicy; warnings: Problem[] }
   | { ok: false; problems: Problem[] };
 
-const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
-const validate = ajv.compile(policySchema);
+/** How a policy read from disk is accepted. */
+export interface PolicyLoadOptions {
+  /**
+   * The Ed25519 public key the policy's detached signature (`<policy>.sig`, see `execlayer policy sign`)
+   * must verify against. Unset: no signature is required.
+   */
+  publicKey?: KeyObject;
+}
 
 /** Loads and checks policy text; `file` names it in problems. */
 export function loadPolicyText(text: string, file = '<policy>'): LoadResult {
@@ -24,15 +36,28 @@ export function loadPolicyText(text: string, file = '<policy>'): LoadResult {
   return loadSource(parsed.source);
 }
 
-/** Loads and checks a policy file (YAML or JSON). Never throws. */
-export async function loadPolicyFile(path: string): Promise<LoadResult> {
-  let buf: Buffer;
-  try {
-    buf = await readFile(path);
-  } catch (e) {
-    return { ok: false, problems: [unreadable(path, e)] };
-  }
-  return loadPolicyBytes(buf, path);
+/**
+ * Loads and checks the policy a path names: one file (YAML or JSON), a file bundle (a file with
+ * `include:`) or a directory bundle. With `publicKey`, the policy must carry a valid signature. Never throws.
+ */
+export async function loadPolicyFile(path: string, opts: PolicyLoadOptions = {}): Promise<LoadResult> {
+  return loadPolicyRead(await readPolicy(path, { signature: opts.publicKey !== undefined }), opts);
+}
+
+/**
+ * Loads and checks exactly the files of one read (a reload checks the bytes it saw stay unchanged, never
+ * a second read). Never throws.
+ */
+export function loadPolicyRead(read: PolicyRead, opts: PolicyLoadOptions = {}): LoadResult {
+  if (read.problems.length > 0) return { ok: false, problems: read.problems };
+  const root = read.files[0];
+  if (root === undefined)
+    return { ok: false, problems: [problemAt(read.path, 'not_found', 'no policy file')] };
+  const r = read.kind === 'file' ? loadPolicyBytes(root.bytes, read.path) : loadBundle(read);
+  if (!r.ok || opts.publicKey === undefined) return r;
+  // INVARIANT: fail closed — a policy that must be signed serves no call unless its signature verifies.
+  const bad = verifyPolicySignature(r.policy.hash, read.signature, opts.publicKey);
+  return bad ? { ok: false, problems: [bad] } : r;
 }
 
 /**
@@ -80,21 +105,37 @@ export function loadPolicyObject(doc: unknown, name = '<object>'): LoadResult {
 }
 
 function loadSource(source: PolicySource): LoadResult {
-  if (!validate(source.data)) {
-    const problems = schemaProblems(validate.errors ?? [], source);
-    return { ok: false, problems: [...problems, ...checksBeyondSchema(source, problems)] };
-  }
+  const bundleKey = bundleKeyIn(source);
+  if (bundleKey) return { ok: false, problems: [bundleKey] };
+  const schema = schemaProblemsOf(source);
+  if (schema.length > 0) return { ok: false, problems: [...schema, ...checksBeyondSchema(source, schema)] };
   const checked = checkPolicy(source.data as PolicyDocument, source);
   const errors = checked.problems.filter((p) => p.severity === 'error');
   if (errors.length > 0) return { ok: false, problems: checked.problems };
   return { ok: true, policy: checked.policy, warnings: checked.problems };
 }
 
+/** Bundle keys in policy text given without a path: there are no files to include or own. */
+function bundleKeyIn(source: PolicySource): Problem | undefined {
+  const data = source.data;
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return undefined;
+  const key = BUNDLE_KEYS.find((k) => Object.hasOwn(data, k));
+  if (key === undefined) return undefined;
+  return {
+    severity: 'error',
+    code: 'bundle_key',
+    message: `\`${key}\` belongs to a policy bundle, which is loaded from its path`,
+    file: source.file,
+    ...source.locate([key], true),
+    path: `/${key}`,
+    hint: 'load the bundle with `loadPolicyFile(path)` or `execlayer validate <path>`',
+  };
+}
+
 function problemAt(file: string, code: string, message: string): Problem {
   return { severity: 'error', code, message, file, line: 1, column: 1, path: '' };
 }
 
-/** Turns Ajv errors into positioned problems, keeping the most specific one per place. */
 /** Most rounds of pruning a schema-invalid document before giving up on its semantic checks. */
 const MAX_PRUNE_ROUNDS = 8;
 
@@ -109,7 +150,7 @@ function checksBeyondSchema(source: PolicySource, schemaFound: Problem[]): Probl
   const doc = structuredClone(source.data) as unknown;
   const removed: string[] = [];
   for (let round = 0; round < MAX_PRUNE_ROUNDS; round++) {
-    if (validate(doc)) {
+    if (fitsSchema(doc)) {
       const related = (p: string) =>
         removed.some((r) => p === r || p.startsWith(`${r}/`) || r.startsWith(`${p}/`));
       const known = new Set(schemaFound.map((p) => p.path));
@@ -118,7 +159,7 @@ function checksBeyondSchema(source: PolicySource, schemaFound: Problem[]): Probl
       );
     }
     let progress = false;
-    for (const e of validate.errors ?? []) {
+    for (const e of schemaErrors(doc)) {
       const segs = e.instancePath
         .split('/')
         .slice(1)
@@ -143,104 +184,4 @@ function checksBeyondSchema(source: PolicySource, schemaFound: Problem[]): Probl
     if (!progress) return [];
   }
   return [];
-}
-
-export function schemaProblems(errors: ErrorObject[], source: PolicySource): Problem[] {
-  const deeper = (e: ErrorObject) =>
-    errors.some((f) => f !== e && f.instancePath.startsWith(`${e.instancePath}/`) && f.keyword !== 'oneOf');
-  const kept = errors.filter((e) => {
-    if (deeper(e)) return false;
-    if (e.keyword === 'oneOf' || e.keyword === 'if') {
-      return !errors.some((f) => f !== e && f.instancePath === e.instancePath && f.keyword !== 'oneOf');
-    }
-    return true;
-  });
-  // Alternatives (oneOf) that fail on type at the same place become one message: `a string or an array`.
-  const typesAt = new Map<string, string[]>();
-  for (const e of kept) {
-    if (e.keyword !== 'type') continue;
-    const list = typesAt.get(e.instancePath) ?? [];
-    list.push(String((e.params as { type: string }).type));
-    typesAt.set(e.instancePath, list);
-  }
-  const seen = new Set<string>();
-  const out: Problem[] = [];
-  for (const e of kept) {
-    const path = e.instancePath
-      .split('/')
-      .slice(1)
-      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
-    const segs = path.map((s, i) => (isIndexIn(source.data, path.slice(0, i)) ? Number(s) : s));
-    let message: string;
-    let hint: string | undefined;
-    let at = source.locate(segs);
-    let code = 'schema';
-    const where = e.instancePath || '/';
-    switch (e.keyword) {
-      case 'additionalProperties': {
-        const key = (e.params as { additionalProperty: string }).additionalProperty;
-        const allowed = allowedKeys(e.parentSchema);
-        code = 'unknown_key';
-        message = `unknown key \`${key}\` in \`${where}\``;
-        const guess = closest(key, allowed);
-        hint = guess
-          ? `did you mean \`${guess}\`?`
-          : allowed.length
-            ? `allowed keys: ${allowed.join(', ')}`
-            : undefined;
-        at = source.locate([...segs, key], true);
-        break;
-      }
-      case 'required':
-        code = 'missing_key';
-        message = `missing required key \`${(e.params as { missingProperty: string }).missingProperty}\` in \`${where}\``;
-        break;
-      case 'type':
-        code = 'wrong_type';
-        message = `\`${where}\` must be ${(typesAt.get(e.instancePath) ?? []).map(article).join(' or ')}`;
-        break;
-      case 'enum':
-        code = 'wrong_value';
-        message = `\`${where}\` must be one of: ${((e.params as { allowedValues: unknown[] }).allowedValues ?? []).join(', ')}`;
-        break;
-      case 'const':
-        code = 'wrong_value';
-        message = `\`${where}\` must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}`;
-        break;
-      default:
-        message = `\`${where}\` ${e.message ?? 'is invalid'}`;
-    }
-    const key = `${at.line}:${at.column}:${message}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push({
-      severity: 'error',
-      code,
-      message,
-      file: source.file,
-      ...at,
-      path: where,
-      ...(hint ? { hint } : {}),
-    });
-  }
-  return out;
-}
-
-function isIndexIn(data: unknown, path: string[]): boolean {
-  let node: unknown = data;
-  for (const s of path) {
-    if (node === null || typeof node !== 'object') return false;
-    node = Array.isArray(node) ? node[Number(s)] : (node as Record<string, unknown>)[s];
-  }
-  return Array.isArray(node);
-}
-
-function allowedKeys(schema: unknown): string[] {
-  const props = (schema as { properties?: Record<string, unknown> } | undefined)?.properties;
-  return props ? Object.keys(props) : [];
-}
-
-function article(type: string): string {
-  const t = type.replace(/,/g, ' or ');
-  return /^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`;
 }

@@ -158,6 +158,18 @@ const rule = {
   },
 };
 
+const namePatterns = (what: string) => ({
+  type: 'array',
+  minItems: 1,
+  description: `${what} this team defines: exact names, or a prefix ending in \`*\` (\`payments.*\`).`,
+  items: { type: 'string', pattern: '^[A-Za-z0-9_.@:/-]{1,128}\\*?$' },
+});
+const fileList = (what: string) => ({
+  type: 'array',
+  description: `${what}, relative to this file; \`*\` allowed in the last segment (\`teams/*.yaml\`).`,
+  items: { type: 'string', minLength: 1, maxLength: 1024 },
+});
+
 export const policySchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://execlayer.dev/schema/policy.schema.json',
@@ -218,5 +230,32 @@ export const policySchema = {
       },
     },
     redact: strings,
+    include: fileList('Bundle root only: more policy files of this bundle'),
+    base: fileList(
+      'Bundle root only: files that belong to the base team (shared roles, tools and guardrails)',
+    ),
+    team: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+      description: 'Bundle files: the team that owns this file (in the root: the base team, default `base`).',
+    },
+    owns: {
+      type: 'object',
+      additionalProperties: false,
+      minProperties: 1,
+      description: 'Team files of a bundle: the names this file may define.',
+      properties: {
+        agents: namePatterns('Agents'),
+        roles: namePatterns('Roles'),
+        tools: namePatterns('Tools'),
+      },
+    },
   },
+} as const;
+
+/** One file of a policy bundle: a policy whose `agents` may be absent (a file of roles or tools). */
+export const policyFileSchema = {
+  ...policySchema,
+  $id: 'https://execlayer.dev/schema/policy-file.schema.json',
+  required: ['version'],
 } as const;

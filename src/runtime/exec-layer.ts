@@ -2,12 +2,16 @@
  * The runtime every enforcement point calls: one pipeline, stop switch → decide (engine) → approvals →
  * limits → record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
  */
+import type { KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { jsonDigest } from '../canonical-json.js';
 import { compile, type Engine } from '../engine/compile.js';
 import { initFacts } from '../facts/index.js';
-import { type LoadResult, loadPolicyBytes, loadPolicyObject, unreadable } from '../policy/load.js';
+import { type PolicyRead, readPolicy } from '../policy/bundle-read.js';
+import { type LoadResult, loadPolicyObject, loadPolicyRead } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
+import { PolicyKeyError, parsePolicyKey } from '../policy/signature.js';
 import type {
   Action,
   Decision,
@@ -18,19 +22,23 @@ import type {
   RecordOptions,
 } from '../types.js';
 import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
-import {
-  type PolicySnapshot,
-  PolicyWatcher,
-  type PolicyWatchTiming,
-  readSettled,
-  readSnapshot,
-} from './policy-watch.js';
+import { PolicyWatcher, type PolicyWatchTiming, readSettled } from './policy-watch.js';
 import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
 import { DEFAULT_STORE, openStores, type StoreUrls } from './stores.js';
 
 export interface ExecLayerOptions {
-  /** Path to a YAML/JSON policy file, or a policy document object. */
+  /**
+   * Path to a YAML/JSON policy file, a policy bundle (a directory, or a file with `include:`), or a
+   * policy document object.
+   */
   policy: string | Record<string, unknown>;
+  /**
+   * Require a signed policy: the Ed25519 public key (PEM text, or the path of a PEM file) that the
+   * detached signature `<policy>.sig` (`execlayer policy sign`) must verify against, at start and at
+   * every reload. A policy whose signature is missing or does not verify never starts and never replaces
+   * the one in force.
+   */
+  policyKey?: string | KeyObject;
   /**
    * Reload the policy file when the content its path names changes: atomic replaces, symlink swaps and
    * in-place writes alike. Content is loaded once it stayed unchanged for `settleMs` (default 250) and
@@ -189,13 +197,14 @@ const MAX_INFLIGHT = 65_536;
 export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer> {
   await initFacts();
   const source = typeof opts.policy === 'string' ? opts.policy : '<object>';
-  const first = await loadFirst(opts.policy);
+  const publicKey = policyKeyOf(opts);
+  const first = await loadFirst(opts.policy, publicKey);
   const loaded = first.result;
   if (!loaded.ok) throw new PolicyError(loaded.problems.map(formatProblem));
   const engine = compile(loaded.policy);
   const piecemeal = opts.recorder || opts.limits || opts.approvals || opts.state;
   const url = opts.store ?? (piecemeal ? false : (process.env.EXECLAYER_STORE ?? DEFAULT_STORE));
-  if (url === false) return new Runtime(opts, engine, source, first.digest);
+  if (url === false) return new Runtime(opts, engine, source, first.read, publicKey);
   const stores = await openStores(url);
   const merged: ExecLayerOptions = {
     ...opts,
@@ -204,17 +213,38 @@ export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer
     approvals: opts.approvals ?? stores.approvals,
     state: opts.state ?? stores.state,
   };
-  return new Runtime(merged, engine, source, first.digest, () => stores.close());
+  return new Runtime(merged, engine, source, first.read, publicKey, () => stores.close());
 }
 
-/** The first policy, and the digest of the file content it came from (where the watch starts). */
+/** The public key a signed policy must verify against, read once at start. Throws PolicyError. */
+function policyKeyOf(opts: ExecLayerOptions): KeyObject | undefined {
+  const key = opts.policyKey;
+  if (key === undefined) return undefined;
+  if (typeof opts.policy !== 'string')
+    throw new PolicyError(['`policyKey` needs a policy path: a policy object has no signature']);
+  try {
+    if (typeof key !== 'string')
+      return parsePolicyKey(key.export({ type: 'spki', format: 'pem' }).toString(), 'public', 'policyKey');
+    const pem = key.includes('-----BEGIN') ? key : readFileSync(key, 'utf8');
+    return parsePolicyKey(
+      pem,
+      pem.includes('PRIVATE KEY') ? 'private' : 'public',
+      key.includes('-----BEGIN') ? 'policyKey' : key,
+    );
+  } catch (e) {
+    const why = e instanceof PolicyKeyError ? e.message : `cannot read policy key \`${key}\`: ${message(e)}`;
+    throw new PolicyError([why], { cause: e });
+  }
+}
+
+/** The first policy, and the read it came from (where the watch starts). */
 async function loadFirst(
   policy: string | Record<string, unknown>,
-): Promise<{ result: LoadResult; digest?: string }> {
+  publicKey: KeyObject | undefined,
+): Promise<{ result: LoadResult; read?: PolicyRead }> {
   if (typeof policy !== 'string') return { result: loadPolicyObject(policy) };
-  const snap = await readSnapshot(policy);
-  if (!snap.ok) return { result: { ok: false, problems: [unreadable(policy, snap.error)] } };
-  return { result: loadPolicyBytes(snap.bytes, policy), digest: snap.digest };
+  const read = await readPolicy(policy, { signature: publicKey !== undefined });
+  return { result: loadPolicyRead(read, publicKey ? { publicKey } : {}), read };
 }
 
 /** How long a forced reload waits for the file to stop changing. */
@@ -237,6 +267,8 @@ class Runtime implements ExecLayer {
   readonly #now: () => number;
   readonly #source: string;
   readonly #timing: PolicyWatchTiming;
+  /** The key a signed policy must verify against; unset when policies are not signed. */
+  readonly #publicKey: KeyObject | undefined;
   #watcher: PolicyWatcher | undefined;
   /** Reloads run one after another, in the order they were asked for. */
   #reloads: Promise<unknown> = Promise.resolve();
@@ -247,10 +279,12 @@ class Runtime implements ExecLayer {
     opts: ExecLayerOptions,
     engine: Engine,
     source: string,
-    digest: string | undefined,
+    first: PolicyRead | undefined,
+    publicKey: KeyObject | undefined,
     closeStores?: () => Promise<void>,
   ) {
     this.#opts = opts;
+    this.#publicKey = publicKey;
     this.#closeStores = closeStores;
     this.#engine = engine;
     this.#source = source;
@@ -263,13 +297,13 @@ class Runtime implements ExecLayer {
         LAZY,
       ),
     );
-    if (opts.watch && typeof opts.policy === 'string') {
+    if (opts.watch && typeof opts.policy === 'string' && first) {
       // Starts from the content the first policy was loaded from: a change since then is seen at once.
       this.#watcher = new PolicyWatcher(
         opts.policy,
-        this.#timing,
-        (snap) => this.#serial(() => this.#consider(snap, 'watch')).then(() => undefined),
-        digest,
+        { ...this.#timing, signature: publicKey !== undefined },
+        (read) => this.#serial(() => this.#consider(read, 'watch')).then(() => undefined),
+        first,
       );
     }
   }
@@ -437,17 +471,18 @@ class Runtime implements ExecLayer {
       if (typeof path !== 'string') {
         return this.#reject(trigger, ['the policy was given as an object: there is no file to reload'], o.by);
       }
-      const { snapshot, settled } = await readSettled(path, {
+      const { read, settled } = await readSettled(path, {
         ...this.#timing,
+        signature: this.#publicKey !== undefined,
         timeoutMs: FORCED_RELOAD_TIMEOUT_MS,
       });
       // The watch need not hand this content over again.
-      this.#watcher?.handled(snapshot.digest);
+      this.#watcher?.handled(read);
       if (!settled) {
         const problem = `the policy file kept changing for ${FORCED_RELOAD_TIMEOUT_MS / 1000} s: it is still being written and was not loaded`;
         return this.#reject(trigger, [problem], o.by);
       }
-      return this.#consider(snapshot, trigger, o.by);
+      return this.#consider(read, trigger, o.by);
     });
   }
 
@@ -621,13 +656,13 @@ class Runtime implements ExecLayer {
   }
 
   /**
-   * Loads a settled snapshot of the policy file: validated whole, then swapped in at once (decisions that
-   * started before keep the engine they started with). Any failure keeps the policy in force.
+   * Loads a settled read of the policy (every file of a bundle): validated whole (and its signature, when
+   * one is required), then swapped in at once (decisions that started before keep the engine they started
+   * with). Any failure keeps the policy in force.
    */
-  async #consider(snap: PolicySnapshot, trigger: ReloadTrigger, by?: string): Promise<ReloadOutcome> {
+  async #consider(read: PolicyRead, trigger: ReloadTrigger, by?: string): Promise<ReloadOutcome> {
     const path = this.#source;
-    if (!snap.ok) return this.#reject(trigger, [formatProblem(unreadable(path, snap.error))], by);
-    const r = loadPolicyBytes(snap.bytes, path);
+    const r = loadPolicyRead(read, this.#publicKey ? { publicKey: this.#publicKey } : {});
     // INVARIANT: a broken new policy never replaces a working one.
     if (!r.ok) return this.#reject(trigger, r.problems.map(formatProblem), by);
     const previous = this.#engine.hash;

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { type PolicySnapshot, PolicyWatcher, readSettled, readSnapshot } from './policy-watch.js';
+import { type PolicyRead, readPolicy } from '../policy/bundle-read.js';
+import { PolicyWatcher, readSettled, readSnapshot } from './policy-watch.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'execlayer-policy-watch-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,19 +32,19 @@ describe('policy watch', () => {
     writeFileSync(file, 'quiet');
     const quiet = await readSettled(file, { settleMs: 100, timeoutMs: 600 });
     assert.equal(quiet.settled, true);
-    assert.ok(quiet.snapshot.ok && quiet.snapshot.bytes.toString() === 'quiet');
+    assert.equal(quiet.read.files[0]?.bytes.toString(), 'quiet');
   });
 
   test('the watcher hands over each settled content once, never a state shorter than the settle time', async () => {
     const file = join(dir, 'watched.yaml');
     writeFileSync(file, 'v1');
-    const first = await readSnapshot(file);
+    const first = await readPolicy(file);
     const seen: string[] = [];
     const w = new PolicyWatcher(
       file,
       { pollMs: 20, settleMs: 120 },
-      async (s: PolicySnapshot) => void seen.push(s.ok ? s.bytes.toString() : 'error'),
-      first.digest,
+      async (r: PolicyRead) => void seen.push(r.files[0]?.bytes.toString() ?? 'error'),
+      first,
     );
     try {
       await sleep(200);
@@ -55,7 +56,7 @@ describe('policy watch', () => {
       assert.deepEqual(seen, ['v2']);
       // Content a forced reload already dealt with is not handed over again.
       writeFileSync(file, 'v3');
-      w.handled((await readSnapshot(file)).digest);
+      w.handled(await readPolicy(file));
       await sleep(400);
       assert.deepEqual(seen, ['v2']);
       writeFileSync(file, 'v4');

@@ -1,6 +1,6 @@
 /**
- * Follows a policy file by its path, never by its inode, and hands over only content that stayed the
- * same for a settle interval.
+ * Follows a policy by its path, never by its inode, and hands over only content that stayed the same for
+ * a settle interval: one file, or every file of a bundle at once.
  *
  * Why polling: an inotify watch (`fs.watch`) follows the inode it was given. An atomic replace (`mv`,
  * `sed -i`, most editors) gives the path a new inode, and every later change goes unseen; a Kubernetes
@@ -16,10 +16,23 @@
  * bytes are then checked and loaded. A writer that pauses longer than `settleMs` mid-file can still expose
  * a prefix; the whole-file validation is the last line, and writing a new file and renaming it over the
  * old one (what the kubelet's ConfigMap updates, `sed -i` and most editors do) is the way to be sure.
+ *
+ * Bundles: a poll does not read every file of a bundle (hundreds of files, megabytes) ten times a second.
+ * It stats every file the last read depended on and lists every directory it listed (a new or removed
+ * file shows there); a write changes a file's ctime, which no writer can set back. Once that fingerprint
+ * stayed the same for `settleMs`, the whole bundle is read, and the read counts only if the fingerprint
+ * after it is still the same: no file changed while it was read. So a change of two files is handed over
+ * as one, once both settled; a writer that pauses longer than `settleMs` between files exposes the state
+ * in between, which must validate whole too — swap a directory or a symlink to be sure (as a ConfigMap
+ * update does).
  */
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { MAX_POLICY_BYTES } from '../policy/source.js';
+import {
+  fingerprint,
+  type PolicyRead,
+  PolicyReadError,
+  readPolicy,
+  readPolicyFileBytes,
+} from '../policy/bundle-read.js';
 import { sha256Hex } from '../sha256.js';
 
 /** Timing of a policy watch. Changes apply within about `pollMs + settleMs` (+ load time) of the last write. */
@@ -33,7 +46,7 @@ export interface PolicyWatchTiming {
 export const DEFAULT_POLL_MS = 100;
 export const DEFAULT_SETTLE_MS = 250;
 
-/** What one read of the policy path found: its bytes, or why there were none. */
+/** What one read of a policy file found: its bytes, or why there were none. */
 export type PolicySnapshot =
   | { ok: true; bytes: Buffer; digest: string }
   | { ok: false; error: unknown; digest: string };
@@ -43,51 +56,78 @@ export type PolicySnapshot =
  * and its bytes are of the same file. `digest` identifies the content (or the failure) for comparisons.
  */
 export async function readSnapshot(path: string): Promise<PolicySnapshot> {
-  let fh: Awaited<ReturnType<typeof open>> | undefined;
   try {
-    // Non-blocking, so a FIFO put at the path cannot hold a thread forever; it is then refused below.
-    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    const st = await fh.stat();
-    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'not_a_file' });
-    // Oversized content is not read into memory; its size and times identify it.
-    if (st.size > MAX_POLICY_BYTES) {
-      const error = new Error(`policy is larger than ${MAX_POLICY_BYTES} bytes`);
-      return { ok: false, error, digest: `too_large:${st.size}:${st.mtimeMs}:${st.ino}` };
-    }
-    const bytes = await fh.readFile();
+    const bytes = await readPolicyFileBytes(path);
     return { ok: true, bytes, digest: sha256Hex(bytes) };
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    const code = error instanceof PolicyReadError ? error.code : 'error';
     return { ok: false, error, digest: `error:${code}` };
-  } finally {
-    await fh?.close().catch(() => {});
   }
 }
 
+/** What a policy read looks at: whether the detached signature `<path>.sig` is part of it. */
+export interface PolicyReadOptions {
+  signature?: boolean;
+}
+
 /**
- * Reads `path` until two reads at least `settleMs` apart see the same content, and returns that read.
- * Gives up after `timeoutMs` with the last read and `settled: false`.
+ * A cheap identity of what `read` depended on, taken now. A single file is read and hashed (as cheap as a
+ * stat for a file of a few KiB, and it sees an in-place write that keeps size and mtime); a bundle's files
+ * are stat'ed and its directories listed (see `fingerprint`).
+ */
+export async function probe(read: Pick<PolicyRead, 'kind' | 'deps'>): Promise<string> {
+  if (read.kind !== 'file') return `bundle:${await fingerprint(read)}`;
+  const [file, ...rest] = read.deps.files;
+  const content = file === undefined ? 'none' : (await readSnapshot(file)).digest;
+  return `file:${content}:${await fingerprint({ deps: { files: rest, dirs: read.deps.dirs } })}`;
+}
+
+/**
+ * True when `read` is of the state `settled` identified: the probe after the read is the same, so no file
+ * changed while it was read (and a single file's bytes are exactly the ones probed).
+ */
+async function consistent(read: PolicyRead, settled: string): Promise<boolean> {
+  if ((await probe(read)) !== settled) return false;
+  const file = read.files[0];
+  return read.kind !== 'file' || file === undefined || settled.startsWith(`file:${sha256Hex(file.bytes)}:`);
+}
+
+/**
+ * Reads the policy at `path` once it stayed unchanged for `settleMs`: two probes at least `settleMs` apart
+ * agree, then a whole read that nothing changed during. Gives up after `timeoutMs` with the last read and
+ * `settled: false`.
  */
 export async function readSettled(
   path: string,
-  timing: PolicyWatchTiming & { timeoutMs: number },
-): Promise<{ snapshot: PolicySnapshot; settled: boolean }> {
+  timing: PolicyWatchTiming & PolicyReadOptions & { timeoutMs: number },
+): Promise<{ read: PolicyRead; settled: boolean }> {
   const settle = timing.settleMs ?? DEFAULT_SETTLE_MS;
   const deadline = Date.now() + timing.timeoutMs;
-  let first = await readSnapshot(path);
+  const opts = { signature: timing.signature === true };
+  let read = await readPolicy(path, opts);
+  let first = await probe(read);
   let since = Date.now();
   for (;;) {
     const wait = Math.max(0, Math.min(settle - (Date.now() - since), deadline - Date.now()));
     await new Promise((r) => setTimeout(r, wait));
-    const next = await readSnapshot(path);
-    if (next.digest === first.digest && Date.now() - since >= settle)
-      return { snapshot: next, settled: true };
-    if (next.digest !== first.digest) {
+    const next = await probe(read);
+    if (next === first && Date.now() - since >= settle) {
+      const whole = await readPolicy(path, opts);
+      if (await consistent(whole, next)) return { read: whole, settled: true };
+      read = whole;
+      first = await probe(whole);
+      since = Date.now();
+    } else if (next !== first) {
       first = next;
       since = Date.now();
     }
-    if (Date.now() >= deadline) return { snapshot: next, settled: false };
+    if (Date.now() >= deadline) return { read: await readPolicy(path, opts), settled: false };
   }
+}
+
+/** What a watch keeps of a read: its kind and what it depended on. */
+function watched(read: PolicyRead): Pick<PolicyRead, 'kind' | 'deps'> {
+  return { kind: read.kind, deps: read.deps };
 }
 
 /**
@@ -98,31 +138,43 @@ export class PolicyWatcher {
   readonly #path: string;
   readonly #pollMs: number;
   readonly #settleMs: number;
-  readonly #onSettled: (snapshot: PolicySnapshot) => Promise<void>;
+  readonly #opts: PolicyReadOptions;
+  readonly #onSettled: (read: PolicyRead) => Promise<void>;
+  /**
+   * What probes are taken against: the files and directories the last read depended on (only those: the
+   * read's bytes and parses are not kept alive by the watch).
+   */
+  #last: Pick<PolicyRead, 'kind' | 'deps'>;
   /** The content last handed over or handled: what is in force, or was last rejected. */
-  #handled: string | undefined;
-  /** The content seen last, and since when it has not changed. */
-  #seen: { digest: string; since: number } | undefined;
+  #handled: string;
+  /** The probe whose content was last read whole, so a settled state is read once, not every poll. */
+  #handledProbe: string | undefined;
+  /** The probe seen last, and since when it has not changed. */
+  #seen: { probe: string; since: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
+  /** Starts from `first`, the read whose content is in force: only a change from it is handed over. */
   constructor(
     path: string,
-    timing: PolicyWatchTiming,
-    onSettled: (snapshot: PolicySnapshot) => Promise<void>,
-    handled?: string,
+    timing: PolicyWatchTiming & PolicyReadOptions,
+    onSettled: (read: PolicyRead) => Promise<void>,
+    first: PolicyRead,
   ) {
     this.#path = path;
     this.#pollMs = Math.max(10, timing.pollMs ?? DEFAULT_POLL_MS);
     this.#settleMs = Math.max(0, timing.settleMs ?? DEFAULT_SETTLE_MS);
+    this.#opts = { signature: timing.signature === true };
     this.#onSettled = onSettled;
-    this.#handled = handled;
+    this.#last = watched(first);
+    this.#handled = first.digest;
     this.#schedule();
   }
 
-  /** Notes that this content was dealt with elsewhere (a forced reload), so it is not handed over again. */
-  handled(digest: string): void {
-    this.#handled = digest;
+  /** Notes that this read was dealt with elsewhere (a forced reload), so it is not handed over again. */
+  handled(read: PolicyRead): void {
+    this.#handled = read.digest;
+    this.#last = watched(read);
   }
 
   close(): void {
@@ -139,16 +191,27 @@ export class PolicyWatcher {
 
   async #poll(): Promise<void> {
     try {
-      const snap = await readSnapshot(this.#path);
+      const p = await probe(this.#last);
       const now = Date.now();
-      if (this.#seen?.digest !== snap.digest) {
-        this.#seen = { digest: snap.digest, since: now };
+      if (this.#seen?.probe !== p) {
+        this.#seen = { probe: p, since: now };
         return;
       }
-      // INVARIANT: nothing half-loaded — only content unchanged across the settle interval is handed over.
-      if (now - this.#seen.since < this.#settleMs || snap.digest === this.#handled) return;
-      this.#handled = snap.digest;
-      await this.#onSettled(snap);
+      // INVARIANT: nothing half-loaded — only content unchanged across the settle interval is handed over,
+      // and for a bundle only a read that no file changed during.
+      if (now - this.#seen.since < this.#settleMs || p === this.#handledProbe) return;
+      const read = await readPolicy(this.#path, this.#opts);
+      const same = await consistent(read, p);
+      this.#last = watched(read);
+      if (!same) {
+        // What the probe watches changed (a file changed, or the set of files did): settle again.
+        this.#seen = undefined;
+        return;
+      }
+      this.#handledProbe = p;
+      if (read.digest === this.#handled) return;
+      this.#handled = read.digest;
+      await this.#onSettled(read);
     } catch {
       // `onSettled` reports its own failures; a failed poll is retried at the next one.
     } finally {

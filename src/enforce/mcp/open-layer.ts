@@ -28,6 +28,7 @@ export async function openLayer(
     const { recorder, limits, approvals, state } = stores;
     const layer = await createExecLayer({
       policy: config.policy,
+      ...(config.policyKey !== undefined ? { policyKey: config.policyKey } : {}),
       recorder,
       limits,
       approvals,
