@@ -7,12 +7,13 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openApprovalStore } from '../approvals/open.js';
 import type { ApprovalStore } from '../approvals/types.js';
-import { openAuditLog } from '../audit/log.js';
+import { type AuditLog, openAuditLog } from '../audit/log.js';
 import { openLimitStore } from '../limits/open.js';
 import type { LimitStore } from '../limits/types.js';
 import type { AgentStateStore } from '../state/agent-state.js';
 import { openAgentStateStore } from '../state/open.js';
 import type { AuditEvent, Recorder } from '../types.js';
+import { EventTap } from './events.js';
 
 /** The embedded default store. */
 export const DEFAULT_STORE = 'sqlite:./execlayer.db';
@@ -45,7 +46,10 @@ export class MemoryRecorder implements Recorder {
 
 /** Every backend the runtime uses, opened from one URL; `close` releases them all. */
 export interface Stores {
-  recorder: Recorder;
+  /** Records to the audit log (or memory) and feeds the runtime's event subscribers. */
+  recorder: EventTap;
+  /** The audit log itself (absent for `memory:`): verification, proofs, queries. */
+  audit?: AuditLog;
   limits: LimitStore;
   approvals: ApprovalStore;
   state: AgentStateStore;
@@ -82,7 +86,7 @@ export async function openStores(where: string | StoreUrls): Promise<Stores> {
       url === 'memory:'
         ? undefined
         : await openAuditLog(url, urls.auditKey === undefined ? {} : { keyPath: urls.auditKey });
-    const recorder: Recorder = audit ?? new MemoryRecorder();
+    const recorder = new EventTap(audit ?? new MemoryRecorder());
     if (audit) closers.push(() => audit.close());
     const limits = await openLimitStore(urls.limits ?? url);
     closers.push(() => limits.close());
@@ -91,7 +95,7 @@ export async function openStores(where: string | StoreUrls): Promise<Stores> {
     closers.push(() => approvals.close());
     const state = await openAgentStateStore(urls.state ?? url, { recorder });
     closers.push(() => state.close());
-    return { recorder, limits, approvals, state, close: closeAll };
+    return { recorder, ...(audit ? { audit } : {}), limits, approvals, state, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
