@@ -6,6 +6,7 @@
 import type { GatewayConfig } from '../config/load.js';
 import { createAdminApiHandler } from '../enforce/admin/index.js';
 import { createAuthenticator } from '../enforce/auth.js';
+import { type Console, createConsole, twoPersonApprovals } from '../enforce/console/index.js';
 import { openFileLimit } from '../enforce/front-door.js';
 import { createDecisionApiHandler } from '../enforce/http/index.js';
 import { McpGateway } from '../enforce/mcp/gateway.js';
@@ -50,7 +51,8 @@ options:
       --log-json        write log lines as JSON objects (time, level, msg, fields)
   -h, --help            show this help
 
-Also served: /healthz (alive), /readyz (policy loaded, stores reachable, upstreams ready; 503 when not),
+Also served: the operator console at /console (log in with a credential that has the viewer, approver,
+operator or admin role; see docs/console.md), /healthz (alive), /readyz (policy loaded, stores reachable, upstreams ready; 503 when not),
 /metrics (Prometheus; needs a credential with the viewer, operator or admin role). OpenTelemetry spans are
 made for each decision and forwarded call when the process registers an OpenTelemetry SDK; a request's
 \`traceparent\` is honoured and passed on to HTTP upstreams. Webhooks: \`notifications:\` in the config.
@@ -163,6 +165,8 @@ export interface ServeOptions {
   metrics?: boolean;
   /** Make OpenTelemetry spans (default true; no-ops unless an SDK is registered). */
   traces?: boolean;
+  /** Serve the operator console at `/console` (default true). */
+  console?: boolean;
 }
 
 /** A running `serve` stack. */
@@ -174,6 +178,8 @@ export interface RunningServer {
   metrics?: ExecLayerMetrics;
   /** Webhook deliveries (absent without `notifications.webhooks`). */
   notifier?: WebhookNotifier;
+  /** The operator console (absent with `console: false`). */
+  console?: Console;
   /** Stops listening, closes upstream sessions, then the runtime and its stores. */
   close(): Promise<void>;
 }
@@ -232,6 +238,25 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
   const authFor = (point: 'mcp' | 'http') =>
     createAuthenticator(config.auth, { recorder: layer.recorder, point, onRecordError });
   const authApi = authFor('http');
+  // The console and the operator API decide approvals through the same store, so the two-person rule
+  // cannot be skipped by choosing the other path.
+  const decideStore = config.approvals.twoPersonRule
+    ? twoPersonApprovals(opened.approvals)
+    : opened.approvals;
+  const operatorConsole =
+    opts.console === false
+      ? undefined
+      : createConsole({
+          layer,
+          approvals: decideStore,
+          state: opened.state,
+          audit: opened.audit,
+          pins,
+          authenticate: authApi,
+          upstreams: () => gateway.upstreamStatus(),
+          reload: (by) => layer.reload({ trigger: 'api', by }),
+          twoPersonRule: config.approvals.twoPersonRule,
+        });
   const handlers: HttpHandler[] = [
     createObserveHandler({
       ...(metrics ? { metrics } : {}),
@@ -240,8 +265,9 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
     }),
     // `pdp-client` comes from the credential's roles (API key `roles`, JWT roles claim).
     withTraceContext(createDecisionApiHandler(layer, { authenticate: authApi })),
+    ...(operatorConsole ? [operatorConsole.handle] : []),
     createAdminApiHandler({
-      approvals: opened.approvals,
+      approvals: decideStore,
       state: opened.state,
       recorder: layer.recorder,
       authenticate: authApi,
@@ -251,6 +277,7 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
   ];
   const closeAll = async () => {
     for (const u of unsubscribe) u();
+    operatorConsole?.close();
     await gateway.close();
     await pins.close();
     await notifier?.flush();
@@ -274,6 +301,7 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
     gateway,
     ...(metrics ? { metrics } : {}),
     ...(notifier ? { notifier } : {}),
+    ...(operatorConsole ? { console: operatorConsole } : {}),
     close: async () => {
       await http.close();
       await closeAll();
