@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
-import { type AuditLog, openAuditLog } from '../src/audit/log.js';
+import type { AuditLog } from '../src/audit/log.js';
 import { type RunningServer, startServe } from '../src/cli/serve.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { hashApiKey, newApiKey } from '../src/enforce/auth.js';
