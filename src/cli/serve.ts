@@ -31,7 +31,7 @@ import {
 import { EXIT, flags, runCommand, UsageError } from './util.js';
 
 const HELP = `usage: execlayer serve [--config execlayer.yaml] [--host <addr>] [--port <n>] [--json]
-                       [--log-decisions] [--log-json]
+                       [--log-decisions] [--log-json] [--no-console] [--no-metrics]
 
 Serves the MCP gateway over Streamable HTTP at /mcp, the decision API (/v1/decide, /v1/outcome,
 AuthZEN; described at /openapi.json) and the operator API (/v1/approvals, /v1/agents, /v1/stop,
@@ -49,6 +49,8 @@ options:
       --json            print {"url": …} on stdout once listening
       --log-decisions   log one line per decision on stderr (agent, tool, effect, rule, reason; no arguments)
       --log-json        write log lines as JSON objects (time, level, msg, fields)
+      --no-console      do not serve the operator console (/console)
+      --no-metrics      do not serve /metrics (and keep no metrics)
   -h, --help            show this help
 
 Also served: the operator console at /console (log in with a credential that has the viewer, approver,
@@ -78,6 +80,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
         json: { type: 'boolean' },
         'log-decisions': { type: 'boolean' },
         'log-json': { type: 'boolean' },
+        'no-console': { type: 'boolean' },
+        'no-metrics': { type: 'boolean' },
       },
       false,
     );
@@ -118,6 +122,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
         log: (line) => logger.log('warn', line),
         logger,
         logDecisions: values['log-decisions'] === true,
+        console: values['no-console'] !== true,
+        metrics: values['no-metrics'] !== true,
       });
     } catch (e) {
       if (e instanceof ServeError && e.code === 'listen_failed') {
