@@ -69,7 +69,10 @@ function kindOf(doc: unknown): Kind {
   if (isObject(doc) && 'cases' in doc) return 'cases';
   if (isObject(doc) && 'mcpServers' in doc) return 'client-config';
   if (isObject(doc) && ('status' in doc || 'subject' in doc || 'evaluations' in doc)) return 'http';
-  if (isObject(doc) && ('policy' in doc || isObject(doc.upstreams) || 'store' in doc || 'notifications' in doc))
+  if (
+    isObject(doc) &&
+    ('policy' in doc || isObject(doc.upstreams) || 'store' in doc || 'notifications' in doc)
+  )
     return 'config';
   // A Prometheus scrape configuration (docs/observability.md): not ExecLayer's to load.
   if (isObject(doc) && 'scrape_configs' in doc) return 'prometheus';

@@ -171,7 +171,11 @@ export function createConsole(opts: ConsoleOptions): Console {
       case undefined:
         return page(res, 200, livePage(s, await recentDecisions(filterOf(q)), filterOf(q)));
       case 'events': {
-        if (!live.attach(res, filterOf(q))) json(res, 503, { error: 'too_many_viewers' });
+        // A stream outlives no session: logout or expiry ends it at the next sweep.
+        const id = s.id;
+        if (!live.attach(res, filterOf(q), () => sessions.alive(id))) {
+          json(res, 503, { error: 'too_many_viewers' });
+        }
         return;
       }
       case 'decisions':
@@ -259,6 +263,7 @@ export function createConsole(opts: ConsoleOptions): Console {
     try {
       if (path === '/console/logout') {
         sessions.end(s.id);
+        live.sweep();
         addCookies(res, [setCookie(req, SESSION_COOKIE, '', 0)]);
         return redirect(res, '/console/login');
       }

@@ -31,6 +31,8 @@ export interface LiveFilter {
 interface Viewer {
   res: ServerResponse;
   filter: LiveFilter;
+  /** False once the viewer's session ended (logout, expiry): the stream is then closed. */
+  alive: () => boolean;
 }
 
 /** Most viewers at once; more get 503. */
@@ -44,11 +46,9 @@ export class LiveHub {
   readonly #flushMs: number;
   readonly #ping: NodeJS.Timeout;
 
-  constructor(opts: { flushMs?: number } = {}) {
+  constructor(opts: { flushMs?: number; pingMs?: number } = {}) {
     this.#flushMs = opts.flushMs ?? 100;
-    this.#ping = setInterval(() => {
-      for (const v of this.#viewers) v.res.write(': keep-alive\n\n');
-    }, 15_000);
+    this.#ping = setInterval(() => this.sweep(), opts.pingMs ?? 15_000);
     this.#ping.unref();
   }
 
@@ -63,8 +63,21 @@ export class LiveHub {
     this.#timer ??= setTimeout(() => this.#flush(), this.#flushMs);
   };
 
-  /** Serves one viewer until it disconnects. False when the hub is full (the caller answers 503). */
-  attach(res: ServerResponse, filter: LiveFilter): boolean {
+  /** Ends the streams of viewers whose session ended and keeps the others' connections open. */
+  sweep(): void {
+    for (const v of this.#viewers) {
+      if (!v.alive()) {
+        this.#viewers.delete(v);
+        v.res.end();
+      } else v.res.write(': keep-alive\n\n');
+    }
+  }
+
+  /**
+   * Serves one viewer until it disconnects or `alive` turns false (checked at each sweep). False when the
+   * hub is full (the caller answers 503).
+   */
+  attach(res: ServerResponse, filter: LiveFilter, alive: () => boolean = () => true): boolean {
     if (this.#viewers.size >= MAX_VIEWERS) return false;
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -72,7 +85,7 @@ export class LiveHub {
       'x-accel-buffering': 'no',
     });
     res.write('retry: 2000\n: connected\n\n');
-    const v: Viewer = { res, filter };
+    const v: Viewer = { res, filter, alive };
     this.#viewers.add(v);
     res.on('close', () => this.#viewers.delete(v));
     return true;

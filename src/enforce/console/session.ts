@@ -76,6 +76,14 @@ export class SessionStore {
     return s;
   }
 
+  /** Whether session `id` is still live (not ended, not expired), without counting as activity. */
+  alive(id: string): boolean {
+    const s = this.#sessions.get(id);
+    if (!s) return false;
+    const now = this.#now();
+    return now - s.createdAt <= MAX_AGE_MS && now - s.lastSeen <= IDLE_MS;
+  }
+
   end(id: string): void {
     this.#sessions.delete(id);
   }
