@@ -46,6 +46,8 @@ export class ExecLayerMetrics {
   readonly #storeErrors: Counter<'point'>;
   readonly #deadlineHits: Counter<'point'>;
   readonly #approvalEvents: Counter<'status'>;
+  readonly #counterChildren = new Map<string, { inc(): void }>();
+  readonly #histChildren = new Map<string, { observe(v: number): void }>();
   readonly #caps = {
     agent: new LabelCap(MAX_LABEL_VALUES),
     tool: new LabelCap(MAX_LABEL_VALUES),
@@ -205,14 +207,22 @@ export class ExecLayerMetrics {
     const d = e.decision;
     const agent = this.#caps.agent.of(e.action.agent);
     const tool = this.#caps.tool.of(e.action.tool);
-    this.#decisions.inc({
-      agent,
-      tool,
-      effect: d.effect,
-      rule: this.#caps.rule.of(d.rule ?? 'none'),
-      point: e.point,
-    });
-    this.#decisionSeconds.observe({ point: e.point, effect: d.effect }, e.latencyUs / 1e6);
+    const rule = this.#caps.rule.of(d.rule ?? 'none');
+    // Children cached by their label values: prom-client hashes a label object on every call otherwise.
+    const key = `${agent}\0${tool}\0${d.effect}\0${rule}\0${e.point}`;
+    let counter = this.#counterChildren.get(key);
+    if (counter === undefined) {
+      counter = this.#decisions.labels({ agent, tool, effect: d.effect, rule, point: e.point });
+      this.#counterChildren.set(key, counter);
+    }
+    counter.inc();
+    const hkey = `${e.point}\0${d.effect}`;
+    let hist = this.#histChildren.get(hkey);
+    if (hist === undefined) {
+      hist = this.#decisionSeconds.labels({ point: e.point, effect: d.effect });
+      this.#histChildren.set(hkey, hist);
+    }
+    hist.observe(e.latencyUs / 1e6);
     if (d.code === 'limit_exceeded') this.#limitRefusals.inc({ agent, tool });
     if (d.code === 'store_error') {
       this.#storeErrors.inc({ point: e.point });

@@ -106,12 +106,23 @@ export class LiveHub {
       d,
       frame: `event: decision\nid: ${d.id}\ndata: ${JSON.stringify(d)}\n\n`,
     }));
+    // Viewers with the same filter (most often none) share one payload, built once per flush.
+    const payloads = new Map<string, string>();
     for (const v of this.#viewers) {
-      let out = '';
-      for (const { d, frame } of frames) if (matches(d, v.filter)) out += frame;
+      const key = filterKey(v.filter);
+      let out = payloads.get(key);
+      if (out === undefined) {
+        out = '';
+        for (const { d, frame } of frames) if (matches(d, v.filter)) out += frame;
+        payloads.set(key, out);
+      }
       if (out !== '') v.res.write(out);
     }
   }
+}
+
+function filterKey(f: LiveFilter): string {
+  return JSON.stringify([f.agent, f.tool, f.effect, f.rule]);
 }
 
 /** Whether a decision passes a viewer's filter. */
