@@ -8,6 +8,7 @@
  *
  *   npm run bench:console
  *   BENCH_DURATION=5 BENCH_CALLS=1000 BENCH_ROUNDS=3 npm run bench:console
+ *   BENCH_OBSERVER_ONLY=1 npx tsx bench/console.bench.ts   # only the in-process observer cost
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -182,7 +183,61 @@ async function gatewayLatency(base: string): Promise<{ p50: number; p99: number 
   }
 }
 
+/**
+ * The same work measured in process, where a loaded machine skews it least: CPU time per decision event of
+ * the subscribers `serve` adds (metrics, span, live feed with 10 viewers writing to sockets that discard),
+ * per decision. Compare with the decision API's cost per request (1 / decisions per second per core).
+ */
+async function observerCost(): Promise<number> {
+  const { ExecLayerMetrics } = await import('../src/observe/metrics.js');
+  const { spanForEvent } = await import('../src/observe/tracing.js');
+  const { LiveHub } = await import('../src/enforce/console/live.js');
+  const { Writable } = await import('node:stream');
+  const metrics = new ExecLayerMetrics();
+  const hub = new LiveHub({ flushMs: 100 });
+  for (let i = 0; i < VIEWERS; i++) {
+    const sink = new Writable({
+      write: (_c, _e, cb) => cb(),
+    }) as unknown as import('node:http').ServerResponse;
+    Object.assign(sink, { writeHead: () => sink });
+    hub.attach(sink, {});
+  }
+  const event = (i: number) =>
+    ({
+      type: 'decision',
+      decision: {
+        id: `d-${i}`,
+        effect: i % 3 ? 'allow' : 'deny',
+        rule: i % 3 ? 'reports' : 'no-deletes',
+        reason: 'allowed by rule `reports`',
+        policy: 'p'.repeat(64),
+        mode: 'enforce',
+        code: 'allowed',
+      },
+      action: { agent: 'bench-bot', tool: 'reports.read', args: { id: 1 }, argsDigest: 'a'.repeat(64) },
+      point: 'http',
+      latencyUs: 80,
+    }) as const;
+  const n = 200_000;
+  const t0 = process.cpuUsage();
+  for (let i = 0; i < n; i++) {
+    const e = event(i);
+    const at = Date.now();
+    metrics.observe(e);
+    spanForEvent(e, at);
+    hub.observe(e, at);
+    if (i % 500 === 499) await new Promise((r) => setImmediate(r));
+  }
+  await new Promise((r) => setTimeout(r, 150));
+  const used = process.cpuUsage(t0);
+  hub.close();
+  return (used.user + used.system) / n;
+}
+
 async function main(): Promise<void> {
+  const perEvent = await observerCost();
+  process.stderr.write(`observer CPU per decision (in process): ${perEvent.toFixed(2)} µs\n`);
+  if (process.env.BENCH_OBSERVER_ONLY) return;
   const dir = mkdtempSync(join(tmpdir(), 'console-bench-'));
   const on = await startServer(dir, 'on', true);
   const off = await startServer(dir, 'off', false);
@@ -224,6 +279,8 @@ async function main(): Promise<void> {
       `| console, metrics, traces on, ${VIEWERS} viewers | ${m('on', 'rps').toFixed(0)} | ${m('on', 'p50').toFixed(2)} ms | ${m('on', 'p99').toFixed(2)} ms |`,
       `| console and metrics off | ${m('off', 'rps').toFixed(0)} | ${m('off', 'p50').toFixed(2)} ms | ${m('off', 'p99').toFixed(2)} ms |`,
       `| on vs off | ${ratio(m('on', 'rps'), m('off', 'rps'))} | ${ratio(m('on', 'p50'), m('off', 'p50'))} | ${ratio(m('on', 'p99'), m('off', 'p99'))} |`,
+      '',
+      `observer CPU per decision, in process (metrics, span, live feed to ${VIEWERS} viewers): ${perEvent.toFixed(2)} µs`,
       '',
     ].join('\n'),
   );

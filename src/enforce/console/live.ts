@@ -106,17 +106,18 @@ export class LiveHub {
       d,
       frame: `event: decision\nid: ${d.id}\ndata: ${JSON.stringify(d)}\n\n`,
     }));
-    // Viewers with the same filter (most often none) share one payload, built once per flush.
-    const payloads = new Map<string, string>();
+    // Viewers with the same filter (most often none) share one payload, built and encoded once per flush.
+    const payloads = new Map<string, Buffer>();
     for (const v of this.#viewers) {
       const key = filterKey(v.filter);
       let out = payloads.get(key);
       if (out === undefined) {
-        out = '';
-        for (const { d, frame } of frames) if (matches(d, v.filter)) out += frame;
+        let text = '';
+        for (const { d, frame } of frames) if (matches(d, v.filter)) text += frame;
+        out = Buffer.from(text, 'utf8');
         payloads.set(key, out);
       }
-      if (out !== '') v.res.write(out);
+      if (out.length > 0) v.res.write(out);
     }
   }
 }
