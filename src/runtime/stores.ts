@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openApprovalStore } from '../approvals/open.js';
 import type { ApprovalStore } from '../approvals/types.js';
-import { type AuditLog, openAuditLog } from '../audit/log.js';
+import { openAuditLog } from '../audit/log.js';
 import { openLimitStore } from '../limits/open.js';
 import type { LimitStore } from '../limits/types.js';
 import type { AgentStateStore } from '../state/agent-state.js';
@@ -46,10 +46,11 @@ export class MemoryRecorder implements Recorder {
 
 /** Every backend the runtime uses, opened from one URL; `close` releases them all. */
 export interface Stores {
-  /** Records to the audit log (or memory) and feeds the runtime's event subscribers. */
+  /**
+   * Records to the audit log (or memory) and feeds the runtime's event subscribers; `recorder.inner` is
+   * the `AuditLog` itself (not named here, so the package's root types stay free of Node's).
+   */
   recorder: EventTap;
-  /** The audit log itself (absent for `memory:`): verification, proofs, queries. */
-  audit?: AuditLog;
   limits: LimitStore;
   approvals: ApprovalStore;
   state: AgentStateStore;
@@ -95,7 +96,7 @@ export async function openStores(where: string | StoreUrls): Promise<Stores> {
     closers.push(() => approvals.close());
     const state = await openAgentStateStore(urls.state ?? url, { recorder });
     closers.push(() => state.close());
-    return { recorder, ...(audit ? { audit } : {}), limits, approvals, state, close: closeAll };
+    return { recorder, limits, approvals, state, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

@@ -1,6 +1,6 @@
 /** Builds the runtime a gateway process uses from its configuration's `policy` and `store`. */
 import type { ApprovalStore } from '../../approvals/types.js';
-import type { AuditLog } from '../../audit/log.js';
+import { AuditLog } from '../../audit/log.js';
 import type { GatewayConfig } from '../../config/load.js';
 import { createExecLayer, type ExecLayer, type RuntimeEvent } from '../../runtime/exec-layer.js';
 import { openStores } from '../../runtime/stores.js';
@@ -42,7 +42,7 @@ export async function openLayer(
       layer,
       approvals,
       state,
-      ...(stores.audit ? { audit: stores.audit } : {}),
+      ...(stores.recorder.inner instanceof AuditLog ? { audit: stores.recorder.inner } : {}),
       close: async () => {
         await layer.close();
         await stores.close();
