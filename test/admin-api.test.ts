@@ -179,7 +179,7 @@ function stored(): string {
 }
 
 async function events(type: AuditEvent['type']): Promise<AuditEvent[]> {
-  const log = running.opened.layer.recorder as AuditLog;
+  const log = running.opened.layer.recorder.inner as AuditLog;
   return (await log.query({ type })).flatMap((r) => (r.event ? [r.event] : []));
 }
 
@@ -490,7 +490,7 @@ describe('roles from configuration reach the decision API and JWTs', () => {
   test('JWT roles come from the `roles` claim (array or space-separated); unknown roles grant nothing', async () => {
     const ops = await signJwt({ sub: 'jwt-ops@acme.com', roles: ['operator', 'admin'] });
     const approver = await signJwt({ sub: 'jwt-lead@acme.com', roles: 'viewer approver' });
-    const none = await signJwt({ sub: 'jwt-agent', roles: ['admin', 'root'] });
+    const none = await signJwt({ sub: 'jwt-agent', roles: ['root', 'superuser'] });
     const odd = await signJwt({ sub: 'jwt-odd', roles: { operator: true } });
     assert.equal((await api('GET', '/v1/agents', ops)).status, 200);
     isProblem(await api('GET', '/v1/agents', approver), 403, 'forbidden');
@@ -680,7 +680,7 @@ describe('failures answer without changing or allowing anything they cannot vouc
   test('the configuration refuses unknown roles, with the place', () => {
     try {
       parseConfig(
-        `policy: ./p.yaml\nauth:\n  apiKeys:\n    - { sha256: ${'a'.repeat(64)}, agent: x, roles: [admin] }\n`,
+        `policy: ./p.yaml\nauth:\n  apiKeys:\n    - { sha256: ${'a'.repeat(64)}, agent: x, roles: [root] }\n`,
         '/srv/execlayer.yaml',
       );
       assert.fail('expected a ConfigError');
@@ -695,5 +695,15 @@ describe('failures answer without changing or allowing anything they cannot vouc
     );
     assert.deepEqual(ok.auth.apiKeys[0]?.roles, ['operator']);
     assert.equal(ok.auth.jwt?.rolesClaim, 'roles');
+  });
+});
+
+describe('the admin role', () => {
+  test('an admin JWT holds both operator API roles', async () => {
+    const admin = await signJwt({ sub: 'jwt-admin@acme.com', roles: ['admin'] });
+    assert.equal((await api('GET', '/v1/agents', admin)).status, 200);
+    assert.equal((await api('GET', '/v1/approvals', admin)).status, 200);
+    const viewer = await signJwt({ sub: 'jwt-viewer@acme.com', roles: ['viewer'] });
+    isProblem(await api('GET', '/v1/approvals', viewer), 403, 'forbidden');
   });
 });

@@ -48,7 +48,8 @@ const isRule = (v: unknown) => isObject(v) && ('allow' in v || 'deny' in v || 'a
 /** Any `${VAR}` in a documented configuration expands to a placeholder. */
 const anyEnv = new Proxy(
   {},
-  { get: (_t, k) => (typeof k === 'string' ? 'x' : undefined) },
+  // Long enough for fields with a minimum length (webhook secrets).
+  { get: (_t, k) => (typeof k === 'string' ? 'x'.repeat(32) : undefined) },
 ) as NodeJS.ProcessEnv;
 
 type Kind =
@@ -61,6 +62,7 @@ type Kind =
   | 'client-config'
   | 'declaration'
   | 'http'
+  | 'prometheus'
   | 'other';
 
 /** A governance declaration: agents with capabilities or prohibited uses (docs/governance.md). */
@@ -80,7 +82,13 @@ function kindOf(doc: unknown): Kind {
   if (isObject(doc) && 'cases' in doc) return 'cases';
   if (isObject(doc) && 'mcpServers' in doc) return 'client-config';
   if (isObject(doc) && ('status' in doc || 'subject' in doc || 'evaluations' in doc)) return 'http';
-  if (isObject(doc) && ('policy' in doc || isObject(doc.upstreams) || 'store' in doc)) return 'config';
+  if (
+    isObject(doc) &&
+    ('policy' in doc || isObject(doc.upstreams) || 'store' in doc || 'notifications' in doc)
+  )
+    return 'config';
+  // A Prometheus scrape configuration (docs/observability.md): not ExecLayer's to load.
+  if (isObject(doc) && 'scrape_configs' in doc) return 'prometheus';
   if (isObject(doc) && Array.isArray(doc.upstreams)) return 'http';
   return 'other';
 }

@@ -89,6 +89,11 @@ test('the installed package holds runtime dependencies only and runs only the ch
     'contract suites are not shipped',
   );
   assert.equal(existsSync(join(shipped, 'grammars/tree-sitter-bash.wasm')), true);
+  // The console's scripts and styles, where dist/enforce/console/handler.js looks for them.
+  for (const f of ['console.js', 'verify.js', 'console.css']) {
+    assert.equal(existsSync(join(shipped, 'assets/console', f)), true, f);
+  }
+  assert.equal(existsSync(join(shipped, 'dist/enforce/console/handler.js')), true);
 });
 
 test('the installed command: --help, validate, and the demo on its built-in upstream', async () => {
@@ -128,6 +133,9 @@ await layer.close();
         target: 'es2022',
         noEmit: true,
         skipLibCheck: false,
+        // A Node.js project has @types/node; the package's types name Node's own (Buffer, streams).
+        types: ['node'],
+        typeRoots: [join(repo, 'node_modules/@types')],
       },
       files: ['main.ts'],
     }),

@@ -6,13 +6,22 @@
 import type { GatewayConfig } from '../config/load.js';
 import { createAdminApiHandler } from '../enforce/admin/index.js';
 import { createAuthenticator } from '../enforce/auth.js';
+import { type Console, createConsole, twoPersonApprovals } from '../enforce/console/index.js';
 import { openFileLimit } from '../enforce/front-door.js';
 import { createDecisionApiHandler } from '../enforce/http/index.js';
 import { McpGateway } from '../enforce/mcp/gateway.js';
 import { type GatewayHttpServer, type HttpHandler, startGatewayHttp } from '../enforce/mcp/http.js';
 import { type OpenedLayer, openLayer } from '../enforce/mcp/open-layer.js';
+import { openToolPinStore, type ToolPinStore } from '../enforce/mcp/pins.js';
 import { TlsError } from '../enforce/tls.js';
-import type { RuntimeEvent } from '../runtime/exec-layer.js';
+import { createObserveHandler, type ReadyCheck } from '../observe/http.js';
+import { createLogger, type Logger } from '../observe/log.js';
+import { ExecLayerMetrics } from '../observe/metrics.js';
+import { spanForEvent, withTraceContext } from '../observe/tracing.js';
+import { WebhookNotifier } from '../observe/webhooks.js';
+import { formatRuntimeEvent, type RuntimeEvent } from '../runtime/exec-layer.js';
+import { ALL_AGENTS } from '../state/agent-state.js';
+import type { Json } from '../types.js';
 import {
   loadConfigOrReport,
   logRuntimeEvent,
@@ -23,6 +32,7 @@ import {
 import { EXIT, flags, runCommand, UsageError } from './util.js';
 
 const HELP = `usage: execlayer serve [--config execlayer.yaml] [--host <addr>] [--port <n>] [--json]
+                       [--log-decisions] [--log-json] [--no-console] [--no-metrics]
 
 Serves the MCP gateway over Streamable HTTP at /mcp, the decision API (/v1/decide, /v1/outcome,
 AuthZEN; described at /openapi.json) and the operator API (/v1/approvals, /v1/agents, /v1/stop,
@@ -40,7 +50,18 @@ options:
       --host <addr>     listen address (default: http.host, 127.0.0.1)
       --port <n>        listen port (default: http.port, 8787; 0 picks a free port)
       --json            print {"url": …} on stdout once listening
+      --log-decisions   log one line per decision on stderr (agent, tool, effect, rule, reason; no arguments)
+      --log-json        write log lines as JSON objects (time, level, msg, fields)
+      --no-console      do not serve the operator console (/console)
+      --no-metrics      do not serve /metrics (and keep no metrics)
   -h, --help            show this help
+
+Also served: the operator console at /console (log in with a credential that has the viewer, approver,
+operator or admin role; see docs/console.md), /healthz (alive), /readyz (policy loaded, stores reachable, upstreams ready; 503 when not),
+/metrics (Prometheus; needs a credential with the viewer, operator or admin role). OpenTelemetry spans are
+made for each decision and forwarded call when the process registers an OpenTelemetry SDK; a request's
+\`traceparent\` is honoured and passed on to HTTP upstreams. Webhooks: \`notifications:\` in the config.
+See docs/observability.md.
 
 The policy file is reloaded when its content changes (only content unchanged for 250 ms that validates
 whole is loaded), on SIGHUP and on POST /v1/policy/reload; a broken policy never replaces the one in force.
@@ -61,6 +82,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
         host: { type: 'string' },
         port: { type: 'string' },
         json: { type: 'boolean' },
+        'log-decisions': { type: 'boolean' },
+        'log-json': { type: 'boolean' },
+        'no-console': { type: 'boolean' },
+        'no-metrics': { type: 'boolean' },
       },
       false,
     );
@@ -87,14 +112,22 @@ export async function serveCommand(argv: string[]): Promise<number> {
           'idle sockets can exhaust descriptors before the cap closes any\n',
       );
     }
+    const logger = createLogger({ json: values['log-json'] === true, write: (l) => process.stderr.write(l) });
     let running: RunningServer;
     try {
       running = await startServe(config, {
         watch: true,
         ...(values.host !== undefined ? { host: values.host } : {}),
         ...(port !== undefined ? { port } : {}),
-        onEvent: logRuntimeEvent,
-        log: (line) => process.stderr.write(`execlayer: ${line}\n`),
+        onEvent:
+          values['log-json'] === true
+            ? (e) => logger.log(levelOf(e), formatRuntimeEvent(e))
+            : logRuntimeEvent,
+        log: (line) => logger.log('warn', line),
+        logger,
+        logDecisions: values['log-decisions'] === true,
+        console: values['no-console'] !== true,
+        metrics: values['no-metrics'] !== true,
       });
     } catch (e) {
       if (e instanceof ServeError && e.code === 'listen_failed') {
@@ -107,7 +140,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const { http } = running;
     // Before announcing the URL: whoever reacts to it may send SIGHUP at once.
     const stopReloading = reloadOnSighup(running.opened.layer);
-    process.stderr.write(`execlayer: MCP gateway listening on ${http.url}\n`);
+    logger.log('info', `MCP gateway listening on ${http.url}`);
     if (values.json) process.stdout.write(`${JSON.stringify({ url: http.url })}\n`);
     await untilStopped();
     stopReloading();
@@ -133,8 +166,18 @@ export interface ServeOptions {
   /** Reload the policy file when it changes. */
   watch?: boolean;
   onEvent?: (e: RuntimeEvent) => void;
-  /** Operational messages (audit events that could not be recorded). */
+  /** Operational messages (audit events that could not be recorded, failed webhooks). */
   log?: (line: string) => void;
+  /** Where decision lines go (`logDecisions`). */
+  logger?: Logger;
+  /** One log line per decision (`--log-decisions`). */
+  logDecisions?: boolean;
+  /** Serve `/metrics` (default true). */
+  metrics?: boolean;
+  /** Make OpenTelemetry spans (default true; no-ops unless an SDK is registered). */
+  traces?: boolean;
+  /** Serve the operator console at `/console` (default true). */
+  console?: boolean;
 }
 
 /** A running `serve` stack. */
@@ -142,6 +185,12 @@ export interface RunningServer {
   http: GatewayHttpServer;
   opened: OpenedLayer;
   gateway: McpGateway;
+  /** The metrics `/metrics` serves (absent with `metrics: false`). */
+  metrics?: ExecLayerMetrics;
+  /** Webhook deliveries (absent without `notifications.webhooks`). */
+  notifier?: WebhookNotifier;
+  /** The operator console (absent with `console: false`). */
+  console?: Console;
   /** Stops listening, closes upstream sessions, then the runtime and its stores. */
   close(): Promise<void>;
 }
@@ -162,20 +211,79 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
     throw new ServeError('open_failed', (e as Error)?.message ?? String(e), e);
   }
   const { layer } = opened;
-  const gateway = new McpGateway(layer, config);
   const log = opts.log ?? (() => {});
+  let pins: ToolPinStore;
+  try {
+    pins = openToolPinStore(config.store.pins);
+  } catch (e) {
+    await opened.close();
+    throw new ServeError('open_failed', (e as Error)?.message ?? String(e), e);
+  }
+  const gateway = new McpGateway(layer, config, { pins });
+  const unsubscribe: Array<() => void> = [];
+  layer.recorder.onListenerError = (e) => log(`event subscriber failed: ${String(e)}`);
+  const metrics =
+    opts.metrics === false
+      ? undefined
+      : new ExecLayerMetrics({
+          pendingApprovals: () => opened.approvals.list({ status: 'pending', limit: 1000 }),
+          upstreams: () => gateway.upstreamStatus(),
+          ...(opened.audit ? { audit: auditHead(opened) } : {}),
+        });
+  if (metrics) unsubscribe.push(layer.subscribe(metrics.observe));
+  if (opts.traces !== false) unsubscribe.push(layer.subscribe(spanForEvent));
+  if (opts.logDecisions) {
+    const logger = opts.logger ?? createLogger({ json: true, write: (l) => process.stderr.write(l) });
+    unsubscribe.push(layer.subscribe((e, at) => e.type === 'decision' && logger.decision(e, at)));
+  }
+  let notifier: WebhookNotifier | undefined;
+  if (config.notifications.webhooks.length > 0) {
+    notifier = new WebhookNotifier({
+      webhooks: config.notifications.webhooks,
+      approval: async (id) => approvalDetails(await opened.approvals.get(id)),
+      onError: log,
+    });
+    unsubscribe.push(layer.subscribe(notifier.observe));
+  }
   const onRecordError = (e: unknown) => log(`auth event not recorded: ${String(e)}`);
   const authFor = (point: 'mcp' | 'http') =>
     createAuthenticator(config.auth, { recorder: layer.recorder, point, onRecordError });
   const authApi = authFor('http');
+  // The console and the operator API decide approvals through the same store, so the two-person rule
+  // cannot be skipped by choosing the other path.
+  const decideStore = config.approvals.twoPersonRule
+    ? twoPersonApprovals(opened.approvals)
+    : opened.approvals;
+  const operatorConsole =
+    opts.console === false
+      ? undefined
+      : createConsole({
+          layer,
+          approvals: decideStore,
+          state: opened.state,
+          audit: opened.audit,
+          pins,
+          authenticate: authApi,
+          upstreams: () => gateway.upstreamStatus(),
+          reload: (by) => layer.reload({ trigger: 'api', by }),
+          twoPersonRule: config.approvals.twoPersonRule,
+        });
   const handlers: HttpHandler[] = [
-    // `pdp-client` comes from the credential's roles (API key `roles`, JWT roles claim).
-    createDecisionApiHandler(layer, {
+    createObserveHandler({
+      ...(metrics ? { metrics } : {}),
       authenticate: authApi,
-      ...(config.http.publicUrl !== undefined ? { publicUrl: config.http.publicUrl } : {}),
+      checks: readinessChecks(opened, gateway, pins),
     }),
+    // `pdp-client` comes from the credential's roles (API key `roles`, JWT roles claim).
+    withTraceContext(
+      createDecisionApiHandler(layer, {
+        authenticate: authApi,
+        ...(config.http.publicUrl !== undefined ? { publicUrl: config.http.publicUrl } : {}),
+      }),
+    ),
+    ...(operatorConsole ? [operatorConsole.handle] : []),
     createAdminApiHandler({
-      approvals: opened.approvals,
+      approvals: decideStore,
       state: opened.state,
       recorder: layer.recorder,
       authenticate: authApi,
@@ -183,6 +291,14 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
       reload: (by) => layer.reload({ trigger: 'api', by }),
     }),
   ];
+  const closeAll = async () => {
+    for (const u of unsubscribe) u();
+    operatorConsole?.close();
+    await gateway.close();
+    await pins.close();
+    await notifier?.flush();
+    await opened.close();
+  };
   let http: GatewayHttpServer;
   try {
     http = await startGatewayHttp(gateway, {
@@ -193,18 +309,94 @@ export async function startServe(config: GatewayConfig, opts: ServeOptions = {})
       ...(opts.port !== undefined ? { port: opts.port } : {}),
     });
   } catch (e) {
-    await gateway.close();
-    await opened.close();
+    await closeAll();
     throw new ServeError('listen_failed', (e as Error)?.message ?? String(e), e);
   }
   return {
     http,
     opened,
     gateway,
+    ...(metrics ? { metrics } : {}),
+    ...(notifier ? { notifier } : {}),
+    ...(operatorConsole ? { console: operatorConsole } : {}),
     close: async () => {
       await http.close();
-      await gateway.close();
-      await opened.close();
+      await closeAll();
     },
   };
+}
+
+/** The audit log's head and writer queue, for the audit gauges. */
+function auditHead(opened: OpenedLayer) {
+  return async () => {
+    const audit = opened.audit;
+    if (!audit) throw new Error('no audit log');
+    const head = await audit.store.head();
+    return {
+      size: head.size,
+      checkpointSize: head.checkpointSize,
+      checkpointTime: head.checkpointTime,
+      queued: audit.stats().queued,
+    };
+  };
+}
+
+/**
+ * What `/readyz` checks: the policy is loaded, each store answers, and every upstream connection open now
+ * is ready with its tools listed and matching their pins. Details say what failed, never a store's URL.
+ */
+function readinessChecks(opened: OpenedLayer, gateway: McpGateway, pins: ToolPinStore) {
+  const unreachable = (name: string) => () => ({ name, ok: false, detail: 'unreachable' });
+  const probe = (name: string, run: () => Promise<unknown>) => ({
+    name,
+    run: () => run().then(() => ({ name, ok: true }), unreachable(name)),
+  });
+  return [
+    { name: 'policy', run: async () => ({ name: 'policy', ok: opened.layer.policyHash.length > 0 }) },
+    probe('audit', async () => (opened.audit ? opened.audit.store.head() : undefined)),
+    probe('approvals', () => opened.approvals.get('apr_readyz')),
+    probe('state', () => opened.state.isSuspended(ALL_AGENTS)),
+    probe('pins', () => pins.get('readyz.probe')),
+    {
+      name: 'upstreams',
+      run: async (): Promise<ReadyCheck[]> =>
+        gateway.upstreamStatus().map((u) => {
+          const name = `upstream:${u.name}`;
+          if (u.state === 'ready') return { name, ok: true };
+          if (u.state === 'pin_mismatch')
+            return { name, ok: false, detail: `${u.heldBack.length} tool(s) differ from their pins` };
+          return { name, ok: false, detail: u.state };
+        }),
+    },
+  ];
+}
+
+/** An approval as a webhook shows it (the arguments as the policy lets them be stored). */
+function approvalDetails(
+  a: Awaited<ReturnType<OpenedLayer['approvals']['get']>>,
+): { [k: string]: Json } | undefined {
+  if (!a) return undefined;
+  const out: { [k: string]: Json } = {
+    id: a.id,
+    agent: a.agent,
+    tool: a.tool,
+    args: a.args,
+    argsDigest: a.argsDigest,
+    rule: a.rule,
+    reason: a.reason,
+    policy: a.policy,
+    createdAt: a.createdAt,
+    expiresAt: a.expiresAt,
+  };
+  if (a.session !== undefined) out.session = a.session;
+  if (a.onBehalfOf !== undefined) out.onBehalfOf = a.onBehalfOf;
+  return out;
+}
+
+function levelOf(e: RuntimeEvent): 'info' | 'warn' | 'error' {
+  return e.type === 'policy_loaded' || e.type === 'policy_unchanged'
+    ? 'info'
+    : e.type === 'record_failed'
+      ? 'error'
+      : 'warn';
 }

@@ -68,7 +68,7 @@ approvals: { wait: block, maxWaitMs: 1000 }
   assert.equal(cfg.auth.apiKeys[0]?.sha256, 'a'.repeat(64));
   assert.equal(cfg.limits.callTimeoutMs, 5000);
   assert.equal(cfg.limits.maxArgBytes, 1024 * 1024);
-  assert.deepEqual(cfg.approvals, { wait: 'block', maxWaitMs: 1000 });
+  assert.deepEqual(cfg.approvals, { wait: 'block', maxWaitMs: 1000, twoPersonRule: false });
   assert.equal(cfg.http.host, '127.0.0.1');
 });
 
@@ -196,4 +196,35 @@ test('http.tls paths are resolved beside the config; http.publicUrl must be a pl
     assert.equal(p.path, '/http/publicUrl', bad);
     assert.equal(p.line, 3, bad);
   }
+});
+
+test('webhooks take defaults and their secret from the environment; a short secret is refused', () => {
+  const cfg = parseConfig(
+    `policy: ./policy.yaml
+notifications:
+  webhooks:
+    - { url: "https://hooks.example/x", secret: "\${HOOK_SECRET}", format: slack }
+`,
+    '/etc/execlayer/execlayer.yaml',
+    { HOOK_SECRET: 'a-long-enough-secret' },
+  );
+  assert.deepEqual(cfg.notifications.webhooks, [
+    {
+      url: 'https://hooks.example/x',
+      secret: 'a-long-enough-secret',
+      events: ['approval.requested', 'agent.suspended', 'agent.resumed', 'tool.changed'],
+      format: 'slack',
+      timeoutMs: 3000,
+      retries: 3,
+    },
+  ]);
+  assert.throws(
+    () =>
+      parseConfig(
+        'policy: ./p.yaml\nnotifications: { webhooks: [{ url: "https://h.example", secret: short }] }\n',
+        '/x.yaml',
+        {},
+      ),
+    /secret/,
+  );
 });

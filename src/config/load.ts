@@ -34,13 +34,20 @@ export interface HttpUpstreamConfig {
 export type UpstreamConfig = StdioUpstreamConfig | HttpUpstreamConfig;
 
 /**
- * What a credential may do besides act as its agent: `approver` decides approvals, `operator` suspends
- * and resumes agents, `pdp-client` asks the decision API about any subject.
+ * What a credential may do besides act as its agent: `viewer` reads the console and `/metrics`,
+ * `approver` decides approvals, `operator` suspends and resumes agents, approves tool definitions and
+ * reloads the policy, `admin` does all of that, `pdp-client` asks the decision API about any subject.
  */
-export type CredentialRole = 'approver' | 'operator' | 'pdp-client';
+export type CredentialRole = 'viewer' | 'approver' | 'operator' | 'admin' | 'pdp-client';
 
 /** Every credential role, in a fixed order. */
-export const CREDENTIAL_ROLES: readonly CredentialRole[] = ['approver', 'operator', 'pdp-client'];
+export const CREDENTIAL_ROLES: readonly CredentialRole[] = [
+  'viewer',
+  'approver',
+  'operator',
+  'admin',
+  'pdp-client',
+];
 
 /** One accepted API key: only its sha256 is stored. */
 export interface ApiKeyConfig {
@@ -103,6 +110,24 @@ export interface HttpConfig {
 export interface ApprovalsConfig {
   wait: 'block' | 'return';
   maxWaitMs: number;
+  /** Two different approvers must approve before a grant exists (the console and the operator API). */
+  twoPersonRule: boolean;
+}
+
+/** Which events a webhook receives. */
+export type WebhookEventKind = 'approval.requested' | 'agent.suspended' | 'agent.resumed' | 'tool.changed';
+
+/** One webhook from `notifications.webhooks`. */
+export interface WebhookConfig {
+  url: string;
+  /** HMAC-SHA256 key for the signature header (at least 16 characters). */
+  secret: string;
+  events: WebhookEventKind[];
+  /** `execlayer` (signed JSON) or `slack` (a Slack-compatible `{text, blocks}` body, also signed). */
+  format: 'execlayer' | 'slack';
+  timeoutMs: number;
+  /** Deliveries after the first one, with doubling back-off from 1 s. */
+  retries: number;
 }
 
 /** One URL per backend; a single `store:` URL fills all of them. */
@@ -140,6 +165,7 @@ export interface GatewayConfig {
   http: HttpConfig;
   approvals: ApprovalsConfig;
   pins: Record<string, string>;
+  notifications: { webhooks: WebhookConfig[] };
 }
 
 /** One thing wrong with a configuration file, with its place. */
@@ -315,6 +341,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     http?: Partial<HttpConfig>;
     approvals?: Partial<ApprovalsConfig>;
     pins?: Record<string, string>;
+    notifications?: { webhooks?: Array<Partial<WebhookConfig> & { url: string; secret: string }> };
   };
   const base = file.startsWith('<') ? process.cwd() : dirname(file);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
@@ -456,10 +483,29 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
         : {}),
       ...(raw.http?.publicUrl !== undefined ? { publicUrl: raw.http.publicUrl.replace(/\/+$/, '') } : {}),
     },
-    approvals: { wait: raw.approvals?.wait ?? 'return', maxWaitMs: raw.approvals?.maxWaitMs ?? 120_000 },
+    approvals: {
+      wait: raw.approvals?.wait ?? 'return',
+      maxWaitMs: raw.approvals?.maxWaitMs ?? 120_000,
+      twoPersonRule: raw.approvals?.twoPersonRule ?? false,
+    },
     pins: raw.pins ?? {},
+    notifications: {
+      webhooks: (raw.notifications?.webhooks ?? []).map((w, i) => ({
+        url: interpolate(w.url, `/notifications/webhooks/${i}/url`),
+        secret: interpolate(w.secret, `/notifications/webhooks/${i}/secret`),
+        events: w.events ?? ['approval.requested', 'agent.suspended', 'agent.resumed', 'tool.changed'],
+        format: w.format ?? 'execlayer',
+        timeoutMs: w.timeoutMs ?? 3000,
+        retries: w.retries ?? 3,
+      })),
+    },
   };
   if (raw.agent !== undefined) cfg.agent = raw.agent;
+  cfg.notifications.webhooks.forEach((w, i) => {
+    const p = `/notifications/webhooks/${i}/secret`;
+    // Checked after interpolation: the length that matters is the key's, not the `${VAR}` reference's.
+    if (w.secret.length < 16) at(locate(p), p, 'a webhook `secret` must be at least 16 characters');
+  });
   // Node refuses a header deadline past the whole-request deadline; say so here, with the place.
   if (cfg.http.headersTimeoutMs > cfg.http.requestTimeoutMs) {
     const p = raw.http?.headersTimeoutMs !== undefined ? '/http/headersTimeoutMs' : '/http/requestTimeoutMs';

@@ -165,9 +165,9 @@ export const CONFIG_SCHEMA = {
               roles: {
                 type: 'array',
                 uniqueItems: true,
-                items: { enum: ['approver', 'operator', 'pdp-client'] },
+                items: { enum: ['viewer', 'approver', 'operator', 'admin', 'pdp-client'] },
                 description:
-                  'What this credential may do besides act as its agent: decide approvals, operate the stop switch, ask the decision API about any subject.',
+                  'What this credential may do besides act as its agent: read the console and metrics (viewer), decide approvals (approver), operate the stop switch, tool pins and policy reloads (operator), all of these (admin), ask the decision API about any subject (pdp-client).',
               },
             },
           },
@@ -288,6 +288,44 @@ export const CONFIG_SCHEMA = {
       properties: {
         wait: { enum: ['block', 'return'] },
         maxWaitMs: { type: 'integer', minimum: 0, maximum: 86400000 },
+        twoPersonRule: {
+          type: 'boolean',
+          default: false,
+          description: 'A grant needs the approval of two different approvers.',
+        },
+      },
+    },
+    notifications: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        webhooks: {
+          type: 'array',
+          maxItems: 32,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['url', 'secret'],
+            properties: {
+              url: { type: 'string', pattern: '^(https?://|\\$\\{)' },
+              secret: {
+                type: 'string',
+                minLength: 1,
+                description:
+                  'HMAC-SHA256 key of the `x-execlayer-signature` header; it may come from an environment variable.',
+              },
+              events: {
+                type: 'array',
+                uniqueItems: true,
+                minItems: 1,
+                items: { enum: ['approval.requested', 'agent.suspended', 'agent.resumed', 'tool.changed'] },
+              },
+              format: { enum: ['execlayer', 'slack'], default: 'execlayer' },
+              timeoutMs: { type: 'integer', minimum: 100, maximum: 60000, default: 3000 },
+              retries: { type: 'integer', minimum: 0, maximum: 10, default: 3 },
+            },
+          },
+        },
       },
     },
     pins: {

@@ -22,7 +22,14 @@ import type {
   RecordOptions,
 } from '../types.js';
 import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
-import { PolicyWatcher, type PolicyWatchTiming, readSettled } from './policy-watch.js';
+import { type EventListener, type EventTap, tapOf } from './events.js';
+import {
+  type PolicySnapshot,
+  PolicyWatcher,
+  type PolicyWatchTiming,
+  readSettled,
+  readSnapshot,
+} from './policy-watch.js';
 import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
 import { DEFAULT_STORE, openStores, type StoreUrls } from './stores.js';
 
@@ -151,10 +158,19 @@ export interface ExecLayer {
     approvalId: string,
     o: { timeoutMs: number; pollMs?: number; onProgress?: (elapsedMs: number) => void; signal?: AbortSignal },
   ): Promise<ApprovalWait>;
+  /**
+   * Subscribes to every audit event recorded through this runtime (and through the stores opened with it):
+   * decisions, outcomes, approvals, stop-switch changes, tool pins, policy reloads. Listeners run
+   * synchronously and must be cheap; one that throws is skipped. Returns the unsubscribe function.
+   */
+  subscribe(listener: EventListener): () => void;
   /** The compiled engine in force (swapped atomically on reload). */
   readonly engine: Engine;
   readonly policyHash: string;
-  readonly recorder: Recorder;
+  /** Where the policy came from (its file path, or `<object>`). */
+  readonly policySource: string;
+  /** Records to the configured recorder and feeds `subscribe` (see `EventTap`). */
+  readonly recorder: EventTap;
   /** Resolves when every decision recorded so far is durable. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -252,7 +268,7 @@ const FORCED_RELOAD_TIMEOUT_MS = 5000;
 
 class Runtime implements ExecLayer {
   #engine: Engine;
-  readonly recorder: Recorder;
+  readonly recorder: EventTap;
   readonly #opts: ExecLayerOptions;
   /** Allowed decisions whose outcome is not in yet: what to name in the outcome and what to release. */
   readonly #inflight = new Map<string, Awaiting>();
@@ -289,7 +305,8 @@ class Runtime implements ExecLayer {
     this.#engine = engine;
     this.#source = source;
     this.#timing = typeof opts.watch === 'object' ? opts.watch : {};
-    this.recorder = opts.recorder ?? NO_RECORDER;
+    // Stores opened with the same tap (`openStores`) feed the same subscribers.
+    this.recorder = tapOf(opts.recorder ?? NO_RECORDER);
     this.#now = opts.now ?? Date.now;
     this.#background(
       this.recorder.record(
@@ -314,6 +331,14 @@ class Runtime implements ExecLayer {
 
   get policyHash(): string {
     return this.#engine.hash;
+  }
+
+  get policySource(): string {
+    return this.#source;
+  }
+
+  subscribe(listener: EventListener): () => void {
+    return this.recorder.subscribe(listener);
   }
 
   visible(agent: string, tool: string): boolean {

@@ -13,6 +13,7 @@ import type { LimitStore } from '../limits/types.js';
 import type { AgentStateStore } from '../state/agent-state.js';
 import { openAgentStateStore } from '../state/open.js';
 import type { AuditEvent, Recorder } from '../types.js';
+import { EventTap } from './events.js';
 
 /** The embedded default store. */
 export const DEFAULT_STORE = 'sqlite:./execlayer.db';
@@ -45,7 +46,11 @@ export class MemoryRecorder implements Recorder {
 
 /** Every backend the runtime uses, opened from one URL; `close` releases them all. */
 export interface Stores {
-  recorder: Recorder;
+  /**
+   * Records to the audit log (or memory) and feeds the runtime's event subscribers; `recorder.inner` is
+   * the `AuditLog` itself (not named here, so the package's root types stay free of Node's).
+   */
+  recorder: EventTap;
   limits: LimitStore;
   approvals: ApprovalStore;
   state: AgentStateStore;
@@ -91,7 +96,7 @@ export async function openStores(where: string | StoreUrls): Promise<Stores> {
             ...(urls.auditKey === undefined ? {} : { keyPath: urls.auditKey }),
             ...(t === undefined ? {} : { postgres: { timeoutMs: t } }),
           });
-    const recorder: Recorder = audit ?? new MemoryRecorder();
+    const recorder = new EventTap(audit ?? new MemoryRecorder());
     if (audit) closers.push(() => audit.close());
     const limits = await openLimitStore(urls.limits ?? url, t === undefined ? {} : { commandTimeoutMs: t });
     closers.push(() => limits.close());

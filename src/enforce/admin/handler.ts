@@ -161,7 +161,8 @@ export function createAdminApiHandler(
       }
       // INVARIANT: identity from the channel — the actor is the credential's agent id, never the body.
       const actor = who.agent;
-      if (!(who.roles?.includes(matched.role) ?? false)) {
+      // `admin` holds every operator API role.
+      if (!(who.roles?.some((r) => r === matched.role || r === 'admin') ?? false)) {
         const reason = `\`${actor}\` lacks the \`${matched.role}\` role needed for ${matched.method} ${clip(path)}`;
         await recordRefusal(reason, req);
         writeProblem(res, problem(403, 'forbidden', reason), rid);

@@ -22,6 +22,7 @@ import {
   JSONRPCMessageSchema,
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
+import { context, propagation } from '@opentelemetry/api';
 import { TopLevelScanner, tooLargeResponse } from './stdio-upstream.js';
 
 const MAX_REDIRECTS = 5;
@@ -385,6 +386,9 @@ export class HttpUpstreamTransport implements Transport {
     if (this.session) headers['mcp-session-id'] = this.session;
     if (this.protocolVersion) headers['mcp-protocol-version'] = this.protocolVersion;
     Object.assign(headers, this.headers, extra);
+    // W3C trace context of the call being forwarded (`traceparent`, `tracestate`), when the process has
+    // an OpenTelemetry propagator and the caller's request carried a trace; otherwise nothing is added.
+    propagation.inject(context.active(), headers);
     let target = this.url;
     for (let hop = 0; ; hop++) {
       const res = await this.once(target, method, headers, body);

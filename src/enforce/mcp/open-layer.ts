@@ -1,5 +1,6 @@
 /** Builds the runtime a gateway process uses from its configuration's `policy` and `store`. */
 import type { ApprovalStore } from '../../approvals/types.js';
+import { AuditLog } from '../../audit/log.js';
 import type { GatewayConfig } from '../../config/load.js';
 import { createExecLayer, type ExecLayer, type RuntimeEvent } from '../../runtime/exec-layer.js';
 import { openStores } from '../../runtime/stores.js';
@@ -14,6 +15,8 @@ export interface OpenedLayer {
   approvals: ApprovalStore;
   /** The stop switch the runtime reads (records its events to `layer.recorder`). */
   state: AgentStateStore;
+  /** The audit log (absent for `store: memory:`): queries, proofs and verification for the console. */
+  audit?: AuditLog;
   close(): Promise<void>;
 }
 
@@ -40,6 +43,7 @@ export async function openLayer(
       layer,
       approvals,
       state,
+      ...(stores.recorder.inner instanceof AuditLog ? { audit: stores.recorder.inner } : {}),
       close: async () => {
         await layer.close();
         await stores.close();

@@ -37,11 +37,17 @@ export interface PinCheck {
 
 /** Storage for tool pins. Every method is atomic per tool. */
 export interface ToolPinStore {
+  /**
+   * Compares `hash` with the tool's pin (pinning it on first sight). The definition behind the hash, when
+   * this process hashed it (`hashToolDefinition`), is kept too, so a change can be shown as a diff.
+   */
   check(tool: string, hash: string): Promise<PinCheck>;
   get(tool: string): Promise<ToolPin | undefined>;
   list(): Promise<ToolPin[]>;
   /** Makes the pending hash (or `hash` when given) the approved one. Undefined when nothing to approve. */
   approve(tool: string, by: string, hash?: string): Promise<ToolPin | undefined>;
+  /** The definition (`{name, description, inputSchema}`) with this hash, if it was kept. */
+  definition?(hash: string): Promise<PinnedDefinition | undefined>;
   close(): Promise<void>;
 }
 
@@ -59,15 +65,50 @@ export function hashToolDefinition(def: PinnedDefinition): string {
     description: def.description ?? null,
     inputSchema: def.inputSchema ?? null,
   });
-  return sha256Hex(body);
+  const hash = sha256Hex(body);
+  remember(hash, body);
+  return hash;
+}
+
+/**
+ * Canonical definitions this process hashed lately, by hash: `check` receives only the hash, and keeps the
+ * definition behind it from here. Content-addressed, so a definition can never be stored under another
+ * definition's hash. Bounded; the oldest is forgotten first.
+ */
+const recent = new Map<string, string>();
+const MAX_RECENT = 4096;
+/** Largest definition kept for diffs (a bigger one is pinned by hash only). */
+const MAX_DEFINITION_CHARS = 256 * 1024;
+
+function remember(hash: string, body: string): void {
+  if (body.length > MAX_DEFINITION_CHARS) return;
+  recent.delete(hash);
+  recent.set(hash, body);
+  if (recent.size > MAX_RECENT) recent.delete(recent.keys().next().value as string);
+}
+
+function parseDefinition(body: string | undefined): PinnedDefinition | undefined {
+  if (body === undefined) return undefined;
+  try {
+    return JSON.parse(body) as PinnedDefinition;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Pins held in memory (tests, `store: memory:`). */
 export class MemoryToolPinStore implements ToolPinStore {
   private readonly pins = new Map<string, ToolPin>();
+  private readonly definitions = new Map<string, string>();
+
+  async definition(hash: string): Promise<PinnedDefinition | undefined> {
+    return parseDefinition(this.definitions.get(hash));
+  }
 
   async check(tool: string, hash: string): Promise<PinCheck> {
     const now = new Date().toISOString();
+    const body = recent.get(hash);
+    if (body !== undefined) this.definitions.set(hash, body);
     const pin = this.pins.get(tool);
     if (!pin) {
       const created: ToolPin = { tool, hash, pinnedAt: now, updatedAt: now };
@@ -132,6 +173,13 @@ const PINS_SCHEMA = `CREATE TABLE IF NOT EXISTS execlayer_tool_pins (
   updated_at TEXT NOT NULL
 )`;
 
+/** Tool definitions by hash (content-addressed: a row can only ever hold the definition with its hash). */
+const DEFINITIONS_SCHEMA = `CREATE TABLE IF NOT EXISTS execlayer_tool_definitions (
+  hash TEXT PRIMARY KEY,
+  definition TEXT NOT NULL,
+  seen_at TEXT NOT NULL
+)`;
+
 /** How long a pin check waits for other processes' write locks on the shared file. */
 const BUSY_TIMEOUT_MS = 5000;
 
@@ -142,11 +190,21 @@ export class SqliteToolPinStore implements ToolPinStore {
   private readonly ins: Database.Statement<[string, string, string, string]>;
   private readonly setPending: Database.Statement<[string, string, string]>;
   private readonly setHash: Database.Statement<[string, string, string, string]>;
+  private readonly putDef: Database.Statement<[string, string, string]>;
+  private readonly getDef: Database.Statement<[string], { definition: string }>;
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     // A pin is the trust decision about a tool: it must survive an OS crash, so every commit is fsynced.
-    this.db = openSqlite(file, { busyTimeoutMs: BUSY_TIMEOUT_MS, schema: PINS_SCHEMA, synchronous: 'FULL' });
+    this.db = openSqlite(file, {
+      busyTimeoutMs: BUSY_TIMEOUT_MS,
+      schema: `${PINS_SCHEMA};\n${DEFINITIONS_SCHEMA}`,
+      synchronous: 'FULL',
+    });
+    this.putDef = this.db.prepare(
+      'INSERT INTO execlayer_tool_definitions (hash, definition, seen_at) VALUES (?, ?, ?) ON CONFLICT(hash) DO NOTHING',
+    );
+    this.getDef = this.db.prepare('SELECT definition FROM execlayer_tool_definitions WHERE hash = ?');
     this.sel = this.db.prepare('SELECT * FROM execlayer_tool_pins WHERE tool = ?');
     this.ins = this.db.prepare(
       'INSERT INTO execlayer_tool_pins (tool, hash, pinned_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(tool) DO NOTHING',
@@ -162,6 +220,8 @@ export class SqliteToolPinStore implements ToolPinStore {
   async check(tool: string, hash: string): Promise<PinCheck> {
     const run = this.db.transaction((): PinCheck => {
       const now = new Date().toISOString();
+      const body = recent.get(hash);
+      if (body !== undefined) this.putDef.run(hash, body, now);
       const row = this.sel.get(tool);
       if (!row) {
         this.ins.run(tool, hash, now, now);
@@ -178,6 +238,10 @@ export class SqliteToolPinStore implements ToolPinStore {
   async get(tool: string): Promise<ToolPin | undefined> {
     const row = this.sel.get(tool);
     return row ? fromRow(row) : undefined;
+  }
+
+  async definition(hash: string): Promise<PinnedDefinition | undefined> {
+    return parseDefinition(this.getDef.get(hash)?.definition);
   }
 
   async list(): Promise<ToolPin[]> {
@@ -218,6 +282,13 @@ export class PostgresToolPinStore implements ToolPinStore {
   async check(tool: string, hash: string): Promise<PinCheck> {
     return this.#tx(async (c) => {
       const now = new Date().toISOString();
+      const body = recent.get(hash);
+      if (body !== undefined) {
+        await c.query(
+          'INSERT INTO execlayer_tool_definitions (hash, definition, seen_at) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING',
+          [hash, body, now],
+        );
+      }
       const added = await c.query<PinRow>(
         'INSERT INTO execlayer_tool_pins (tool, hash, pinned_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT (tool) DO NOTHING RETURNING *',
         [tool, hash, now],
@@ -246,6 +317,15 @@ export class PostgresToolPinStore implements ToolPinStore {
       c.query<PinRow>('SELECT * FROM execlayer_tool_pins WHERE tool = $1', [tool]),
     );
     return r.rows[0] ? fromRow(r.rows[0]) : undefined;
+  }
+
+  async definition(hash: string): Promise<PinnedDefinition | undefined> {
+    await this.#ensureSchema();
+    const r = await this.#pool.query<{ definition: string }>(
+      'SELECT definition FROM execlayer_tool_definitions WHERE hash = $1',
+      [hash],
+    );
+    return parseDefinition(r.rows[0]?.definition);
   }
 
   async list(): Promise<ToolPin[]> {
@@ -278,6 +358,7 @@ export class PostgresToolPinStore implements ToolPinStore {
       // Replicas starting together must not race on CREATE TABLE.
       await c.query("SELECT pg_advisory_xact_lock(hashtextextended('execlayer:tool_pins:schema', 0))");
       await c.query(PINS_SCHEMA);
+      await c.query(DEFINITIONS_SCHEMA);
     }).catch((e: unknown) => {
       this.#schema = undefined;
       throw e;
