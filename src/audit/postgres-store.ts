@@ -349,6 +349,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async read(from: number, limit: number): Promise<StoredRecord[]> {
+    // The chunk reader (verification, proofs, export): rows in seq order because the query says so.
     const rows = await this.q<RecordRow>(
       'read',
       'SELECT seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2',
