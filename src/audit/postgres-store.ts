@@ -4,6 +4,7 @@
  * with the default `synchronous_commit = on` is durable when `append` resolves.
  */
 import type pg from 'pg';
+import { messageOf } from '../errors.js';
 import {
   CommitUnknownError,
   DEFAULT_STORE_TIMEOUT_MS,
@@ -12,7 +13,7 @@ import {
   StoreTimeoutError,
 } from '../state/pg-db.js';
 import type { Checkpoint } from './checkpoint.js';
-import { AuditError, messageOf } from './errors.js';
+import { AuditError } from './errors.js';
 import { GENESIS_HASH, type StoredRecord } from './record.js';
 import type {
   AppendOptions,

@@ -10,9 +10,10 @@
  */
 import { chmodSync, closeSync, existsSync, fchmodSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { messageOf } from '../errors.js';
 import { retryBusy, retryBusySync } from '../state/sqlite-db.js';
 import type { Checkpoint } from './checkpoint.js';
-import { AuditError, messageOf } from './errors.js';
+import { AuditError } from './errors.js';
 import { GENESIS_HASH, type StoredRecord } from './record.js';
 import type { AuditStore, ChainHead, RecordQuery, SealedBatch, Sealer } from './store.js';
 

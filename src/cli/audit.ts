@@ -28,6 +28,7 @@ import {
 import { type AuditRecord, flatten, toAuditRecord } from '../audit/record.js';
 import type { AuditStore, RecordQuery } from '../audit/store.js';
 import { type VerifyReport, verifyProof, verifyStore } from '../audit/verify.js';
+import { messageOf } from '../errors.js';
 import { parseDuration } from '../policy/duration.js';
 import { EXIT, flags, type Options, UsageError } from './util.js';
 
@@ -725,7 +726,7 @@ export async function auditCommand(argv: string[], io: CommandIo = PROCESS_IO): 
       io.stderr.write(`error: ${e.message}\n`);
       return e.code === 'invalid_store_url' || e.code === 'invalid_request' ? EXIT.usage : EXIT.error;
     }
-    io.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.stderr.write(`error: ${messageOf(e)}\n`);
     return EXIT.error;
   }
 }
