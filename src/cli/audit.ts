@@ -257,7 +257,7 @@ function readText(path: string, what: string): string {
   try {
     return path === '-' ? readFileSync(0, 'utf8') : readFileSync(path, 'utf8');
   } catch (e) {
-    throw new UsageError(`cannot read ${what} \`${path}\`: ${(e as Error).message}`);
+    throw new UsageError(`cannot read ${what} \`${path}\`: ${messageOf(e)}`);
   }
 }
 
