@@ -218,3 +218,32 @@ test('a record rewritten with its hash breaks the chain at the next; verificatio
   );
   assert.match(f.problems[1]!.message, /rewritten together with its hash \(the chain breaks at 14\)/);
 });
+
+test('a time earlier than the record before is a modification, even with every hash recomputed', () => {
+  const { state, records } = sealedLog(decisions(30));
+  // Rechain from record 13 on, as someone who rewrote its time would have to.
+  let prev = records[12]!.hash;
+  for (let i = 13; i < records.length; i++) {
+    const r = records[i]!;
+    const time = i === 13 ? r.time - 1 : r.time;
+    const hash = recordHash(r.v, prev, r.seq, time, r.event!);
+    records[i] = { ...r, time, hash };
+    prev = hash;
+  }
+  const f = verify(state, records);
+  assert.equal(f.firstBadSeq, 13);
+  assert.equal(f.problems[0]!.code, 'record_modified');
+});
+
+test('a stored hash of another length is reported, not thrown on, at its record and the next', () => {
+  const { state, records } = sealedLog(decisions(20));
+  records[5] = { ...records[5]!, hash: Buffer.alloc(10_000, 7) };
+  const f = verify(state, records);
+  assert.deepEqual(
+    f.problems.slice(0, 2).map((p) => [p.code, p.seq]),
+    [
+      ['record_modified', 5],
+      ['record_modified', 6],
+    ],
+  );
+});
