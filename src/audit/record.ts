@@ -31,6 +31,16 @@ export interface IndexColumns {
   decisionId: string | null;
 }
 
+/** The query columns of a pruned row: all NULL. */
+export const PRUNED_COLUMNS: Readonly<IndexColumns> = Object.freeze({
+  type: null,
+  agent: null,
+  tool: null,
+  effect: null,
+  rule: null,
+  decisionId: null,
+});
+
 /** What a store keeps per record. `event` is the canonical JSON text, or null once pruned. */
 export interface StoredRecord {
   seq: number;

@@ -7,7 +7,14 @@ import { canonicalJson } from '../canonical-json.js';
 import type { AuditEvent } from '../types.js';
 import { keyIdOf, type SigningKey } from './checkpoint.js';
 import { Frontier } from './merkle.js';
-import { GENESIS_HASH, type IndexColumns, indexColumns, recordHash, type StoredRecord } from './record.js';
+import {
+  GENESIS_HASH,
+  type IndexColumns,
+  indexColumns,
+  PRUNED_COLUMNS,
+  recordHash,
+  type StoredRecord,
+} from './record.js';
 import { sealGroups } from './seal.js';
 import { decisionEvent, oneOfEach } from './testing.js';
 import { type LogState, Verifier, type VerifyFindings, verifyRecords } from './verifier.js';
@@ -102,22 +109,13 @@ test('a record of an unknown format version is reported as such, not as modified
 test('content gone outside the pruned prefix is reported; inside it, it is not', () => {
   const { state, records } = sealedLog(decisions(30));
   const prunedAt = (seq: number) =>
-    records.map((r) => (r.seq === seq ? { ...r, event: null, index: NO_COLUMNS } : r));
+    records.map((r) => (r.seq === seq ? { ...r, event: null, index: PRUNED_COLUMNS } : r));
   const inPrefix = verify({ ...state, head: { ...state.head, prunedBefore: 10 } }, prunedAt(3));
   assert.equal(inPrefix.ok, true, JSON.stringify(inPrefix.problems));
   assert.equal(inPrefix.pruned, 1);
   const outside = verify({ ...state, head: { ...state.head, prunedBefore: 10 } }, prunedAt(15));
   assert.equal(outside.problems[0]!.code, 'record_content_missing');
 });
-
-const NO_COLUMNS: IndexColumns = {
-  type: null,
-  agent: null,
-  tool: null,
-  effect: null,
-  rule: null,
-  decisionId: null,
-};
 
 test('every edited query column is named with its value and what the record says', () => {
   const edits: Array<[keyof IndexColumns, string | null, string]> = [
@@ -165,7 +163,7 @@ test('columns hold whatever the event says, however its arguments try to confuse
   assert.equal(verify(state, records).ok, true);
   // A pruned row keeps no columns; any value left in one is an edit.
   const p = sealedLog(decisions(20));
-  p.records[2] = { ...p.records[2]!, event: null, index: { ...NO_COLUMNS, effect: 'deny' } };
+  p.records[2] = { ...p.records[2]!, event: null, index: { ...PRUNED_COLUMNS, effect: 'deny' } };
   const f = verify({ ...p.state, head: { ...p.state.head, prunedBefore: 10 } }, p.records);
   assert.equal(f.problems[0]!.code, 'record_index_modified');
   assert.match(f.problems[0]!.message, /effect is `deny` but the record says null/);

@@ -24,6 +24,7 @@ import {
   type IndexColumns,
   indexColumns,
   isU64,
+  PRUNED_COLUMNS,
   RECORD_VERSION,
   recordHash,
   type StoredRecord,
@@ -126,15 +127,6 @@ export const BOUNDED_GAPS_META = 'checkpoint_gaps_bounded_from';
 
 /** The default `checkpointEvery` of writers and verification. */
 export const DEFAULT_CHECKPOINT_EVERY = 1000;
-
-const NO_COLUMNS: IndexColumns = {
-  type: null,
-  agent: null,
-  tool: null,
-  effect: null,
-  rule: null,
-  decisionId: null,
-};
 
 const COLUMN_NAMES: Record<keyof IndexColumns, string> = {
   type: 'type',
@@ -485,7 +477,7 @@ function indexEdit(r: StoredRecord): string | null {
   if (r.index === undefined) return generic();
   let want: IndexColumns;
   try {
-    want = r.event === null ? NO_COLUMNS : indexColumns(JSON.parse(r.event) as AuditEvent);
+    want = r.event === null ? PRUNED_COLUMNS : indexColumns(JSON.parse(r.event) as AuditEvent);
   } catch {
     return generic();
   }
