@@ -9,7 +9,7 @@ import { MockLanguageModelV3 } from 'ai/test';
 import { z } from 'zod';
 import { createExecLayer, type ExecLayer } from '../runtime/exec-layer.js';
 import type { Decision } from '../types.js';
-import { AiSdkAdapterError, ToolCallRefusedError, withExecLayer } from './ai-sdk.js';
+import { AdapterError, ToolCallRefusedError, withExecLayer } from './ai-sdk.js';
 
 const policy = {
   version: 1,
@@ -221,8 +221,7 @@ describe('ai-sdk adapter', () => {
     };
     assert.throws(
       () => withExecLayer(layer, clientSide, { agent: 'support-bot' }),
-      (e: unknown) =>
-        e instanceof AiSdkAdapterError && e.code === 'unprotectable_tool' && e.tool === 'confirm',
+      (e: unknown) => e instanceof AdapterError && e.code === 'unprotectable_tool' && e.tool === 'confirm',
     );
     const passed = withExecLayer(layer, clientSide, { agent: 'support-bot', passThrough: ['confirm'] });
     assert.equal(passed.confirm, clientSide.confirm);

@@ -19,6 +19,7 @@
  */
 import type { ToolExecutionOptions, ToolSet } from 'ai';
 import {
+  AdapterError,
   type AdapterLayer,
   type AdapterOptions,
   authorizeCall,
@@ -42,27 +43,19 @@ export interface AiSdkAdapterOptions extends AdapterOptions {
   passThrough?: string[];
 }
 
-/** Error code thrown by {@link withExecLayer} for a tool it cannot protect. */
-export type AiSdkAdapterErrorCode = 'unprotectable_tool';
-
-/** Thrown at wrap time when a tool cannot be protected (it has no `execute`). */
-export class AiSdkAdapterError extends Error {
-  readonly code: AiSdkAdapterErrorCode;
-  readonly tool: string;
-  constructor(code: AiSdkAdapterErrorCode, tool: string, message: string) {
-    super(message);
-    this.name = 'AiSdkAdapterError';
-    this.code = code;
-    this.tool = tool;
-  }
-}
+export {
+  AdapterError,
+  /** @deprecated Use {@link AdapterError}. */
+  AdapterError as AiSdkAdapterError,
+  type AdapterErrorCode,
+} from './shared.js';
 
 type AnyExecute = (input: unknown, options: ToolExecutionOptions) => unknown;
 
 /**
  * Returns a copy of `tools` whose `execute` functions authorize `{ agent, tool: prefix + name, args }`
  * before running. Definitions (description, schemas, approval flags) are unchanged, so the model sees
- * the same tools. Throws {@link AiSdkAdapterError} for a tool without `execute` not listed in
+ * the same tools. Throws {@link AdapterError} for a tool without `execute` not listed in
  * `passThrough`.
  */
 export function withExecLayer<TOOLS extends ToolSet>(
@@ -79,10 +72,10 @@ export function withExecLayer<TOOLS extends ToolSet>(
         continue;
       }
       // INVARIANT: fail closed — a tool ExecLayer cannot stand in front of is refused at set-up.
-      throw new AiSdkAdapterError(
+      throw new AdapterError(
         'unprotectable_tool',
-        name,
         `tool \`${name}\` has no \`execute\` function, so execlayer cannot authorize its calls; give it an \`execute\`, or list it in \`passThrough\` to leave it unprotected deliberately`,
+        name,
       );
     }
     wrapped[name] = { ...tool, execute: protect(layer, opts, name, execute) };

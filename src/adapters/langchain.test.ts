@@ -7,7 +7,13 @@ import { DynamicTool, tool } from '@langchain/core/tools';
 import { z } from 'zod';
 import { createExecLayer, type ExecLayer } from '../runtime/exec-layer.js';
 import type { Decision } from '../types.js';
-import { protectTool, ToolCallRefusedError, withExecLayer } from './langchain.js';
+import {
+  AdapterError,
+  LangChainAdapterError,
+  protectTool,
+  ToolCallRefusedError,
+  withExecLayer,
+} from './langchain.js';
 
 const policy = {
   version: 1,
@@ -126,6 +132,19 @@ describe('langchain adapter', () => {
         ['deny', null],
         ['allow', 'lookup'],
       ],
+    );
+  });
+
+  it('refuses at set-up a tool whose calls it cannot intercept, with the one adapter error', () => {
+    const opaque = { name: 'opaque', description: 'no _call to wrap' };
+    assert.throws(
+      () => protectTool(layer, opaque as never, { agent: 'support-bot' }),
+      (e: unknown) =>
+        e instanceof AdapterError &&
+        e instanceof LangChainAdapterError &&
+        e.code === 'unprotectable_tool' &&
+        e.tool === 'opaque' &&
+        /^tool `opaque` is not a langchain `StructuredTool`/.test(e.message),
     );
   });
 

@@ -23,6 +23,7 @@ import { ToolMessage } from '@langchain/core/messages';
 import type { StructuredToolInterface } from '@langchain/core/tools';
 import type { Decision } from '../types.js';
 import {
+  AdapterError,
   type AdapterLayer,
   type AdapterOptions,
   authorizeCall,
@@ -38,16 +39,12 @@ export { ToolCallRefusedError } from './shared.js';
 /** Options for {@link withExecLayer} and {@link protectTool}. */
 export type LangChainAdapterOptions = AdapterOptions;
 
-/** Thrown at wrap time for a tool whose calls would not pass through ExecLayer. */
-export class LangChainAdapterError extends Error {
-  readonly code = 'unprotectable_tool' as const;
-  readonly tool: string;
-  constructor(tool: string, message: string) {
-    super(message);
-    this.name = 'LangChainAdapterError';
-    this.tool = tool;
-  }
-}
+export {
+  AdapterError,
+  /** @deprecated Use {@link AdapterError}. */
+  AdapterError as LangChainAdapterError,
+  type AdapterErrorCode,
+} from './shared.js';
 
 /**
  * A LangChain tool: a `StructuredTool` (what `tool()` builds, `DynamicStructuredTool`) or a string-input
@@ -71,9 +68,10 @@ export function protectTool<T extends LangChainTool>(
   const inner = (tool as unknown as { _call?: InnerCall })._call;
   if (typeof inner !== 'function') {
     // INVARIANT: fail closed — only tools whose execution we can intercept are accepted.
-    throw new LangChainAdapterError(
-      tool.name,
+    throw new AdapterError(
+      'unprotectable_tool',
       `tool \`${tool.name}\` is not a langchain \`StructuredTool\`, so execlayer cannot authorize its calls; build it with \`tool()\` from \`@langchain/core/tools\` or a \`StructuredTool\` subclass`,
+      tool.name,
     );
   }
   // Inherit everything from the original; override only the step that runs the tool's function.

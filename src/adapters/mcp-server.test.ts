@@ -13,7 +13,7 @@ import {
 import { z } from 'zod';
 import { createExecLayer, type ExecLayer } from '../runtime/exec-layer.js';
 import type { AuditEvent } from '../types.js';
-import { DECISION_META_KEY, McpServerAdapterError, protectMcpServer } from './mcp-server.js';
+import { AdapterError, DECISION_META_KEY, protectMcpServer } from './mcp-server.js';
 
 const policy = {
   version: 1,
@@ -155,7 +155,7 @@ describe('mcp-server adapter', () => {
     protectMcpServer(server, layer, { agent: (extra) => extra.authInfo?.clientId, prefix: 'crm.' });
     assert.throws(
       () => protectMcpServer(server, layer, { agent: () => 'support-bot' }),
-      (e: unknown) => e instanceof McpServerAdapterError && e.code === 'already_protected',
+      (e: unknown) => e instanceof AdapterError && e.code === 'already_protected',
     );
     const client = await connect(server, auth('support-bot'));
     assert.deepEqual(

@@ -27,6 +27,7 @@ import type { CallToolResult, ServerNotification, ServerRequest } from '@modelco
 import type { ExecLayer } from '../runtime/exec-layer.js';
 import type { Decision } from '../types.js';
 import {
+  AdapterError,
   type AdapterOptions,
   authorizeCall,
   DECISION_META_KEY,
@@ -63,20 +64,13 @@ export interface McpServerAdapterOptions {
   onDecision?: AdapterOptions['onDecision'];
 }
 
-/** Error codes thrown by {@link protectMcpServer} at set-up. */
-export type McpServerAdapterErrorCode = 'already_protected' | 'unsupported_server';
-
-/** Thrown at set-up when the server cannot be protected. */
-export class McpServerAdapterError extends Error {
-  readonly code: McpServerAdapterErrorCode;
-  constructor(code: McpServerAdapterErrorCode, message: string) {
-    super(message);
-    this.name = 'McpServerAdapterError';
-    this.code = code;
-  }
-}
-
-export { DECISION_META_KEY } from './shared.js';
+export {
+  AdapterError,
+  /** @deprecated Use {@link AdapterError}. */
+  AdapterError as McpServerAdapterError,
+  type AdapterErrorCode,
+  DECISION_META_KEY,
+} from './shared.js';
 
 type RawHandler = (request: RawRequest, extra: McpRequestExtra) => Promise<unknown>;
 interface RawRequest {
@@ -93,7 +87,7 @@ const PROTECTED = Symbol.for('execlayer.protected');
 
 /**
  * Protects `server` in place and returns it. Works with the high-level `McpServer` and the low-level
- * `Server`, for handlers registered before or after this call. Throws {@link McpServerAdapterError}
+ * `Server`, for handlers registered before or after this call. Throws {@link AdapterError}
  * if the server is already protected or is not an MCP SDK server.
  */
 export function protectMcpServer<S extends McpServer | Server>(
@@ -106,13 +100,13 @@ export function protectMcpServer<S extends McpServer | Server>(
   };
   if (!(low._requestHandlers instanceof Map)) {
     // INVARIANT: fail closed — if the SDK changed shape, refuse to start rather than serve unprotected.
-    throw new McpServerAdapterError(
+    throw new AdapterError(
       'unsupported_server',
       'the server is not a `@modelcontextprotocol/sdk` `McpServer` or `Server` this version of execlayer can protect',
     );
   }
   if (low[PROTECTED]) {
-    throw new McpServerAdapterError(
+    throw new AdapterError(
       'already_protected',
       'this server is already protected by execlayer; protecting it twice would count every call twice',
     );

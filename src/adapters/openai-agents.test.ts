@@ -5,7 +5,7 @@ import { assistantMessage, functionCall, modelResponder, ScriptedModel } from '@
 import { z } from 'zod';
 import { createExecLayer, type ExecLayer } from '../runtime/exec-layer.js';
 import type { Decision } from '../types.js';
-import { OpenAIAgentsAdapterError, protectTool, withExecLayer } from './openai-agents.js';
+import { AdapterError, protectTool, withExecLayer } from './openai-agents.js';
 
 setTracingDisabled(true);
 
@@ -152,7 +152,7 @@ describe('openai-agents adapter', () => {
 
     assert.throws(
       () => withExecLayer(layer, [webSearchTool()], { agent: 'support-bot' }),
-      (e: unknown) => e instanceof OpenAIAgentsAdapterError && e.code === 'unprotectable_tool',
+      (e: unknown) => e instanceof AdapterError && e.code === 'unprotectable_tool',
     );
   });
 });

@@ -21,7 +21,14 @@
  */
 import type { FunctionTool, RunContext, Tool } from '@openai/agents';
 import type { Decision } from '../types.js';
-import { type AdapterLayer, type AdapterOptions, authorizeCall, runAllowed, toAction } from './shared.js';
+import {
+  AdapterError,
+  type AdapterLayer,
+  type AdapterOptions,
+  authorizeCall,
+  runAllowed,
+  toAction,
+} from './shared.js';
 
 export type { AdapterLayer, AdapterOptions } from './shared.js';
 
@@ -39,20 +46,12 @@ export interface OpenAIAgentsAdapterOptions extends AdapterOptions {
   passThrough?: string[];
 }
 
-/** Error code thrown at wrap time for a tool ExecLayer cannot protect. */
-export type OpenAIAgentsAdapterErrorCode = 'unprotectable_tool';
-
-/** Thrown by {@link withExecLayer} for a tool whose calls do not pass through `invoke`. */
-export class OpenAIAgentsAdapterError extends Error {
-  readonly code: OpenAIAgentsAdapterErrorCode;
-  readonly tool: string;
-  constructor(code: OpenAIAgentsAdapterErrorCode, tool: string, message: string) {
-    super(message);
-    this.name = 'OpenAIAgentsAdapterError';
-    this.code = code;
-    this.tool = tool;
-  }
-}
+export {
+  AdapterError,
+  /** @deprecated Use {@link AdapterError}. */
+  AdapterError as OpenAIAgentsAdapterError,
+  type AdapterErrorCode,
+} from './shared.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: the SDK's own tool types are generic over any.
 type AnyFunctionTool = FunctionTool<any, any, any>;
@@ -93,7 +92,7 @@ export function protectTool<T extends AnyFunctionTool>(
 
 /**
  * Protects every function tool in `tools` (see {@link protectTool}). Throws
- * {@link OpenAIAgentsAdapterError} for a non-function tool not listed in `passThrough`, because its calls
+ * {@link AdapterError} for a non-function tool not listed in `passThrough`, because its calls
  * never pass through `invoke`.
  */
 export function withExecLayer<T extends Tool<unknown>>(
@@ -106,10 +105,10 @@ export function withExecLayer<T extends Tool<unknown>>(
     const name = 'name' in tool && typeof tool.name === 'string' ? tool.name : tool.type;
     if (opts.passThrough?.includes(name)) return tool;
     // INVARIANT: fail closed — a tool ExecLayer cannot stand in front of is refused at set-up.
-    throw new OpenAIAgentsAdapterError(
+    throw new AdapterError(
       'unprotectable_tool',
-      name,
       `tool \`${name}\` (type \`${tool.type}\`) is not a function tool, so execlayer cannot authorize its calls; list it in \`passThrough\` to leave it unprotected deliberately`,
+      name,
     );
   });
 }

@@ -3,6 +3,9 @@
  * the answer for the model. Adapters add no decision logic of their own — every verdict comes from
  * `layer.authorize`, every outcome goes to `layer.outcome`, exactly as at the gateway.
  */
+
+import { denyDecision } from '../engine/deny.js';
+import { messageOf } from '../errors.js';
 import type { ExecLayer } from '../runtime/exec-layer.js';
 import { DECISION_META_KEY, decisionMeta, refusalText } from '../runtime/refusal.js';
 import type { Action, Decision, EnforcementPoint, Json } from '../types.js';
@@ -52,6 +55,31 @@ export class ToolCallRefusedError extends Error {
     this.name = 'ToolCallRefusedError';
     this.code = decision.effect === 'ask' ? 'approval_required' : 'denied';
     this.decision = decision;
+  }
+}
+
+/** Codes of {@link AdapterError}. */
+export type AdapterErrorCode =
+  /** A tool whose calls would not pass through ExecLayer (no `execute`, not a function tool, …). */
+  | 'unprotectable_tool'
+  /** An MCP server that is already protected: protecting it twice would count every call twice. */
+  | 'already_protected'
+  /** An MCP server of a shape this version cannot protect. */
+  | 'unsupported_server';
+
+/**
+ * Thrown by every framework adapter at set-up (never during a call) when a tool or server cannot be
+ * protected: ExecLayer refuses to start rather than leave it unprotected.
+ */
+export class AdapterError extends Error {
+  readonly code: AdapterErrorCode;
+  /** The tool that cannot be protected (`unprotectable_tool`). */
+  readonly tool?: string;
+  constructor(code: AdapterErrorCode, message: string, tool?: string) {
+    super(message);
+    this.name = 'AdapterError';
+    this.code = code;
+    if (tool !== undefined) this.tool = tool;
   }
 }
 
@@ -139,7 +167,7 @@ export function recordFailure(
 ): Promise<void> {
   return recordOutcome(layer, decision, {
     ok: false,
-    error: error instanceof Error ? error.message : String(error),
+    error: messageOf(error),
     durationMs: performance.now() - started,
   });
 }
@@ -154,20 +182,15 @@ export async function recordOutcome(
     await layer.outcome(decision, o);
   } catch (error) {
     process.emitWarning(
-      `execlayer: could not record the outcome of decision ${decision.id}: ${error instanceof Error ? error.message : String(error)}`,
+      `execlayer: could not record the outcome of decision ${decision.id}: ${messageOf(error)}`,
       { code: 'EXECLAYER_OUTCOME_NOT_RECORDED' },
     );
   }
 }
 
 function internalDenial(error: unknown): Decision {
-  return {
-    id: `local-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`,
-    effect: 'deny',
-    rule: null,
-    reason: `the authorization check failed (${error instanceof Error ? error.message : String(error)}), so the call was refused`,
-    policy: '',
-    mode: 'enforce',
-    code: 'internal_error',
-  };
+  return denyDecision(
+    'internal_error',
+    `the authorization check failed (${messageOf(error)}), so the call was refused`,
+  );
 }

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
+import { messageOf } from '../errors.js';
 import { sha256Hex } from '../sha256.js';
 import type { ApprovalEvent, Json, Recorder } from '../types.js';
 import {
@@ -131,7 +132,7 @@ function event(a: Approval, status: ApprovalEvent['status'], decisionId?: string
 
 function storeError(err: unknown): ApprovalError {
   if (err instanceof ApprovalError) return err;
-  const msg = err instanceof Error ? err.message.toLowerCase() : String(err);
+  const msg = messageOf(err).toLowerCase();
   return new ApprovalError('store_error', `approval store unavailable: ${msg}`, {}, err);
 }
 

@@ -24,7 +24,8 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { AuditError, messageOf } from './errors.js';
+import { messageOf } from '../errors.js';
+import { AuditError } from './errors.js';
 
 /** A signed statement that the log's first `size` records have Merkle root `root`. */
 export interface Checkpoint {

@@ -35,9 +35,3 @@ export class AuditError extends Error {
 export function isAuditError(e: unknown, code?: AuditErrorCode): e is AuditError {
   return e instanceof AuditError && (code === undefined || e.code === code);
 }
-
-/** The message of any thrown value, for wrapping into an `AuditError`. */
-export function messageOf(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  return String(e);
-}

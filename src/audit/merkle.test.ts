@@ -69,29 +69,6 @@ test('leaf and node hashes use the 0x00 / 0x01 domain prefixes', () => {
   );
 });
 
-test('leaf and node hashes of 32-byte inputs equal node:crypto SHA-256 for any bytes (property)', () => {
-  const bytes32 = fc.uint8Array({ minLength: 32, maxLength: 32 });
-  const ref = (...parts: Uint8Array[]) => {
-    const h = createHash('sha256');
-    for (const p of parts) h.update(p);
-    return h.digest();
-  };
-  fc.assert(
-    fc.property(bytes32, bytes32, (a, b) => {
-      assert.deepEqual(leafHash(a), ref(Buffer.from([0]), a));
-      assert.deepEqual(nodeHash(a, b), ref(Buffer.from([1]), a, b));
-    }),
-    { numRuns: 5000 },
-  );
-  for (const fill of [0x00, 0x7f, 0x80, 0xff]) {
-    const x = Buffer.alloc(32, fill);
-    assert.deepEqual(leafHash(x), ref(Buffer.from([0]), x));
-    assert.deepEqual(nodeHash(x, x), ref(Buffer.from([1]), x, x));
-  }
-  // Other lengths take the streaming path.
-  assert.deepEqual(leafHash(Buffer.from('abc')), ref(Buffer.from([0]), Buffer.from('abc')));
-});
-
 const leavesArb = fc
   .integer({ min: 1, max: 70 })
   .map((n) => Array.from({ length: n }, (_, i) => leafHash(Buffer.from(`leaf-${n}-${i}`))));

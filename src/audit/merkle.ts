@@ -3,23 +3,19 @@
  * node = SHA-256(0x01 || left || right), MTH splitting at the largest power of two below n, inclusion
  * (audit) paths and consistency proofs with the RFC 9162 verification algorithms.
  */
-import * as crypto from 'node:crypto';
 import { sha256 } from '../sha256.js';
-import { sha256Leaf, sha256Node } from './sha256-small.js';
 
-const leafPrefix = Buffer.from([0]);
-const nodePrefix = Buffer.from([1]);
+const LEAF_PREFIX = Buffer.from([0]);
+const NODE_PREFIX = Buffer.from([1]);
 
 /** SHA-256(0x00 || data). */
 export function leafHash(data: Uint8Array): Buffer {
-  if (data.length === 32) return sha256Leaf(data);
-  return crypto.createHash('sha256').update(leafPrefix).update(data).digest();
+  return sha256(Buffer.concat([LEAF_PREFIX, data]));
 }
 
 /** SHA-256(0x01 || left || right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  if (left.length === 32 && right.length === 32) return sha256Node(left, right);
-  return crypto.createHash('sha256').update(nodePrefix).update(left).update(right).digest();
+  return sha256(Buffer.concat([NODE_PREFIX, left, right]));
 }
 
 /** MTH({}) = SHA-256(""). */

@@ -4,6 +4,7 @@
  * with the default `synchronous_commit = on` is durable when `append` resolves.
  */
 import type pg from 'pg';
+import { messageOf } from '../errors.js';
 import {
   CommitUnknownError,
   DEFAULT_STORE_TIMEOUT_MS,
@@ -12,7 +13,7 @@ import {
   StoreTimeoutError,
 } from '../state/pg-db.js';
 import type { Checkpoint } from './checkpoint.js';
-import { AuditError, messageOf } from './errors.js';
+import { AuditError } from './errors.js';
 import { GENESIS_HASH, type StoredRecord } from './record.js';
 import type {
   AppendOptions,
@@ -349,6 +350,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async read(from: number, limit: number): Promise<StoredRecord[]> {
+    // The chunk reader (verification, proofs, export): rows in seq order because the query says so.
     const rows = await this.q<RecordRow>(
       'read',
       'SELECT seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT $2',

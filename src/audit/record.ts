@@ -19,7 +19,7 @@ export const GENESIS_HASH: Buffer = Buffer.alloc(32);
 /**
  * Query columns derived from the event when it is sealed. They are an index, not evidence: the hash covers
  * the event, query results are re-checked against the event (`matchesQuery`), and verification checks every
- * row's columns against its event (index-scan.ts), so an edit that hides a record from a query is found.
+ * row's columns against its event (verifier.ts), so an edit that hides a record from a query is found.
  */
 export interface IndexColumns {
   /** Null only on a pruned row. */
@@ -30,6 +30,16 @@ export interface IndexColumns {
   rule: string | null;
   decisionId: string | null;
 }
+
+/** The query columns of a pruned row: all NULL. */
+export const PRUNED_COLUMNS: Readonly<IndexColumns> = Object.freeze({
+  type: null,
+  agent: null,
+  tool: null,
+  effect: null,
+  rule: null,
+  decisionId: null,
+});
 
 /** What a store keeps per record. `event` is the canonical JSON text, or null once pruned. */
 export interface StoredRecord {
@@ -116,8 +126,8 @@ export interface AuditRecord {
   event: AuditEvent | null;
 }
 
+/** The fixed-width prefix of a record's hashed bytes: version, previous hash, seq, time. */
 const HEADER = 1 + 32 + 8 + 8;
-let scratch = Buffer.alloc(64 * 1024);
 
 /** The chain hash of one record (see the module comment for the exact bytes). */
 export function recordHash(
@@ -127,39 +137,23 @@ export function recordHash(
   time: number,
   eventJson: string,
 ): Buffer {
-  // Worst case 3 UTF-8 bytes per UTF-16 unit; grow the scratch buffer instead of measuring the string.
-  const need = HEADER + eventJson.length * 3;
-  if (need > scratch.length) scratch = Buffer.alloc(Math.max(need, scratch.length * 2));
-  writeHeader(v, prev, seq, time);
-  const n = scratch.write(eventJson, HEADER, 'utf8');
-  return sha256(scratch.subarray(0, HEADER + n));
+  if (prev.length !== 32) throw new RangeError(`a previous record hash has 32 bytes, not ${prev.length}`);
+  const bytes = Buffer.allocUnsafe(HEADER + Buffer.byteLength(eventJson, 'utf8'));
+  bytes.writeUInt8(v, 0);
+  bytes.set(prev, 1);
+  writeU64(bytes, 33, seq);
+  writeU64(bytes, 41, time);
+  bytes.write(eventJson, HEADER, 'utf8');
+  return sha256(bytes);
 }
 
-/** `recordHash` from the event's UTF-8 bytes, as a store keeps them (no text round trip). */
-export function recordHashBytes(
-  v: number,
-  prev: Uint8Array,
-  seq: number,
-  time: number,
-  eventUtf8: Uint8Array,
-): Buffer {
-  const need = HEADER + eventUtf8.length;
-  if (need > scratch.length) scratch = Buffer.alloc(Math.max(need, scratch.length * 2));
-  writeHeader(v, prev, seq, time);
-  scratch.set(eventUtf8, HEADER);
-  return sha256(scratch.subarray(0, need));
-}
-
-function writeHeader(v: number, prev: Uint8Array, seq: number, time: number): void {
-  scratch.writeUInt8(v, 0);
-  scratch.set(prev, 1);
-  writeU64(scratch, 33, seq);
-  writeU64(scratch, 41, time);
+/** A number a record's seq or time can hold (an unsigned 64-bit field, within JavaScript's safe range). */
+export function isU64(n: unknown): n is number {
+  return Number.isSafeInteger(n) && (n as number) >= 0;
 }
 
 function writeU64(buf: Buffer, offset: number, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0)
-    throw new RangeError(`${value} is not a u64 this log can hold`);
+  if (!isU64(value)) throw new RangeError(`${value} is not a u64 this log can hold`);
   buf.writeUInt32BE(Math.floor(value / 0x1_0000_0000), offset);
   buf.writeUInt32BE(value % 0x1_0000_0000, offset + 4);
 }

@@ -1,5 +1,5 @@
 /**
- * Start one of the audit trail's worker threads (`writer-worker`, `verify-worker`) from compiled JavaScript
+ * Start the audit trail's writer thread (`writer-worker`) from compiled JavaScript
  * (dist/) or from TypeScript source run through tsx. A TypeScript worker entry cannot be loaded by plain
  * Node: under tsx the worker first registers tsx's require hook in its own thread, then loads the entry.
  */

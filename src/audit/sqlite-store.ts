@@ -10,12 +10,12 @@
  */
 import { chmodSync, closeSync, existsSync, fchmodSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { messageOf } from '../errors.js';
 import { retryBusy, retryBusySync } from '../state/sqlite-db.js';
 import type { Checkpoint } from './checkpoint.js';
-import { AuditError, messageOf } from './errors.js';
+import { AuditError } from './errors.js';
 import { GENESIS_HASH, type StoredRecord } from './record.js';
 import type { AuditStore, ChainHead, RecordQuery, SealedBatch, Sealer } from './store.js';
-import type { PackedRows } from './verify-hash.js';
 
 /** `PRAGMA application_id` of an ExecLayer audit database ("EXLA"). */
 export const SQLITE_APPLICATION_ID = 0x45584c41;
@@ -60,84 +60,6 @@ const COLUMNS = 11;
 const ROW_COLUMNS = 'seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id';
 /** Rows per multi-row INSERT (x 11 parameters, well under SQLite's limit of 32 766). */
 const INSERT_ROWS = 32;
-/** One row's query columns as index-scan.ts reads them: a JSON array (the cheapest encoding measured). */
-const INDEX_ENTRIES = 'json_array(type, agent, tool, effect, rule, decision_id)';
-
-/** `b` as a Uint8Array that owns its whole buffer (verification transfers it to a worker); copied if not. */
-function transferable(b: Buffer | null): Uint8Array {
-  if (b === null) return new Uint8Array(0);
-  if (b.byteOffset === 0 && b.buffer.byteLength === b.length) return new Uint8Array(b.buffer, 0, b.length);
-  return new Uint8Array(b);
-}
-
-/**
- * Unpack one `readChunk` row: `nums` is `seq,v,time,hash length,event length` per record, comma-separated
- * (-1 for a missing value; event length -1 where the content was pruned). Parsed by hand: a split and a
- * `Number` per field cost more than reading the chunk.
- */
-function packChunk(
-  hashBlob: Buffer | null,
-  eventBlob: Buffer | null,
-  nums: string,
-  colsBlob: Buffer | null,
-  location: string,
-): PackedRows {
-  const fields: number[] = [];
-  let value = 0;
-  let sign = 1;
-  let digits = 0;
-  for (let i = 0, len = nums.length; i <= len; i++) {
-    const c = i < len ? nums.charCodeAt(i) : 44;
-    if (c >= 48 && c <= 57) {
-      value = value * 10 + (c - 48);
-      digits++;
-    } else if (c === 45 && digits === 0 && sign === 1) {
-      sign = -1;
-    } else if (c === 44 && digits > 0) {
-      fields.push(sign * value);
-      value = 0;
-      sign = 1;
-      digits = 0;
-    } else if (len > 0) {
-      throw new AuditError(
-        'audit_corrupt',
-        `audit database \`${location}\` holds a record with a non-integer field`,
-      );
-    }
-  }
-  const n = fields.length / 5;
-  const packed: PackedRows = {
-    count: n,
-    nums: new Float64Array(3 * n),
-    hashes: transferable(hashBlob),
-    hashEnds: new Uint32Array(n),
-    events: transferable(eventBlob),
-    eventEnds: new Uint32Array(n),
-    pruned: new Uint8Array(n),
-    cols: transferable(colsBlob),
-  };
-  let h = 0;
-  let e = 0;
-  for (let i = 0; i < n; i++) {
-    packed.nums[3 * i] = fields[5 * i]!;
-    packed.nums[3 * i + 1] = fields[5 * i + 1]!;
-    packed.nums[3 * i + 2] = fields[5 * i + 2]!;
-    h += fields[5 * i + 3]!;
-    packed.hashEnds[i] = h;
-    const eventLength = fields[5 * i + 4]!;
-    if (eventLength < 0) packed.pruned[i] = 1;
-    else e += eventLength;
-    packed.eventEnds[i] = e;
-  }
-  if (!Number.isInteger(n) || h !== packed.hashes.length || e !== packed.events.length) {
-    throw new AuditError(
-      'audit_corrupt',
-      `audit database \`${location}\` returned a chunk whose lengths do not add up`,
-    );
-  }
-  return packed;
-}
-
 function bindRow(params: unknown[], at: number, r: StoredRecord): void {
   const c = r.index;
   params[at] = r.seq;
@@ -275,24 +197,9 @@ export class SqliteAuditStore implements AuditStore {
       insertCheckpoint: db.prepare(
         'INSERT INTO audit_checkpoints (size, root, time, key_id, sig) VALUES (?, ?, ?, ?, ?)',
       ),
+      // The chunk reader (verification, proofs, export): rows in seq order because the query says so.
       read: db
         .prepare(`SELECT ${ROW_COLUMNS} FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?`)
-        .raw(true),
-      // A whole chunk in one statement and one snapshot: the hashes and the event bytes as two blobs and
-      // each row's `seq,v,time,hash length,event length` as one text (-1 for a missing value, so a row
-      // stays in the text and is reported by its number), instead of a JS row per record. The aggregates
-      // take the rows in the order the ordered subquery yields them (seq order); an `ORDER BY seq` inside
-      // group_concat would sort them again and cost a third of verification. Should a future SQLite
-      // concatenate in another order, the blobs no longer line up with the rows and their lengths and
-      // hashes: verification then reports damage; it can never pass a log it did not check. The fourth
-      // value is the query columns, which verification checks against the events (index-scan.ts).
-      readChunk: db
-        .prepare(
-          "SELECT CAST(group_concat(hash, x'') AS BLOB), CAST(group_concat(CAST(event AS BLOB), x'') AS BLOB), " +
-            "group_concat(seq || ',' || ifnull(v, -1) || ',' || ifnull(time, -1) || ',' || octet_length(hash) || ',' || ifnull(octet_length(event), -1), ','), " +
-            `CAST(group_concat(${INDEX_ENTRIES}, '') AS BLOB) ` +
-            'FROM (SELECT seq, v, time, hash, event, type, agent, tool, effect, rule, decision_id FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?)',
-        )
         .raw(true),
       checkpoints: db.prepare('SELECT size, root, time, key_id, sig FROM audit_checkpoints ORDER BY size'),
       seqAtTime: db.prepare('SELECT min(seq) AS seq FROM audit_records WHERE time >= ?'),
@@ -349,18 +256,6 @@ export class SqliteAuditStore implements AuditStore {
 
   read(from: number, limit: number): Promise<StoredRecord[]> {
     return this.guard('read', () => (this.stmts.read.all(from, limit) as Row[]).map(toStored));
-  }
-
-  readPacked(from: number, limit: number): Promise<PackedRows> {
-    return this.guard('read', () => {
-      const [hashes, events, nums, cols] = this.stmts.readChunk.get(from, limit) as [
-        Buffer | null,
-        Buffer | null,
-        string | null,
-        Buffer | null,
-      ];
-      return packChunk(hashes, events, nums ?? '', cols, this.location);
-    });
   }
 
   query(q: RecordQuery): Promise<StoredRecord[]> {

@@ -5,7 +5,6 @@
  */
 import type { Checkpoint } from './checkpoint.js';
 import type { RecordFilter, StoredRecord } from './record.js';
-import type { PackedRows } from './verify-hash.js';
 
 /** The tip of the log, kept in one row that each append locks and rewrites in the same transaction. */
 export interface ChainHead {
@@ -80,13 +79,12 @@ export interface AuditStore {
   append(seal: Sealer, options?: AppendOptions): Promise<SealedBatch>;
   /** The current head. */
   head(): Promise<ChainHead>;
-  /** Records with seq in [from, from + limit), in order, pruned ones included (with `event: null`). */
-  read(from: number, limit: number): Promise<StoredRecord[]>;
   /**
-   * Optional: `read`, packed for hashing, with the event as the UTF-8 bytes the store keeps (no text round
-   * trip). Verification uses it when present.
+   * Records with seq in [from, from + limit), pruned ones included (with `event: null`), each with its query
+   * columns (`index`). INVARIANT: in seq order, by an explicit `ORDER BY seq`: verification reads the log
+   * through this and reports any order but the chain's as tampering.
    */
-  readPacked?(from: number, limit: number): Promise<PackedRows>;
+  read(from: number, limit: number): Promise<StoredRecord[]>;
   /** Records matching `q` (pruned records never match). */
   query(q: RecordQuery): Promise<StoredRecord[]>;
   /** All checkpoints, smallest size first. */

@@ -3,8 +3,9 @@
  * boundary (an `AuditError` travels as its code, message and data).
  */
 import type { KeyObject } from 'node:crypto';
+import { messageOf } from '../errors.js';
 import type { Checkpoint } from './checkpoint.js';
-import { AuditError, type AuditErrorCode, isAuditError, messageOf } from './errors.js';
+import { AuditError, type AuditErrorCode, isAuditError } from './errors.js';
 import type { StoreLocation } from './log.js';
 import type { PostgresStoreOptions } from './postgres-store.js';
 import type { SqliteStoreOptions } from './sqlite-store.js';

@@ -12,9 +12,10 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { canonicalJson } from '../canonical-json.js';
+import { messageOf } from '../errors.js';
 import type { AuditEvent } from '../types.js';
 import type { Checkpoint } from './checkpoint.js';
-import { AuditError, messageOf } from './errors.js';
+import { AuditError } from './errors.js';
 import { indexColumns } from './record.js';
 import { spawnWorker } from './spawn-worker.js';
 import { type BatchMessage, type FromWriter, fromWire, type WriterInit } from './wire.js';

@@ -4,7 +4,7 @@
 import { AgentStateError, type AgentStateStore } from '../state/agent-state.js';
 import { openAgentStateStore } from '../state/open.js';
 import type { Recorder } from '../types.js';
-import { auditUrl, messageOf, openRecorder, operator, relative, storeUrl, table } from './store-flags.js';
+import { auditUrl, firstLineOf, openRecorder, operator, relative, storeUrl, table } from './store-flags.js';
 import { EXIT, flags, out, printJson, runCommand, UsageError } from './util.js';
 
 const HELP = `usage: execlayer agents <command> [options]
@@ -75,7 +75,7 @@ export function agentsCommand(argv: string[]): Promise<number> {
       store = await openAgentStateStore(url, recorder === undefined ? {} : { recorder });
     } catch (err) {
       await recorder?.close().catch(() => undefined);
-      process.stderr.write(`error: cannot open the agent state store: ${messageOf(err)}\n`);
+      process.stderr.write(`error: cannot open the agent state store: ${firstLineOf(err)}\n`);
       return EXIT.error;
     }
     try {
@@ -117,13 +117,13 @@ export function agentsCommand(argv: string[]): Promise<number> {
       else out(msg);
       if (recorderError !== undefined) {
         process.stderr.write(
-          `error: ${msg}, but the audit log could not record it: ${messageOf(recorderError)}\n`,
+          `error: ${msg}, but the audit log could not record it: ${firstLineOf(recorderError)}\n`,
         );
         code = EXIT.error;
       }
       return code;
     } catch (err) {
-      process.stderr.write(`error: ${messageOf(err)}\n`);
+      process.stderr.write(`error: ${firstLineOf(err)}\n`);
       if (err instanceof AgentStateError && err.code === 'invalid_agent') return EXIT.usage;
       return EXIT.error;
     } finally {

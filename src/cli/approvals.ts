@@ -4,7 +4,7 @@
 import { openApprovalStore } from '../approvals/open.js';
 import { type Approval, ApprovalError, type ApprovalStatus, type ApprovalStore } from '../approvals/types.js';
 import type { Recorder } from '../types.js';
-import { auditUrl, messageOf, openRecorder, operator, relative, storeUrl, table } from './store-flags.js';
+import { auditUrl, firstLineOf, openRecorder, operator, relative, storeUrl, table } from './store-flags.js';
 import { EXIT, flags, out, printJson, runCommand, UsageError } from './util.js';
 
 const HELP = `usage: execlayer approvals <command> [options]
@@ -73,7 +73,7 @@ export function approvalsCommand(argv: string[]): Promise<number> {
       store = await openApprovalStore(url, recorder === undefined ? {} : { recorder });
     } catch (err) {
       await recorder?.close();
-      process.stderr.write(`error: cannot open the approval store or audit log: ${messageOf(err)}\n`);
+      process.stderr.write(`error: cannot open the approval store or audit log: ${firstLineOf(err)}\n`);
       return EXIT.error;
     }
     try {
@@ -127,7 +127,7 @@ export function approvalsCommand(argv: string[]): Promise<number> {
         if (err.code === 'invalid_request') return EXIT.usage;
         return err.code === 'store_error' || err.code === 'record_failed' ? EXIT.error : EXIT.ask;
       }
-      process.stderr.write(`error: ${messageOf(err)}\n`);
+      process.stderr.write(`error: ${firstLineOf(err)}\n`);
       return EXIT.error;
     } finally {
       await store.close().catch(() => undefined);

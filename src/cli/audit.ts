@@ -28,6 +28,7 @@ import {
 import { type AuditRecord, flatten, toAuditRecord } from '../audit/record.js';
 import type { AuditStore, RecordQuery } from '../audit/store.js';
 import { type VerifyReport, verifyProof, verifyStore } from '../audit/verify.js';
+import { messageOf } from '../errors.js';
 import { parseDuration } from '../policy/duration.js';
 import { EXIT, flags, type Options, UsageError } from './util.js';
 
@@ -61,7 +62,7 @@ ${COMMON}`;
 
 const SUB_HELP: Record<string, string> = {
   verify: `usage: execlayer audit verify [--store <url>] [--key <public.pem> | --fingerprint <sha256:…> | --config <file>]
-                              [--trusted <checkpoint.json>] [--checkpoint-every N] [--workers N] [--progress] [--json]
+                              [--trusted <checkpoint.json>] [--checkpoint-every N] [--progress] [--json]
 
 Recomputes every record hash and chain link, the Merkle root at every checkpoint, every checkpoint
 signature and the RFC 6962 consistency proof between consecutive checkpoints, and checks every record's
@@ -79,8 +80,7 @@ pair of their own, so an intact log is reported SELF-SIGNED and the exit code is
                         the log must still contain it. May be repeated.
   --checkpoint-every N  the most records any writer of this log leaves between checkpoints (default 1000,
                         the writers' default); a longer stretch means checkpoints were deleted
-  --workers N           hashing threads beside the reading one (default: one per core beyond the first, at
-                        most 4, for logs of 50 000 records or more); 0 verifies on one thread
+  --workers N           ignored (verification runs on one thread); accepted so that older scripts run
   --progress            progress on stderr (default when stderr is a terminal)
 
 ${COMMON}`,
@@ -257,7 +257,7 @@ function readText(path: string, what: string): string {
   try {
     return path === '-' ? readFileSync(0, 'utf8') : readFileSync(path, 'utf8');
   } catch (e) {
-    throw new UsageError(`cannot read ${what} \`${path}\`: ${(e as Error).message}`);
+    throw new UsageError(`cannot read ${what} \`${path}\`: ${messageOf(e)}`);
   }
 }
 
@@ -367,7 +367,10 @@ async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
     false,
   );
   if (values.help) return help('verify', io);
-  const workers = values.workers === undefined ? undefined : positiveInt('--workers', values.workers, 0);
+  if (values.workers !== undefined) {
+    positiveInt('--workers', values.workers, 0);
+    io.stderr.write('note: --workers is ignored: verification runs on one thread\n');
+  }
   const every = values['checkpoint-every'];
   const checkpointEvery = every === undefined ? undefined : positiveInt('--checkpoint-every', every, 0);
   if (checkpointEvery === 0) throw new UsageError('--checkpoint-every must be at least 1');
@@ -418,7 +421,6 @@ async function verifyCmd(argv: string[], io: CommandIo): Promise<number> {
     const report = await verifyStore(store, anchor.key, {
       trusted,
       ...(showProgress ? { onProgress } : {}),
-      ...(workers === undefined ? {} : { workers }),
       ...(checkpointEvery === undefined ? {} : { checkpointEvery }),
     });
     if (showProgress) io.stderr.write('\n');
@@ -724,7 +726,7 @@ export async function auditCommand(argv: string[], io: CommandIo = PROCESS_IO): 
       io.stderr.write(`error: ${e.message}\n`);
       return e.code === 'invalid_store_url' || e.code === 'invalid_request' ? EXIT.usage : EXIT.error;
     }
-    io.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.stderr.write(`error: ${messageOf(e)}\n`);
     return EXIT.error;
   }
 }

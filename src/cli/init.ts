@@ -12,6 +12,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { stringify } from 'yaml';
+import { messageOf } from '../errors.js';
 import { EXIT, flags, out, printJson, runCommand, UsageError } from './util.js';
 
 const HELP = `usage: execlayer init [--from <client config>] [--dir <dir>] [--agent <id>] [--write] [--force]
@@ -310,7 +311,7 @@ export async function initCommand(argv: string[]): Promise<number> {
       try {
         upstreams.push({ name, from: s, tools: await listTools(s, timeoutMs) });
       } catch (e) {
-        upstreams.push({ name, from: s, tools: [], error: e instanceof Error ? e.message : String(e) });
+        upstreams.push({ name, from: s, tools: [], error: messageOf(e) });
       }
     }
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { messageOf } from '../errors.js';
 /** The `execlayer` command: dispatches to one module per command, loaded only when used. */
 import { EXIT } from './util.js';
 
@@ -125,7 +126,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`error: ${messageOf(e)}\n`);
     process.exitCode = EXIT.error;
   },
 );

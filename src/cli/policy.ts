@@ -9,6 +9,7 @@ import { matchesQuery, toAuditRecord } from '../audit/record.js';
 import type { RecordQuery } from '../audit/store.js';
 import { jsonDigest } from '../canonical-json.js';
 import { type Observation, suggestPolicy } from '../engine/suggest.js';
+import { messageOf } from '../errors.js';
 import { initFacts } from '../facts/index.js';
 import { loadPolicyText } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
@@ -72,7 +73,7 @@ export async function policyCommand(
       io.stderr.write(`error: ${e.message}\n\n${sub === 'sign' ? SIGN_HELP : HELP}`);
       return EXIT.usage;
     }
-    io.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.stderr.write(`error: ${messageOf(e)}\n`);
     return isAuditError(e) && e.code === 'invalid_store_url' ? EXIT.usage : EXIT.error;
   }
 }

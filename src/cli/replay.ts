@@ -9,6 +9,7 @@ import { type AuditRecord, matchesQuery, toAuditRecord } from '../audit/record.j
 import { type ReplayReport, replay } from '../audit/replay.js';
 import type { RecordQuery } from '../audit/store.js';
 import { compile } from '../engine/compile.js';
+import { messageOf } from '../errors.js';
 import { initFacts } from '../facts/index.js';
 import { loadPolicyFile } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
@@ -167,7 +168,7 @@ export async function replayCommand(
       io.stderr.write(`error: ${e.message}\n\n${HELP}`);
       return EXIT.usage;
     }
-    io.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.stderr.write(`error: ${messageOf(e)}\n`);
     return isAuditError(e) && e.code === 'invalid_store_url' ? EXIT.usage : EXIT.error;
   }
 }

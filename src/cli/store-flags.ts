@@ -3,6 +3,7 @@
  * operator is, and how to describe times.
  */
 import { userInfo } from 'node:os';
+import { messageOf } from '../errors.js';
 import type { Recorder } from '../types.js';
 
 /** `--store`, else `EXECLAYER_STORE`, else `sqlite:./execlayer.db`. */
@@ -71,7 +72,7 @@ export function table(rows: string[][]): string {
     .join('\n');
 }
 
-/** First line of a message, never a stack. */
-export function messageOf(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+/** First line of an error's message, never a stack. */
+export function firstLineOf(err: unknown): string {
+  return messageOf(err).split('\n')[0] ?? '';
 }

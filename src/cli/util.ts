@@ -1,5 +1,6 @@
 /** Shared CLI plumbing: flags, exit codes, output. Commands return exit codes; only main.ts exits. */
 import { parseArgs } from 'node:util';
+import { messageOf } from '../errors.js';
 
 /** Exit codes shared by every command (documented in the README and in `--help`). */
 export const EXIT = {
@@ -54,7 +55,7 @@ export async function runCommand(help: string, body: () => Promise<number>): Pro
       process.stderr.write(`error: ${e.message}\n\n${help}`);
       return EXIT.usage;
     }
-    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`error: ${messageOf(e)}\n`);
     return EXIT.error;
   }
 }

@@ -2,6 +2,8 @@
  * compile → decide. `compile()` indexes a checked policy by agent and tool and returns an immutable
  * engine whose `decide()` never throws: every failure is a deny with a reason.
  */
+
+import { messageOf } from '../errors.js';
 import { canonicalisers } from '../facts/index.js';
 import type { CelInputs } from '../policy/cel.js';
 import type { CheckedAgent, CheckedPolicy, CheckedRule, CompiledConditions } from '../policy/check.js';
@@ -9,6 +11,7 @@ import { hasType, readArg } from '../policy/conditions.js';
 import { compileGlob, type Glob, globMatch } from '../policy/glob.js';
 import type { Action, Decision, DecisionCode, Effect, Json, LimitSpec, Mode } from '../types.js';
 import { checkAction } from './action.js';
+import { denyDecision } from './deny.js';
 import { nextDecisionId } from './ids.js';
 import { indexNames } from './tool-names.js';
 
@@ -180,15 +183,7 @@ export function compile(policy: CheckedPolicy): Engine {
       return decideInner(action, now);
     } catch (e) {
       // INVARIANT: fail closed — decide() never throws; an unexpected error is a deny.
-      return {
-        id: nextDecisionId(),
-        effect: 'deny',
-        rule: null,
-        reason: `internal error while deciding: ${e instanceof Error ? e.message : String(e)}`,
-        policy: policy.hash,
-        mode: 'enforce',
-        code: 'internal_error',
-      };
+      return denyDecision('internal_error', `internal error while deciding: ${messageOf(e)}`, policy.hash);
     }
   };
 

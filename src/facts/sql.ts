@@ -9,6 +9,7 @@
  * rejects, or that a server could split differently, is an error (the caller denies).
  */
 import { loadModule, parseSync, scanSync } from 'libpg-query';
+import { messageOf } from '../errors.js';
 import type { Json } from '../types.js';
 import { ConditionReader, describeType, listForWhy, quote } from './condition.js';
 import { integer, stringList } from './fields.js';
@@ -185,7 +186,7 @@ export function parseSql(raw: string): FactResult<SqlFacts> {
     if (e instanceof DepthError || e instanceof RangeError) {
       return { ok: false, error: 'sql is nested too deeply to analyse' };
     }
-    return { ok: false, error: `sql could not be analysed: ${e instanceof Error ? e.message : String(e)}` };
+    return { ok: false, error: `sql could not be analysed: ${messageOf(e)}` };
   }
   const all = new Map([...w.reads, ...w.writes]);
   const facts: SqlFacts = {

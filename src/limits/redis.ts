@@ -9,6 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { messageOf } from '../errors.js';
 import type { Action, LimitSpec } from '../types.js';
 import {
   amountOf,
@@ -131,7 +132,7 @@ export async function redisCommand<T>(r: Redis, timeoutMs: number, fn: () => Pro
   try {
     return await fn();
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
+    const msg = messageOf(err);
     if (/command timed out/i.test(msg) && stream !== undefined && r.stream === stream) stream.destroy();
     throw redisError(err, timeoutMs);
   }
@@ -142,7 +143,7 @@ export async function redisCommand<T>(r: Redis, timeoutMs: number, fn: () => Pro
  * not answer within 500 ms)`.
  */
 export function redisError(err: unknown, timeoutMs: number): Error {
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = messageOf(err);
   if (/command timed out|socket timeout/i.test(msg)) {
     return new Error(`redis did not answer within ${timeoutMs} ms`, { cause: err });
   }

@@ -7,6 +7,7 @@
  * trade-off is that a burst straddling a boundary can use up to twice `max` within one window length.
  */
 
+import { messageOf } from '../errors.js';
 import { formatDuration } from '../policy/duration.js';
 import type { Action, Json, LimitScope, LimitSpec } from '../types.js';
 import type { LimitFailureCode, LimitResult } from './types.js';
@@ -167,7 +168,7 @@ export function invalidResult(c: CompiledLimit, reason: string, code: LimitFailu
 
 /** A store failure: deny, naming the limit and the cause. */
 export function storeErrorResult(spec: LimitSpec | undefined, err: unknown): LimitResult {
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = messageOf(err);
   return {
     ok: false,
     limit: spec ?? { id: 'unknown', kind: 'calls', max: 0, scope: ['agent'] },

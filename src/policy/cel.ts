@@ -5,6 +5,7 @@
  */
 import { CelScalar, celEnv, isCelError, mapType, parse, plan } from '@bufbuild/cel';
 import { strings } from '@bufbuild/cel/ext';
+import { messageOf } from '../errors.js';
 
 /** Variables a condition may read. */
 const CEL_VARIABLES = {
@@ -98,7 +99,7 @@ export function compileCel(
   try {
     parsed = parse(text);
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = messageOf(e);
     const m = /<input>:(\d+):(\d+): (.*)/.exec(msg);
     const offset = m ? lineColToOffset(text, Number(m[1]), Number(m[2])) : 0;
     return {
@@ -266,7 +267,7 @@ export function compileCel(
       return { ok: true, value: r };
     } catch (e) {
       // INVARIANT: fail closed — an evaluator exception is an evaluation error, never a pass.
-      return { ok: false, error: e instanceof Error ? e.message : String(e) };
+      return { ok: false, error: messageOf(e) };
     }
   };
   return { ok: true, value: { program, argsRead: [...argsRead] } };

@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { jsonDigest } from '../canonical-json.js';
 import { compile, type Engine } from '../engine/compile.js';
+import { denyDecision } from '../engine/deny.js';
+import { messageOf } from '../errors.js';
 import { initFacts } from '../facts/index.js';
 import { type PolicyRead, readPolicy } from '../policy/bundle-read.js';
 import { type LoadResult, loadPolicyObject, loadPolicyRead } from '../policy/load.js';
@@ -248,7 +250,7 @@ function policyKeyOf(opts: ExecLayerOptions): KeyObject | undefined {
       key.includes('-----BEGIN') ? 'policyKey' : key,
     );
   } catch (e) {
-    const why = e instanceof PolicyKeyError ? e.message : `cannot read policy key \`${key}\`: ${message(e)}`;
+    const why = e instanceof PolicyKeyError ? e.message : `cannot read policy key \`${key}\`: ${messageOf(e)}`;
     throw new PolicyError([why], { cause: e });
   }
 }
@@ -377,7 +379,7 @@ class Runtime implements ExecLayer {
       if (d === undefined) throw new Error('the pipeline ended without a decision');
     } catch (e) {
       // INVARIANT: fail closed — any error on the way is a deny with a reason.
-      d = denyFrom(engine.hash, 'internal_error', `internal error in the ${at} stage: ${message(e)}`);
+      d = denyDecision('internal_error', `internal error in the ${at} stage: ${messageOf(e)}`, engine.hash);
     }
     const event = {
       type: 'decision' as const,
@@ -401,10 +403,10 @@ class Runtime implements ExecLayer {
       return d;
     } catch (e) {
       await this.#untrack(d.id, true);
-      const denied = denyFrom(
-        engine.hash,
+      const denied = denyDecision(
         'store_error',
-        `denied: the audit trail could not record this decision (${message(e)})`,
+        `denied: the audit trail could not record this decision (${messageOf(e)})`,
+        engine.hash,
       );
       this.#background(this.recorder.record({ ...event, decision: denied }, LAZY));
       return denied;
@@ -452,7 +454,7 @@ class Runtime implements ExecLayer {
       try {
         result = await fn(args);
       } catch (e) {
-        await this.outcome(d, { ok: false, error: message(e), durationMs: performance.now() - t0 });
+        await this.outcome(d, { ok: false, error: messageOf(e), durationMs: performance.now() - t0 });
         throw e;
       }
       await this.outcome(d, { ok: true, result, durationMs: performance.now() - t0 });
@@ -545,11 +547,15 @@ class Runtime implements ExecLayer {
       s = await state.isSuspended(action.agent);
     } catch (e) {
       // INVARIANT: fail closed — a stop switch we cannot read counts as pressed.
-      return denyFrom(engine.hash, 'store_error', `denied: cannot read the suspension state (${message(e)})`);
+      return denyDecision(
+        'store_error',
+        `denied: cannot read the suspension state (${messageOf(e)})`,
+        engine.hash,
+      );
     }
     if (!s.suspended) return undefined;
     const why = `agent \`${action.agent}\` is suspended${s.by ? ` by ${s.by}` : ''}${s.reason ? `: ${s.reason}` : ''}; every action is denied until it is resumed`;
-    return denyFrom(engine.hash, 'suspended', why);
+    return denyDecision('suspended', why, engine.hash);
   }
 
   /**
@@ -667,7 +673,7 @@ class Runtime implements ExecLayer {
   #background(p: Promise<void>): void {
     const tracked = p.then(
       () => undefined,
-      (e: unknown) => this.#opts.onEvent?.({ type: 'record_failed', error: message(e) }),
+      (e: unknown) => this.#opts.onEvent?.({ type: 'record_failed', error: messageOf(e) }),
     );
     this.#pending.add(tracked);
     void tracked.finally(() => this.#pending.delete(tracked));
@@ -710,7 +716,7 @@ class Runtime implements ExecLayer {
     try {
       engine = compile(r.policy);
     } catch (e) {
-      return this.#reject(trigger, [`${path}: the policy could not be compiled: ${message(e)}`], by);
+      return this.#reject(trigger, [`${path}: the policy could not be compiled: ${messageOf(e)}`], by);
     }
     this.#engine = engine;
     this.#opts.onEvent?.({ type: 'policy_loaded', hash: engine.hash, previous, source: path, trigger });
@@ -748,14 +754,10 @@ class Runtime implements ExecLayer {
       await this.recorder.record(event);
       return true;
     } catch (e) {
-      this.#opts.onEvent?.({ type: 'record_failed', error: `policy reload not recorded: ${message(e)}` });
+      this.#opts.onEvent?.({ type: 'record_failed', error: `policy reload not recorded: ${messageOf(e)}` });
       return false;
     }
   }
-}
-
-function denyFrom(policy: string, code: Decision['code'], reason: string): Decision {
-  return { id: crypto.randomUUID(), effect: 'deny', rule: null, reason, policy, mode: 'enforce', code };
 }
 
 function auditAction(action: Action, engine: Engine) {
@@ -787,8 +789,4 @@ function safeDigest(args: unknown): string {
   } catch {
     return '';
   }
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -8,6 +8,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { jsonDigest } from '../canonical-json.js';
+import { denyDecision } from '../engine/deny.js';
+import { messageOf } from '../errors.js';
 import { ApprovalRequiredError, DeniedError } from '../runtime/errors.js';
 import type { Action, Decision, DecisionCode, Effect, Json } from '../types.js';
 
@@ -173,7 +175,7 @@ export function createRemoteExecLayer(opts: RemoteExecLayerOptions): RemoteExecL
       } catch (e) {
         await outcome(d, {
           ok: false,
-          error: e instanceof Error ? e.message : String(e),
+          error: messageOf(e),
           durationMs: performance.now() - t0,
         });
         throw e;
@@ -192,15 +194,7 @@ function causeText(cause: unknown): string {
 }
 
 function denied(reason: string, cause?: unknown, code: DecisionCode = 'internal_error'): Decision {
-  return {
-    id: randomUUID(),
-    effect: 'deny',
-    rule: null,
-    reason: `${reason}${causeText(cause)}; denied`,
-    policy: '',
-    mode: 'enforce',
-    code,
-  };
+  return denyDecision(code, `${reason}${causeText(cause)}; denied`);
 }
 
 function isDecision(v: unknown): v is Decision {

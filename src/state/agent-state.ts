@@ -7,6 +7,7 @@
 
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Redis } from 'ioredis';
+import { messageOf } from '../errors.js';
 import { DEFAULT_REDIS_TIMEOUT_MS, failFastRedis, redisCommand, waitReady } from '../limits/redis.js';
 import type { AgentStateEvent, Recorder } from '../types.js';
 import { DEFAULT_BUSY_TIMEOUT_MS, openSqlite, retryBusy } from './sqlite-db.js';
@@ -76,7 +77,7 @@ function checkAgent(agent: string): void {
 }
 
 function failClosed(err: unknown): SuspensionStatus {
-  const msg = err instanceof Error ? err.message.toLowerCase() : String(err);
+  const msg = messageOf(err).toLowerCase();
   // INVARIANT: fail closed — when the stop switch cannot be read, the agent is treated as stopped.
   return {
     suspended: true,
@@ -145,7 +146,7 @@ abstract class BaseStateStore implements AgentStateStore {
     try {
       return await fn();
     } catch (err) {
-      const msg = err instanceof Error ? err.message.toLowerCase() : String(err);
+      const msg = messageOf(err).toLowerCase();
       throw new AgentStateError('store_error', `agent state store unavailable: ${msg}`, err);
     }
   }

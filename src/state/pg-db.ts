@@ -11,6 +11,7 @@
  */
 import type { Socket } from 'node:net';
 import pg from 'pg';
+import { messageOf } from '../errors.js';
 
 /** Default deadline of one store operation against PostgreSQL or Redis (ms). */
 export const DEFAULT_STORE_TIMEOUT_MS = 2000;
@@ -70,12 +71,9 @@ export class StoreTimeoutError extends Error {
 export class CommitUnknownError extends Error {
   readonly code = 'commit_unknown';
   constructor(store: string, cause: unknown) {
-    super(
-      `${store} lost the connection during commit (${cause instanceof Error ? cause.message : String(cause)})`,
-      {
-        cause,
-      },
-    );
+    super(`${store} lost the connection during commit (${messageOf(cause)})`, {
+      cause,
+    });
     this.name = 'CommitUnknownError';
   }
 }
@@ -87,7 +85,7 @@ export function isConnectionError(e: unknown): boolean {
   if (e instanceof StoreTimeoutError) return false;
   const code = String((e as { code?: unknown } | null)?.code ?? '');
   if (code.startsWith('08') || CONNECTION_CODES.has(code)) return true;
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = messageOf(e);
   return /connection terminated|not queryable|connection ended|socket hang up|ECONNRESET|EPIPE/i.test(msg);
 }
 

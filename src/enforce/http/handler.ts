@@ -8,6 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { parseAction } from '../../engine/action.js';
+import { denyDecision } from '../../engine/deny.js';
+import { messageOf } from '../../errors.js';
 import type { ExecLayer } from '../../runtime/exec-layer.js';
 import type { Action, Decision, EnforcementPoint, Json } from '../../types.js';
 import { checkingIntervalMs, frontDoorLimits, guardServer } from '../front-door.js';
@@ -361,7 +363,7 @@ export function createDecisionApiHandler(
           try {
             await layer.outcome({ id: decision }, o);
           } catch (err) {
-            const why = `the outcome of decision \`${decision}\` could not be recorded (${err instanceof Error ? err.message : String(err)})`;
+            const why = `the outcome of decision \`${decision}\` could not be recorded (${messageOf(err)})`;
             return reject(res, problem(503, 'outcome_not_recorded', why), rid);
           }
           writeJson(res, 200, JSON.stringify({ decision, recorded: true }), rid);
@@ -540,16 +542,7 @@ function parseOutcome(raw: JsonObject): ParseResult<ReportedOutcome> {
 }
 
 function failedDecision(policy: string, err: unknown): Decision {
-  const why = err instanceof Error ? err.message : String(err);
-  return {
-    id: randomUUID(),
-    effect: 'deny',
-    rule: null,
-    reason: `the decision could not be made (${why}); denied`,
-    policy,
-    mode: 'enforce',
-    code: 'internal_error',
-  };
+  return denyDecision('internal_error', `the decision could not be made (${messageOf(err)}); denied`, policy);
 }
 
 function configBody(publicUrl: string | undefined, req: IncomingMessage): string {

@@ -21,6 +21,7 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { UpstreamConfig } from '../../config/load.js';
+import { messageOf } from '../../errors.js';
 import { HttpUpstreamTransport } from './http-upstream.js';
 import { RESULT_TOO_LARGE, StdioUpstreamTransport, TOO_LARGE_KEY } from './stdio-upstream.js';
 
@@ -291,7 +292,7 @@ export class UpstreamConnection {
     } catch (err) {
       if (this.state === 'closed') return;
       if (client) this.abandon(client);
-      this.retry(`${client ? 'not ready' : 'cannot start'}: ${errorMessage(err)}`);
+      this.retry(`${client ? 'not ready' : 'cannot start'}: ${messageOf(err)}`);
     }
   }
 
@@ -390,7 +391,7 @@ export class UpstreamConnection {
       // A crash while checking lands here too (`onClosed` leaves a connection that is not ready alone).
       if (this.state !== 'checking') return;
       this.abandon(client);
-      this.retry(`changed tools could not be checked: ${errorMessage(err)}`);
+      this.retry(`changed tools could not be checked: ${messageOf(err)}`);
     });
   }
 
@@ -574,8 +575,4 @@ function upstreamRpcError(code: number, message: string, data: unknown): McpErro
   const e = new McpError(code, message, data);
   e.message = message;
   return e;
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
