@@ -297,7 +297,7 @@ interface DocImport {
 const IMPORT =
   /import\s+(type\s+)?(\{[^}]*\}|[\w$]+|\*\s+as\s+[\w$]+)\s+from\s+'((?:execlayer)(?:\/[^']*)?)'/g;
 /** "`name(…)` from `execlayer/sub`": the docs' way to say where a function named in prose comes from. */
-const CALL_FROM = /`([A-Za-z_$][\w$]*)\([^`]*\)` from `(execlayer(?:\/[^`]*)?)`/g;
+const CALL_FROM = /`([A-Za-z_$][\w$]*)\([^`]*\)`\s+from\s+`(execlayer(?:\/[^`]*)?)`/g;
 
 /** Every import from the package that README.md and docs/*.md show, in code blocks and in prose. */
 function docImports(): DocImport[] {
