@@ -295,7 +295,7 @@ interface DocImport {
 }
 
 const IMPORT =
-  /import\s+(type\s+)?(\{[^}]*\}|[\w$]+|\*\s+as\s+[\w$]+)\s+from\s+'((?:execlayer)(?:\/[^']*)?)'/g;
+  /import\s+(type\s+)?(\{[^}]*\}|[\w$]+|\*\s+as\s+[\w$]+)\s+from\s+['"](execlayer(?:\/[^'"]*)?)['"]/g;
 /** "`name(…)` from `execlayer/sub`": the docs' way to say where a function named in prose comes from. */
 const CALL_FROM = /`([A-Za-z_$][\w$]*)\([^`]*\)`\s+from\s+`(execlayer(?:\/[^`]*)?)`/g;
 
