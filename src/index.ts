@@ -2,6 +2,13 @@
  * ExecLayer: decides, before each action an AI agent takes, whether this agent may take this action
  * with these arguments now. Default deny, capabilities by policy, every decision recorded.
  *
+ * The root holds the runtime (`createExecLayer`), the model every enforcement point shares (`Action`,
+ * `Decision`), the errors thrown at the edges, and policy loading and compiling. Optional parts are
+ * subpaths: `execlayer/stores` (limit, approval, stop-switch and tool-pin stores), `execlayer/audit` (the
+ * audit log, verification, proofs, replay), `execlayer/remote` (the SDK over the HTTP decision API),
+ * `execlayer/http` (the decision and operator APIs), `execlayer/mcp` (the gateway) and
+ * `execlayer/adapters/*` (agent frameworks).
+ *
  * @example
  * ```ts
  * import { createExecLayer } from 'execlayer';
@@ -10,7 +17,7 @@
  * await refund({ amount: 25, currency: 'EUR', customer: 'c-42' }); // throws DeniedError when refused
  * ```
  */
-export { checkAction, parseAction } from './engine/action.js';
+export { CanonicalJsonError, canonicalJson, jsonDigest } from './canonical-json.js';
 export { compile, type Engine } from './engine/compile.js';
 export { factsReady, initFacts } from './facts/index.js';
 export type { CheckedPolicy } from './policy/check.js';
@@ -37,8 +44,7 @@ export {
   type RuntimeEvent,
 } from './runtime/exec-layer.js';
 export type { PolicyWatchTiming } from './runtime/policy-watch.js';
-export { DEFAULT_STORE, MemoryRecorder, openStores, type Stores, type StoreUrls } from './runtime/stores.js';
-export { createRemoteExecLayer, type RemoteExecLayer, type RemoteExecLayerOptions } from './sdk/remote.js';
+
 export type {
   Action,
   ApprovalSpec,
@@ -52,4 +58,5 @@ export type {
   LimitSpec,
   Mode,
   Recorder,
+  RecordOptions,
 } from './types.js';

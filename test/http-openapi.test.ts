@@ -8,13 +8,31 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import {
+  DECIDE_RESPONSE_MEMBERS,
+  DECISION_CODES,
+  EFFECTS,
+  MODES,
+} from '../src/enforce/http/decide-response.js';
 import { DECISION_API_PATHS } from '../src/enforce/http/handler.js';
 import { pointerJoin } from '../src/enforce/http/problem.js';
 import { REPORT_POLICY, type RunningApi, startApi } from './http-fixtures.js';
 
 const spec = JSON.parse(
   readFileSync(new URL('../schema/decision-api.openapi.json', import.meta.url), 'utf8'),
-) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+) as {
+  openapi: string;
+  paths: Record<string, Record<string, unknown>>;
+  components: { schemas: Record<string, JsonSchema> };
+};
+
+interface JsonSchema {
+  type?: string | string[];
+  required?: string[];
+  additionalProperties?: boolean;
+  properties?: Record<string, JsonSchema>;
+  enum?: unknown[];
+}
 
 // The whole document is one schema resource, so `#/components/...` references resolve inside it.
 const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
@@ -39,6 +57,21 @@ interface Exchange {
   headers?: Record<string, string>;
   status: number;
 }
+
+test('the DecideResponse schema describes exactly the DecideResponse type', () => {
+  const schema = spec.components.schemas.DecideResponse;
+  assert.ok(schema?.properties, 'components.schemas.DecideResponse is missing');
+  const members = Object.entries(DECIDE_RESPONSE_MEMBERS);
+  assert.deepEqual(Object.keys(schema.properties).sort(), members.map(([k]) => k).sort(), 'members');
+  const required = members.filter(([, r]) => r === 'required').map(([k]) => k);
+  assert.deepEqual([...(schema.required ?? [])].sort(), required.sort(), 'required members');
+  assert.equal(schema.additionalProperties, false, 'a member outside the type is refused');
+  const p = schema.properties;
+  assert.deepEqual(p.effect?.enum, [...EFFECTS]);
+  assert.deepEqual(p.wouldBe?.enum, [...EFFECTS]);
+  assert.deepEqual(p.mode?.enum, [...MODES]);
+  assert.deepEqual(p.code?.enum, [...DECISION_CODES]);
+});
 
 describe('the OpenAPI description of the decision API', () => {
   let api: RunningApi;

@@ -250,7 +250,8 @@ function policyKeyOf(opts: ExecLayerOptions): KeyObject | undefined {
       key.includes('-----BEGIN') ? 'policyKey' : key,
     );
   } catch (e) {
-    const why = e instanceof PolicyKeyError ? e.message : `cannot read policy key \`${key}\`: ${messageOf(e)}`;
+    const why =
+      e instanceof PolicyKeyError ? e.message : `cannot read policy key \`${key}\`: ${messageOf(e)}`;
     throw new PolicyError([why], { cause: e });
   }
 }

@@ -13,6 +13,10 @@ import { messageOf } from '../errors.js';
 import { ApprovalRequiredError, DeniedError } from '../runtime/errors.js';
 import type { Action, Decision, DecisionCode, Effect, Json } from '../types.js';
 
+// `execlayer/remote` needs nothing from the root: the types it speaks and the errors `guard` throws.
+export type { Action, Decision, DecisionCode, Effect, Json };
+export { ApprovalRequiredError, DeniedError };
+
 export interface RemoteExecLayerOptions {
   /** Base URL of the ExecLayer server, e.g. `http://127.0.0.1:8787`. */
   url: string;

@@ -20,6 +20,7 @@ import {
   parseEvaluationsRequest,
 } from './authzen.js';
 import { isJsonContentType, readJsonBody } from './body.js';
+import { type DecideBatchResponse, type OutcomeResponse, toDecideResponse } from './decide-response.js';
 import {
   invalidRequest,
   type ParseResult,
@@ -308,7 +309,7 @@ export function createDecisionApiHandler(
             return forbid(res, req, rid, point, caller, parsed.value.agent, '/agent');
           }
           const d = await decide(parsed.value, point);
-          writeJson(res, 200, JSON.stringify(d), rid);
+          writeJson(res, 200, JSON.stringify(toDecideResponse(d)), rid);
           return true;
         }
         case 'decide_batch': {
@@ -344,7 +345,8 @@ export function createDecisionApiHandler(
             actions.push(parsed.value);
           }
           const decisions = await Promise.all(actions.map((a) => decide(a, point)));
-          writeJson(res, 200, `{"decisions":${JSON.stringify(decisions)}}`, rid);
+          const body: DecideBatchResponse = { decisions: decisions.map(toDecideResponse) };
+          writeJson(res, 200, JSON.stringify(body), rid);
           return true;
         }
         case 'outcome': {
@@ -366,7 +368,8 @@ export function createDecisionApiHandler(
             const why = `the outcome of decision \`${decision}\` could not be recorded (${messageOf(err)})`;
             return reject(res, problem(503, 'outcome_not_recorded', why), rid);
           }
-          writeJson(res, 200, JSON.stringify({ decision, recorded: true }), rid);
+          const answer: OutcomeResponse = { decision, recorded: true };
+          writeJson(res, 200, JSON.stringify(answer), rid);
           return true;
         }
       }

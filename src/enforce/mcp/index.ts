@@ -1,42 +1,22 @@
-/** The MCP gateway: one MCP server in front of all of an agent's MCP servers, every call decided. */
-
+/**
+ * `execlayer/mcp`: the MCP gateway, one MCP server in front of all of an agent's MCP servers with every
+ * call decided. Programmatic use, as `execlayer mcp` and `execlayer serve` do it: `loadConfigFile`, then
+ * `openLayer(config)`, then `new McpGateway(opened.layer, config)`, then `gateway.serveStdio(…)` or
+ * `startGatewayHttp(gateway, { authenticate, handlers })`. See docs/gateway.md.
+ */
+export {
+  ConfigError,
+  type ConfigProblem,
+  type GatewayConfig,
+  type HttpUpstreamConfig,
+  loadConfigFile,
+  parseConfig,
+  type StdioUpstreamConfig,
+  type UpstreamConfig,
+} from '../../config/load.js';
 export { DECISION_META_KEY, decisionMeta, refusalText } from '../../runtime/refusal.js';
-export type { GatewayContext, GatewayLayer } from './context.js';
+export type { GatewayLayer } from './context.js';
 export { type GatewayOptions, McpGateway } from './gateway.js';
-export {
-  type GatewayHttpServer,
-  type HttpHandler,
-  loopbackHosts,
-  McpHttpEndpoint,
-  type McpHttpOptions,
-  refuseForeignOrigin,
-  startGatewayHttp,
-} from './http.js';
-export { MemoryRecorder, type OpenedLayer, openLayer } from './open-layer.js';
-export {
-  hashToolDefinition,
-  MemoryToolPinStore,
-  openToolPinStore,
-  type PinCheck,
-  type PinnedDefinition,
-  SqliteToolPinStore,
-  type ToolPin,
-  type ToolPinStore,
-} from './pins.js';
-export { findForbiddenKey, ScreenedTransport } from './screen.js';
-export {
-  GatewaySession,
-  POLICY_DENIED,
-  type SessionIdentity,
-  type SessionUpstreamStatus,
-} from './session.js';
-export { StdioFrontTransport } from './stdio.js';
-export {
-  BACKOFF,
-  UpstreamConnection,
-  UpstreamError,
-  type UpstreamHooks,
-  type UpstreamLimits,
-  type UpstreamState,
-  type UpstreamStatus,
-} from './upstream.js';
+export { type GatewayHttpServer, type HttpHandler, startGatewayHttp } from './http.js';
+export { type OpenedLayer, openLayer } from './open-layer.js';
+export type { SessionIdentity, SessionUpstreamStatus } from './session.js';
