@@ -5,6 +5,7 @@
  */
 import { canonicalisers } from '../facts/index.js';
 import type { Canonicaliser } from '../facts/types.js';
+import { flowsSchema } from '../flows/fields.js';
 
 const mode = {
   enum: ['enforce', 'shadow'],
@@ -211,5 +212,11 @@ export const policySchema = {
       },
     },
     redact: strings,
+    flows: flowsSchema({
+      conditions,
+      toolPatterns,
+      argConstraint: conditions.properties.args.additionalProperties,
+      mode,
+    }),
   },
 } as const;
