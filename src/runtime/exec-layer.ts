@@ -1,11 +1,17 @@
 /**
- * The runtime every enforcement point calls: one pipeline, stop switch → decide (engine) → approvals →
- * limits → record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
+ * The runtime every enforcement point calls: one pipeline, stop switch → decide (engine) → flows →
+ * approvals → limits → record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
  */
 import { performance } from 'node:perf_hooks';
 import { jsonDigest } from '../canonical-json.js';
 import { compile, type Engine } from '../engine/compile.js';
 import { initFacts } from '../facts/index.js';
+import { flowVerdict } from '../flows/decide.js';
+import { labelResult } from '../flows/deliver.js';
+import { join as joinLabels, labelJson, parseLabel } from '../flows/label.js';
+import { lookup } from '../flows/match.js';
+import { type FlowDelta, foldState, sessionScope } from '../flows/state.js';
+import type { CompiledFlows } from '../flows/types.js';
 import { type LoadResult, loadPolicyBytes, loadPolicyObject, unreadable } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
 import type {
@@ -25,7 +31,7 @@ import {
   readSettled,
   readSnapshot,
 } from './policy-watch.js';
-import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
+import type { ApprovalPort, LimitPort, LimitTicketPort, SessionPort, StatePort } from './ports.js';
 import { DEFAULT_STORE, openStores, type StoreUrls } from './stores.js';
 
 export interface ExecLayerOptions {
@@ -55,6 +61,8 @@ export interface ExecLayerOptions {
   approvals?: ApprovalPort;
   /** Suspension flags (the stop switch). */
   state?: StatePort;
+  /** Session flow state; a policy with `flows:` and no session store refuses what its flow rules name. */
+  sessions?: SessionPort;
   /** Called on policy reloads (ok or rejected) and on background recording failures. */
   onEvent?: (event: RuntimeEvent) => void;
   /** Clock, for tests. */
@@ -125,6 +133,18 @@ export interface ExecLayer {
    * yet (the newest 65,536 are remembered), or undefined.
    */
   awaitingOutcome(decisionId: string): { agent: string; tool: string; point: EnforcementPoint } | undefined;
+  /**
+   * Hands a result of an allowed call over to the flow policy before the agent sees it: labels it, drops or
+   * redacts the parts the policy withholds, adds the label delta to the session and records it in the
+   * audit trail — durably, before it resolves. `ok: false` means the result must not be shown (fail
+   * closed: the session state could not be updated). Without `flows:` in the policy the result passes as is.
+   * The decision API, which never sees results, gives `label` (and `resultDigest`) instead: it can only
+   * raise the label the policy declares for the tool.
+   */
+  deliver(
+    decision: Pick<Decision, 'id'>,
+    delivered: { result: unknown } | { resultDigest: string; label?: unknown },
+  ): Promise<Delivered>;
   /** Wraps fn so it runs only when allowed: deny → DeniedError; ask → ApprovalRequiredError. */
   guard<A extends { [k: string]: Json }, R>(
     fn: (args: A) => Promise<R>,
@@ -150,6 +170,11 @@ export interface ExecLayer {
   close(): Promise<void>;
 }
 
+/** What `deliver` decided: the result the agent may see, or why it may see none. */
+export type Delivered =
+  | { ok: true; result: unknown; label?: Json; withheld?: number }
+  | { ok: false; reason: string };
+
 const NO_RECORDER: Recorder = { record: async () => {} };
 /** An allowed decision whose outcome is not in yet: what to name in the outcome and what to release. */
 interface Awaiting {
@@ -157,6 +182,8 @@ interface Awaiting {
   tool: string;
   point: EnforcementPoint;
   ticket?: LimitTicketPort;
+  /** The action, for labelling its result (flow policies). */
+  action?: Action;
 }
 /** One decision on its way through the pipeline. */
 interface Turn {
@@ -168,7 +195,7 @@ interface Turn {
 
 /** A pipeline stage: takes the decision so far (none before `decide`), returns the next one. */
 interface Stage {
-  name: 'stop switch' | 'decide' | 'approvals' | 'limits';
+  name: 'stop switch' | 'decide' | 'flows' | 'approvals' | 'limits';
   run(turn: Turn, d: Decision | undefined): Decision | undefined | Promise<Decision | undefined>;
 }
 
@@ -191,7 +218,7 @@ export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer
   const loaded = first.result;
   if (!loaded.ok) throw new PolicyError(loaded.problems.map(formatProblem));
   const engine = compile(loaded.policy);
-  const piecemeal = opts.recorder || opts.limits || opts.approvals || opts.state;
+  const piecemeal = opts.recorder || opts.limits || opts.approvals || opts.state || opts.sessions;
   const url = opts.store ?? (piecemeal ? false : (process.env.EXECLAYER_STORE ?? DEFAULT_STORE));
   if (url === false) return new Runtime(opts, engine, source, first.digest);
   const stores = await openStores(url);
@@ -201,6 +228,7 @@ export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer
     limits: opts.limits ?? stores.limits,
     approvals: opts.approvals ?? stores.approvals,
     state: opts.state ?? stores.state,
+    ...((opts.sessions ?? stores.sessions) ? { sessions: opts.sessions ?? stores.sessions } : {}),
   };
   return new Runtime(merged, engine, source, first.digest, () => stores.close());
 }
@@ -322,7 +350,9 @@ class Runtime implements ExecLayer {
       if (entry) {
         entry.agent = event.action.agent;
         entry.tool = event.action.tool;
-      } else this.#track(d.id, { agent: event.action.agent, tool: event.action.tool, point: event.point });
+        entry.action = action;
+      } else
+        this.#track(d.id, { agent: event.action.agent, tool: event.action.tool, point: event.point, action });
       return d;
     } catch (e) {
       await this.#untrack(d.id, true);
@@ -380,8 +410,11 @@ class Runtime implements ExecLayer {
         await this.outcome(d, { ok: false, error: message(e), durationMs: performance.now() - t0 });
         throw e;
       }
-      await this.outcome(d, { ok: true, result, durationMs: performance.now() - t0 });
-      return result;
+      // The wrapped function's result goes through the flow policy before the caller sees it.
+      const seen = await this.deliver(d, { result });
+      await this.outcome(d, { ok: seen.ok, result, durationMs: performance.now() - t0 });
+      if (!seen.ok) throw new DeniedError(denyFrom(this.#engine.hash, 'store_error', seen.reason));
+      return seen.result as R;
     };
   }
 
@@ -446,8 +479,8 @@ class Runtime implements ExecLayer {
    * The stages of every decision, in order; `authorize` runs them, then the record stage (an allowed
    * decision is durably recorded before it is returned).
    *
-   * INVARIANT: one pipeline — stop switch → decide → approvals → limits → record. Every action that will
-   * run passes every stage. An approved call is turned into an allow by the approvals stage and only then
+   * INVARIANT: one pipeline — stop switch → decide → flows → approvals → limits → record. Every action
+   * that will run passes every stage. An approved call is turned into an allow by the approvals stage and only then
    * reaches the limits stage, so it is counted like any other call; a call that a limit refuses is
    * refused even though its grant was spent.
    */
@@ -455,6 +488,13 @@ class Runtime implements ExecLayer {
     // Each stage answers at once, without a turn of the microtask queue, when it has nothing to do.
     { name: 'stop switch', run: (t) => (this.#opts.state ? this.#stopSwitch(t) : undefined) },
     { name: 'decide', run: (t) => t.engine.decide(t.action, this.#now()) },
+    // INVARIANT: flows only tighten — an allow may become ask or deny, an ask deny; nothing becomes allow
+    // here (only a grant in the approvals stage does). The session state is read here and passed in:
+    // the engine and the flow evaluator stay pure.
+    {
+      name: 'flows',
+      run: (t, d) => (t.engine.policy.flows && need(d).effect !== 'deny' ? this.#flows(t, need(d)) : d),
+    },
     { name: 'approvals', run: (t, d) => (need(d).effect === 'ask' ? this.#approvals(t, need(d)) : d) },
     { name: 'limits', run: (t, d) => (need(d).limits?.length ? this.#limits(t, need(d)) : d) },
   ];
@@ -474,6 +514,128 @@ class Runtime implements ExecLayer {
     if (!s.suspended) return undefined;
     const why = `agent \`${action.agent}\` is suspended${s.by ? ` by ${s.by}` : ''}${s.reason ? `: ${s.reason}` : ''}; every action is denied until it is resumed`;
     return denyFrom(engine.hash, 'suspended', why);
+  }
+
+  /** Applies the flow policy's verdict on this call, given the session's state. */
+  async #flows({ action, engine }: Turn, d: Decision): Promise<Decision> {
+    const flows = engine.policy.flows;
+    // Only calls a flow rule names read the session state: cost in proportion to the rules that match.
+    if (!flows || !namedByFlows(flows, action.tool)) return d;
+    const store = this.#opts.sessions;
+    let verdict: ReturnType<typeof flowVerdict>;
+    try {
+      if (!store) throw new Error('the policy has flow rules but no session store is configured');
+      const state = foldState(await store.load(sessionScope(action)), flows.levels.length);
+      verdict = flowVerdict(flows, action, state, this.#now());
+    } catch (e) {
+      // INVARIANT: fail closed — a session state we cannot read refuses the call.
+      return {
+        ...d,
+        effect: 'deny',
+        code: 'store_error',
+        reason: `denied: cannot read this session's flow state (${message(e)})`,
+      };
+    }
+    if (!verdict) return d;
+    const shadow = flows.mode === 'shadow' || d.mode === 'shadow';
+    const flow = { ...verdict, applied: !shadow };
+    if (shadow) {
+      const was = d.wouldBe ?? d.effect;
+      const wouldBe = verdict.effect === 'deny' || was === 'deny' ? 'deny' : 'ask';
+      return {
+        ...d,
+        flow,
+        wouldBe,
+        reason: `${d.reason} (flow shadow mode: would ${wouldBe} — ${verdict.reason})`,
+      };
+    }
+    if (verdict.effect === 'deny') {
+      const { limits: _spent, ...rest } = d;
+      return {
+        ...rest,
+        effect: 'deny',
+        code: 'denied_by_flow',
+        rule: verdict.rule,
+        reason: verdict.reason,
+        flow,
+      };
+    }
+    if (d.effect === 'ask') return { ...d, flow, reason: `${d.reason}; ${verdict.reason}` };
+    return { ...d, effect: 'ask', code: 'asked', rule: verdict.rule, reason: verdict.reason, flow };
+  }
+
+  async deliver(
+    decision: Pick<Decision, 'id'>,
+    delivered: { result: unknown } | { resultDigest: string; label?: unknown },
+  ): Promise<Delivered> {
+    const engine = this.#engine;
+    const flows = engine.policy.flows;
+    const given = 'result' in delivered ? delivered.result : undefined;
+    if (!flows) return { ok: true, result: given };
+    try {
+      const entry = this.#inflight.get(decision.id);
+      // INVARIANT: fail closed — a result with no allowed call we know of is not shown.
+      if (!entry?.action)
+        throw new Error(`decision \`${decision.id}\` is not an allowed call awaiting its result`);
+      const action = entry.action;
+      const store = this.#opts.sessions;
+      if (!store) throw new Error('the policy has flow rules but no session store is configured');
+      const scope = sessionScope(action);
+      const now = this.#now();
+      const state = foldState(await store.load(scope), flows.levels.length);
+      const d = labelResult(flows, action, given, state, now);
+      let { label } = d;
+      let resultDigest: string;
+      if ('result' in delivered) resultDigest = safeDigest(d.result);
+      else {
+        resultDigest = delivered.resultDigest;
+        // A label reported with the outcome can only raise the declared one; a malformed one raises fully.
+        if (delivered.label !== undefined) {
+          const reported = parseLabel(delivered.label, flows.levels);
+          label = joinLabels(
+            label,
+            reported ?? { integrity: 'untrusted', level: flows.levels.length - 1, readers: [], tags: [] },
+          );
+        }
+      }
+      const delta: FlowDelta = {
+        id: `${decision.id}:${resultDigest}`,
+        decisionId: decision.id,
+        tool: action.tool,
+        resultDigest,
+        at: now,
+        label,
+        ...(Object.keys(d.seen).length > 0 && 'result' in delivered ? { seen: d.seen } : {}),
+        ...(d.steps.length > 0 ? { steps: d.steps } : {}),
+      };
+      await store.append(scope, delta);
+      // INVARIANT: the label delta is in the audit trail before the agent sees the result.
+      await this.recorder.record({
+        type: 'flow',
+        status: 'delivered',
+        agent: action.agent,
+        tool: action.tool,
+        ...(action.session !== undefined ? { session: action.session } : {}),
+        ...(action.onBehalfOf !== undefined ? { onBehalfOf: action.onBehalfOf } : {}),
+        scope,
+        decisionId: decision.id,
+        delta: { ...delta, label: labelJson(label, flows.levels) } as unknown as Json,
+        ...(d.withheld.count > 0 ? { withheld: d.withheld } : {}),
+        ...(flows.mode === 'shadow' ? { shadow: true } : {}),
+      });
+      return {
+        ok: true,
+        // Shadow mode withholds nothing: it records what enforcement would have withheld.
+        result: flows.mode === 'shadow' ? given : d.result,
+        label: labelJson(label, flows.levels) as unknown as Json,
+        ...(d.withheld.count > 0 ? { withheld: d.withheld.count } : {}),
+      };
+    } catch (e) {
+      return {
+        ok: false,
+        reason: `result withheld: the session's flow state could not be updated (${message(e)})`,
+      };
+    }
   }
 
   /**
@@ -537,7 +699,7 @@ class Runtime implements ExecLayer {
     }
     const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
     if (r.ok) {
-      this.#track(d.id, { agent: action.agent, tool: action.tool, point, ticket: r.ticket });
+      this.#track(d.id, { agent: action.agent, tool: action.tool, point, ticket: r.ticket, action });
       return d;
     }
     const code =
@@ -676,6 +838,11 @@ class Runtime implements ExecLayer {
       return false;
     }
   }
+}
+
+/** Does any sink, guard, sequence or preset name this tool? */
+function namedByFlows(flows: CompiledFlows, tool: string): boolean {
+  return lookup(flows.sinks, tool).length > 0 || lookup(flows.guards, tool).length > 0;
 }
 
 function denyFrom(policy: string, code: Decision['code'], reason: string): Decision {

@@ -59,7 +59,7 @@ import {
 /** What the gateway needs from the runtime. */
 export type GatewayLayer = Pick<
   ExecLayer,
-  'authorize' | 'visible' | 'outcome' | 'waitForApproval' | 'recorder'
+  'authorize' | 'visible' | 'outcome' | 'waitForApproval' | 'recorder' | 'deliver'
 >;
 
 /** JSON-RPC error code for a policy refusal of a method that has no `isError` result form. */
@@ -941,8 +941,17 @@ export class GatewaySession {
       await this.finish(d, false, started, why);
       return errorResult(why, d);
     }
-    await this.finish(d, !(result as CallToolResult).isError, started, undefined, result);
-    return result as CallToolResult;
+    // The flow policy sees the result before the agent does: labelled, withheld items removed, the
+    // session's label delta durable. A result it cannot account for is not shown (fail closed).
+    const seen = await this.ctx.layer.deliver(d, { result });
+    await this.finish(
+      d,
+      seen.ok && !(result as CallToolResult).isError,
+      started,
+      seen.ok ? undefined : seen.reason,
+      result,
+    );
+    return seen.ok ? (seen.result as CallToolResult) : errorResult(seen.reason, d);
   }
 
   /** Closes the agent side and every upstream of this session. */
