@@ -234,3 +234,121 @@ describe('flow policies at the SDK guard', () => {
     await l.close();
   });
 });
+
+describe('sequence rules, presets and guards', () => {
+  const seqPolicy = (
+    flows: Record<string, unknown>,
+    rules: unknown[] = [{ allow: ['web.fetch', 'files.read', 'mail.send', 'mail.read'] }],
+  ) => ({
+    version: 1,
+    agents: { assistant: { rules } },
+    flows: {
+      produces: {
+        'web.fetch': { label: { integrity: 'untrusted', level: 'public' } },
+        'files.read': { label: { integrity: 'trusted', level: 'confidential' } },
+        'mail.read': { label: { integrity: 'trusted', level: 'internal' } },
+      },
+      ...flows,
+    },
+  });
+  async function run(p: Record<string, unknown>, clock: { now: number }) {
+    const l = await createExecLayer({
+      policy: p,
+      recorder: new MemoryRecorder(),
+      approvals: memoryApprovalStore(),
+      limits: new MemoryLimitStore(),
+      sessions: new MemorySessionStore(),
+      now: () => clock.now,
+    });
+    const ran: string[] = [];
+    const call = (tool: string, args: { [k: string]: Json } = {}) =>
+      l
+        .guard(
+          async () => {
+            ran.push(tool);
+            return 'ok';
+          },
+          { agent: 'assistant', tool, session: 's' },
+        )(args)
+        .then(
+          () => 'allow',
+          (e: { decision?: { effect: string } }) => e.decision?.effect ?? 'error',
+        );
+    return { l, call, ran };
+  }
+
+  it('after: [web.fetch, files.read] then: mail.send within 10m — in order only, and only in time', async () => {
+    const clock = { now: 1_000_000 };
+    const p = seqPolicy({
+      // biome-ignore lint/suspicious/noThenProperty: `then` is the policy keyword
+      sequences: [{ id: 'exfil', after: ['web.fetch', 'files.read'], then: 'mail.send', within: '10m' }],
+    });
+    const { l, call, ran } = await run(p, clock);
+    // Out of order: files.read before web.fetch does not complete the sequence.
+    await call('files.read');
+    await call('web.fetch');
+    assert.equal(await call('mail.send'), 'allow');
+    await call('files.read');
+    assert.equal(await call('mail.send'), 'deny');
+    assert.equal(ran.filter((t) => t === 'mail.send').length, 1);
+    clock.now += 11 * 60_000;
+    assert.equal(await call('mail.send'), 'allow', 'past `within` the rule no longer applies');
+    await l.close();
+  });
+
+  it('lethal trifecta: untrusted input + sensitive data + egress asks; two of the three pass', async () => {
+    const clock = { now: 1_000_000 };
+    const p = seqPolicy({ presets: { lethal_trifecta: { egress: 'mail.send', sensitive: 'confidential' } } });
+    const a = await run(p, clock);
+    await a.call('web.fetch');
+    assert.equal(await a.call('mail.send'), 'allow', 'untrusted + egress, nothing sensitive');
+    await a.call('files.read');
+    assert.equal(await a.call('mail.send'), 'ask', 'all three');
+    await a.l.close();
+    const b = await run(p, clock);
+    await b.call('files.read');
+    assert.equal(await b.call('mail.send'), 'allow', 'sensitive + egress, nothing untrusted');
+    await b.l.close();
+  });
+
+  it('a guard never grants: an ask guard on a tool the policy does not allow stays denied and hidden', async () => {
+    const clock = { now: 1 };
+    const p = seqPolicy({ guards: [{ id: 'g', ask: ['mail.send', 'db.drop'] }] }, [
+      { allow: ['web.fetch', 'mail.send'] },
+    ]);
+    const { l, call, ran } = await run(p, clock);
+    assert.equal(await call('db.drop'), 'deny');
+    assert.equal(l.visible('assistant', 'db.drop'), false);
+    assert.equal(await call('mail.send'), 'ask', 'an allowed call is tightened to ask');
+    assert.deepEqual(ran, []);
+    await l.close();
+  });
+
+  it('a guard with typed conditions and a context condition tightens only when both hold', async () => {
+    const clock = { now: 1 };
+    const p = seqPolicy(
+      {
+        guards: [
+          {
+            id: 'outside-after-web',
+            deny: 'mail.send',
+            unless: { email: { arg: 'to', to_domains: ['acme.com'] } },
+            context: { integrity: 'untrusted' },
+          },
+        ],
+      },
+      [{ allow: ['web.fetch', 'mail.send'] }],
+    );
+    const { l, call } = await run(p, clock);
+    assert.equal(await call('mail.send', { to: 'x@evil.example' }), 'allow', 'context still trusted');
+    await call('web.fetch');
+    assert.equal(await call('mail.send', { to: 'x@evil.example' }), 'deny');
+    assert.equal(await call('mail.send', { to: 'y@acme.com' }), 'allow');
+    assert.equal(
+      await call('mail.send', { to: 'not an address' }),
+      'deny',
+      'unparsable: the exception fails closed',
+    );
+    await l.close();
+  });
+});
