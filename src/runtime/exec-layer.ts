@@ -145,6 +145,13 @@ export interface ExecLayer {
     decision: Pick<Decision, 'id'>,
     delivered: { result: unknown } | { resultDigest: string; label?: unknown },
   ): Promise<Delivered>;
+  /**
+   * Endorses (makes trusted) or declassifies (adds readers to) one result a session received, named by
+   * its digest. Only an approval bound to exactly this session, result digest and change does it: the
+   * first call files the request (`pending`); once an approver grants it, the next call applies it
+   * (`endorsed`), records it in the audit trail and spends the grant. Never rejects.
+   */
+  endorse(o: EndorseRequest): Promise<EndorseOutcome>;
   /** Wraps fn so it runs only when allowed: deny → DeniedError; ask → ApprovalRequiredError. */
   guard<A extends { [k: string]: Json }, R>(
     fn: (args: A) => Promise<R>,
@@ -174,6 +181,24 @@ export interface ExecLayer {
 export type Delivered =
   | { ok: true; result: unknown; label?: Json; withheld?: number }
   | { ok: false; reason: string };
+
+/** Which result of which session to endorse or declassify. */
+export interface EndorseRequest {
+  agent: string;
+  session?: string;
+  onBehalfOf?: string;
+  /** sha256 of the result as delivered (the flow record's `resultDigest`). */
+  resultDigest: string;
+  integrity?: 'trusted';
+  readers?: string[];
+}
+
+export type EndorseOutcome =
+  | { status: 'pending' | 'endorsed'; approvalId: string }
+  | { status: 'refused'; reason: string };
+
+/** The tool name endorsement approvals are filed under. */
+export const ENDORSE_TOOL = 'execlayer.endorse';
 
 const NO_RECORDER: Recorder = { record: async () => {} };
 /** An allowed decision whose outcome is not in yet: what to name in the outcome and what to release. */
@@ -635,6 +660,84 @@ class Runtime implements ExecLayer {
         ok: false,
         reason: `result withheld: the session's flow state could not be updated (${message(e)})`,
       };
+    }
+  }
+
+  async endorse(o: EndorseRequest): Promise<EndorseOutcome> {
+    const engine = this.#engine;
+    const flows = engine.policy.flows;
+    const store = this.#opts.sessions;
+    const approvals = this.#opts.approvals;
+    if (!flows || !store || !approvals)
+      return {
+        status: 'refused',
+        reason: 'endorsement needs a flow policy, a session store and an approval store',
+      };
+    if (o.integrity !== 'trusted' && !(o.readers && o.readers.length > 0))
+      return { status: 'refused', reason: 'say what to endorse: `integrity: trusted` and/or `readers`' };
+    try {
+      const scope = sessionScope(o);
+      const record = await store.load(scope);
+      const delta = record.deltas.find((d) => d.resultDigest === o.resultDigest);
+      if (!delta)
+        return {
+          status: 'refused',
+          reason: `this session received no result with digest \`${o.resultDigest}\``,
+        };
+      const change = {
+        resultDigest: o.resultDigest,
+        ...(o.integrity ? { integrity: o.integrity } : {}),
+        ...(o.readers ? { readers: [...o.readers].map((r) => r.toLowerCase()).sort() } : {}),
+      };
+      // INVARIANT: an endorsement is bound to exactly this session, result digest and change.
+      const binding = {
+        agent: o.agent,
+        tool: ENDORSE_TOOL,
+        argsDigest: jsonDigest({ scope, ...change }),
+        policy: engine.hash,
+        ...(o.session !== undefined ? { session: o.session } : {}),
+      };
+      const now = this.#now();
+      const grant = await approvals.consumeGrant(binding, now);
+      if (!grant) {
+        const what = [
+          o.integrity ? 'trust' : '',
+          o.readers?.length ? `readers ${change.readers?.join(', ')}` : '',
+        ]
+          .filter(Boolean)
+          .join(' and ');
+        const req = await approvals.request(
+          {
+            ...binding,
+            ...(o.onBehalfOf !== undefined ? { onBehalfOf: o.onBehalfOf } : {}),
+            rule: 'flows.endorse',
+            reason: `endorse the result of \`${delta.tool}\` (decision ${delta.decisionId}, digest ${o.resultDigest}): ${what}`,
+            args: change as unknown as Json,
+            ttlMs: 15 * 60_000,
+            uses: 1,
+            approvers: [],
+            decisionId: delta.decisionId,
+          },
+          now,
+        );
+        return { status: 'pending', approvalId: req.id };
+      }
+      const endorsement = { ...change, approvalId: grant.id, at: now };
+      await store.endorse(scope, endorsement);
+      await this.recorder.record({
+        type: 'flow',
+        status: 'endorsed',
+        agent: o.agent,
+        tool: delta.tool,
+        ...(o.session !== undefined ? { session: o.session } : {}),
+        ...(o.onBehalfOf !== undefined ? { onBehalfOf: o.onBehalfOf } : {}),
+        scope,
+        decisionId: delta.decisionId,
+        endorsement: endorsement as unknown as Json,
+      });
+      return { status: 'endorsed', approvalId: grant.id };
+    } catch (e) {
+      return { status: 'refused', reason: `endorsement failed: ${message(e)}` };
     }
   }
 

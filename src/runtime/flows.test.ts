@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { memoryApprovalStore } from '../approvals/memory.js';
+import { sessionsFromAudit } from '../flows/rebuild.js';
+import { foldState, sessionScope } from '../flows/state.js';
 import { MemoryLimitStore } from '../limits/memory.js';
 import { MemorySessionStore } from '../sessions/memory.js';
 import type { FlowEvent, Json } from '../types.js';
@@ -349,6 +351,72 @@ describe('sequence rules, presets and guards', () => {
       'deny',
       'unparsable: the exception fails closed',
     );
+    await l.close();
+  });
+});
+
+describe('endorsement and the audit trail', () => {
+  const who = { agent: 'assistant', session: 's1', onBehalfOf: 'alice@acme.com' };
+  const digestOf = (recorder: MemoryRecorder, tool: string) =>
+    recorder.events
+      .filter((e): e is FlowEvent => e.type === 'flow' && e.tool === tool)
+      .map((e) => (e.delta as { resultDigest: string }).resultDigest);
+
+  it('only an approval bound to the exact result digest endorses it; then the sink passes', async () => {
+    const p = { ...policy, flows: { ...policy.flows, sinks: { 'mail.send': { trusted: true } } } };
+    const { l, tool, approvals, recorder, calls } = await layer(p);
+    await tool('mail.read', inbox)({});
+    await tool('web.fetch', () => 'other page')({ url: 'https://shop.example/' });
+    const send = tool('mail.send', () => 'sent');
+    await assert.rejects(send({ to: 'bob@acme.com', body: 'x' }), DeniedError);
+    const [mail] = digestOf(recorder, 'mail.read');
+    const [page] = digestOf(recorder, 'web.fetch');
+    assert.ok(mail && page);
+    const first = await l.endorse({ ...who, resultDigest: mail, integrity: 'trusted' });
+    assert.equal(first.status, 'pending');
+    assert.ok(first.status === 'pending');
+    // Nothing changes until an approver decides; a grant for one digest does not cover another.
+    assert.equal((await l.endorse({ ...who, resultDigest: page, integrity: 'trusted' })).status, 'pending');
+    await approvals.decide(first.approvalId, { approve: true, approver: 'sec@acme.com' }, Date.now());
+    assert.equal((await l.endorse({ ...who, resultDigest: page, integrity: 'trusted' })).status, 'pending');
+    assert.equal((await l.endorse({ ...who, resultDigest: mail, integrity: 'trusted' })).status, 'endorsed');
+    // The web page still taints the session.
+    await assert.rejects(send({ to: 'bob@acme.com', body: 'x' }), DeniedError);
+    const second = await l.endorse({ ...who, resultDigest: page, integrity: 'trusted' });
+    assert.ok(second.status === 'pending');
+    await approvals.decide(second.approvalId, { approve: true, approver: 'sec@acme.com' }, Date.now());
+    assert.equal((await l.endorse({ ...who, resultDigest: page, integrity: 'trusted' })).status, 'endorsed');
+    assert.equal(await send({ to: 'bob@acme.com', body: 'x' }), 'sent');
+    assert.equal(calls.filter((c) => c.tool === 'mail.send').length, 1);
+    const refused = await l.endorse({ ...who, resultDigest: 'f'.repeat(64), integrity: 'trusted' });
+    assert.equal(refused.status, 'refused');
+    await l.close();
+  });
+
+  it('replaying the audit trail rebuilds exactly the state the store holds', async () => {
+    const { l, tool, recorder, sessions, approvals } = await layer();
+    await tool('crm.lookup', contacts)({});
+    await tool('mail.read', inbox)({});
+    await tool('web.fetch', () => 'x')({ url: 'https://docs.acme.com/' });
+    const [mail] = digestOf(recorder, 'mail.read');
+    const r = await l.endorse({ ...who, resultDigest: mail ?? '', readers: ['partner.example'] });
+    assert.ok(r.status === 'pending');
+    await approvals.decide(r.approvalId, { approve: true, approver: 'sec@acme.com' }, Date.now());
+    assert.equal(
+      (await l.endorse({ ...who, resultDigest: mail ?? '', readers: ['partner.example'] })).status,
+      'endorsed',
+    );
+    await l.flush();
+    const levels = l.engine.policy.flows?.levels ?? [];
+    const scope = sessionScope(who);
+    const rebuilt = sessionsFromAudit(recorder.events, levels).get(scope);
+    assert.ok(rebuilt);
+    const stored = await sessions.load(scope);
+    assert.deepEqual(foldState(rebuilt, levels.length), foldState(stored, levels.length));
+    // Replayed in reverse, the same state: joins commute.
+    const reversed = sessionsFromAudit([...recorder.events].reverse(), levels).get(scope);
+    assert.ok(reversed);
+    assert.deepEqual(foldState(reversed, levels.length), foldState(stored, levels.length));
     await l.close();
   });
 });
