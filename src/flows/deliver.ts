@@ -8,7 +8,7 @@ import { evalConditions } from '../engine/compile.js';
 import type { ArgCheck } from '../policy/conditions.js';
 import { readArg } from '../policy/conditions.js';
 import type { Action, Json } from '../types.js';
-import { type Location, select, selectStrings } from './jsonpath.js';
+import { type Segment, select, selectStrings } from './jsonpath.js';
 import { join, type Label, makeLabel, parseLabel, top } from './label.js';
 import { lookup, matchesStep } from './match.js';
 import type { FlowState } from './state.js';
@@ -61,15 +61,13 @@ export function labelResult(
         break;
       }
     }
-    if (decl.withhold.length > 0) {
-      delivered = structuredClone(result);
-      for (const w of decl.withhold) withhold(w, delivered, withheld);
-    }
+    // Copy-on-write: only the containers on the way to a withheld item are copied.
+    for (const w of decl.withhold) delivered = withhold(w, delivered, withheld);
     const envelope = label;
     for (const it of decl.items) {
-      for (const loc of select(it.path, delivered)) {
-        if (applies(it, loc.value)) label = join(label, merge(envelope, it.label ?? {}));
-      }
+      // Join is idempotent: one matching item raises the label as much as all of them.
+      if (select(it.path, delivered).some((loc) => applies(it, loc.value)))
+        label = join(label, merge(envelope, it.label ?? {}));
     }
   }
   const attached = upstreamLabel(delivered, flows.levels);
@@ -130,21 +128,63 @@ function holdsAll(checks: readonly ArgCheck[], value: unknown): boolean {
 }
 
 /** Drops or redacts the items one `withhold` entry selects, counting them and keeping their digests. */
-function withhold(w: CompiledItem, doc: unknown, out: { count: number; digests: string[] }): void {
-  const hits: Location[] = select(w.path, doc).filter((l) => applies(w, l.value));
-  // Array items are removed from the end, so the indices of the others stay valid.
-  for (let i = hits.length - 1; i >= 0; i--) {
-    const l = hits[i] as Location;
+function withhold(w: CompiledItem, doc: unknown, out: { count: number; digests: string[] }): unknown {
+  const act = (v: unknown): boolean => {
+    if (!applies(w, v)) return false;
     out.count++;
-    out.digests.push(safeDigest(l.value));
-    if (l.parent === undefined) continue;
-    if (Array.isArray(l.parent)) {
-      if (w.action === 'drop') l.parent.splice(l.key as number, 1);
-      else l.parent[l.key as number] = WITHHELD;
-    } else if (w.action === 'drop') delete l.parent[l.key as string];
-    else l.parent[l.key as string] = WITHHELD;
+    out.digests.push(safeDigest(v));
+    return true;
+  };
+  if (w.path.segments.length === 0) return act(doc) ? WITHHELD : doc;
+  return rewrite(doc, w.path.segments, 0, act, w.action === 'drop');
+}
+
+const DROPPED: unique symbol = Symbol('dropped');
+
+/**
+ * `node` with the items the path selects (from segment `i` on) dropped or replaced where `act` says so.
+ * Returns `node` itself when nothing under it changed, else a shallow copy: the input is never mutated.
+ */
+function rewrite(
+  node: unknown,
+  segs: readonly Segment[],
+  i: number,
+  act: (v: unknown) => boolean,
+  drop: boolean,
+): unknown {
+  if (node === null || typeof node !== 'object') return node;
+  const seg = segs[i] as Segment;
+  const last = i === segs.length - 1;
+  const visit = (child: unknown): unknown => {
+    if (!last) return rewrite(child, segs, i + 1, act, drop);
+    return act(child) ? (drop ? DROPPED : WITHHELD) : child;
+  };
+  if (Array.isArray(node)) {
+    let copy: unknown[] | undefined;
+    const at = (k: number) => {
+      const next = visit(node[k]);
+      if (next === node[k]) return;
+      copy ??= node.slice();
+      copy[k] = next;
+    };
+    if (seg.kind === 'index') {
+      if (seg.index < node.length) at(seg.index);
+    } else if (seg.kind === 'all') for (let k = 0; k < node.length; k++) at(k);
+    return copy ? copy.filter((x) => x !== DROPPED) : node;
   }
-  out.digests.reverse();
+  const o = node as Record<string, unknown>;
+  let copy: Record<string, unknown> | undefined;
+  const at = (k: string) => {
+    const next = visit(o[k]);
+    if (next === o[k]) return;
+    copy ??= { ...o };
+    if (next === DROPPED) delete copy[k];
+    else copy[k] = next;
+  };
+  if (seg.kind === 'key') {
+    if (Object.hasOwn(o, seg.key)) at(seg.key);
+  } else if (seg.kind === 'all') for (const k of Object.keys(o)) at(k);
+  return copy ?? node;
 }
 
 function merge(base: Label, over: PartialLabel): Label {

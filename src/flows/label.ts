@@ -27,16 +27,22 @@ export function top(levels: number): Label {
   return { integrity: 'untrusted', level: Math.max(0, levels - 1), readers: [], tags: [] };
 }
 
-/** The least label at least as restrictive as both. */
+/** The least label at least as restrictive as both. Returns `a` itself when `b` adds nothing. */
 export function join(a: Label, b: Label): Label {
   if (a === b) return a;
-  const readers = meetReaders(a.readers, b.readers);
-  return {
-    integrity: a.integrity === 'untrusted' || b.integrity === 'untrusted' ? 'untrusted' : 'trusted',
-    level: Math.max(a.level, b.level),
-    ...(readers !== undefined ? { readers } : {}),
-    tags: unionSorted(a.tags, b.tags),
-  };
+  const sameReaders = sameList(a.readers, b.readers);
+  const readers = sameReaders ? a.readers : meetReaders(a.readers, b.readers);
+  const tags = sameList(a.tags, b.tags) ? a.tags : unionSorted(a.tags, b.tags);
+  const integrity = a.integrity === 'untrusted' || b.integrity === 'untrusted' ? 'untrusted' : 'trusted';
+  const level = Math.max(a.level, b.level);
+  if (
+    integrity === a.integrity &&
+    level === a.level &&
+    tags === a.tags &&
+    (sameReaders || sameList(readers, a.readers))
+  )
+    return a;
+  return { integrity, level, ...(readers !== undefined ? { readers } : {}), tags };
 }
 
 /** True when `b` is at least as restrictive as `a` in every component (a ⊑ b). */

@@ -10,7 +10,13 @@ import { flowVerdict } from '../flows/decide.js';
 import { labelResult } from '../flows/deliver.js';
 import { join as joinLabels, labelJson, parseLabel } from '../flows/label.js';
 import { lookup } from '../flows/match.js';
-import { type FlowDelta, foldState, sessionScope } from '../flows/state.js';
+import {
+  type FlowDelta,
+  type FlowState,
+  foldState,
+  type SessionRecord,
+  sessionScope,
+} from '../flows/state.js';
 import type { CompiledFlows } from '../flows/types.js';
 import { type LoadResult, loadPolicyBytes, loadPolicyObject, unreadable } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
@@ -232,6 +238,8 @@ function need(d: Decision | undefined): Decision {
 
 /** Records nothing waits on: denials, policy events (see `RecordOptions.lazy`). */
 const LAZY: RecordOptions = { lazy: true };
+/** Most folded session states kept. */
+const MAX_FOLDS = 10_000;
 /** Most allowed decisions awaiting their outcome that the runtime remembers. */
 const MAX_INFLIGHT = 65_536;
 
@@ -293,6 +301,14 @@ class Runtime implements ExecLayer {
   #reloads: Promise<unknown> = Promise.resolve();
 
   readonly #closeStores: (() => Promise<void>) | undefined;
+  /** Digests of results `deliver` computed, so the outcome record does not digest them again. */
+  readonly #digests = new WeakMap<object, string>();
+  /**
+   * Folded session states by scope. A store's record is two grow-only sets, so its sizes and its first and
+   * last delta name it: a hit is exactly the fold of what the store returned (a forgotten and regrown
+   * session starts with another delta).
+   */
+  readonly #folds = new Map<string, { key: string; state: FlowState }>();
 
   constructor(
     opts: ExecLayerOptions,
@@ -397,7 +413,8 @@ class Runtime implements ExecLayer {
     options?: RecordOptions,
   ): Promise<void> {
     const entry = await this.#untrack(decision.id, false);
-    const resultDigest = o.result === undefined ? (o.resultDigest ?? '') : safeDigest(o.result);
+    const known = o.result !== null && typeof o.result === 'object' ? this.#digests.get(o.result) : undefined;
+    const resultDigest = o.result === undefined ? (o.resultDigest ?? '') : (known ?? safeDigest(o.result));
     await this.recorder.record(
       {
         type: 'outcome',
@@ -541,6 +558,22 @@ class Runtime implements ExecLayer {
     return denyFrom(engine.hash, 'suspended', why);
   }
 
+  /** The fold of a session's record, from the cache when the record is the one folded last. */
+  #folded(scope: string, record: SessionRecord, levels: number): FlowState {
+    const d = record.deltas;
+    const key = `${d.length}:${record.endorsements.length}:${d[0]?.id ?? ''}:${d[d.length - 1]?.id ?? ''}:${levels}`;
+    const hit = this.#folds.get(scope);
+    if (hit?.key === key) return hit.state;
+    const state = foldState(record, levels);
+    if (this.#folds.size >= MAX_FOLDS) {
+      const oldest = this.#folds.keys().next().value;
+      if (oldest !== undefined) this.#folds.delete(oldest);
+    }
+    this.#folds.delete(scope);
+    this.#folds.set(scope, { key, state });
+    return state;
+  }
+
   /** Applies the flow policy's verdict on this call, given the session's state. */
   async #flows({ action, engine }: Turn, d: Decision): Promise<Decision> {
     const flows = engine.policy.flows;
@@ -550,7 +583,8 @@ class Runtime implements ExecLayer {
     let verdict: ReturnType<typeof flowVerdict>;
     try {
       if (!store) throw new Error('the policy has flow rules but no session store is configured');
-      const state = foldState(await store.load(sessionScope(action)), flows.levels.length);
+      const scope = sessionScope(action);
+      const state = this.#folded(scope, await store.load(scope), flows.levels.length);
       verdict = flowVerdict(flows, action, state, this.#now());
     } catch (e) {
       // INVARIANT: fail closed — a session state we cannot read refuses the call.
@@ -607,12 +641,16 @@ class Runtime implements ExecLayer {
       if (!store) throw new Error('the policy has flow rules but no session store is configured');
       const scope = sessionScope(action);
       const now = this.#now();
-      const state = foldState(await store.load(scope), flows.levels.length);
+      const state = this.#folded(scope, await store.load(scope), flows.levels.length);
       const d = labelResult(flows, action, given, state, now);
       let { label } = d;
       let resultDigest: string;
-      if ('result' in delivered) resultDigest = safeDigest(d.result);
-      else {
+      if ('result' in delivered) {
+        resultDigest = safeDigest(d.result);
+        // The outcome record digests the result the upstream returned; unchanged, it is this one.
+        if (d.result === given && given !== null && typeof given === 'object')
+          this.#digests.set(given, resultDigest);
+      } else {
         resultDigest = delivered.resultDigest;
         // A label reported with the outcome can only raise the declared one; a malformed one raises fully.
         if (delivered.label !== undefined) {
