@@ -152,6 +152,10 @@ export const FLOWS_FIELDS: ConditionFields = {
     schema: { $ref: '#/definitions/mode' },
     description: '`shadow` records flow verdicts without applying them.',
   },
+  scope: oneOf(
+    ['session', 'principal'],
+    '`session` (default): state per channel session; `principal`: per agent and principal across sessions.',
+  ),
   levels: {
     schema: {
       type: 'array',

@@ -122,7 +122,7 @@ export function replayFlows(
     const action: Action = { agent: a.agent, tool: a.tool, args: args as { [k: string]: Json } };
     if (a.session !== undefined) action.session = a.session;
     if (a.onBehalfOf !== undefined) action.onBehalfOf = a.onBehalfOf;
-    const scope = sessionScope(action);
+    const scope = sessionScope(action, flows.scope);
     let s = sessions.get(scope);
     if (!s) {
       s = { deltas: [], tainted: false, denied: false, asked: false };

@@ -129,7 +129,14 @@ export function withDelta(record: SessionRecord, delta: FlowDelta): SessionRecor
   return { deltas: [...record.deltas, delta], endorsements: record.endorsements };
 }
 
-/** The scope key of a session: agent, principal and channel session id, unambiguous. */
-export function sessionScope(a: { agent: string; onBehalfOf?: string; session?: string }): string {
-  return JSON.stringify([a.agent, a.onBehalfOf ?? '', a.session ?? '']);
+/**
+ * The scope key of a session: agent, principal and channel session id, unambiguous. With `principal`
+ * scope (clients that open a session per call) the session id is left out: everything the agent did for
+ * that principal counts.
+ */
+export function sessionScope(
+  a: { agent: string; onBehalfOf?: string; session?: string },
+  scope: 'session' | 'principal' = 'session',
+): string {
+  return JSON.stringify([a.agent, a.onBehalfOf ?? '', scope === 'principal' ? '' : (a.session ?? '')]);
 }

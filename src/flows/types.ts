@@ -76,6 +76,7 @@ export interface PresetSpec {
 /** The `flows:` section of a policy. */
 export interface FlowsSpec {
   mode?: Mode;
+  scope?: 'session' | 'principal';
   levels?: string[];
   produces?: Record<string, ProducesSpec>;
   sinks?: Record<string, SinkSpec>;
@@ -160,6 +161,8 @@ export interface ToolIndexLite {
 
 export interface CompiledFlows {
   mode: Mode;
+  /** `principal`: one state per agent and principal, whatever the channel's session key. */
+  scope: 'session' | 'principal';
   levels: readonly string[];
   produces: ToolIndex<CompiledProduces>;
   sinks: ToolIndex<CompiledSink>;

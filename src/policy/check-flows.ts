@@ -286,7 +286,16 @@ export function checkFlows(
     rules++;
   }
 
-  return { mode: spec.mode ?? policyMode, levels, produces, sinks, guards, steppers, rules };
+  return {
+    mode: spec.mode ?? policyMode,
+    scope: spec.scope ?? 'session',
+    levels,
+    produces,
+    sinks,
+    guards,
+    steppers,
+    rules,
+  };
 }
 
 function newIndex<T>(): ToolIndex<T> {

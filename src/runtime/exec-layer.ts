@@ -583,7 +583,7 @@ class Runtime implements ExecLayer {
     let verdict: ReturnType<typeof flowVerdict>;
     try {
       if (!store) throw new Error('the policy has flow rules but no session store is configured');
-      const scope = sessionScope(action);
+      const scope = sessionScope(action, flows.scope);
       const state = this.#folded(scope, await store.load(scope), flows.levels.length);
       verdict = flowVerdict(flows, action, state, this.#now());
     } catch (e) {
@@ -639,7 +639,7 @@ class Runtime implements ExecLayer {
       const action = entry.action;
       const store = this.#opts.sessions;
       if (!store) throw new Error('the policy has flow rules but no session store is configured');
-      const scope = sessionScope(action);
+      const scope = sessionScope(action, flows.scope);
       const now = this.#now();
       const state = this.#folded(scope, await store.load(scope), flows.levels.length);
       const d = labelResult(flows, action, given, state, now);
@@ -714,7 +714,7 @@ class Runtime implements ExecLayer {
     if (o.integrity !== 'trusted' && !(o.readers && o.readers.length > 0))
       return { status: 'refused', reason: 'say what to endorse: `integrity: trusted` and/or `readers`' };
     try {
-      const scope = sessionScope(o);
+      const scope = sessionScope(o, flows.scope);
       const record = await store.load(scope);
       const delta = record.deltas.find((d) => d.resultDigest === o.resultDigest);
       if (!delta)

@@ -202,6 +202,20 @@ describe('flow policies at the SDK guard', () => {
     await l.close();
   });
 
+  it('with `scope: principal` a new session does not shed the taint of an earlier one', async () => {
+    const { l, tool, calls } = await layer({ flows: { ...policy.flows, scope: 'principal' } });
+    await tool('crm.lookup', contacts, 's1')({});
+    await tool('mail.read', inbox, 's1')({});
+    const err = await tool(
+      'mail.send',
+      () => 'sent',
+      'fresh-session',
+    )({ to: 'x@evil.example', body: 'b' }).catch((e: unknown) => e);
+    assert.ok(err instanceof DeniedError);
+    assert.equal(calls.filter((c) => c.tool === 'mail.send').length, 0);
+    await l.close();
+  });
+
   it('shadow mode records the verdict and lets the call run', async () => {
     const { l, calls, tool, recorder } = await layer({ flows: { ...policy.flows, mode: 'shadow' } });
     await tool('mail.read', inbox)({});
