@@ -13,6 +13,9 @@
 export { checkAction, parseAction } from './engine/action.js';
 export { compile, type Engine } from './engine/compile.js';
 export { factsReady, initFacts } from './facts/index.js';
+export type { Label } from './flows/label.js';
+export { sessionsFromAudit } from './flows/rebuild.js';
+export type { FlowState, SessionRecord } from './flows/state.js';
 export type { CheckedPolicy } from './policy/check.js';
 export { type LoadResult, loadPolicyFile, loadPolicyObject, loadPolicyText } from './policy/load.js';
 export { formatProblem, type Problem } from './policy/problems.js';
@@ -22,6 +25,9 @@ export { ApprovalRequiredError, DeniedError, PolicyError } from './runtime/error
 export {
   type ApprovalWait,
   createExecLayer,
+  type Delivered,
+  type EndorseOutcome,
+  type EndorseRequest,
   type ExecLayer,
   type ExecLayerOptions,
   formatRuntimeEvent,
@@ -32,6 +38,8 @@ export {
 export type { PolicyWatchTiming } from './runtime/policy-watch.js';
 export { DEFAULT_STORE, MemoryRecorder, openStores, type Stores, type StoreUrls } from './runtime/stores.js';
 export { createRemoteExecLayer, type RemoteExecLayer, type RemoteExecLayerOptions } from './sdk/remote.js';
+export { openSessionStore } from './sessions/open.js';
+export type { SessionStore } from './sessions/types.js';
 export type {
   Action,
   ApprovalSpec,
@@ -40,6 +48,8 @@ export type {
   DecisionCode,
   Effect,
   EnforcementPoint,
+  FlowEvent,
+  FlowVerdictInfo,
   Json,
   LimitScope,
   LimitSpec,
