@@ -20,6 +20,9 @@
 export { CanonicalJsonError, canonicalJson, jsonDigest } from './canonical-json.js';
 export { compile, type Engine } from './engine/compile.js';
 export { factsReady, initFacts } from './facts/index.js';
+export type { Label } from './flows/label.js';
+export { sessionsFromAudit } from './flows/rebuild.js';
+export type { FlowState, SessionRecord } from './flows/state.js';
 export type { CheckedPolicy } from './policy/check.js';
 export {
   type LoadResult,
@@ -36,6 +39,9 @@ export { ApprovalRequiredError, DeniedError, PolicyError } from './runtime/error
 export {
   type ApprovalWait,
   createExecLayer,
+  type Delivered,
+  type EndorseOutcome,
+  type EndorseRequest,
   type ExecLayer,
   type ExecLayerOptions,
   formatRuntimeEvent,
@@ -53,6 +59,8 @@ export type {
   DecisionCode,
   Effect,
   EnforcementPoint,
+  FlowEvent,
+  FlowVerdictInfo,
   Json,
   LimitScope,
   LimitSpec,

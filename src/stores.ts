@@ -52,6 +52,8 @@ export type {
 } from './limits/types.js';
 // All of the runtime's stores from one URL (or one per family).
 export { DEFAULT_STORE, MemoryRecorder, openStores, type Stores, type StoreUrls } from './runtime/stores.js';
+export { openSessionStore } from './sessions/open.js';
+export type { SessionStore } from './sessions/types.js';
 // The stop switch: suspend one agent or all of them.
 export {
   AgentStateError,

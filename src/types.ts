@@ -93,12 +93,26 @@ export interface Decision {
   retryAfterMs?: number;
   /** Facts the canonicalisers derived (e.g. SQL statement kinds and tables), for audit and explain. */
   facts?: { [name: string]: Json };
+  /** A flow rule's verdict on this call (see docs/flows.md); `applied: false` in flow shadow mode. */
+  flow?: FlowVerdictInfo;
+}
+
+/** What a flow rule said about a call, and the results that raised the session's label. */
+export interface FlowVerdictInfo {
+  effect: 'deny' | 'ask';
+  rule: string;
+  reason: string;
+  /** The taint chain: decisions whose results raised the label, oldest first. */
+  chain: { decisionId: string; tool: string; resultDigest: string }[];
+  /** False in shadow mode: recorded, not enforced. */
+  applied: boolean;
 }
 
 export type DecisionCode =
   | 'allowed'
   | 'asked'
   | 'denied_by_rule'
+  | 'denied_by_flow'
   | 'no_matching_rule'
   | 'unknown_agent'
   | 'invalid_action'
@@ -123,7 +137,8 @@ export type AuditEvent =
   | AgentStateEvent
   | ToolDefinitionEvent
   | AuthEvent
-  | StoreEvent;
+  | StoreEvent
+  | FlowEvent;
 
 export interface DecisionEvent {
   type: 'decision';
@@ -225,6 +240,29 @@ export interface StoreEvent {
   count: number;
   hash: string;
   reason: string;
+}
+
+/**
+ * A session's flow state changed: a result was delivered (`delta`: its label, the values it let the
+ * session see, the sequence steps it took; `withheld`: what the agent did not see) or an approval endorsed
+ * one result (`endorsement`). Replaying these events rebuilds every session's state.
+ */
+export interface FlowEvent {
+  type: 'flow';
+  status: 'delivered' | 'endorsed';
+  agent: string;
+  tool: string;
+  session?: string;
+  onBehalfOf?: string;
+  /** The session scope the state is kept under. */
+  scope: string;
+  decisionId?: string;
+  delta?: Json;
+  endorsement?: Json;
+  /** Items withheld from the agent: how many, and the digest of each. */
+  withheld?: { count: number; digests: string[] };
+  /** Flow shadow mode: the state is tracked, verdicts are not applied. */
+  shadow?: boolean;
 }
 
 /**

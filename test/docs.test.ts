@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { parse } from 'yaml';
 import { parseConfig } from '../src/config/load.js';
 import { canonicalisers, initFacts } from '../src/facts/index.js';
+import { FLOW_SECTIONS } from '../src/flows/fields.js';
 import { loadDeclarationTexts } from '../src/governance/declaration.js';
 import { BUNDLE_KEYS } from '../src/policy/bundle-read.js';
 import { loadPolicyFile, loadPolicyObject, loadPolicyText } from '../src/policy/load.js';
@@ -234,6 +235,12 @@ for (const [name, canon] of Object.entries(canonicalisers)) {
       tableNames('docs/constraints.md', new RegExp(`^## ${name}\\b`), 'field'),
       keysOf(canon.fields),
     );
+  });
+}
+
+for (const [name, fields] of Object.entries(FLOW_SECTIONS)) {
+  test(`docs/flows.md lists exactly the keys of \`${name}\` the loader accepts`, () => {
+    assert.deepEqual(tableNames('docs/flows.md', new RegExp(`^### \`${name}\``), 'key'), keysOf(fields));
   });
 }
 

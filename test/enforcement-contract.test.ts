@@ -7,6 +7,9 @@
 // limits (skipped with the reason when those servers are down, required under CI) — and the suite runs
 // once per backend. Every point also runs the approvals-and-limits case: an agent with a limit of one call
 // per hour whose calls need approval gets its first approved call run and its second refused by the limit.
+// And every point runs the flow case: an agent shown an untrusted result (delivered by the point as it
+// delivers any result: the gateway and guards by running the tool, the decision APIs by the outcome report)
+// is refused the sink that needs a trusted context, which never runs; a fresh agent's same call passes.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -42,6 +45,8 @@ import type { LimitStore } from '../src/limits/types.js';
 import { ApprovalRequiredError, DeniedError } from '../src/runtime/errors.js';
 import { createExecLayer, type ExecLayer } from '../src/runtime/exec-layer.js';
 import { createRemoteExecLayer, type RemoteExecLayer } from '../src/sdk/remote.js';
+import { openSessionStore } from '../src/sessions/open.js';
+import type { SessionStore } from '../src/sessions/types.js';
 import {
   pgAvailable,
   REDIS_URL,
@@ -89,7 +94,15 @@ function askerOf(point: Point): string {
   return `asker-${point.name.replace(/[^A-Za-z0-9]+/g, '-')}`;
 }
 
-/** The contract policy plus, per point, an agent whose refunds need approval and who may make one per hour. */
+/** The agents of the flow case at one point: one shown untrusted content first, one not. */
+function flowAgentOf(point: Point, which: 'tainted' | 'clean'): string {
+  return `flow-${which}-${point.name.replace(/[^A-Za-z0-9]+/g, '-')}`;
+}
+
+/**
+ * The contract policy plus, per point, an agent whose refunds need approval and who may make one per hour,
+ * and the two agents of the flow case. The flow rules name only `web.fetch` and `chat.post`.
+ */
 function policyFor(points: Point[]) {
   const askers = Object.fromEntries(
     points.map((p) => [
@@ -97,7 +110,20 @@ function policyFor(points: Point[]) {
       { roles: ['asker'], limits: [{ id: 'one-per-hour', calls: 1, per: 'hour' }] },
     ]),
   );
-  return { ...policy, agents: { ...policy.agents, ...askers } };
+  const flowAgents = Object.fromEntries(
+    points.flatMap((p) =>
+      (['tainted', 'clean'] as const).map((w) => [flowAgentOf(p, w), { roles: ['flow'] }]),
+    ),
+  );
+  return {
+    ...policy,
+    roles: { ...policy.roles, flow: [{ id: 'flow-tools', allow: ['web.fetch', 'chat.post'] }] },
+    agents: { ...policy.agents, ...askers, ...flowAgents },
+    flows: {
+      produces: { 'web.fetch': { label: { integrity: 'untrusted', level: 'public' } } },
+      sinks: { 'chat.post': { trusted: true } },
+    },
+  };
 }
 
 interface Expected {
@@ -271,7 +297,16 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 const sdkAuthorize: Point = {
   name: 'sdk: authorize',
-  run: async (c) => observe(await layer.authorize({ agent: c.agent, tool: c.tool, args: c.args })),
+  async run(c) {
+    const d = await layer.authorize({ agent: c.agent, tool: c.tool, args: c.args });
+    // A caller of `authorize` runs the tool itself and hands its result over, as the guard does.
+    if (d.effect === 'allow') {
+      const seen = await layer.deliver(d, { result: 'ok' });
+      assert.ok(seen.ok, seen.ok ? '' : seen.reason);
+      await layer.outcome(d, { ok: true, result: 'ok', durationMs: 0 });
+    }
+    return observe(d);
+  },
 };
 
 type Guard = Pick<ExecLayer, 'guard'>['guard'];
@@ -483,6 +518,7 @@ function decisionApi() {
       authorize: (a, o) => layer.authorize(a, o),
       outcome: (d, o, opts) => layer.outcome(d, o, opts),
       awaitingOutcome: (id) => layer.awaitingOutcome(id),
+      deliver: (d, r) => layer.deliver(d, r),
       get recorder() {
         return layer.recorder;
       },
@@ -527,6 +563,15 @@ const http = (() => {
         return { effect: 'deny', rule: null, code: 'invalid_action' };
       }
       assert.equal(res.status, 200);
+      if (body.effect === 'allow') {
+        // The caller reports the outcome; a flow policy labels the result by the tool's declaration.
+        const out = await fetch(`${base}/v1/outcome`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: 'Bearer contract' },
+          body: JSON.stringify({ decision: body.id, ok: true, durationMs: 1 }),
+        });
+        assert.equal(out.status, 200, await out.text());
+      }
       return observe(body);
     },
     teardown: () => api.close(),
@@ -568,6 +613,8 @@ const gateway = (() => {
     db: ['query', 'drop_table'],
     email: ['send'],
     payments: ['refund'],
+    web: ['fetch'],
+    chat: ['post'],
   };
   const point: Point = {
     name: 'mcp gateway',
@@ -667,6 +714,7 @@ function escapeRegExp(s: string): string {
 interface Opened {
   limits: LimitStore;
   approvals: ApprovalStore;
+  sessions: SessionStore;
   cleanup(): Promise<void>;
 }
 
@@ -677,7 +725,8 @@ const BACKENDS: { name: string; skip?: string; open(dir: string, recorder: Recor
     async open(_dir, recorder) {
       const limits = await openLimitStore('memory:');
       const approvals = await openApprovalStore('memory:', { recorder });
-      return { limits, approvals, cleanup: async () => {} };
+      const sessions = await openSessionStore('memory:');
+      return { limits, approvals, sessions, cleanup: async () => {} };
     },
   },
   {
@@ -686,7 +735,8 @@ const BACKENDS: { name: string; skip?: string; open(dir: string, recorder: Recor
       const url = `sqlite:${join(dir, 'state.db')}`;
       const limits = await openLimitStore(url);
       const approvals = await openApprovalStore(url, { recorder });
-      return { limits, approvals, cleanup: async () => {} };
+      const sessions = await openSessionStore(url);
+      return { limits, approvals, sessions, cleanup: async () => {} };
     },
   },
   {
@@ -699,9 +749,11 @@ const BACKENDS: { name: string; skip?: string; open(dir: string, recorder: Recor
       const prefix = `${uniqueName('execlayer_contract')}:`;
       const limits = await openLimitStore(REDIS_URL, { prefix });
       const approvals = await openApprovalStore(pgUrl, { recorder });
+      const sessions = await openSessionStore(REDIS_URL, { prefix });
       return {
         limits,
         approvals,
+        sessions,
         async cleanup() {
           const redis = new Redis(REDIS_URL);
           const keys = await redis.keys(`${prefix}*`);
@@ -767,6 +819,40 @@ async function approvalsAndLimits(point: Point): Promise<void> {
   }
 }
 
+/**
+ * The flow case: `web.fetch` (untrusted by declaration) runs and its result is delivered; the sink
+ * `chat.post`, which needs a trusted context, is then denied by the flow rule and does not run. The same
+ * call by an agent that was shown nothing untrusted is allowed and runs.
+ */
+async function flowCase(point: Point): Promise<void> {
+  const call = (agent: string, tool: string): Case => ({
+    name: 'flows',
+    agent,
+    tool,
+    args: tool === 'web.fetch' ? { url: 'https://news.example/' } : { text: 'hello' },
+    expect: allow('flow-tools'),
+  });
+  const tainted = flowAgentOf(point, 'tainted');
+  const steps: { c: Case; expect: Expected; runs: boolean }[] = [
+    { c: call(tainted, 'web.fetch'), expect: allow('flow-tools'), runs: true },
+    {
+      c: call(tainted, 'chat.post'),
+      expect: { effect: 'deny', rule: 'sink:chat.post', code: 'denied_by_flow' },
+      runs: false,
+    },
+    { c: call(flowAgentOf(point, 'clean'), 'chat.post'), expect: allow('flow-tools'), runs: true },
+  ];
+  for (const [i, step] of steps.entries()) {
+    const got = await point.run(step.c);
+    assert.deepEqual(
+      { effect: got.effect, rule: got.rule, code: got.code },
+      step.expect,
+      `${point.name}, flow step ${i + 1} (${step.c.tool}) was decided differently`,
+    );
+    if (got.ran !== undefined) assert.equal(got.ran, step.runs, `${point.name}, flow step ${i + 1}: ran`);
+  }
+}
+
 function asked(): Expected {
   return { effect: 'ask', rule: 'approved-refund', code: 'asked' };
 }
@@ -789,12 +875,14 @@ for (const backend of BACKENDS) {
         recorder,
         limits: opened.limits,
         approvals,
+        sessions: opened.sessions,
       });
     });
     after(async () => {
       await layer?.close();
       await opened?.approvals.close();
       await opened?.limits.close();
+      await opened?.sessions.close();
       await opened?.cleanup();
       rmSync(dir, { recursive: true, force: true });
     });
@@ -822,6 +910,8 @@ for (const backend of BACKENDS) {
           });
         }
         it('approvals and limits: an approved call passes the limits too', () => approvalsAndLimits(point));
+        it('flows: after an untrusted result the sink is refused and never runs; a fresh agent passes', () =>
+          flowCase(point));
       });
     }
   });

@@ -51,7 +51,7 @@ export async function startApi(
   policy: string | Record<string, unknown>,
   keys: Record<string, { agent: string; roles?: string[] }>,
   extra: Partial<Omit<DecisionApiOptions, 'authenticate'>> = {},
-  stores: Pick<ExecLayerOptions, 'limits'> = {},
+  stores: Pick<ExecLayerOptions, 'limits' | 'sessions'> = {},
 ): Promise<RunningApi> {
   const recorder = new CollectingRecorder();
   const layer = await createExecLayer({ policy, recorder, ...stores });

@@ -27,6 +27,7 @@ import {
   type AdapterLayer,
   type AdapterOptions,
   authorizeCall,
+  deliverResult,
   recordFailure,
   recordOutcome,
   ToolCallRefusedError,
@@ -98,13 +99,25 @@ export function protectTool<T extends LangChainTool>(
       await recordFailure(layer, verdict.decision, error, started);
       throw error;
     }
-    if (isAsyncGenerator(result)) return trackGenerator(layer, verdict.decision, result, started);
+    if (isAsyncGenerator(result)) {
+      // The chunks reach the model as they come: the tool's declared label is taken before the first.
+      if (layer.deliver) {
+        const seen = await layer.deliver(verdict.decision, { resultDigest: '' });
+        if (!seen.ok) {
+          const error = new Error(seen.reason);
+          await recordFailure(layer, verdict.decision, error, started);
+          throw error;
+        }
+      }
+      return trackGenerator(layer, verdict.decision, result, started);
+    }
+    const delivered = await deliverResult(layer, verdict.decision, result, started);
     await recordOutcome(layer, verdict.decision, {
       ok: true,
       result,
       durationMs: performance.now() - started,
     });
-    return result;
+    return delivered;
   };
   return wrapped;
 }

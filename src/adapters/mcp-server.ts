@@ -32,6 +32,7 @@ import {
   authorizeCall,
   DECISION_META_KEY,
   decisionMeta,
+  deliverResult,
   recordFailure,
   recordOutcome,
   toAction,
@@ -44,7 +45,8 @@ export type McpRequestExtra = RequestHandlerExtra<ServerRequest, ServerNotificat
 export type McpAdapterLayer = Pick<
   ExecLayer,
   'authorize' | 'outcome' | 'waitForApproval' | 'visible' | 'recorder'
->;
+> &
+  Partial<Pick<ExecLayer, 'deliver'>>;
 
 /** Options for {@link protectMcpServer}. */
 export interface McpServerAdapterOptions {
@@ -181,13 +183,19 @@ async function protectedCall(
   }
   const isError =
     typeof result === 'object' && result !== null && (result as CallToolResult).isError === true;
+  let delivered: unknown;
+  try {
+    delivered = await deliverResult(layer, verdict.decision, result, started);
+  } catch (error) {
+    return refusedResult((error as Error).message, verdict.decision);
+  }
   await recordOutcome(layer, verdict.decision, {
     ok: !isError,
     ...(isError ? { error: 'the tool returned isError' } : {}),
     result,
     durationMs: performance.now() - started,
   });
-  return result;
+  return delivered;
 }
 
 async function filteredList(

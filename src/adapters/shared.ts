@@ -12,8 +12,12 @@ import type { Action, Decision, EnforcementPoint, Json } from '../types.js';
 
 export { DECISION_META_KEY, decisionMeta, refusalText };
 
-/** The part of an ExecLayer the adapters call. Any ExecLayer satisfies it. */
-export type AdapterLayer = Pick<ExecLayer, 'authorize' | 'outcome' | 'waitForApproval'>;
+/**
+ * The part of an ExecLayer the adapters call. Any ExecLayer satisfies it; `deliver` hands results to the
+ * policy's flow rules (a layer without it has none).
+ */
+export type AdapterLayer = Pick<ExecLayer, 'authorize' | 'outcome' | 'waitForApproval'> &
+  Partial<Pick<ExecLayer, 'deliver'>>;
 
 /** Options common to the framework adapters. */
 export interface AdapterOptions {
@@ -154,8 +158,28 @@ export async function runAllowed<R>(
     await recordFailure(layer, decision, error, started);
     throw error;
   }
+  const delivered = await deliverResult(layer, decision, result, started);
   await recordOutcome(layer, decision, { ok: true, result, durationMs: performance.now() - started });
-  return result;
+  return delivered;
+}
+
+/**
+ * Hands an allowed call's result to the policy's flow rules before the model sees it, and returns what
+ * the model may see (withheld parts removed). When the session state cannot be updated the result is not
+ * shown: the failure is recorded as the outcome and thrown.
+ */
+export async function deliverResult<R>(
+  layer: AdapterLayer,
+  decision: Decision,
+  result: R,
+  started: number,
+): Promise<R> {
+  if (!layer.deliver) return result;
+  const seen = await layer.deliver(decision, { result });
+  if (seen.ok) return seen.result as R;
+  const error = new Error(seen.reason);
+  await recordFailure(layer, decision, error, started);
+  throw error;
 }
 
 /** Records that an allowed call failed (the error's message, how long it ran). */

@@ -11,8 +11,10 @@ import type { RecordQuery } from '../audit/store.js';
 import { compile } from '../engine/compile.js';
 import { messageOf } from '../errors.js';
 import { initFacts } from '../facts/index.js';
+import { type FlowReplayReport, replayFlows } from '../flows/replay.js';
 import { loadPolicyFile } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
+import type { Action } from '../types.js';
 import { type CommandIo, parseTimeFlag } from './audit.js';
 import { EXIT, flags, UsageError } from './util.js';
 
@@ -22,7 +24,9 @@ const HELP = `usage: execlayer replay --policy <candidate.yaml> [--since 7d|ISO]
 
 Re-decides the recorded decisions (agent, tool, arguments, session, on-behalf-of) with the candidate
 policy, at the time each was recorded, and reports what would change. Decisions whose stored arguments
-were redacted no longer match their digest and are counted as not replayable.
+were redacted no longer match their digest and are counted as not replayable. When the candidate has a
+flow policy (\`flows:\`), it also reports which sessions the flow policy would have tainted and which calls
+it would have refused, from the recorded decisions and outcomes.
 
 options:
   --policy <file>    the candidate policy (YAML or JSON)
@@ -86,6 +90,27 @@ function text(r: ReplayReport, policyFile: string): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** The flow policy's part of the report: which sessions it would have tainted or blocked. */
+function flowText(r: FlowReplayReport): string {
+  const lines = [
+    '',
+    `flow policy over ${r.sessions} sessions:`,
+    `  tainted         ${r.tainted} (shown untrusted content)`,
+    `  blocked         ${r.blockedSessions} sessions, ${r.denied} calls denied`,
+    `  asked           ${r.askedSessions} sessions, ${r.asked} calls needing approval`,
+    `  unverifiable    ${r.unverifiable} sink calls checking values seen in results (not in the log)`,
+  ];
+  if (r.examples.length > 0) {
+    lines.push('', 'flow refusals, e.g.:');
+    for (const e of r.examples) {
+      lines.push(
+        `  #${e.seq} ${e.agent}${e.session ? ` (session ${e.session})` : ''} ${e.tool}: ${e.effect} (${e.rule}) — ${e.reason}`,
+      );
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 /** Entry point for `execlayer replay …`; returns the exit code. */
 export async function replayCommand(
   argv: string[],
@@ -140,26 +165,39 @@ export async function replayCommand(
     const engine = compile(loaded.policy);
     const store = await openStore(values.store ?? defaultStoreUrl());
     let report: ReplayReport;
+    let flowReport: FlowReplayReport | undefined;
     try {
-      const records: AuditRecord[] = [];
-      let after = -1;
-      for (;;) {
-        const rows = await store.query({ ...q, afterSeq: after, limit: 5000 });
-        if (rows.length === 0) break;
-        after = rows.at(-1)!.seq;
-        for (const r of rows.map(toAuditRecord)) if (matchesQuery(r, q)) records.push(r);
+      const read = async (query: RecordQuery): Promise<AuditRecord[]> => {
+        const out: AuditRecord[] = [];
+        let after = -1;
+        for (;;) {
+          const rows = await store.query({ ...query, afterSeq: after, limit: 5000 });
+          if (rows.length === 0) break;
+          after = rows.at(-1)!.seq;
+          for (const r of rows.map(toAuditRecord)) if (matchesQuery(r, query)) out.push(r);
+        }
+        return out;
+      };
+      const records = await read(q);
+      const decide = (action: Action, at: number) => engine.decide(action, at);
+      report = replay(records, decide, { examplesPerKind: examples });
+      const flows = engine.policy.flows;
+      if (flows) {
+        // The flow policy also needs the outcomes: a result the agent was shown raises its session's label.
+        const outcomes = await read({ ...q, type: 'outcome' });
+        const all = [...records, ...outcomes].sort((a, b) => a.seq - b.seq);
+        flowReport = replayFlows(all, flows, decide, { examples });
       }
-      report = replay(records, (action, at) => engine.decide(action, at), { examplesPerKind: examples });
     } finally {
       await store.close();
     }
     const hit = triggered(report, failOn);
     if (values.json) {
-      io.stdout.write(
-        `${JSON.stringify({ ok: hit.length === 0, policy: engine.hash, failedOn: hit, ...report }, null, 2)}\n`,
-      );
+      const body = { ok: hit.length === 0, policy: engine.hash, failedOn: hit, ...report };
+      io.stdout.write(`${JSON.stringify(flowReport ? { ...body, flows: flowReport } : body, null, 2)}\n`);
     } else {
       io.stdout.write(text(report, values.policy));
+      if (flowReport) io.stdout.write(flowText(flowReport));
       if (hit.length > 0) io.stdout.write(`\nFAILED: ${hit.join(', ')}\n`);
     }
     return hit.length > 0 ? EXIT.fail : EXIT.ok;

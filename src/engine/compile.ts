@@ -307,98 +307,6 @@ export function compile(policy: CheckedPolicy): Engine {
     return MATCH;
   };
 
-  const evalBlock = (block: CompiledConditions, ctx: Ctx): Outcome => {
-    const args = ctx.action.args;
-    for (const a of block.args) {
-      const raw = readArg(args, a.name);
-      // INVARIANT: a list is checked item by item unless the constraint is about the list itself.
-      if (Array.isArray(raw) && !a.wholeList) {
-        if (raw.length === 0) return { kind: 'nomatch', why: `argument \`${a.name}\` is an empty list` };
-        for (const item of raw) {
-          const v = a.test(item);
-          if (!v.ok) return argOutcome(v, `an item of ${v.why}`);
-        }
-        continue;
-      }
-      const v = a.test(raw);
-      if (!v.ok) return argOutcome(v, v.why);
-    }
-    let ruleFacts: Record<string, Json> | undefined;
-    for (const c of block.canon) {
-      const canon = canonicalisers[c.name];
-      let names = c.args;
-      if (!names) {
-        // INVARIANT: every present default argument is checked (a move's `source` and `destination`).
-        names = canon.defaultArgs.filter((n) => Object.hasOwn(args, n));
-        if (names.length === 0) {
-          return { kind: 'nomatch', why: `argument \`${canon.defaultArgs.join('` or `')}\` is missing` };
-        }
-      }
-      const matchAll = canon.matchAll;
-      const all: unknown[] | undefined = matchAll ? [] : undefined;
-      let checked = 0;
-      for (const name of names) {
-        const raw = readArg(args, name);
-        if (raw === undefined) return { kind: 'nomatch', why: `argument \`${name}\` is missing` };
-        const values = Array.isArray(raw) ? raw : [raw];
-        if (values.length > MAX_VALUES)
-          return { kind: 'error', error: `argument \`${name}\` has more than ${MAX_VALUES} values` };
-        for (let i = 0; i < values.length; i++) {
-          const key = `${c.name}\u0000${name}\u0000${i}`;
-          ctx.cache ??= new Map();
-          let f = ctx.cache.get(key);
-          if (!f) {
-            f = canon.facts(values[i] as Json) as { ok: true; value: unknown } | { ok: false; error: string };
-            ctx.cache.set(key, f);
-            if (f.ok) {
-              ctx.facts ??= {};
-              const j = canon.toJson(f.value);
-              const fk = `${c.name}.${name}`;
-              const prev = ctx.facts[fk];
-              ctx.facts[fk] =
-                prev === undefined ? j : Array.isArray(prev) && i > 0 ? [...prev, j] : i > 0 ? [prev, j] : j;
-            }
-          }
-          if (!f.ok) return { kind: 'error', error: `${c.name} argument \`${name}\`: ${f.error}` };
-          ruleFacts ??= {};
-          const seen = (ruleFacts[c.name] as Json[] | undefined) ?? [];
-          seen.push(canon.toJson(f.value));
-          ruleFacts[c.name] = seen;
-          const m = canon.match(c.condition, f.value);
-          if (!m.ok) return { kind: 'nomatch', why: m.why };
-          all?.push(f.value);
-          checked++;
-        }
-      }
-      // INVARIANT: fail closed — a condition that checked no value (only empty lists) does not hold.
-      if (checked === 0) {
-        return { kind: 'nomatch', why: `argument \`${names.join('` or `')}\` holds no value to check` };
-      }
-      if (matchAll && all) {
-        const m = matchAll(c.condition, all, names);
-        if (!m.ok) return { kind: 'nomatch', why: m.why };
-      }
-    }
-    if (block.cel) {
-      const a = ctx.action;
-      ctx.cel ??= { args: toCel(a.args), context: toCel(a.context ?? {}) };
-      const inputs: CelInputs = {
-        args: ctx.cel.args,
-        facts: toCel(ruleFacts ?? {}),
-        agent: toCel(ctx.agentInfo),
-        context: ctx.cel.context,
-        tool: a.tool,
-        session: a.session ?? '',
-        principal: a.onBehalfOf ?? '',
-        now: BigInt(Math.floor(ctx.now ?? Date.now())),
-      };
-      const r = block.cel.program(inputs);
-      if (!r.ok) return { kind: 'error', error: `cel: ${r.error}` };
-      if (!r.value) return { kind: 'nomatch', why: 'its CEL condition is false for these arguments' };
-    }
-    return MATCH;
-  };
-
   const visible = (agent: string, tool: string): boolean => {
     const idx = index.get(agent);
     if (!idx || checkAction({ agent, tool, args: {} }) !== undefined) return false;
@@ -453,6 +361,122 @@ function outsideTarget(action: Action): string | undefined {
     }
   }
   return undefined;
+}
+
+function evalBlock(block: CompiledConditions, ctx: Ctx): Outcome {
+  const args = ctx.action.args;
+  for (const a of block.args) {
+    const raw = readArg(args, a.name);
+    // INVARIANT: a list is checked item by item unless the constraint is about the list itself.
+    if (Array.isArray(raw) && !a.wholeList) {
+      if (raw.length === 0) return { kind: 'nomatch', why: `argument \`${a.name}\` is an empty list` };
+      for (const item of raw) {
+        const v = a.test(item);
+        if (!v.ok) return argOutcome(v, `an item of ${v.why}`);
+      }
+      continue;
+    }
+    const v = a.test(raw);
+    if (!v.ok) return argOutcome(v, v.why);
+  }
+  let ruleFacts: Record<string, Json> | undefined;
+  for (const c of block.canon) {
+    const canon = canonicalisers[c.name];
+    let names = c.args;
+    if (!names) {
+      // INVARIANT: every present default argument is checked (a move's `source` and `destination`).
+      names = canon.defaultArgs.filter((n) => Object.hasOwn(args, n));
+      if (names.length === 0) {
+        return { kind: 'nomatch', why: `argument \`${canon.defaultArgs.join('` or `')}\` is missing` };
+      }
+    }
+    const matchAll = canon.matchAll;
+    const all: unknown[] | undefined = matchAll ? [] : undefined;
+    let checked = 0;
+    for (const name of names) {
+      const raw = readArg(args, name);
+      if (raw === undefined) return { kind: 'nomatch', why: `argument \`${name}\` is missing` };
+      const values = Array.isArray(raw) ? raw : [raw];
+      if (values.length > MAX_VALUES)
+        return { kind: 'error', error: `argument \`${name}\` has more than ${MAX_VALUES} values` };
+      for (let i = 0; i < values.length; i++) {
+        const key = `${c.name}\u0000${name}\u0000${i}`;
+        ctx.cache ??= new Map();
+        let f = ctx.cache.get(key);
+        if (!f) {
+          f = canon.facts(values[i] as Json) as { ok: true; value: unknown } | { ok: false; error: string };
+          ctx.cache.set(key, f);
+          if (f.ok) {
+            ctx.facts ??= {};
+            const j = canon.toJson(f.value);
+            const fk = `${c.name}.${name}`;
+            const prev = ctx.facts[fk];
+            ctx.facts[fk] =
+              prev === undefined ? j : Array.isArray(prev) && i > 0 ? [...prev, j] : i > 0 ? [prev, j] : j;
+          }
+        }
+        if (!f.ok) return { kind: 'error', error: `${c.name} argument \`${name}\`: ${f.error}` };
+        ruleFacts ??= {};
+        const seen = (ruleFacts[c.name] as Json[] | undefined) ?? [];
+        seen.push(canon.toJson(f.value));
+        ruleFacts[c.name] = seen;
+        const m = canon.match(c.condition, f.value);
+        if (!m.ok) return { kind: 'nomatch', why: m.why };
+        all?.push(f.value);
+        checked++;
+      }
+    }
+    // INVARIANT: fail closed — a condition that checked no value (only empty lists) does not hold.
+    if (checked === 0) {
+      return { kind: 'nomatch', why: `argument \`${names.join('` or `')}\` holds no value to check` };
+    }
+    if (matchAll && all) {
+      const m = matchAll(c.condition, all, names);
+      if (!m.ok) return { kind: 'nomatch', why: m.why };
+    }
+  }
+  if (block.cel) {
+    const a = ctx.action;
+    ctx.cel ??= { args: toCel(a.args), context: toCel(a.context ?? {}) };
+    const inputs: CelInputs = {
+      args: ctx.cel.args,
+      facts: toCel(ruleFacts ?? {}),
+      agent: toCel(ctx.agentInfo),
+      context: ctx.cel.context,
+      tool: a.tool,
+      session: a.session ?? '',
+      principal: a.onBehalfOf ?? '',
+      now: BigInt(Math.floor(ctx.now ?? Date.now())),
+    };
+    const r = block.cel.program(inputs);
+    if (!r.ok) return { kind: 'error', error: `cel: ${r.error}` };
+    if (!r.value) return { kind: 'nomatch', why: 'its CEL condition is false for these arguments' };
+  }
+  return MATCH;
+}
+
+/**
+ * Evaluates one compiled condition block (`when:`/`unless:`) against an action, outside a rule: the flow
+ * policy's overrides and guards use the typed conditions exactly as rules do. Never throws.
+ */
+export function evalConditions(
+  block: CompiledConditions,
+  action: Action,
+  now?: number,
+): { kind: 'match' } | { kind: 'nomatch'; why: string } | { kind: 'error'; error: string } {
+  const ctx: Ctx = {
+    action,
+    now,
+    facts: undefined,
+    cache: undefined,
+    agentInfo: { id: action.agent },
+    cel: undefined,
+  };
+  try {
+    return evalBlock(block, ctx);
+  } catch (e) {
+    return { kind: 'error', error: e instanceof Error ? e.message : String(e) };
+  }
 }
 
 /**

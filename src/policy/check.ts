@@ -5,8 +5,10 @@
  */
 import { jsonDigest } from '../canonical-json.js';
 import { canonicalisers } from '../facts/index.js';
+import type { CompiledFlows } from '../flows/types.js';
 import type { ApprovalSpec, Effect, LimitScope, LimitSpec, Mode } from '../types.js';
 import { compileCel } from './cel.js';
+import { checkFlows } from './check-flows.js';
 import { type ArgCheck, compileArgConstraint } from './conditions.js';
 import { parseDuration } from './duration.js';
 import { compileGlob, globCovers, isValidToolPattern } from './glob.js';
@@ -65,6 +67,8 @@ export interface CheckedPolicy {
   agents: Map<string, CheckedAgent>;
   redact: { all: ReadonlySet<string>; byTool: ReadonlyMap<string, ReadonlySet<string>> };
   file: string;
+  /** The compiled `flows:` section, when the policy has one. */
+  flows?: CompiledFlows;
 }
 
 const AGENT_ID = /^[A-Za-z0-9_.@:-]{1,128}$/;
@@ -531,6 +535,7 @@ export function checkPolicy(
     }
   }
 
+  const flows = checkFlows(doc.flows, policyMode, report, compileConditions);
   const byTool = new Map<string, ReadonlySet<string>>();
   for (const [name, spec] of Object.entries(doc.tools ?? {}))
     if (spec.redact) byTool.set(name, new Set(spec.redact));
@@ -541,6 +546,7 @@ export function checkPolicy(
     agents,
     redact: { all: new Set(doc.redact ?? []), byTool },
     file: source.file,
+    ...(flows ? { flows } : {}),
   };
   // A warning the rule's author acknowledged (`acknowledge: [code]`) is not shown again.
   const shown = problems.filter(

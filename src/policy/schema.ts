@@ -5,6 +5,7 @@
  */
 import { canonicalisers } from '../facts/index.js';
 import type { Canonicaliser } from '../facts/types.js';
+import { flowsSchema } from '../flows/fields.js';
 
 const mode = {
   enum: ['enforce', 'shadow'],
@@ -250,6 +251,12 @@ export const policySchema = {
         tools: namePatterns('Tools'),
       },
     },
+    flows: flowsSchema({
+      conditions: conditionsSchema,
+      toolPatterns,
+      argConstraint: conditionsSchema.properties.args.additionalProperties,
+      mode,
+    }),
   },
 } as const;
 

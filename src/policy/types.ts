@@ -2,6 +2,7 @@
  * The policy document as written by a reviewer (after YAML/JSON parsing and schema validation).
  * `compile()` turns it into an immutable decision function.
  */
+import type { FlowsSpec } from '../flows/types.js';
 import type { Effect, Mode } from '../types.js';
 
 export interface PolicyDocument {
@@ -15,6 +16,8 @@ export interface PolicyDocument {
   tools?: Record<string, ToolSpec>;
   /** Argument names redacted from audit records for every tool. */
   redact?: string[];
+  /** Session flow policy: result labels, sinks, guards, sequence rules (see docs/flows.md). */
+  flows?: FlowsSpec;
 }
 
 export interface AgentSpec {

@@ -1,6 +1,6 @@
 /**
- * The runtime every enforcement point calls: one pipeline, stop switch → decide (engine) → approvals →
- * limits → record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
+ * The runtime every enforcement point calls: one pipeline, stop switch → decide (engine) → flows →
+ * approvals → limits → record. `authorize()` never rejects: each failure on any path is a deny Decision with a reason.
  */
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -10,6 +10,18 @@ import { compile, type Engine } from '../engine/compile.js';
 import { denyDecision } from '../engine/deny.js';
 import { messageOf } from '../errors.js';
 import { initFacts } from '../facts/index.js';
+import { flowVerdict } from '../flows/decide.js';
+import { labelResult } from '../flows/deliver.js';
+import { join as joinLabels, labelJson, parseLabel } from '../flows/label.js';
+import { lookup } from '../flows/match.js';
+import {
+  type FlowDelta,
+  type FlowState,
+  foldState,
+  type SessionRecord,
+  sessionScope,
+} from '../flows/state.js';
+import type { CompiledFlows } from '../flows/types.js';
 import { type PolicyRead, readPolicy } from '../policy/bundle-read.js';
 import { type LoadResult, loadPolicyObject, loadPolicyRead } from '../policy/load.js';
 import { formatProblem } from '../policy/problems.js';
@@ -32,7 +44,7 @@ import {
   readSettled,
   readSnapshot,
 } from './policy-watch.js';
-import type { ApprovalPort, LimitPort, LimitTicketPort, StatePort } from './ports.js';
+import type { ApprovalPort, LimitPort, LimitTicketPort, SessionPort, StatePort } from './ports.js';
 import { DEFAULT_STORE, openStores, type StoreUrls } from './stores.js';
 
 export interface ExecLayerOptions {
@@ -72,6 +84,8 @@ export interface ExecLayerOptions {
   approvals?: ApprovalPort;
   /** Suspension flags (the stop switch). */
   state?: StatePort;
+  /** Session flow state; a policy with `flows:` and no session store refuses what its flow rules name. */
+  sessions?: SessionPort;
   /** Called on policy reloads (ok or rejected) and on background recording failures. */
   onEvent?: (event: RuntimeEvent) => void;
   /** Clock, for tests. */
@@ -144,6 +158,25 @@ export interface ExecLayer {
    * yet (the newest 65,536 are remembered), or undefined.
    */
   awaitingOutcome(decisionId: string): { agent: string; tool: string; point: EnforcementPoint } | undefined;
+  /**
+   * Hands a result of an allowed call over to the flow policy before the agent sees it: labels it, drops or
+   * redacts the parts the policy withholds, adds the label delta to the session and records it in the
+   * audit trail — durably, before it resolves. `ok: false` means the result must not be shown (fail
+   * closed: the session state could not be updated). Without `flows:` in the policy the result passes as is.
+   * The decision API, which never sees results, gives `label` (and `resultDigest`) instead: it can only
+   * raise the label the policy declares for the tool.
+   */
+  deliver(
+    decision: Pick<Decision, 'id'>,
+    delivered: { result: unknown } | { resultDigest: string; label?: unknown },
+  ): Promise<Delivered>;
+  /**
+   * Endorses (makes trusted) or declassifies (adds readers to) one result a session received, named by
+   * its digest. Only an approval bound to exactly this session, result digest and change does it: the
+   * first call files the request (`pending`); once an approver grants it, the next call applies it
+   * (`endorsed`), records it in the audit trail and spends the grant. Never rejects.
+   */
+  endorse(o: EndorseRequest): Promise<EndorseOutcome>;
   /** Wraps fn so it runs only when allowed: deny → DeniedError; ask → ApprovalRequiredError. */
   guard<A extends { [k: string]: Json }, R>(
     fn: (args: A) => Promise<R>,
@@ -178,6 +211,29 @@ export interface ExecLayer {
   close(): Promise<void>;
 }
 
+/** What `deliver` decided: the result the agent may see, or why it may see none. */
+export type Delivered =
+  | { ok: true; result: unknown; label?: Json; withheld?: number }
+  | { ok: false; reason: string };
+
+/** Which result of which session to endorse or declassify. */
+export interface EndorseRequest {
+  agent: string;
+  session?: string;
+  onBehalfOf?: string;
+  /** sha256 of the result as delivered (the flow record's `resultDigest`). */
+  resultDigest: string;
+  integrity?: 'trusted';
+  readers?: string[];
+}
+
+export type EndorseOutcome =
+  | { status: 'pending' | 'endorsed'; approvalId: string }
+  | { status: 'refused'; reason: string };
+
+/** The tool name endorsement approvals are filed under. */
+export const ENDORSE_TOOL = 'execlayer.endorse';
+
 const NO_RECORDER: Recorder = { record: async () => {} };
 /** An allowed decision whose outcome is not in yet: what to name in the outcome and what to release. */
 interface Awaiting {
@@ -185,6 +241,8 @@ interface Awaiting {
   tool: string;
   point: EnforcementPoint;
   ticket?: LimitTicketPort;
+  /** The action, for labelling its result (flow policies). */
+  action?: Action;
 }
 /** One decision on its way through the pipeline. */
 interface Turn {
@@ -196,7 +254,7 @@ interface Turn {
 
 /** A pipeline stage: takes the decision so far (none before `decide`), returns the next one. */
 interface Stage {
-  name: 'stop switch' | 'decide' | 'approvals' | 'limits';
+  name: 'stop switch' | 'decide' | 'flows' | 'approvals' | 'limits';
   run(turn: Turn, d: Decision | undefined): Decision | undefined | Promise<Decision | undefined>;
 }
 
@@ -208,6 +266,8 @@ function need(d: Decision | undefined): Decision {
 
 /** Records nothing waits on: denials, policy events (see `RecordOptions.lazy`). */
 const LAZY: RecordOptions = { lazy: true };
+/** Most folded session states kept. */
+const MAX_FOLDS = 10_000;
 /** Most allowed decisions awaiting their outcome that the runtime remembers. */
 const MAX_INFLIGHT = 65_536;
 
@@ -220,7 +280,7 @@ export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer
   const loaded = first.result;
   if (!loaded.ok) throw new PolicyError(loaded.problems.map(formatProblem));
   const engine = compile(loaded.policy);
-  const piecemeal = opts.recorder || opts.limits || opts.approvals || opts.state;
+  const piecemeal = opts.recorder || opts.limits || opts.approvals || opts.state || opts.sessions;
   const url = opts.store ?? (piecemeal ? false : (process.env.EXECLAYER_STORE ?? DEFAULT_STORE));
   if (url === false) return new Runtime(opts, engine, source, first.read, publicKey);
   const stores = await openStores(url);
@@ -230,6 +290,7 @@ export async function createExecLayer(opts: ExecLayerOptions): Promise<ExecLayer
     limits: opts.limits ?? stores.limits,
     approvals: opts.approvals ?? stores.approvals,
     state: opts.state ?? stores.state,
+    ...((opts.sessions ?? stores.sessions) ? { sessions: opts.sessions ?? stores.sessions } : {}),
   };
   return new Runtime(merged, engine, source, first.read, publicKey, () => stores.close());
 }
@@ -293,6 +354,14 @@ class Runtime implements ExecLayer {
   #reloads: Promise<unknown> = Promise.resolve();
 
   readonly #closeStores: (() => Promise<void>) | undefined;
+  /** Digests of results `deliver` computed, so the outcome record does not digest them again. */
+  readonly #digests = new WeakMap<object, string>();
+  /**
+   * Folded session states by scope. A store's record is two grow-only sets, so its sizes and its first and
+   * last delta name it: a hit is exactly the fold of what the store returned (a forgotten and regrown
+   * session starts with another delta).
+   */
+  readonly #folds = new Map<string, { key: string; state: FlowState }>();
 
   constructor(
     opts: ExecLayerOptions,
@@ -400,7 +469,9 @@ class Runtime implements ExecLayer {
       if (entry) {
         entry.agent = event.action.agent;
         entry.tool = event.action.tool;
-      } else this.#track(d.id, { agent: event.action.agent, tool: event.action.tool, point: event.point });
+        entry.action = action;
+      } else
+        this.#track(d.id, { agent: event.action.agent, tool: event.action.tool, point: event.point, action });
       return d;
     } catch (e) {
       await this.#untrack(d.id, true);
@@ -420,7 +491,8 @@ class Runtime implements ExecLayer {
     options?: RecordOptions,
   ): Promise<void> {
     const entry = await this.#untrack(decision.id, false);
-    const resultDigest = o.result === undefined ? (o.resultDigest ?? '') : safeDigest(o.result);
+    const known = o.result !== null && typeof o.result === 'object' ? this.#digests.get(o.result) : undefined;
+    const resultDigest = o.result === undefined ? (o.resultDigest ?? '') : (known ?? safeDigest(o.result));
     await this.recorder.record(
       {
         type: 'outcome',
@@ -458,8 +530,11 @@ class Runtime implements ExecLayer {
         await this.outcome(d, { ok: false, error: messageOf(e), durationMs: performance.now() - t0 });
         throw e;
       }
-      await this.outcome(d, { ok: true, result, durationMs: performance.now() - t0 });
-      return result;
+      // The wrapped function's result goes through the flow policy before the caller sees it.
+      const seen = await this.deliver(d, { result });
+      await this.outcome(d, { ok: seen.ok, result, durationMs: performance.now() - t0 });
+      if (!seen.ok) throw new DeniedError(denyDecision('store_error', seen.reason, this.#engine.hash));
+      return seen.result as R;
     };
   }
 
@@ -525,8 +600,8 @@ class Runtime implements ExecLayer {
    * The stages of every decision, in order; `authorize` runs them, then the record stage (an allowed
    * decision is durably recorded before it is returned).
    *
-   * INVARIANT: one pipeline — stop switch → decide → approvals → limits → record. Every action that will
-   * run passes every stage. An approved call is turned into an allow by the approvals stage and only then
+   * INVARIANT: one pipeline — stop switch → decide → flows → approvals → limits → record. Every action
+   * that will run passes every stage. An approved call is turned into an allow by the approvals stage and only then
    * reaches the limits stage, so it is counted like any other call; a call that a limit refuses is
    * refused even though its grant was spent.
    */
@@ -534,6 +609,13 @@ class Runtime implements ExecLayer {
     // Each stage answers at once, without a turn of the microtask queue, when it has nothing to do.
     { name: 'stop switch', run: (t) => (this.#opts.state ? this.#stopSwitch(t) : undefined) },
     { name: 'decide', run: (t) => t.engine.decide(t.action, this.#now()) },
+    // INVARIANT: flows only tighten — an allow may become ask or deny, an ask deny; nothing becomes allow
+    // here (only a grant in the approvals stage does). The session state is read here and passed in:
+    // the engine and the flow evaluator stay pure.
+    {
+      name: 'flows',
+      run: (t, d) => (t.engine.policy.flows && need(d).effect !== 'deny' ? this.#flows(t, need(d)) : d),
+    },
     { name: 'approvals', run: (t, d) => (need(d).effect === 'ask' ? this.#approvals(t, need(d)) : d) },
     { name: 'limits', run: (t, d) => (need(d).limits?.length ? this.#limits(t, need(d)) : d) },
   ];
@@ -557,6 +639,227 @@ class Runtime implements ExecLayer {
     if (!s.suspended) return undefined;
     const why = `agent \`${action.agent}\` is suspended${s.by ? ` by ${s.by}` : ''}${s.reason ? `: ${s.reason}` : ''}; every action is denied until it is resumed`;
     return denyDecision('suspended', why, engine.hash);
+  }
+
+  /** The fold of a session's record, from the cache when the record is the one folded last. */
+  #folded(scope: string, record: SessionRecord, levels: number): FlowState {
+    const d = record.deltas;
+    const key = `${d.length}:${record.endorsements.length}:${d[0]?.id ?? ''}:${d[d.length - 1]?.id ?? ''}:${levels}`;
+    const hit = this.#folds.get(scope);
+    if (hit?.key === key) return hit.state;
+    const state = foldState(record, levels);
+    if (this.#folds.size >= MAX_FOLDS) {
+      const oldest = this.#folds.keys().next().value;
+      if (oldest !== undefined) this.#folds.delete(oldest);
+    }
+    this.#folds.delete(scope);
+    this.#folds.set(scope, { key, state });
+    return state;
+  }
+
+  /** Applies the flow policy's verdict on this call, given the session's state. */
+  async #flows({ action, engine }: Turn, d: Decision): Promise<Decision> {
+    const flows = engine.policy.flows;
+    // Only calls a flow rule names read the session state: cost in proportion to the rules that match.
+    if (!flows || !namedByFlows(flows, action.tool)) return d;
+    const store = this.#opts.sessions;
+    let verdict: ReturnType<typeof flowVerdict>;
+    try {
+      if (!store) throw new Error('the policy has flow rules but no session store is configured');
+      const scope = sessionScope(action, flows.scope);
+      const state = this.#folded(scope, await store.load(scope), flows.levels.length);
+      verdict = flowVerdict(flows, action, state, this.#now());
+    } catch (e) {
+      // INVARIANT: fail closed — a session state we cannot read refuses the call.
+      return {
+        ...d,
+        effect: 'deny',
+        code: 'store_error',
+        reason: `denied: cannot read this session's flow state (${messageOf(e)})`,
+      };
+    }
+    if (!verdict) return d;
+    const shadow = flows.mode === 'shadow' || d.mode === 'shadow';
+    const flow = { ...verdict, applied: !shadow };
+    if (shadow) {
+      const was = d.wouldBe ?? d.effect;
+      const wouldBe = verdict.effect === 'deny' || was === 'deny' ? 'deny' : 'ask';
+      return {
+        ...d,
+        flow,
+        wouldBe,
+        reason: `${d.reason} (flow shadow mode: would ${wouldBe} — ${verdict.reason})`,
+      };
+    }
+    if (verdict.effect === 'deny') {
+      const { limits: _spent, ...rest } = d;
+      return {
+        ...rest,
+        effect: 'deny',
+        code: 'denied_by_flow',
+        rule: verdict.rule,
+        reason: verdict.reason,
+        flow,
+      };
+    }
+    if (d.effect === 'ask') return { ...d, flow, reason: `${d.reason}; ${verdict.reason}` };
+    return { ...d, effect: 'ask', code: 'asked', rule: verdict.rule, reason: verdict.reason, flow };
+  }
+
+  async deliver(
+    decision: Pick<Decision, 'id'>,
+    delivered: { result: unknown } | { resultDigest: string; label?: unknown },
+  ): Promise<Delivered> {
+    const engine = this.#engine;
+    const flows = engine.policy.flows;
+    const given = 'result' in delivered ? delivered.result : undefined;
+    if (!flows) return { ok: true, result: given };
+    try {
+      const entry = this.#inflight.get(decision.id);
+      // INVARIANT: fail closed — a result with no allowed call we know of is not shown.
+      if (!entry?.action)
+        throw new Error(`decision \`${decision.id}\` is not an allowed call awaiting its result`);
+      const action = entry.action;
+      const store = this.#opts.sessions;
+      if (!store) throw new Error('the policy has flow rules but no session store is configured');
+      const scope = sessionScope(action, flows.scope);
+      const now = this.#now();
+      const state = this.#folded(scope, await store.load(scope), flows.levels.length);
+      const d = labelResult(flows, action, given, state, now);
+      let { label } = d;
+      let resultDigest: string;
+      if ('result' in delivered) {
+        resultDigest = safeDigest(d.result);
+        // The outcome record digests the result the upstream returned; unchanged, it is this one.
+        if (d.result === given && given !== null && typeof given === 'object')
+          this.#digests.set(given, resultDigest);
+      } else {
+        resultDigest = delivered.resultDigest;
+        // A label reported with the outcome can only raise the declared one; a malformed one raises fully.
+        if (delivered.label !== undefined) {
+          const reported = parseLabel(delivered.label, flows.levels);
+          label = joinLabels(
+            label,
+            reported ?? { integrity: 'untrusted', level: flows.levels.length - 1, readers: [], tags: [] },
+          );
+        }
+      }
+      const delta: FlowDelta = {
+        id: `${decision.id}:${resultDigest}`,
+        decisionId: decision.id,
+        tool: action.tool,
+        resultDigest,
+        at: now,
+        label,
+        ...(Object.keys(d.seen).length > 0 && 'result' in delivered ? { seen: d.seen } : {}),
+        ...(d.steps.length > 0 ? { steps: d.steps } : {}),
+      };
+      await store.append(scope, delta);
+      // INVARIANT: the label delta is in the audit trail before the agent sees the result.
+      await this.recorder.record({
+        type: 'flow',
+        status: 'delivered',
+        agent: action.agent,
+        tool: action.tool,
+        ...(action.session !== undefined ? { session: action.session } : {}),
+        ...(action.onBehalfOf !== undefined ? { onBehalfOf: action.onBehalfOf } : {}),
+        scope,
+        decisionId: decision.id,
+        delta: { ...delta, label: labelJson(label, flows.levels) } as unknown as Json,
+        ...(d.withheld.count > 0 ? { withheld: d.withheld } : {}),
+        ...(flows.mode === 'shadow' ? { shadow: true } : {}),
+      });
+      return {
+        ok: true,
+        // Shadow mode withholds nothing: it records what enforcement would have withheld.
+        result: flows.mode === 'shadow' ? given : d.result,
+        label: labelJson(label, flows.levels) as unknown as Json,
+        ...(d.withheld.count > 0 ? { withheld: d.withheld.count } : {}),
+      };
+    } catch (e) {
+      return {
+        ok: false,
+        reason: `result withheld: the session's flow state could not be updated (${messageOf(e)})`,
+      };
+    }
+  }
+
+  async endorse(o: EndorseRequest): Promise<EndorseOutcome> {
+    const engine = this.#engine;
+    const flows = engine.policy.flows;
+    const store = this.#opts.sessions;
+    const approvals = this.#opts.approvals;
+    if (!flows || !store || !approvals)
+      return {
+        status: 'refused',
+        reason: 'endorsement needs a flow policy, a session store and an approval store',
+      };
+    if (o.integrity !== 'trusted' && !(o.readers && o.readers.length > 0))
+      return { status: 'refused', reason: 'say what to endorse: `integrity: trusted` and/or `readers`' };
+    try {
+      const scope = sessionScope(o, flows.scope);
+      const record = await store.load(scope);
+      const delta = record.deltas.find((d) => d.resultDigest === o.resultDigest);
+      if (!delta)
+        return {
+          status: 'refused',
+          reason: `this session received no result with digest \`${o.resultDigest}\``,
+        };
+      const change = {
+        resultDigest: o.resultDigest,
+        ...(o.integrity ? { integrity: o.integrity } : {}),
+        ...(o.readers ? { readers: [...o.readers].map((r) => r.toLowerCase()).sort() } : {}),
+      };
+      // INVARIANT: an endorsement is bound to exactly this session, result digest and change.
+      const binding = {
+        agent: o.agent,
+        tool: ENDORSE_TOOL,
+        argsDigest: jsonDigest({ scope, ...change }),
+        policy: engine.hash,
+        ...(o.session !== undefined ? { session: o.session } : {}),
+      };
+      const now = this.#now();
+      const grant = await approvals.consumeGrant(binding, now);
+      if (!grant) {
+        const what = [
+          o.integrity ? 'trust' : '',
+          o.readers?.length ? `readers ${change.readers?.join(', ')}` : '',
+        ]
+          .filter(Boolean)
+          .join(' and ');
+        const req = await approvals.request(
+          {
+            ...binding,
+            ...(o.onBehalfOf !== undefined ? { onBehalfOf: o.onBehalfOf } : {}),
+            rule: 'flows.endorse',
+            reason: `endorse the result of \`${delta.tool}\` (decision ${delta.decisionId}, digest ${o.resultDigest}): ${what}`,
+            args: change as unknown as Json,
+            ttlMs: 15 * 60_000,
+            uses: 1,
+            approvers: [],
+            decisionId: delta.decisionId,
+          },
+          now,
+        );
+        return { status: 'pending', approvalId: req.id };
+      }
+      const endorsement = { ...change, approvalId: grant.id, at: now };
+      await store.endorse(scope, endorsement);
+      await this.recorder.record({
+        type: 'flow',
+        status: 'endorsed',
+        agent: o.agent,
+        tool: delta.tool,
+        ...(o.session !== undefined ? { session: o.session } : {}),
+        ...(o.onBehalfOf !== undefined ? { onBehalfOf: o.onBehalfOf } : {}),
+        scope,
+        decisionId: delta.decisionId,
+        endorsement: endorsement as unknown as Json,
+      });
+      return { status: 'endorsed', approvalId: grant.id };
+    } catch (e) {
+      return { status: 'refused', reason: `endorsement failed: ${messageOf(e)}` };
+    }
   }
 
   /**
@@ -620,7 +923,7 @@ class Runtime implements ExecLayer {
     }
     const r = await store.consume(d.limits, action, d.roles ?? [], this.#now());
     if (r.ok) {
-      this.#track(d.id, { agent: action.agent, tool: action.tool, point, ticket: r.ticket });
+      this.#track(d.id, { agent: action.agent, tool: action.tool, point, ticket: r.ticket, action });
       return d;
     }
     const code =
@@ -759,6 +1062,11 @@ class Runtime implements ExecLayer {
       return false;
     }
   }
+}
+
+/** Does any sink, guard, sequence or preset name this tool? */
+function namedByFlows(flows: CompiledFlows, tool: string): boolean {
+  return lookup(flows.sinks, tool).length > 0 || lookup(flows.guards, tool).length > 0;
 }
 
 function auditAction(action: Action, engine: Engine) {

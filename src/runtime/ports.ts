@@ -2,6 +2,7 @@
  * What the runtime needs from its backends, stated structurally so the runtime depends on no store
  * module. The limit, approval and suspension stores satisfy these interfaces.
  */
+import type { Endorsement, FlowDelta, SessionRecord } from '../flows/state.js';
 import type { Action, Json, LimitSpec } from '../types.js';
 
 export interface LimitTicketPort {
@@ -53,4 +54,11 @@ export interface ApprovalPort {
 
 export interface StatePort {
   isSuspended(agent: string): Promise<{ suspended: boolean; reason?: string; by?: string }>;
+}
+
+/** Session flow state (labels delivered, values seen, sequence steps); rejects when it cannot answer. */
+export interface SessionPort {
+  append(scope: string, delta: FlowDelta): Promise<void>;
+  endorse(scope: string, endorsement: Endorsement): Promise<void>;
+  load(scope: string): Promise<SessionRecord>;
 }

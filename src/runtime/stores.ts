@@ -10,6 +10,8 @@ import type { ApprovalStore } from '../approvals/types.js';
 import { openAuditLog } from '../audit/log.js';
 import { openLimitStore } from '../limits/open.js';
 import type { LimitStore } from '../limits/types.js';
+import { openSessionStore } from '../sessions/open.js';
+import type { SessionStore } from '../sessions/types.js';
 import type { AgentStateStore } from '../state/agent-state.js';
 import { openAgentStateStore } from '../state/open.js';
 import type { AuditEvent, Recorder } from '../types.js';
@@ -54,6 +56,8 @@ export interface Stores {
   limits: LimitStore;
   approvals: ApprovalStore;
   state: AgentStateStore;
+  /** Session flow state; absent for a URL its backends do not cover (PostgreSQL): give `sessions`. */
+  sessions?: SessionStore;
   close(): Promise<void>;
 }
 
@@ -66,6 +70,8 @@ export interface StoreUrls {
   approvals?: string;
   limits?: string;
   state?: string;
+  /** Session flow state: `memory:`, `sqlite:` or `redis://` (default: `audit`'s URL when it is one). */
+  sessions?: string;
   /** The audit log's signing key (default: `<db>.key` for SQLite, `./execlayer-audit.key` otherwise). */
   auditKey?: string;
   /**
@@ -83,7 +89,7 @@ export async function openStores(where: string | StoreUrls): Promise<Stores> {
   const closeAll = async () => {
     for (const c of closers.reverse()) await c().catch(() => {});
   };
-  for (const u of [urls.audit, urls.approvals, urls.limits, urls.state]) {
+  for (const u of [urls.audit, urls.approvals, urls.limits, urls.state, urls.sessions]) {
     if (typeof u === 'string' && u.startsWith('sqlite:'))
       mkdirSync(dirname(u.slice('sqlite:'.length)), { recursive: true });
   }
@@ -111,7 +117,10 @@ export async function openStores(where: string | StoreUrls): Promise<Stores> {
       ...(t === undefined ? {} : { commandTimeoutMs: t }),
     });
     closers.push(() => state.close());
-    return { recorder, limits, approvals, state, close: closeAll };
+    const sessionsUrl = urls.sessions ?? (/^(memory:|sqlite:|rediss?:\/\/)/.test(url) ? url : undefined);
+    const sessions = sessionsUrl === undefined ? undefined : await openSessionStore(sessionsUrl);
+    if (sessions) closers.push(() => sessions.close());
+    return { recorder, limits, approvals, state, ...(sessions ? { sessions } : {}), close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

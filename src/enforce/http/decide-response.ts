@@ -97,6 +97,7 @@ const CODE_SET: Record<DecisionCode, true> = {
   allowed: true,
   asked: true,
   denied_by_rule: true,
+  denied_by_flow: true,
   no_matching_rule: true,
   unknown_agent: true,
   invalid_action: true,

@@ -48,7 +48,7 @@ export type Authenticate = (req: IncomingMessage) => Promise<AuthResult>;
 /** The parts of ExecLayer the decision API uses. */
 export type DecisionLayer = Pick<
   ExecLayer,
-  'authorize' | 'outcome' | 'awaitingOutcome' | 'recorder' | 'policyHash' | 'engine'
+  'authorize' | 'outcome' | 'awaitingOutcome' | 'recorder' | 'policyHash' | 'engine' | 'deliver'
 >;
 
 export interface DecisionApiOptions {
@@ -303,7 +303,7 @@ export function createDecisionApiHandler(
           return true;
         }
         case 'decide': {
-          const parsed = parseNativeAction(json, '', caller.agent);
+          const parsed = parseNativeAction(json, '', caller.agent, sessionHeader(req));
           if (!parsed.ok) return reject(res, parsed.problem, rid);
           if (!mayAsk(caller, parsed.value.agent)) {
             return forbid(res, req, rid, point, caller, parsed.value.agent, '/agent');
@@ -337,7 +337,7 @@ export function createDecisionApiHandler(
           }
           const actions: Action[] = [];
           for (let i = 0; i < list.length; i++) {
-            const parsed = parseNativeAction(list[i], `/actions/${i}`, caller.agent);
+            const parsed = parseNativeAction(list[i], `/actions/${i}`, caller.agent, sessionHeader(req));
             if (!parsed.ok) return reject(res, parsed.problem, rid);
             if (!mayAsk(caller, parsed.value.agent)) {
               return forbid(res, req, rid, point, caller, parsed.value.agent, `/actions/${i}/agent`);
@@ -352,7 +352,7 @@ export function createDecisionApiHandler(
         case 'outcome': {
           const parsed = parseOutcome(json);
           if (!parsed.ok) return reject(res, parsed.problem, rid);
-          const { decision, ...o } = parsed.value;
+          const { decision, label, result, ...o } = parsed.value;
           // Only decisions this API gave: the outcome of a gateway or in-process call is reported there.
           const pending = layer.awaitingOutcome(decision);
           if (pending === undefined || (pending.point !== 'http' && pending.point !== 'authzen')) {
@@ -362,14 +362,25 @@ export function createDecisionApiHandler(
           if (!mayAsk(caller, pending.agent)) {
             return forbid(res, req, rid, point, caller, pending.agent, '/decision');
           }
+          // A flow policy labels the result (or takes the label reported with it) before anything else.
+          const seen = await layer.deliver(
+            { id: decision },
+            result !== undefined
+              ? { result }
+              : { resultDigest: o.resultDigest ?? '', ...(label !== undefined ? { label } : {}) },
+          );
           try {
-            await layer.outcome({ id: decision }, o);
+            await layer.outcome({ id: decision }, result !== undefined ? { ...o, result } : o);
           } catch (err) {
             const why = `the outcome of decision \`${decision}\` could not be recorded (${messageOf(err)})`;
             return reject(res, problem(503, 'outcome_not_recorded', why), rid);
           }
-          const answer: OutcomeResponse = { decision, recorded: true };
-          writeJson(res, 200, JSON.stringify(answer), rid);
+          if (!seen.ok) return reject(res, problem(503, 'outcome_not_recorded', seen.reason), rid);
+          const body: { [k: string]: Json } = { decision, recorded: true };
+          if (seen.label !== undefined) body.label = seen.label;
+          if (result !== undefined) body.result = seen.result as Json;
+          if (seen.withheld !== undefined) body.withheld = seen.withheld;
+          writeJson(res, 200, JSON.stringify(body), rid);
           return true;
         }
       }
@@ -470,7 +481,23 @@ function prefersReasons(req: IncomingMessage): boolean {
   return false;
 }
 
-function parseNativeAction(raw: Json | undefined, base: string, callerAgent: string): ParseResult<Action> {
+/**
+ * The session key the channel gives (`ExecLayer-Session` header), if any. A header the client sent more
+ * than once, or an over-long one, is refused (undefined here; `parseNativeAction` then reports it).
+ */
+function sessionHeader(req: IncomingMessage): string | null | undefined {
+  const h = req.headers['execlayer-session'];
+  if (h === undefined) return undefined;
+  if (typeof h !== 'string' || h.length === 0 || h.length > 256) return null;
+  return h;
+}
+
+function parseNativeAction(
+  raw: Json | undefined,
+  base: string,
+  callerAgent: string,
+  session?: string | null,
+): ParseResult<Action> {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
     return invalidRequest('an action must be a JSON object', base);
   for (const k in raw) {
@@ -490,7 +517,16 @@ function parseNativeAction(raw: Json | undefined, base: string, callerAgent: str
   ) {
     return invalidRequest('args must be an object', `${base}/args`);
   }
-  const candidate = { ...raw, agent: raw.agent ?? callerAgent, args: raw.args ?? {} };
+  if (session === null)
+    return invalidRequest('the ExecLayer-Session header must be one value of 1 to 256 characters', base);
+  if (session !== undefined && raw.session !== undefined && raw.session !== session)
+    return invalidRequest('session differs from the ExecLayer-Session header', `${base}/session`);
+  const candidate = {
+    ...raw,
+    agent: raw.agent ?? callerAgent,
+    args: raw.args ?? {},
+    ...(session !== undefined ? { session } : {}),
+  };
   const checked = parseAction(candidate);
   if (!checked.ok) return invalidRequest(checked.error, base);
   return { ok: true, value: checked.action };
@@ -502,9 +538,21 @@ interface ReportedOutcome {
   durationMs: number;
   error?: string;
   resultDigest?: string;
+  /** The result's label as the caller knows it (flow policies): it can only raise the declared one. */
+  label?: Json;
+  /** The result itself, for a flow policy to label, withhold from and extract values from. */
+  result?: Json;
 }
 
-const OUTCOME_KEYS: ReadonlySet<string> = new Set(['decision', 'ok', 'durationMs', 'error', 'resultDigest']);
+const OUTCOME_KEYS: ReadonlySet<string> = new Set([
+  'decision',
+  'ok',
+  'durationMs',
+  'error',
+  'resultDigest',
+  'label',
+  'result',
+]);
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const MAX_ERROR_CHARS = 2000;
 
@@ -513,11 +561,11 @@ function parseOutcome(raw: JsonObject): ParseResult<ReportedOutcome> {
   for (const k in raw) {
     if (!OUTCOME_KEYS.has(k))
       return invalidRequest(
-        `unknown member \`${k}\`: an outcome has decision, ok, durationMs, error, resultDigest`,
+        `unknown member \`${k}\`: an outcome has decision, ok, durationMs, error, resultDigest, label, result`,
         pointerJoin('', k),
       );
   }
-  const { decision, ok, durationMs, error, resultDigest } = raw;
+  const { decision, ok, durationMs, error, resultDigest, label, result } = raw;
   if (typeof decision !== 'string' || decision === '' || decision.length > 200)
     return invalidRequest('decision must be the id of a decision (a non-empty string)', '/decision');
   if (typeof ok !== 'boolean') return invalidRequest('ok must be true or false', '/ok');
@@ -541,6 +589,12 @@ function parseOutcome(raw: JsonObject): ParseResult<ReportedOutcome> {
       );
     value.resultDigest = resultDigest;
   }
+  if (label !== undefined) {
+    if (label === null || typeof label !== 'object' || Array.isArray(label))
+      return invalidRequest('label must be an object: { integrity, level, readers, tags }', '/label');
+    value.label = label;
+  }
+  if (result !== undefined) value.result = result;
   return { ok: true, value };
 }
 

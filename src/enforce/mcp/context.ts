@@ -6,7 +6,7 @@ import type { ToolPinStore } from './pins.js';
 /** What the gateway needs from the runtime. */
 export type GatewayLayer = Pick<
   ExecLayer,
-  'authorize' | 'visible' | 'stopped' | 'outcome' | 'waitForApproval' | 'recorder'
+  'authorize' | 'visible' | 'stopped' | 'outcome' | 'waitForApproval' | 'recorder' | 'deliver'
 >;
 
 /** Shared by the upstream pool and every session of one gateway. */

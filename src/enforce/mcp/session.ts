@@ -727,8 +727,17 @@ export class GatewaySession {
       await this.finish(d, false, started, why);
       return errorResult(why, d);
     }
-    await this.finish(d, !(result as CallToolResult).isError, started, undefined, result);
-    return result as CallToolResult;
+    // The flow policy sees the result before the agent does: labelled, withheld items removed, the
+    // session's label delta durable. A result it cannot account for is not shown (fail closed).
+    const seen = await this.ctx.layer.deliver(d, { result });
+    await this.finish(
+      d,
+      seen.ok && !(result as CallToolResult).isError,
+      started,
+      seen.ok ? undefined : seen.reason,
+      result,
+    );
+    return seen.ok ? (seen.result as CallToolResult) : errorResult(seen.reason, d);
   }
 
   /** Closes the agent side; shared upstreams stay for the other sessions, stateful ones close. */
