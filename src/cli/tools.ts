@@ -3,16 +3,23 @@
  * hidden and its calls denied until an operator approves the new definition here.
  */
 import { openAuditLog } from '../audit/log.js';
-import { openToolPinStore } from '../enforce/mcp/pins.js';
+import { diffLines } from '../enforce/console/diff.js';
+import { openToolPinStore, type PinnedDefinition, type ToolPinStore } from '../enforce/mcp/pins.js';
 import { loadConfigOrReport } from './mcp.js';
 import { EXIT, flags, out, printJson, runCommand, UsageError } from './util.js';
 
-const HELP = `usage: execlayer tools list [--config execlayer.yaml] [--json]
-       execlayer tools approve <tool> [--config execlayer.yaml] [--by <name>] [--json]
+const HELP = `usage: execlayer tools list [--changed] [--config execlayer.yaml] [--json]
+       execlayer tools diff <tool> [--config execlayer.yaml] [--json]
+       execlayer tools approve <tool> [--hash <sha256>] [--config execlayer.yaml] [--by <name>] [--json]
 
-list      every pinned tool (<upstream>.<tool>), its pinned sha256, and a pending changed definition
+list      every pinned tool (<upstream>.<tool>), its pinned sha256, and a pending changed definition;
+          --changed: only tools with a changed definition waiting for review
+diff      the pinned and the changed definition of <tool> (description and input schema) as a line
+          diff, so what is approved is read, not only its hash
 approve   accept the changed definition of <tool>: it becomes the pin, and the tool is visible and
-          callable again (subject to policy). Recorded in the audit trail as a tool event.
+          callable again (subject to policy). It names the exact hash it approves; with --hash it
+          approves only that hash (the one \`tools diff\` showed), so a definition that changed again
+          since is not approved unread. Recorded in the audit trail as a tool event.
 
 Pins set in the config (\`pins:\`) are not changed here: edit the config instead.
 
@@ -25,6 +32,8 @@ export async function toolsCommand(argv: string[]): Promise<number> {
     const { values, positionals } = flags(argv, {
       config: { type: 'string', short: 'c' },
       by: { type: 'string' },
+      hash: { type: 'string' },
+      changed: { type: 'boolean' },
       json: { type: 'boolean' },
     });
     const [sub, tool] = positionals;
@@ -32,10 +41,10 @@ export async function toolsCommand(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return values.help ? EXIT.ok : EXIT.usage;
     }
-    if (sub !== 'list' && sub !== 'approve')
-      throw new UsageError(`unknown subcommand \`${sub}\`: use \`list\` or \`approve\``);
-    if (sub === 'approve' && !tool)
-      throw new UsageError('`tools approve` needs the tool name, e.g. `files.read_file`');
+    if (sub !== 'list' && sub !== 'approve' && sub !== 'diff')
+      throw new UsageError(`unknown subcommand \`${sub}\`: use \`list\`, \`diff\` or \`approve\``);
+    if (sub !== 'list' && !tool)
+      throw new UsageError(`\`tools ${sub}\` needs the tool name, e.g. \`files.read_file\``);
     const config = loadConfigOrReport(values.config, values.json === true);
     if (typeof config === 'number') return config;
     const pins = openToolPinStore(
@@ -44,7 +53,7 @@ export async function toolsCommand(argv: string[]): Promise<number> {
     );
     try {
       if (sub === 'list') {
-        const all = await pins.list();
+        const all = (await pins.list()).filter((p) => !values.changed || p.pendingHash !== undefined);
         const rows = all.map((p) => ({
           tool: p.tool,
           status: config.pins[p.tool] !== undefined ? 'config' : p.pendingHash ? 'changed' : 'pinned',
@@ -66,6 +75,7 @@ export async function toolsCommand(argv: string[]): Promise<number> {
         return EXIT.ok;
       }
       const name = tool!;
+      if (sub === 'diff') return await diffCommand(pins, name, values.json === true);
       if (config.pins[name] !== undefined) {
         process.stderr.write(
           `error: \`${name}\` is pinned in the config (${config.file}); change \`pins:\` there\n`,
@@ -80,6 +90,12 @@ export async function toolsCommand(argv: string[]): Promise<number> {
       if (!before.pendingHash) {
         process.stderr.write(`error: \`${name}\` has no changed definition to approve\n`);
         return EXIT.ask;
+      }
+      if (values.hash !== undefined && values.hash.toLowerCase() !== before.pendingHash) {
+        process.stderr.write(
+          `error: the changed definition of \`${name}\` is now ${before.pendingHash}, not ${values.hash}: run \`execlayer tools diff ${name}\` again\n`,
+        );
+        return EXIT.fail;
       }
       const by = values.by ?? process.env.USER ?? 'operator';
       if (config.store.audit !== 'memory:') {
@@ -107,10 +123,47 @@ export async function toolsCommand(argv: string[]): Promise<number> {
         return EXIT.error;
       }
       if (values.json) printJson({ tool: name, hash: after.hash, previousHash: before.hash, approvedBy: by });
-      else out(`approved ${name}: ${before.hash.slice(0, 16)}… → ${after.hash.slice(0, 16)}…`);
+      else out(`approved ${name}: ${before.hash} → ${after.hash}`);
       return EXIT.ok;
     } finally {
       await pins.close();
     }
   });
+}
+
+/** `tools diff <tool>`: the pinned and the changed definition, line by line. */
+async function diffCommand(pins: ToolPinStore, name: string, json: boolean): Promise<number> {
+  const pin = await pins.get(name);
+  if (!pin) {
+    process.stderr.write(`error: no pinned tool \`${name}\`; see \`execlayer tools list\`\n`);
+    return EXIT.ask;
+  }
+  if (!pin.pendingHash) {
+    if (json) printJson({ tool: name, hash: pin.hash, changed: false });
+    else out(`${name}: no changed definition (pinned ${pin.hash})`);
+    return EXIT.ok;
+  }
+  const before = await pins.definition?.(pin.hash);
+  const after = await pins.definition?.(pin.pendingHash);
+  const text = (d: PinnedDefinition | undefined) => (d === undefined ? '' : JSON.stringify(d, null, 2));
+  if (json) {
+    printJson({
+      tool: name,
+      hash: pin.hash,
+      pendingHash: pin.pendingHash,
+      before: before ?? null,
+      after: after ?? null,
+    });
+    return EXIT.ok;
+  }
+  out(`--- ${name} pinned   ${pin.hash}`);
+  out(`+++ ${name} changed  ${pin.pendingHash}`);
+  if (before === undefined || after === undefined) {
+    out(
+      '(a definition was not kept — it was pinned before definitions were stored, or is too large; only its hash is known)',
+    );
+  }
+  for (const l of diffLines(text(before), text(after))) out(`${l.op}${l.text}`);
+  out(`\napprove exactly this definition: execlayer tools approve ${name} --hash ${pin.pendingHash}`);
+  return EXIT.ok;
 }
