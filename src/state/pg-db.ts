@@ -102,8 +102,9 @@ export interface PgRunOptions {
   /** Statements sent with BEGIN in the same round trip (e.g. `SET LOCAL statement_timeout = 2000`). */
   begin?: string;
   /**
-   * `fn` only reads: a broken connection may be retried once at any point. Otherwise only a failure of
-   * the first statement of a transaction is retried — nothing after BEGIN was sent, so nothing can commit.
+   * `fn` only reads: a broken connection may be retried once at any point. Otherwise a transaction whose
+   * connection broke before COMMIT was sent is retried once (the server rolled it back); a statement run
+   * outside a transaction, or a COMMIT, whose connection broke is not (it may have committed).
    */
   readOnly?: boolean;
 }
@@ -128,7 +129,9 @@ export async function pgRun<T>(
     const retry =
       attempt === 0 &&
       isConnectionError(r.error) &&
-      (r.stage === 'begin' || (o.readOnly === true && r.stage !== 'connect'));
+      // INVARIANT: a connection that broke before COMMIT was sent ended its transaction uncommitted (the
+      // server rolls back a transaction whose connection is gone), so running it again cannot write twice.
+      (r.stage === 'begin' || r.stage === 'body' || (o.readOnly === true && r.stage !== 'connect'));
     if (!retry) throw r.error;
   }
 }
@@ -188,6 +191,8 @@ async function attemptOnce<T>(
       await c.query('COMMIT');
       return out;
     }
+    // Outside a transaction every statement commits on its own: once sent, its fate is unknown.
+    stage = 'commit';
     return fn(c);
   };
   const done = await beforeDeadline(run(), deadline);
