@@ -37,6 +37,14 @@ const RESUME_BOUND_MS = 5000;
 const dirs: string[] = [];
 after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // A store left holding a resource after its test (a writer thread whose link was cut mid-append, a
+  // reconnecting client) must not keep this file's process alive once every test has reported: say what
+  // it was, then end the process, so a suite run always finishes.
+  setTimeout(() => {
+    const left = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout' && r !== 'TTYWrap');
+    process.stderr.write(`# resources still held after the store fault tests: ${left.join(', ') || 'none'}\n`);
+    process.exit(process.exitCode ?? 0);
+  }, 2000).unref();
 });
 function tempKey(): string {
   const d = mkdtempSync(join(tmpdir(), 'execlayer-faults-'));
