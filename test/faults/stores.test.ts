@@ -42,7 +42,9 @@ after(() => {
   // it was, then end the process, so a suite run always finishes.
   setTimeout(() => {
     const left = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout' && r !== 'TTYWrap');
-    process.stderr.write(`# resources still held after the store fault tests: ${left.join(', ') || 'none'}\n`);
+    process.stderr.write(
+      `# resources still held after the store fault tests: ${left.join(', ') || 'none'}\n`,
+    );
     process.exit(process.exitCode ?? 0);
   }, 2000).unref();
 });
