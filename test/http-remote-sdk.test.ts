@@ -162,7 +162,6 @@ describe('remote sdk', () => {
       [{ decision: fresh.id, ok: true, durationMs: -1 }, '/durationMs'],
       [{ decision: fresh.id, ok: true, durationMs: 1, resultDigest: 'abc' }, '/resultDigest'],
       [{ decision: fresh.id, ok: true, durationMs: 1, error: 5 }, '/error'],
-      [{ decision: fresh.id, ok: true, durationMs: 1, result: { rows: 1 } }, '/result'],
       [{ ok: true, durationMs: 1 }, '/decision'],
       // Oversized and hostile fields.
       [{ decision: 'd'.repeat(201), ok: true, durationMs: 1 }, '/decision'],
