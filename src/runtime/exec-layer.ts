@@ -37,13 +37,7 @@ import type {
 } from '../types.js';
 import { ApprovalRequiredError, DeniedError, PolicyError } from './errors.js';
 import { type EventListener, type EventTap, tapOf } from './events.js';
-import {
-  type PolicySnapshot,
-  PolicyWatcher,
-  type PolicyWatchTiming,
-  readSettled,
-  readSnapshot,
-} from './policy-watch.js';
+import { PolicyWatcher, type PolicyWatchTiming, readSettled } from './policy-watch.js';
 import type { ApprovalPort, LimitPort, LimitTicketPort, SessionPort, StatePort } from './ports.js';
 import { DEFAULT_STORE, openStores, type StoreUrls } from './stores.js';
 

@@ -46,6 +46,12 @@ export interface DecideBatchResponse {
 export interface OutcomeResponse {
   decision: string;
   recorded: true;
+  /** The label the flow policy gave the reported result, when one was given. */
+  label?: Json;
+  /** The result as the agent may see it (items a flow policy withholds removed), when one was sent. */
+  result?: Json;
+  /** How many parts of the result were withheld from the agent. */
+  withheld?: number;
 }
 
 /** The wire form of `d`: exactly the members of DecideResponse, the required ones first. */

@@ -376,7 +376,7 @@ export function createDecisionApiHandler(
             return reject(res, problem(503, 'outcome_not_recorded', why), rid);
           }
           if (!seen.ok) return reject(res, problem(503, 'outcome_not_recorded', seen.reason), rid);
-          const body: { [k: string]: Json } = { decision, recorded: true };
+          const body: OutcomeResponse = { decision, recorded: true };
           if (seen.label !== undefined) body.label = seen.label;
           if (result !== undefined) body.result = seen.result as Json;
           if (seen.withheld !== undefined) body.withheld = seen.withheld;
